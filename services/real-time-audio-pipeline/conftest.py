@@ -1,0 +1,8 @@
+"""Make ``import realtime_audio_pipeline`` work when pytest runs from the repository root."""
+
+import sys
+from pathlib import Path
+
+_HERE = str(Path(__file__).resolve().parent)
+if _HERE not in sys.path:
+    sys.path.insert(0, _HERE)

@@ -1,0 +1,104 @@
+"""One buildx invocation: a frozen request, its argv, and what its output tells.
+
+We build the argv ourselves instead of going through python-on-whales so that the exact
+command is what ``--dry-run`` and ``-v`` print, what unit tests assert, and what runs
+through the one ``Runner``, and so that ``--progress plain`` lines can be read as they
+stream (cache hits, current step).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import BuildError
+
+
+@dataclass(frozen=True)
+class BuildRequest:
+    context: Path
+    dockerfile: Path
+    tag: str
+    platform: str
+    cache_ref: str
+    metadata_file: Path
+    build_args: Mapping[str, str] = field(default_factory=dict)
+    build_contexts: Mapping[str, Path] = field(default_factory=dict)
+    builder: str | None = None
+    push: bool = True
+    cache_from: bool = True
+    cache_to: bool = True
+
+    def argv(self, docker: str = "docker") -> list[str]:
+        cmd = [docker, "buildx", "build"]
+        if self.builder:
+            cmd += ["--builder", self.builder]
+        cmd += ["--progress", "plain", "--file", str(self.dockerfile), "--platform", self.platform]
+        for name, value in self.build_args.items():
+            cmd += ["--build-arg", f"{name}={value}"]
+        for name, path in self.build_contexts.items():
+            cmd += ["--build-context", f"{name}={path}"]
+        if self.cache_from:
+            cmd += ["--cache-from", f"type=registry,ref={self.cache_ref}"]
+        if self.cache_to:
+            cmd += ["--cache-to", f"type=registry,ref={self.cache_ref},mode=max,oci-mediatypes=true,image-manifest=true"]
+        cmd += ["--provenance=false", "--tag", self.tag, "--metadata-file", str(self.metadata_file)]
+        if self.push:
+            cmd += ["--push"]
+        cmd.append(str(self.context))
+        return cmd
+
+
+# "#12 [runtime 3/6] COPY --from=install /install /opt/venv" and "#12 CACHED"
+_STEP_RE = re.compile(r"^#(\d+) \[(?:(?P<stage>[\w.-]+) )?(?P<n>\d+)/(?P<total>\d+)\] (?P<what>.+)$")
+_CACHED_RE = re.compile(r"^#(\d+) CACHED$")
+_DONE_RE = re.compile(r"^#(\d+) DONE ")
+
+
+@dataclass
+class BuildProgress:
+    """Reads buildx ``--progress plain`` lines: which Dockerfile steps ran and which were cached."""
+
+    steps: dict[str, str] = field(default_factory=dict)  # vertex id -> step text
+    cached: set[str] = field(default_factory=set)
+    done: set[str] = field(default_factory=set)
+    current: str = ""
+
+    def feed(self, line: str) -> None:
+        if m := _STEP_RE.match(line):
+            vertex = m.group(1)
+            if vertex not in self.steps:
+                self.steps[vertex] = m.group("what")
+                self.current = m.group("what")
+        elif m := _CACHED_RE.match(line):
+            self.cached.add(m.group(1))
+        elif m := _DONE_RE.match(line):
+            self.done.add(m.group(1))
+
+    @property
+    def build_steps(self) -> dict[str, str]:
+        """RUN/COPY/ADD steps: the ones that make layers (FROM and metadata-only steps aside)."""
+        return {v: s for v, s in self.steps.items() if s.split(" ", 1)[0] in ("RUN", "COPY", "ADD")}
+
+    @property
+    def cache_hits(self) -> int:
+        return sum(1 for v in self.build_steps if v in self.cached)
+
+    @property
+    def uncached_steps(self) -> list[str]:
+        return [s for v, s in self.build_steps.items() if v not in self.cached]
+
+
+def read_metadata(path: Path) -> str:
+    """The pushed image's digest from ``--metadata-file``."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise BuildError(f"{path}: buildx wrote no readable metadata ({exc})") from None
+    digest = data.get("containerimage.digest")
+    if not isinstance(digest, str) or not digest.startswith("sha256:"):
+        raise BuildError(f"{path}: no containerimage.digest in buildx metadata")
+    return digest

@@ -1,0 +1,106 @@
+"""The plan: profiles × catalog → build units in dependency order, with refs and tags.
+
+Pure: no engine, no registry, no clock. Everything after it reads the plan.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+from ..catalog import Catalog, ImageSpec
+from ..config_reader import did_you_mean
+from ..errors import ConfigError
+from ..gitinfo import OCI_TAG_RE
+from ..profiles import BaseImage, Profile
+from ..target import RegistryTarget
+from .dag import ancestors, toposort
+
+
+@dataclass(frozen=True)
+class BuildUnit:
+    profile: Profile
+    image: ImageSpec
+    parent_unit: str | None  # key of the parent unit, or None when the parent is a profile base
+    base: BaseImage | None  # the profile base when parent_unit is None
+    repository: str  # full reference without tag: host/namespace/profile/image
+    repository_path: str  # the same inside the registry: namespace/profile/image
+    tag: str
+    cache_ref: str
+
+    @property
+    def key(self) -> str:
+        return unit_key(self.profile.name, self.image.name)
+
+    @property
+    def ref(self) -> str:
+        return f"{self.repository}:{self.tag}"
+
+
+@dataclass(frozen=True)
+class Plan:
+    release_tag: str
+    target: RegistryTarget
+    units: Sequence[BuildUnit]  # parents before children
+
+    def unit(self, key: str) -> BuildUnit:
+        return next(u for u in self.units if u.key == key)
+
+    @property
+    def profiles(self) -> list[str]:
+        return list(dict.fromkeys(u.profile.name for u in self.units))
+
+
+def unit_key(profile: str, image: str) -> str:
+    return f"{profile}/{image}"
+
+
+def make_plan(
+    profiles: Mapping[str, Profile],
+    catalog: Catalog,
+    *,
+    release_tag: str,
+    target: RegistryTarget,
+    only_profiles: Iterable[str] = (),
+    only_images: Iterable[str] = (),
+) -> Plan:
+    if not OCI_TAG_RE.match(release_tag):
+        raise ConfigError(f"release tag {release_tag!r} is not a valid OCI tag ([A-Za-z0-9_][A-Za-z0-9_.-]{{0,127}})")
+    chosen_profiles = list(only_profiles) or list(profiles)
+    for name in chosen_profiles:
+        if name not in profiles:
+            raise ConfigError(f"--profile: unknown profile {name!r}{did_you_mean(name, profiles)}; "
+                              f"profiles/ has: {', '.join(profiles)}")
+    for name in only_images:
+        catalog.image(name)  # raises with a hint
+
+    image_parents = {name: ([] if spec.parent_is_base else [spec.parent]) for name, spec in catalog.images.items()}
+    image_order = toposort(image_parents)
+    wanted = ancestors(image_parents, only_images) if only_images else set(image_order)
+
+    units: list[BuildUnit] = []
+    for profile_name in chosen_profiles:
+        profile = profiles[profile_name]
+        for image_name in image_order:
+            if image_name not in wanted:
+                continue
+            spec = catalog.images[image_name]
+            base = None
+            if spec.parent_is_base:
+                if spec.base_role not in profile.bases:
+                    raise ConfigError(
+                        f"profiles/{profile.name}.json: bases.{spec.base_role}: missing, but image "
+                        f"{spec.name!r} starts from base:{spec.base_role}"
+                        f"{did_you_mean(spec.base_role, profile.bases)}")
+                base = profile.base(spec.base_role)
+            units.append(BuildUnit(
+                profile=profile,
+                image=spec,
+                parent_unit=None if spec.parent_is_base else unit_key(profile.name, spec.parent),
+                base=base,
+                repository=target.ref(profile.name, spec.name),
+                repository_path=target.repository(profile.name, spec.name),
+                tag=release_tag,
+                cache_ref=target.ref("cache", profile.name, spec.name),
+            ))
+    return Plan(release_tag=release_tag, target=target, units=units)

@@ -1,0 +1,86 @@
+"""Rendering of the Jinja Dockerfile templates for one build unit."""
+
+from __future__ import annotations
+
+import traceback
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import jinja2
+
+from ..catalog import ImageSpec
+from ..errors import ConfigError
+from ..profiles import Profile
+
+APP_UID = 10001
+MODEL_CACHE_DIR = "/models"
+
+
+@dataclass(frozen=True)
+class RenderInputs:
+    profile: Profile
+    image: ImageSpec
+    parent: str  # reference of the parent, by digest when known
+    labels: Mapping[str, str]
+
+
+def oci_labels(*, profile: str, image: str, revision: str, created: str, source: str, version: str,
+               title: str) -> dict[str, str]:
+    return {
+        "org.opencontainers.image.title": title,
+        "org.opencontainers.image.version": version,
+        "org.opencontainers.image.revision": revision,
+        "org.opencontainers.image.created": created,
+        "org.opencontainers.image.source": source,
+        "io.shipyard.profile": profile,
+        "io.shipyard.image": image,
+    }
+
+
+class TemplateRenderer:
+    def __init__(self, templates: Path) -> None:
+        self.templates = templates
+        self.env = jinja2.Environment(
+            loader=jinja2.FileSystemLoader(str(templates)),
+            undefined=jinja2.StrictUndefined,
+            trim_blocks=True,
+            lstrip_blocks=True,
+            keep_trailing_newline=True,
+            autoescape=False,
+        )
+
+    def render(self, inputs: RenderInputs) -> str:
+        image = inputs.image
+        context = {
+            "profile": inputs.profile,
+            "image": image,
+            "parent": inputs.parent,
+            "labels": dict(inputs.labels),
+            "uid": APP_UID,
+            "model_cache_dir": MODEL_CACHE_DIR,
+            "lock": image.lock.relative_to(image.context).as_posix() if image.lock else "",
+            "package_dir": image.service.module.split(".")[0] if image.service else "",
+        }
+        try:
+            return self.env.get_template(image.template).render(context)
+        except jinja2.TemplateSyntaxError as exc:
+            where = self._display(exc.filename or image.template)
+            raise ConfigError(f"{where}:{exc.lineno}: template syntax error: {exc.message}") from None
+        except jinja2.TemplateNotFound as exc:
+            raise ConfigError(f"dockerfiles/{exc.name}: template not found (used by image {image.name!r})") from None
+        except jinja2.UndefinedError as exc:
+            raise ConfigError(f"{self._template_line(exc, image.template)}: undefined variable: {exc.message}") from None
+
+    def _display(self, filename: str) -> str:
+        path = Path(filename)
+        if path.is_absolute() and path.is_relative_to(self.templates.parent):
+            return path.relative_to(self.templates.parent).as_posix()
+        return f"{self.templates.name}/{filename}"
+
+    def _template_line(self, exc: BaseException, fallback: str) -> str:
+        """file:line of the innermost template frame (jinja rewrites tracebacks to point there)."""
+        frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename.endswith(".j2")]
+        if frames:
+            return f"{self._display(frames[-1].filename)}:{frames[-1].lineno}"
+        return self._display(fallback)

@@ -1,0 +1,71 @@
+"""The release tag of a work tree: ``YYYYMMDD-<sha>`` from the HEAD commit."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from .errors import GitStateError
+
+SHA_LEN = 8
+OCI_TAG_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+
+
+@dataclass(frozen=True)
+class Revision:
+    sha: str
+    committed: datetime  # UTC
+    dirty: bool
+    dirty_hash: str = ""
+
+    @property
+    def release_tag(self) -> str:
+        tag = f"{self.committed:%Y%m%d}-{self.sha[:SHA_LEN]}"
+        return f"{tag}-dirty-{self.dirty_hash}" if self.dirty else tag
+
+    @property
+    def created(self) -> str:
+        return self.committed.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def read_revision(root: Path, *, allow_dirty: bool = False) -> Revision:
+    """HEAD's sha and UTC commit date; refuses a dirty tree unless ``allow_dirty``."""
+    import git  # gitpython is slow to import; only commands that tag need it
+
+    try:
+        repo = git.Repo(root, search_parent_directories=True)
+    except (git.InvalidGitRepositoryError, git.NoSuchPathError):
+        raise GitStateError(f"{root}: not a git repository; release tags come from the HEAD commit "
+                            f"(git init && git add -A && git commit -m 'first')") from None
+    with repo:
+        try:
+            commit = repo.head.commit
+        except ValueError:
+            raise GitStateError(f"{root}: the repository has no commits yet; commit first "
+                                f"(git add -A && git commit -m 'first')") from None
+        committed = datetime.fromtimestamp(commit.committed_date, tz=UTC)
+        dirty = repo.is_dirty(untracked_files=True)
+        if dirty and not allow_dirty:
+            changed = [d.a_path for d in repo.index.diff(None)] + list(repo.untracked_files)
+            shown = ", ".join(changed[:3]) + (" …" if len(changed) > 3 else "")
+            raise GitStateError(f"{root}: work tree has uncommitted changes ({shown}); commit them "
+                                f"(git add -A && git commit) or pass --allow-dirty to tag …-dirty-<hash>")
+        dirty_hash = _dirty_hash(repo) if dirty else ""
+        return Revision(sha=commit.hexsha, committed=committed, dirty=dirty, dirty_hash=dirty_hash)
+
+
+def _dirty_hash(repo: object) -> str:
+    """A short hash of the uncommitted state: the diff against HEAD plus untracked files."""
+    h = hashlib.sha256()
+    h.update(repo.git.diff("HEAD", "--binary").encode())  # type: ignore[attr-defined]
+    workdir = Path(repo.working_tree_dir)  # type: ignore[attr-defined]
+    for rel in sorted(repo.untracked_files):  # type: ignore[attr-defined]
+        h.update(rel.encode())
+        try:
+            h.update((workdir / rel).read_bytes())
+        except OSError:
+            pass
+    return h.hexdigest()[:SHA_LEN]

@@ -1,0 +1,219 @@
+"""A small OCI distribution API client: manifests, blobs and tags, no layer pulls.
+
+Anonymous, basic and bearer-token (``WWW-Authenticate: Bearer realm=…``, as GHCR does)
+authentication. Transient failures (connection errors, 429, 5xx) are retried with
+exponential backoff and jitter; 4xx answers are not.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import tenacity
+
+from ..credentials import Credentials
+from ..errors import RegistryError
+from ..target import RegistryTarget
+
+MANIFEST_TYPES = (
+    "application/vnd.oci.image.index.v1+json",
+    "application/vnd.docker.distribution.manifest.list.v2+json",
+    "application/vnd.oci.image.manifest.v1+json",
+    "application/vnd.docker.distribution.manifest.v2+json",
+)
+INDEX_TYPES = MANIFEST_TYPES[:2]
+_CHALLENGE_RE = re.compile(r'(\w+)="([^"]*)"')
+
+
+class _Retryable(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class Manifest:
+    digest: str
+    media_type: str
+    raw: bytes
+
+    @property
+    def json(self) -> Any:
+        return json.loads(self.raw)
+
+    @property
+    def is_index(self) -> bool:
+        return self.media_type in INDEX_TYPES
+
+    @property
+    def compressed_size(self) -> int:
+        """Layers plus config, as stored in the registry (single-platform manifests)."""
+        doc = self.json
+        return int(doc["config"]["size"]) + sum(int(layer["size"]) for layer in doc.get("layers", []))
+
+
+class RegistryClient:
+    def __init__(
+        self,
+        target: RegistryTarget,
+        credentials: Credentials | None = None,
+        *,
+        transport: httpx.BaseTransport | None = None,
+        attempts: int = 5,
+        sleep: Callable[[float], None] | None = None,
+        timeout: float = 30.0,
+    ) -> None:
+        self.target = target
+        self._credentials = credentials
+        self._http = httpx.Client(base_url=target.api_base, transport=transport, timeout=timeout)
+        self._token: str | None = None
+        self._basic = False  # set once a Basic challenge was answered
+        retry_kwargs: dict[str, Any] = {}
+        if sleep is not None:
+            retry_kwargs["sleep"] = sleep
+        self._retrying = tenacity.Retrying(
+            retry=tenacity.retry_if_exception_type((_Retryable, httpx.TransportError)),
+            wait=tenacity.wait_exponential_jitter(initial=0.2, max=5),
+            stop=tenacity.stop_after_attempt(attempts),
+            reraise=True,
+            **retry_kwargs,
+        )
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> RegistryClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- transport -----------------------------------------------------------
+    def _send(self, method: str, url: str, *, headers: dict[str, str] | None = None,
+              **kwargs: Any) -> httpx.Response:
+        def once() -> httpx.Response:
+            response = self._http.request(method, url, headers={**(headers or {}), **self._auth_header()}, **kwargs)
+            if response.status_code == 401 and self._authenticate(response):
+                response = self._http.request(method, url, headers={**(headers or {}), **self._auth_header()},
+                                              **kwargs)
+            if response.status_code == 429 or response.status_code >= 500:
+                raise _Retryable(f"{method} {url}: HTTP {response.status_code}")
+            return response
+
+        try:
+            return self._retrying(once)
+        except (_Retryable, httpx.TransportError) as exc:
+            raise RegistryError(f"registry {self.target.host}: {method} {url} failed after retries: {exc}") from None
+
+    def _auth_header(self) -> dict[str, str]:
+        if self._token:
+            return {"Authorization": f"Bearer {self._token}"}
+        if self._credentials and self._basic:
+            return {"Authorization": "Basic " + _basic_value(self._credentials)}
+        return {}
+
+    def _authenticate(self, response: httpx.Response) -> bool:
+        """Answer a 401 challenge once; False when there is nothing new to try."""
+        challenge = response.headers.get("WWW-Authenticate", "")
+        scheme = challenge.split(" ", 1)[0].lower()
+        if scheme == "basic":
+            if self._credentials is None or self._basic:
+                return False
+            self._basic = True
+            return True
+        if scheme == "bearer":
+            params = dict(_CHALLENGE_RE.findall(challenge))
+            realm = params.pop("realm", "")
+            if not realm:
+                return False
+            headers = {"Authorization": "Basic " + _basic_value(self._credentials)} if self._credentials else {}
+            token_response = self._http.get(realm, params=params, headers=headers)
+            if token_response.status_code != 200:
+                raise RegistryError(f"registry {self.target.host}: token service refused the credentials "
+                                    f"(HTTP {token_response.status_code})")
+            body = token_response.json()
+            token = body.get("token") or body.get("access_token")
+            if not token or token == self._token:
+                return False
+            self._token = token
+            return True
+        return False
+
+    # --- API -----------------------------------------------------------------
+    def ping(self) -> None:
+        response = self._send("GET", "/v2/")
+        if response.status_code == 401:
+            raise RegistryError(f"registry {self.target.host} refused the credentials (HTTP 401)")
+        if response.status_code != 200:
+            raise RegistryError(f"registry {self.target.host}: GET /v2/ answered HTTP {response.status_code}")
+
+    def manifest(self, repository: str, reference: str) -> Manifest | None:
+        """The manifest (or index) at a tag or digest; None when it does not exist."""
+        response = self._send("GET", f"/v2/{repository}/manifests/{reference}",
+                              headers={"Accept": ", ".join(MANIFEST_TYPES)})
+        if response.status_code == 404:
+            return None
+        self._raise_for(response, f"manifest {repository}:{reference}")
+        digest = "sha256:" + hashlib.sha256(response.content).hexdigest()
+        header = response.headers.get("Docker-Content-Digest")
+        if reference.startswith("sha256:") and digest != reference:
+            raise RegistryError(f"registry {self.target.host}: manifest {repository}@{reference} has digest {digest}")
+        if header and header != digest:
+            raise RegistryError(f"registry {self.target.host}: {repository}:{reference}: header digest {header} "
+                                f"does not match the content ({digest})")
+        media_type = json.loads(response.content).get("mediaType") or response.headers.get("Content-Type", "")
+        return Manifest(digest=digest, media_type=media_type, raw=response.content)
+
+    def resolve(self, repository: str, reference: str) -> str | None:
+        found = self.manifest(repository, reference)
+        return found.digest if found else None
+
+    def image_manifest(self, repository: str, reference: str, platform: str) -> Manifest | None:
+        """The single-platform manifest, following an index to ``platform`` (os/arch)."""
+        found = self.manifest(repository, reference)
+        if found is None or not found.is_index:
+            return found
+        os_name, _, arch = platform.partition("/")
+        for entry in found.json.get("manifests", []):
+            plat = entry.get("platform", {})
+            if plat.get("os") == os_name and plat.get("architecture") == arch:
+                return self.manifest(repository, entry["digest"])
+        raise RegistryError(f"{repository}:{reference}: no manifest for platform {platform} in the index")
+
+    def blob(self, repository: str, digest: str) -> bytes:
+        response = self._send("GET", f"/v2/{repository}/blobs/{digest}", follow_redirects=True)
+        self._raise_for(response, f"blob {repository}@{digest}")
+        if "sha256:" + hashlib.sha256(response.content).hexdigest() != digest:
+            raise RegistryError(f"registry {self.target.host}: blob {repository}@{digest} does not match its digest")
+        return response.content
+
+    def image_config(self, repository: str, reference: str, platform: str) -> dict[str, Any]:
+        manifest = self.image_manifest(repository, reference, platform)
+        if manifest is None:
+            raise RegistryError(f"{self.target.host}/{repository}:{reference} does not exist")
+        config: dict[str, Any] = json.loads(self.blob(repository, manifest.json["config"]["digest"]))
+        return config
+
+    def tags(self, repository: str) -> list[str]:
+        response = self._send("GET", f"/v2/{repository}/tags/list")
+        if response.status_code == 404:
+            return []
+        self._raise_for(response, f"tags of {repository}")
+        return list(response.json().get("tags") or [])
+
+    def _raise_for(self, response: httpx.Response, what: str) -> None:
+        if response.status_code in (401, 403):
+            raise RegistryError(f"registry {self.target.host}: {what}: access denied (HTTP {response.status_code}); "
+                                f"check the credentials (docker login / GITHUB_TOKEN)")
+        if response.status_code >= 400:
+            raise RegistryError(f"registry {self.target.host}: {what}: HTTP {response.status_code}")
+
+
+def _basic_value(creds: Credentials | None) -> str:
+    assert creds is not None
+    return base64.b64encode(f"{creds.username}:{creds.password.reveal()}".encode()).decode()

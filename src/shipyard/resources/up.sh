@@ -1,0 +1,156 @@
+#!/usr/bin/env bash
+# Bring up what shipyard needs on this machine: a Docker engine with buildx and the
+# containerd image store, a local OCI registry on 127.0.0.1:5000, and mmdebstrap for
+# local base images. Idempotent: installs only what is missing, starts only what is down.
+#
+# On Debian as root it installs packages itself; anywhere else it uses what is there
+# and says exactly what is missing.
+set -euo pipefail
+
+STATE_DIR=${SHIPYARD_STATE_DIR:-${XDG_STATE_HOME:-$HOME/.local/state}/shipyard}
+REGISTRY_ADDR=${SHIPYARD_REGISTRY_ADDR:-127.0.0.1:5000}
+WAIT_SECONDS=${SHIPYARD_UP_TIMEOUT:-60}
+mkdir -p "$STATE_DIR"
+
+say() { printf 'shipyard up: %s\n' "$*"; }
+die() { printf 'shipyard up: error: %s\n' "$*" >&2; exit 1; }
+
+is_root() { [ "$(id -u)" = 0 ]; }
+is_debian() { [ -r /etc/debian_version ] && command -v apt-get >/dev/null; }
+can_install() { is_root && is_debian; }
+
+# Poll a command until it succeeds or the deadline passes (no fixed sleeps).
+wait_for() {
+  local what=$1; shift
+  local deadline=$((SECONDS + WAIT_SECONDS)) delay=0.05
+  until "$@" >/dev/null 2>&1; do
+    [ "$SECONDS" -lt "$deadline" ] || return 1
+    sleep "$delay"
+    delay=$(awk -v d="$delay" 'BEGIN { d *= 2; if (d > 1) d = 1; print d }')
+  done
+  say "$what ready"
+}
+
+# --- packages ------------------------------------------------------------------
+APT_UPDATED=0
+apt_update_once() {
+  if [ "$APT_UPDATED" = 0 ]; then
+    apt-get update -qq
+    APT_UPDATED=1
+  fi
+}
+
+# Debian trixie as an extra source on the bookworm mirror, pinned low so that only
+# what we ask for explicitly (docker.io/trixie …) comes from it.
+add_trixie_source() {
+  local src=/etc/apt/sources.list.d/shipyard-trixie.sources
+  local pin=/etc/apt/preferences.d/shipyard-trixie
+  if [ ! -f "$pin" ]; then
+    printf 'Package: *\nPin: release n=trixie\nPin-Priority: 100\n' >"$pin"
+  fi
+  if [ ! -f "$src" ]; then
+    local mirror
+    mirror=$(awk '/^URIs:/ { print $2; exit }' /etc/apt/sources.list.d/debian.sources 2>/dev/null || true)
+    if [ -z "$mirror" ]; then
+      mirror=$(awk '$1 == "deb" && $3 ~ /^bookworm$/ { print $2; exit }' /etc/apt/sources.list 2>/dev/null || true)
+    fi
+    [ -n "$mirror" ] || die "cannot find the bookworm mirror in /etc/apt/sources.list.d/debian.sources or /etc/apt/sources.list"
+    printf 'Types: deb\nURIs: %s\nSuites: trixie\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n' \
+      "$mirror" >"$src"
+    APT_UPDATED=0
+  fi
+}
+
+docker_ok() { [ -x /usr/sbin/dockerd ] && [ -x /usr/bin/docker ] && /usr/bin/docker buildx version >/dev/null 2>&1; }
+
+install_packages() {
+  local missing=()
+  docker_ok || missing+=("docker engine + buildx")
+  [ -x /usr/bin/docker-registry ] || missing+=("docker-registry")
+  command -v mmdebstrap >/dev/null || missing+=("mmdebstrap")
+  [ -x /usr/bin/tini-static ] || missing+=("tini")
+  [ ${#missing[@]} -eq 0 ] && return 0
+  if ! can_install; then
+    die "missing: ${missing[*]}. Install them (Debian: docker.io docker-buildx docker-cli docker-registry mmdebstrap) or run as root on Debian"
+  fi
+  say "installing: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  if ! docker_ok; then
+    add_trixie_source
+    apt_update_once
+    apt-get install -y -qq --no-install-recommends \
+      docker.io/trixie docker-buildx/trixie docker-cli/trixie >/dev/null
+  fi
+  local rest=()
+  [ -x /usr/bin/docker-registry ] || rest+=(docker-registry)
+  command -v mmdebstrap >/dev/null || rest+=(mmdebstrap)
+  [ -x /usr/bin/tini-static ] || rest+=(tini)
+  if [ ${#rest[@]} -gt 0 ]; then
+    apt_update_once
+    apt-get install -y -qq --no-install-recommends "${rest[@]}" >/dev/null
+  fi
+}
+
+# --- engine --------------------------------------------------------------------
+DOCKER=/usr/bin/docker
+[ -x "$DOCKER" ] || DOCKER=$(command -v docker || true)
+
+engine_up() { "$DOCKER" info >/dev/null 2>&1; }
+
+start_engine() {
+  if engine_up; then
+    say "engine already running"
+    return 0
+  fi
+  can_install || die "the Docker engine is not reachable (docker info failed) and I cannot start it without root: start dockerd"
+  mkdir -p /etc/docker
+  if ! grep -q '"containerd-snapshotter": *true' /etc/docker/daemon.json 2>/dev/null; then
+    printf '{"features":{"containerd-snapshotter":true}}\n' >/etc/docker/daemon.json
+  fi
+  # A killed session leaves pid files and sockets behind; dockerd refuses to start on them.
+  for pidfile in /var/run/docker.pid /run/docker/containerd/containerd.pid; do
+    if [ -f "$pidfile" ] && ! kill -0 "$(cat "$pidfile" 2>/dev/null)" 2>/dev/null; then
+      rm -f "$pidfile"
+    fi
+  done
+  rm -f /var/run/docker.sock /run/docker/containerd/containerd.sock
+  say "starting dockerd (log: $STATE_DIR/dockerd.log)"
+  setsid nohup /usr/sbin/dockerd >"$STATE_DIR/dockerd.log" 2>&1 </dev/null &
+  wait_for "engine" engine_up || die "dockerd did not answer within ${WAIT_SECONDS}s; see $STATE_DIR/dockerd.log"
+}
+
+# --- registry ------------------------------------------------------------------
+registry_up() { curl -fs -o /dev/null "http://$REGISTRY_ADDR/v2/"; }
+
+start_registry() {
+  if registry_up; then
+    say "registry already serving on $REGISTRY_ADDR"
+    return 0
+  fi
+  local cfg=$STATE_DIR/registry.yml pidfile=$STATE_DIR/registry.pid
+  if [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then
+    kill "$(cat "$pidfile")" 2>/dev/null || true
+  fi
+  mkdir -p "$STATE_DIR/registry"
+  cat >"$cfg" <<YML
+version: 0.1
+log:
+  level: warn
+storage:
+  filesystem:
+    rootdirectory: $STATE_DIR/registry
+  delete:
+    enabled: true
+http:
+  addr: $REGISTRY_ADDR
+YML
+  say "starting registry on $REGISTRY_ADDR (storage: $STATE_DIR/registry)"
+  setsid nohup docker-registry serve "$cfg" >"$STATE_DIR/registry.log" 2>&1 </dev/null &
+  echo $! >"$pidfile"
+  wait_for "registry" registry_up || die "registry did not answer on $REGISTRY_ADDR within ${WAIT_SECONDS}s; see $STATE_DIR/registry.log"
+}
+
+install_packages
+start_engine
+start_registry
+say "ok (state: $STATE_DIR)"

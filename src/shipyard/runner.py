@@ -1,0 +1,84 @@
+"""The one way shipyard runs a subprocess.
+
+Every external command (docker, buildx, mmdebstrap, pip, git when needed) goes through a
+``Runner``: it resolves the program with ``shutil.which``, reports ``+ argv`` to the event
+sink, streams output line by line to an optional callback, and raises ``CommandFailed``.
+``dry_run=True`` reports the command and does not execute it, which is what ``--dry-run``
+prints. Tests inject a fake runner and assert on the argv.
+"""
+
+from __future__ import annotations
+
+import shlex
+import shutil
+import subprocess
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import CommandFailed, EngineError
+
+LineCallback = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class Completed:
+    argv: list[str]
+    returncode: int
+    output: str
+
+
+@dataclass
+class Runner:
+    dry_run: bool = False
+    echo: Callable[[str], None] | None = None
+    tail_lines: int = 40
+    history: list[list[str]] = field(default_factory=list)
+
+    def run(
+        self,
+        argv: Sequence[str],
+        *,
+        on_line: LineCallback | None = None,
+        env: Mapping[str, str] | None = None,  # the whole environment of the child; None inherits
+        cwd: Path | None = None,
+        stdin: str | None = None,
+        check: bool = True,
+        capture: bool = True,
+    ) -> Completed:
+        argv = [str(a) for a in argv]
+        self.history.append(argv)
+        if self.echo is not None:
+            self.echo("+ " + shlex.join(argv))
+        if self.dry_run:
+            return Completed(argv, 0, "")
+        program = shutil.which(argv[0])
+        if program is None:
+            raise EngineError(f"{argv[0]}: command not found on PATH; run `nox -s up` (or scripts/up.sh)")
+        kept: deque[str] = deque(maxlen=None if capture else self.tail_lines)
+        with subprocess.Popen(
+            [program, *argv[1:]],
+            stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            env=None if env is None else dict(env),
+            cwd=cwd,
+            text=True,
+            errors="replace",
+        ) as proc:
+            if stdin is not None:
+                assert proc.stdin is not None
+                proc.stdin.write(stdin)
+                proc.stdin.close()
+            assert proc.stdout is not None
+            for raw in proc.stdout:
+                line = raw.rstrip("\n")
+                kept.append(line)
+                if on_line is not None:
+                    on_line(line)
+            returncode = proc.wait()
+        output = "\n".join(kept)
+        if check and returncode != 0:
+            raise CommandFailed(argv, returncode, output)
+        return Completed(argv, returncode, output)
