@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import subprocess
 import sys
@@ -61,29 +62,39 @@ def _add_selection(p: argparse.ArgumentParser) -> None:
                    help="build an uncommitted tree, tagged YYYYMMDD-<sha>-dirty-<hash>")
 
 
+def _add_common(parser: argparse.ArgumentParser, default: object) -> None:
+    """-v/-q/--project work before and after the subcommand (SUPPRESS keeps the top-level value)."""
+    parser.add_argument("--project", type=Path, default=Path.cwd() if default is None else default, metavar="DIR",
+                        help="the repository with shipyard.toml, profiles/ and dockerfiles/ (default: .)")
+    parser.add_argument("-v", "--verbose", action="count", default=0 if default is None else default,
+                        help="show every command run")
+    parser.add_argument("-q", "--quiet", action="store_true", default=False if default is None else default,
+                        help="only results")
+
+
 def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="shipyard", description="Build, push and release the container images of ML inference services.",
         epilog="example: shipyard build --profile cpu --image model-ops-coordinator -v")
     parser.add_argument("--version", action="version", version=f"shipyard {__version__}")
-    parser.add_argument("--project", type=Path, default=Path.cwd(), metavar="DIR",
-                        help="the repository with shipyard.toml, profiles/ and dockerfiles/ (default: .)")
-    parser.add_argument("-v", "--verbose", action="count", default=0, help="show every command run")
-    parser.add_argument("-q", "--quiet", action="store_true", help="only results")
+    _add_common(parser, None)
+    common = argparse.ArgumentParser(add_help=False)
+    _add_common(common, argparse.SUPPRESS)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    add = functools.partial(sub.add_parser, parents=[common])
 
-    sub.add_parser("up", help="install and start the Docker engine and the local registry (idempotent)")
-    sub.add_parser("down", help="stop the local registry and the engine started by `up`")
-    p = sub.add_parser("base", help="build and push the local base images (mmdebstrap)")
+    add("up", help="install and start the Docker engine and the local registry (idempotent)")
+    add("down", help="stop the local registry and the engine started by `up`")
+    p = add("base", help="build and push the local base images (mmdebstrap)")
     p.add_argument("--registry", metavar="HOST/NAMESPACE")
     p.add_argument("--rebuild", action="store_true", help="build even when the registry has it")
-    p = sub.add_parser("plan", help="print the build units in order, with their tags",
+    p = add("plan", help="print the build units in order, with their tags",
                        epilog="example: shipyard plan --profile pc2 --json")
     _add_selection(p)
     p.add_argument("--json", action="store_true", help="machine-readable output")
-    p = sub.add_parser("render", help="render the Dockerfiles of the plan into .shipyard/rendered/")
+    p = add("render", help="render the Dockerfiles of the plan into .shipyard/rendered/")
     _add_selection(p)
-    p = sub.add_parser("build", help="render, build with buildx (registry cache), push and write the release record",
+    p = add("build", help="render, build with buildx (registry cache), push and write the release record",
                        epilog="example: shipyard build --registry ghcr.io/acme --base-override local")
     _add_selection(p)
     p.add_argument("--builder", metavar="NAME", help="buildx builder to use (default: the current one)")

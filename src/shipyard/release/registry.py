@@ -78,7 +78,7 @@ class RegistryClient:
             retry_kwargs["sleep"] = sleep
         self._retrying = tenacity.Retrying(
             retry=tenacity.retry_if_exception_type((_Retryable, httpx.TransportError)),
-            wait=tenacity.wait_exponential_jitter(initial=0.2, max=5),
+            wait=tenacity.wait_exponential_jitter(multiplier=0.2, max=5),
             stop=tenacity.stop_after_attempt(attempts),
             reraise=True,
             **retry_kwargs,

@@ -1,0 +1,83 @@
+"""The front door: `nox -s build` runs the main job end to end, `nox -s tests` the test suite.
+
+Sessions that need the engine and the registry bring them up themselves (scripts/up.sh,
+idempotent). Virtualenvs are reused, and the project is reinstalled only when
+pyproject.toml changed, so a warm `nox -s build` spends its time on the build.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import nox
+
+ROOT = Path(__file__).parent
+nox.options.reuse_venv = "yes"
+nox.options.sessions = ["build"]
+nox.options.default_venv_backend = "venv"
+
+
+def install(session: nox.Session, *extras: str) -> None:
+    """Install the project (editable) unless this venv already has this pyproject.toml."""
+    spec = f".[{','.join(extras)}]" if extras else "."
+    stamp = Path(session.virtualenv.location) / ".shipyard-installed"
+    digest = hashlib.sha256((ROOT / "pyproject.toml").read_bytes() + spec.encode()).hexdigest()
+    if stamp.is_file() and stamp.read_text() == digest:
+        return
+    session.install("-e", spec)
+    stamp.write_text(digest)
+
+
+def up(session: nox.Session) -> None:
+    session.run("bash", str(ROOT / "scripts" / "up.sh"), external=True)
+
+
+@nox.session(name="up", python=False)
+def up_session(session: nox.Session) -> None:
+    """Install (if missing) and start the Docker engine and the local registry."""
+    up(session)
+
+
+@nox.session(python=False)
+def down(session: nox.Session) -> None:
+    """Stop the local registry and the engine started by `up`."""
+    session.run("bash", str(ROOT / "scripts" / "down.sh"), external=True)
+
+
+@nox.session
+def render(session: nox.Session) -> None:
+    """Render every template for every profile into .shipyard/rendered/."""
+    install(session)
+    session.run("shipyard", "render", *session.posargs)
+
+
+@nox.session
+def build(session: nox.Session) -> None:
+    """Build every image of every profile, push it with a YYYYMMDD-<sha> tag, write the release record.
+
+    On this kind of machine the GPU profiles cannot pull their upstream bases, so they build
+    on the local base (SHIPYARD_BASE_OVERRIDE=local) unless the caller set another override.
+    Pass shipyard options after --, e.g. `nox -s build -- --profile cpu -v`.
+    """
+    install(session)
+    up(session)
+    env = {"SHIPYARD_BASE_OVERRIDE": os.environ.get("SHIPYARD_BASE_OVERRIDE", "local")}
+    session.run("shipyard", "build", *session.posargs, env=env)
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """Unit tests, service tests and the integration tests against the real engine and registry."""
+    install(session, "dev")
+    up(session)
+    session.run("pytest", *(session.posargs or ["-q"]))
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """ruff and mypy."""
+    install(session, "dev")
+    session.run("ruff", "check", "src", "tests", "services", "noxfile.py")
+    session.run("mypy")

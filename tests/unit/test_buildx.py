@@ -1,0 +1,63 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from shipyard.build.buildx import BuildProgress, BuildRequest, read_metadata
+from shipyard.errors import BuildError
+
+
+def test_argv_is_exact() -> None:
+    request = BuildRequest(
+        context=Path("/p/services/svc"), dockerfile=Path("/p/.shipyard/rendered/cpu/svc/Dockerfile"),
+        tag="localhost:5000/shipyard/cpu/svc:20250111-656873b3", platform="linux/amd64",
+        cache_ref="localhost:5000/shipyard/cache/cpu/svc", metadata_file=Path("/tmp/m.json"),
+        build_args={"TORCH_CUDA_ARCH_LIST": "8.9"}, build_contexts={"wheels": Path("/w")}, builder="fleet",
+    )
+    assert request.argv() == [
+        "docker", "buildx", "build", "--builder", "fleet", "--progress", "plain",
+        "--file", "/p/.shipyard/rendered/cpu/svc/Dockerfile", "--platform", "linux/amd64",
+        "--build-arg", "TORCH_CUDA_ARCH_LIST=8.9", "--build-context", "wheels=/w",
+        "--cache-from", "type=registry,ref=localhost:5000/shipyard/cache/cpu/svc",
+        "--cache-to", "type=registry,ref=localhost:5000/shipyard/cache/cpu/svc,mode=max,oci-mediatypes=true,"
+                      "image-manifest=true",
+        "--provenance=false", "--tag", "localhost:5000/shipyard/cpu/svc:20250111-656873b3",
+        "--metadata-file", "/tmp/m.json", "--push", "/p/services/svc",
+    ]
+
+
+PLAIN = """\
+#5 [internal] load build context
+#5 DONE 0.0s
+#6 [install 1/3] FROM localhost:5000/x@sha256:abc
+#6 DONE 0.1s
+#7 [install 2/3] COPY requirements.lock /tmp/requirements.lock
+#7 CACHED
+#8 [install 3/3] RUN --mount=type=bind,from=wheels,target=/wheels pip install
+#8 0.512 Processing /wheels/anyio.whl
+#8 DONE 3.2s
+#9 [runtime 2/2] COPY --from=install /install /opt/venv
+#9 CACHED
+#10 exporting to image
+"""
+
+
+def test_progress_counts_cached_layer_steps() -> None:
+    progress = BuildProgress()
+    for line in PLAIN.splitlines():
+        progress.feed(line)
+    assert progress.build_steps == {"7": "COPY requirements.lock /tmp/requirements.lock",
+                                    "8": "RUN --mount=type=bind,from=wheels,target=/wheels pip install",
+                                    "9": "COPY --from=install /install /opt/venv"}
+    assert progress.cache_hits == 2
+    assert progress.uncached_steps == ["RUN --mount=type=bind,from=wheels,target=/wheels pip install"]
+
+
+def test_metadata_digest(tmp_path: Path) -> None:
+    path = tmp_path / "m.json"
+    path.write_text('{"containerimage.digest": "sha256:' + "a" * 64 + '"}')
+    assert read_metadata(path) == "sha256:" + "a" * 64
+    path.write_text("{}")
+    with pytest.raises(BuildError, match="no containerimage.digest"):
+        read_metadata(path)

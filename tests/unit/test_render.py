@@ -1,0 +1,81 @@
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from shipyard.build.plan import make_plan
+from shipyard.build.render import RenderInputs, TemplateRenderer, oci_labels
+from shipyard.catalog import load_catalog
+from shipyard.errors import ConfigError
+from shipyard.profiles import load_profiles
+from shipyard.target import parse_target
+
+REPO = Path(__file__).resolve().parents[2]
+PROFILES = load_profiles(REPO / "profiles", root=REPO)
+CATALOG = load_catalog(REPO)
+PLAN = make_plan(PROFILES, CATALOG, release_tag="20250111-656873b3", target=parse_target(None))
+
+
+def render(unit_key: str, templates: Path = REPO / "dockerfiles") -> str:
+    unit = PLAN.unit(unit_key)
+    labels = oci_labels(profile=unit.profile.name, image=unit.image.name, revision="656873b3" + "0" * 32,
+                        created="2025-01-11T12:00:00Z", source="https://example.test/repo", version=unit.tag,
+                        title=unit.image.name)
+    parent = "localhost:5000/shipyard/x@sha256:" + "b" * 64
+    return TemplateRenderer(templates).render(RenderInputs(unit.profile, unit.image, parent, labels))
+
+
+@pytest.mark.parametrize("key", [u.key for u in PLAN.units])
+def test_every_template_renders_for_every_profile(key: str) -> None:
+    text = render(key)
+    unit = PLAN.unit(key)
+    assert re.search(r"^FROM localhost:5000/shipyard/x@sha256:b{64}", text, re.M), "parent by digest"
+    assert text.rstrip().endswith("USER 10001:10001")
+    assert "HEALTHCHECK" in text
+    assert 'LABEL org.opencontainers.image.revision="656873b3' in text
+    assert f'LABEL io.shipyard.profile="{unit.profile.name}"' in text
+    for name, value in unit.profile.env.items():
+        assert f'ENV {name}="{value}"' in text
+    for name in unit.profile.build_args:
+        assert f"ARG {name}" in text
+    assert "{{" not in text and "{%" not in text
+    if unit.image.lock:
+        assert "--no-index --find-links /wheels --require-hashes" in text
+        assert "--mount=type=bind,from=wheels" in text
+    if unit.image.service:
+        assert f"EXPOSE {unit.image.service.port}" in text
+        assert f'CMD ["python3", "-m", "{unit.image.service.module}"]' in text
+
+
+def test_base_sets_user_tini_and_venv() -> None:
+    text = render("mainpc/base-python")
+    assert "useradd --system --uid 10001 --gid 10001" in text
+    assert 'ENTRYPOINT ["/usr/bin/tini", "--"]' in text
+    assert 'SHIPYARD_HARDWARE_GPU="RTX 4090"' in text
+    assert "ENV TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST}" in text
+
+
+def test_undefined_variable_names_template_and_line(tmp_path: Path) -> None:
+    (tmp_path / "dockerfiles").mkdir()
+    for src in (REPO / "dockerfiles").iterdir():
+        (tmp_path / "dockerfiles" / src.name).write_text(src.read_text())
+    path = tmp_path / "dockerfiles" / "family.Dockerfile.j2"
+    lines = path.read_text().splitlines()
+    lines.insert(3, "RUN echo {{ profile.no_such_thing }}")
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(ConfigError) as err:
+        render("cpu/family-web", tmp_path / "dockerfiles")
+    assert str(err.value).startswith("dockerfiles/family.Dockerfile.j2:4: undefined variable:"), str(err.value)
+
+
+def test_syntax_error_names_template_and_line(tmp_path: Path) -> None:
+    (tmp_path / "dockerfiles").mkdir()
+    for src in (REPO / "dockerfiles").iterdir():
+        (tmp_path / "dockerfiles" / src.name).write_text(src.read_text())
+    path = tmp_path / "dockerfiles" / "_macros.j2"
+    path.write_text(path.read_text() + "\n{% if %}\n")
+    with pytest.raises(ConfigError) as err:
+        render("cpu/family-web", tmp_path / "dockerfiles")
+    assert re.match(r"^dockerfiles/_macros.j2:\d+: template syntax error", str(err.value)), str(err.value)
