@@ -1,0 +1,47 @@
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from shipyard.release.registry import RegistryClient
+from shipyard.target import RegistryTarget, parse_target
+
+IT_REGISTRY = "localhost:5000/shipyard-it"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    here = Path(__file__).parent
+    for item in items:
+        if Path(str(item.fspath)).is_relative_to(here):
+            item.add_marker(pytest.mark.integration)
+
+
+def shipyard(*args: str, env: dict[str, str] | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
+    """The real CLI in a subprocess, as a release engineer runs it."""
+    full_env = {**os.environ, "SHIPYARD_REGISTRY": IT_REGISTRY, **(env or {})}
+    result = subprocess.run([sys.executable, "-m", "shipyard", *args], env=full_env, capture_output=True,
+                            text=True, timeout=1800)
+    if check and result.returncode != 0:
+        raise AssertionError(f"shipyard {' '.join(args)} exited {result.returncode}\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+@pytest.fixture(scope="session")
+def it_target() -> RegistryTarget:
+    return parse_target(IT_REGISTRY)
+
+
+@pytest.fixture(scope="session")
+def registry(it_target: RegistryTarget) -> Iterator[RegistryClient]:
+    client = RegistryClient(it_target)
+    try:
+        client.ping()
+    except Exception as exc:  # pragma: no cover - a broken machine, not a test outcome
+        pytest.fail(f"local registry not reachable ({exc}); run `nox -s up` first")
+    yield client
+    client.close()

@@ -1,0 +1,119 @@
+"""A full build of a small catalog against the real engine and registry, then its containers."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import docker
+import httpx
+import pytest
+import tenacity
+
+from shipyard.release.record import ReleaseRecord, load_record
+from shipyard.release.registry import RegistryClient
+from tests.conftest import git, make_project
+from tests.integration.conftest import shipyard
+
+SERVICES = ("model-ops-coordinator", "real-time-audio-pipeline", "affective-processing-center")
+PROFILES = ("cpu", "pc2")  # pc2 on the local base: the GPU profile's env and build args still apply
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, ReleaseRecord, str]:
+    root = make_project(tmp_path_factory.mktemp("e2e") / "proj", services=SERVICES, profiles=PROFILES)
+    result = shipyard("--project", str(root), "build", env={"SHIPYARD_BASE_OVERRIDE": "local"})
+    sha = git(root, "rev-parse", "HEAD")
+    release = f"20250111-{sha[:8]}"
+    assert f"units pushed as {release}" in result.stdout, result.stdout
+    return root, load_record(root / ".shipyard" / "releases" / f"{release}.json"), result.stdout
+
+
+def test_every_unit_is_in_the_registry_with_its_digest(built, registry: RegistryClient) -> None:  # type: ignore[no-untyped-def]
+    root, record, _ = built
+    assert set(record.units) == {f"{p}/{i}" for p in PROFILES
+                                 for i in ("base-python", "family-web", "family-ml", *SERVICES)}
+    for key, unit in record.units.items():
+        repo = f"shipyard-it/{key}"
+        assert unit.repository == f"localhost:5000/{repo}"
+        assert registry.resolve(repo, record.release) == unit.digest, key
+        assert unit.size > 10_000_000
+        assert unit.steps > 0
+
+
+def test_image_config_from_the_registry(built, registry: RegistryClient) -> None:  # type: ignore[no-untyped-def]
+    root, record, _ = built
+    sha = git(root, "rev-parse", "HEAD")
+    profiles = {name: json.loads((root / "profiles" / f"{name}.json").read_text()) for name in PROFILES}
+    for key, unit in record.units.items():
+        config = registry.image_config(f"shipyard-it/{key}", unit.digest, unit.platform)["config"]
+        assert config["User"] == "10001:10001", key
+        assert config["Healthcheck"]["Test"][0] == "CMD", key
+        assert config["Entrypoint"] == ["/usr/bin/tini", "--"], key
+        labels = config["Labels"]
+        assert labels["org.opencontainers.image.revision"] == sha
+        assert labels["org.opencontainers.image.version"] == record.release
+        assert labels["io.shipyard.profile"] == unit.profile and labels["io.shipyard.image"] == unit.image
+        env = dict(item.split("=", 1) for item in config["Env"])
+        for name, value in profiles[unit.profile]["env"].items():
+            assert env[name] == value, (key, name)
+        for name, value in profiles[unit.profile]["build_args"].items():
+            assert env[name] == value, (key, name)
+        assert env["PYTHONUNBUFFERED"] == "1"
+        if unit.kind == "service":
+            assert len(config["ExposedPorts"]) == 1
+
+
+def test_child_is_built_on_its_parent_by_digest(built) -> None:  # type: ignore[no-untyped-def]
+    _, record, _ = built
+    for key, unit in record.units.items():
+        if unit.image == "family-web":
+            assert unit.parent == record.units[f"{unit.profile}/base-python"].ref
+        if unit.image == "base-python":
+            assert "/shipyard-it/bases/debian-bookworm-python@sha256:" in unit.parent
+
+
+def test_rebuild_after_prune_comes_from_the_registry_cache(built) -> None:  # type: ignore[no-untyped-def]
+    root, first, _ = built
+    subprocess.run(["docker", "buildx", "prune", "-af"], check=True, capture_output=True)
+    shipyard("--project", str(root), "build", "--profile", "cpu", env={"SHIPYARD_BASE_OVERRIDE": "local"})
+    again = load_record(root / ".shipyard" / "releases" / f"{first.release}.json")
+    for key, unit in again.units.items():
+        assert unit.steps > 0 and unit.cache_hits == unit.steps, f"{key}: {unit.cache_hits}/{unit.steps} cached"
+
+
+def _run(client: docker.DockerClient, ref: str, port: int) -> Iterator[str]:
+    container = client.containers.run(
+        ref, detach=True, read_only=True, tmpfs={"/tmp": "rw,size=64m"}, cap_drop=["ALL"],
+        security_opt=["no-new-privileges"], mem_limit="512m", pids_limit=256,
+        ports={f"{port}/tcp": ("127.0.0.1", None)}, labels={"io.shipyard.test": "e2e"},
+    )
+    try:
+        container.reload()
+        host_port = container.ports[f"{port}/tcp"][0]["HostPort"]
+        yield f"http://127.0.0.1:{host_port}"
+    finally:
+        container.remove(force=True)
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_service_container_answers_health(built, service: str) -> None:  # type: ignore[no-untyped-def]
+    root, record, _ = built
+    unit = record.units[f"cpu/{service}"]
+    catalog_port = {"model-ops-coordinator": 8212, "real-time-audio-pipeline": 6557,
+                    "affective-processing-center": 6560}[service]
+    client = docker.from_env()
+    try:
+        for base_url in _run(client, unit.ref, catalog_port):
+            for attempt in tenacity.Retrying(stop=tenacity.stop_after_delay(60), wait=tenacity.wait_fixed(0.2),
+                                             retry=tenacity.retry_if_exception_type(httpx.TransportError),
+                                             reraise=True):
+                with attempt:
+                    response = httpx.get(f"{base_url}/health", timeout=2)
+            assert response.status_code == 200
+            body = response.json()
+            assert body["status"] == "ok" and body["service"] == service and body["profile"] == "cpu"
+    finally:
+        client.close()
