@@ -1,4 +1,4 @@
-"""``python -m model_ops_coordinator``: serve on 0.0.0.0:$PORT with $UVICORN_WORKERS (capped) workers."""
+"""``python -m model_ops_coordinator``: serve on 0.0.0.0:$PORT, $UVICORN_WORKERS (capped) workers."""
 
 from __future__ import annotations
 

@@ -73,8 +73,9 @@ FloatArray = NDArray[np.float64]
 
 def _softmax(logits: FloatArray) -> FloatArray:
     shifted = logits - logits.max(axis=-1, keepdims=True)
-    exp = np.exp(shifted)
-    return exp / exp.sum(axis=-1, keepdims=True)
+    exp: FloatArray = np.exp(shifted)
+    out: FloatArray = exp / exp.sum(axis=-1, keepdims=True)
+    return out
 
 
 @dataclass(frozen=True)

@@ -1,16 +1,28 @@
 from __future__ import annotations
 
+import json
 import math
+import os
+import queue
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+from typing import IO, Any
 
 import numpy as np
 import pytest
-from starlette.testclient import TestClient
-
 from model_ops_coordinator import SERVICE_NAME
 from model_ops_coordinator.app import InvalidInput, app, parse_features
 from model_ops_coordinator.model import LABELS, train_default, training_arrays
 from model_ops_coordinator.runtime import effective_workers
+from starlette.testclient import TestClient
 
+SERVICE_DIR = Path(__file__).resolve().parents[1]
 GOLDEN = {"features": [0.9, 0.88, 0.82, 0.86]}
 ENV_VARS = ("SHIPYARD_PROFILE", "SHIPYARD_HARDWARE_GPU", "TORCH_CUDA_ARCH_LIST", "OMP_NUM_THREADS",
             "UVICORN_WORKERS")
@@ -120,3 +132,68 @@ def test_predict_invalid_is_422(client: TestClient, content: bytes) -> None:
 
 def test_predict_wrong_method(client: TestClient) -> None:
     assert client.get("/v1/predict").status_code == 405
+
+
+# --- the real entry point (uvicorn with the "pkg.app:app" import string) ------------------------
+
+def post_json(url: str, payload: Any) -> Any:
+    request = urllib.request.Request(url, data=json.dumps(payload).encode(),
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=5) as resp:
+        return json.loads(resp.read())
+
+
+class LineReader:
+    """Collects a pipe's lines on a thread, so waiting for one line never blocks past a deadline."""
+
+    def __init__(self, pipe: IO[str]) -> None:
+        self.lines: queue.Queue[str] = queue.Queue()
+        self._thread = threading.Thread(target=self._pump, args=(pipe,), daemon=True)
+        self._thread.start()
+
+    def _pump(self, pipe: IO[str]) -> None:
+        for line in pipe:
+            self.lines.put(line)
+
+    def wait_for(self, pattern: str, timeout: float = 15.0) -> re.Match[str]:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                line = self.lines.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                raise AssertionError(f"no line matching {pattern!r} within {timeout} s") from None
+            if match := re.search(pattern, line):
+                return match
+
+    def rest(self) -> str:
+        """The lines not consumed yet, once the pipe is at EOF (the process has exited)."""
+        self._thread.join(timeout=5)
+        return "".join(self.lines.queue)
+
+
+def test_main_serves_and_stops_on_sigterm() -> None:
+    env = {**os.environ, "PORT": "0", "UVICORN_WORKERS": "1", "PYTHONPATH": str(SERVICE_DIR),
+           "PYTHONDONTWRITEBYTECODE": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "model_ops_coordinator"], env=env, cwd=SERVICE_DIR,
+                            stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+    try:
+        assert proc.stderr is not None
+        output = LineReader(proc.stderr)
+        # One worker logs this once it is listening (with several, the parent logs it before any worker
+        # accepts connections, so it would not mean ready).
+        port = output.wait_for(r"Uvicorn running on http://0\.0\.0\.0:(\d+)").group(1)
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5) as resp:
+            health = json.loads(resp.read())
+        assert health["service"] == SERVICE_NAME
+        assert health["workers"] == 1
+        assert post_json(f"http://127.0.0.1:{port}/v1/predict", GOLDEN)["label"] == "high"
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=10)
+        assert 'Finished server process' in output.rest()
+        assert proc.returncode in (0, -signal.SIGTERM)  # uvicorn re-raises SIGTERM after shutting down
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        if proc.stderr is not None:
+            proc.stderr.close()

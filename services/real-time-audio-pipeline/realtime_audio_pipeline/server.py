@@ -40,7 +40,7 @@ def process_request(connection: ServerConnection, request: Request) -> Response 
 
 
 async def stream(connection: ServerConnection) -> None:
-    """One JSON reply per received message; invalid input gets ``{"error": ...}`` and the socket stays open."""
+    """One JSON reply per message; invalid input gets ``{"error": ...}`` and the socket stays open."""
     try:
         async for message in connection:
             await connection.send(json.dumps(handle_message(message)))
