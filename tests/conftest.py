@@ -11,13 +11,26 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def git(cwd: Path, *args: str, date: str = "2025-01-11T12:00:00+00:00") -> str:
-    env = {"GIT_AUTHOR_DATE": date, "GIT_COMMITTER_DATE": date, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@x",
-           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@x", "HOME": str(cwd), "PATH": "/usr/bin:/bin"}
+    env = {
+        "GIT_AUTHOR_DATE": date,
+        "GIT_COMMITTER_DATE": date,
+        "GIT_AUTHOR_NAME": "t",
+        "GIT_AUTHOR_EMAIL": "t@x",
+        "GIT_COMMITTER_NAME": "t",
+        "GIT_COMMITTER_EMAIL": "t@x",
+        "HOME": str(cwd),
+        "PATH": "/usr/bin:/bin",
+    }
     return subprocess.run(["git", *args], cwd=cwd, env=env, check=True, capture_output=True, text=True).stdout.strip()
 
 
-def make_project(dest: Path, *, services: tuple[str, ...] = (), profiles: tuple[str, ...] = ("cpu", "mainpc", "pc2"),
-                 commit: bool = True) -> Path:
+def make_project(
+    dest: Path,
+    *,
+    services: tuple[str, ...] = (),
+    profiles: tuple[str, ...] = ("cpu", "mainpc", "pc2"),
+    commit: bool = True,
+) -> Path:
     """A copy of this repo's catalog, reduced to the families and the given services, as a git repo."""
     dest.mkdir(parents=True, exist_ok=True)
     shutil.copytree(REPO / "dockerfiles", dest / "dockerfiles")
@@ -34,8 +47,11 @@ def make_project(dest: Path, *, services: tuple[str, ...] = (), profiles: tuple[
             kept.append(block)
     (dest / "shipyard.toml").write_text("\n[images.".join(kept))
     for svc in services:
-        shutil.copytree(REPO / "services" / svc, dest / "services" / svc,
-                        ignore=shutil.ignore_patterns("__pycache__", "tests", "conftest.py"))
+        shutil.copytree(
+            REPO / "services" / svc,
+            dest / "services" / svc,
+            ignore=shutil.ignore_patterns("__pycache__", "tests", "conftest.py"),
+        )
     (dest / ".gitignore").write_text(".shipyard/\n")
     if commit:
         git(dest, "init", "-q", "-b", "main")

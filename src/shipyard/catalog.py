@@ -75,8 +75,10 @@ class Catalog:
         try:
             return self.images[name]
         except KeyError:
-            raise ConfigError(f"--image: unknown image {name!r}{did_you_mean(name, self.images)}; "
-                              f"the catalog has: {', '.join(self.images)}") from None
+            raise ConfigError(
+                f"--image: unknown image {name!r}{did_you_mean(name, self.images)}; "
+                f"the catalog has: {', '.join(self.images)}"
+            ) from None
 
 
 IMAGE_KEYS = ("kind", "template", "context", "parent", "lock", "size_budget_mb", "service", "description")
@@ -94,7 +96,9 @@ def _parse_golden(t: Table, protocol: str) -> Golden:
         raise t.error("method", f"expected GET, POST or PUT, got {method!r}")
     if "request" not in t.data:
         raise t.error("request", "missing (required): the request body to send")
-    return Golden(path=path, method=method, request=t.data["request"], expect=dict(t.table("expect", required=True).data))
+    return Golden(
+        path=path, method=method, request=t.data["request"], expect=dict(t.table("expect", required=True).data)
+    )
 
 
 def _parse_service(t: Table) -> Service:
@@ -104,7 +108,7 @@ def _parse_service(t: Table) -> Service:
         raise t.error("port", f"expected a TCP port 1-65535, got {port}")
     protocol = t.opt("protocol", str, "http")
     if protocol not in ("http", "websocket"):
-        raise t.error("protocol", f"expected \"http\" or \"websocket\", got {protocol!r}")
+        raise t.error("protocol", f'expected "http" or "websocket", got {protocol!r}')
     health = t.req("health", str)
     if not HTTP_PATH_RE.match(health):
         raise t.error("health", f"expected an absolute path like /health, got {health!r}")
@@ -128,7 +132,7 @@ def _parse_image(t: Table, name: str, root: Path, templates: Path) -> ImageSpec:
         raise t.error(None, f"image name {name!r}: use lowercase letters, digits, '.', '_' and '-'")
     kind = t.req("kind", str)
     if kind not in ("family", "service"):
-        raise t.error("kind", f"expected \"family\" or \"service\", got {kind!r}")
+        raise t.error("kind", f'expected "family" or "service", got {kind!r}')
     template = t.req("template", str)
     if not (templates / template).is_file():
         raise t.error("template", f"{templates.relative_to(root) / template} does not exist")
@@ -147,7 +151,7 @@ def _parse_image(t: Table, name: str, root: Path, templates: Path) -> ImageSpec:
     if kind == "service":
         service = _parse_service(t.table("service", required=True))
     elif "service" in t.data:
-        raise t.error("service", "only images of kind \"service\" have a service table")
+        raise t.error("service", 'only images of kind "service" have a service table')
     return ImageSpec(
         name=name,
         kind=kind,  # type: ignore[arg-type]
@@ -176,8 +180,11 @@ def load_catalog(root: Path) -> Catalog:
         images[name] = _parse_image(images_t.table(name, required=True), name, root, root / "dockerfiles")
     for spec in images.values():
         if not spec.parent_is_base and spec.parent not in images:
-            raise images_t.error(f"{spec.name}.parent", f"unknown image {spec.parent!r}{did_you_mean(spec.parent, images)}"
-                                 f"; use another image of the catalog or base:<role> for a profile base")
+            raise images_t.error(
+                f"{spec.name}.parent",
+                f"unknown image {spec.parent!r}{did_you_mean(spec.parent, images)}"
+                f"; use another image of the catalog or base:<role> for a profile base",
+            )
     return Catalog(
         path=path,
         project_name=project.opt("name", str, root.resolve().name),

@@ -49,33 +49,58 @@ class Console:
 
 
 def _add_selection(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--profile", action="append", default=[], metavar="NAME",
-                   help="only this profile (repeatable; default: every profile in profiles/)")
-    p.add_argument("--image", action="append", default=[], metavar="NAME",
-                   help="only this image and its parents (repeatable; default: the whole catalog)")
-    p.add_argument("--registry", metavar="HOST/NAMESPACE",
-                   help="where images go, e.g. ghcr.io/acme (env SHIPYARD_REGISTRY; default localhost:5000/shipyard)")
-    p.add_argument("--base-override", metavar="local|ROLE=REF",
-                   help="replace profile bases: 'local' builds every profile on the local base "
-                        "(env SHIPYARD_BASE_OVERRIDE)")
-    p.add_argument("--allow-dirty", action="store_true",
-                   help="build an uncommitted tree, tagged YYYYMMDD-<sha>-dirty-<hash>")
+    p.add_argument(
+        "--profile",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="only this profile (repeatable; default: every profile in profiles/)",
+    )
+    p.add_argument(
+        "--image",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="only this image and its parents (repeatable; default: the whole catalog)",
+    )
+    p.add_argument(
+        "--registry",
+        metavar="HOST/NAMESPACE",
+        help="where images go, e.g. ghcr.io/acme (env SHIPYARD_REGISTRY; default localhost:5000/shipyard)",
+    )
+    p.add_argument(
+        "--base-override",
+        metavar="local|ROLE=REF",
+        help="replace profile bases: 'local' builds every profile on the local base (env SHIPYARD_BASE_OVERRIDE)",
+    )
+    p.add_argument(
+        "--allow-dirty", action="store_true", help="build an uncommitted tree, tagged YYYYMMDD-<sha>-dirty-<hash>"
+    )
 
 
 def _add_common(parser: argparse.ArgumentParser, default: object) -> None:
     """-v/-q/--project work before and after the subcommand (SUPPRESS keeps the top-level value)."""
-    parser.add_argument("--project", type=Path, default=Path.cwd() if default is None else default, metavar="DIR",
-                        help="the repository with shipyard.toml, profiles/ and dockerfiles/ (default: .)")
-    parser.add_argument("-v", "--verbose", action="count", default=0 if default is None else default,
-                        help="show every command run")
-    parser.add_argument("-q", "--quiet", action="store_true", default=False if default is None else default,
-                        help="only results")
+    parser.add_argument(
+        "--project",
+        type=Path,
+        default=Path.cwd() if default is None else default,
+        metavar="DIR",
+        help="the repository with shipyard.toml, profiles/ and dockerfiles/ (default: .)",
+    )
+    parser.add_argument(
+        "-v", "--verbose", action="count", default=0 if default is None else default, help="show every command run"
+    )
+    parser.add_argument(
+        "-q", "--quiet", action="store_true", default=False if default is None else default, help="only results"
+    )
 
 
 def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="shipyard", description="Build, push and release the container images of ML inference services.",
-        epilog="example: shipyard build --profile cpu --image model-ops-coordinator -v")
+        prog="shipyard",
+        description="Build, push and release the container images of ML inference services.",
+        epilog="example: shipyard build --profile cpu --image model-ops-coordinator -v",
+    )
     parser.add_argument("--version", action="version", version=f"shipyard {__version__}")
     _add_common(parser, None)
     common = argparse.ArgumentParser(add_help=False)
@@ -88,14 +113,20 @@ def make_parser() -> argparse.ArgumentParser:
     p = add("base", help="build and push the local base images (mmdebstrap)")
     p.add_argument("--registry", metavar="HOST/NAMESPACE")
     p.add_argument("--rebuild", action="store_true", help="build even when the registry has it")
-    p = add("plan", help="print the build units in order, with their tags",
-                       epilog="example: shipyard plan --profile pc2 --json")
+    p = add(
+        "plan",
+        help="print the build units in order, with their tags",
+        epilog="example: shipyard plan --profile pc2 --json",
+    )
     _add_selection(p)
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p = add("render", help="render the Dockerfiles of the plan into .shipyard/rendered/")
     _add_selection(p)
-    p = add("build", help="render, build with buildx (registry cache), push and write the release record",
-                       epilog="example: shipyard build --registry ghcr.io/acme --base-override local")
+    p = add(
+        "build",
+        help="render, build with buildx (registry cache), push and write the release record",
+        epilog="example: shipyard build --registry ghcr.io/acme --base-override local",
+    )
     _add_selection(p)
     p.add_argument("--builder", metavar="NAME", help="buildx builder to use (default: the current one)")
     p.add_argument("--dry-run", action="store_true", help="print the plan and the exact commands; run nothing")
@@ -122,9 +153,25 @@ def cmd_plan(args: argparse.Namespace, console: Console) -> int:
     revision = read_revision(project.root, allow_dirty=True)
     plan = plan_for(project, revision, BuildOptions(target=_target(args), profiles=args.profile, images=args.image))
     if args.json:
-        console.line(json.dumps({"release": plan.release_tag, "registry": str(plan.target), "units": [
-            {"key": u.key, "ref": u.ref, "parent": u.parent_unit or (u.base.ref if u.base else None),
-             "cache": u.cache_ref, "platform": u.profile.platform} for u in plan.units]}, indent=2))
+        console.line(
+            json.dumps(
+                {
+                    "release": plan.release_tag,
+                    "registry": str(plan.target),
+                    "units": [
+                        {
+                            "key": u.key,
+                            "ref": u.ref,
+                            "parent": u.parent_unit or (u.base.ref if u.base else None),
+                            "cache": u.cache_ref,
+                            "platform": u.profile.platform,
+                        }
+                        for u in plan.units
+                    ],
+                },
+                indent=2,
+            )
+        )
         return 0
     console.line(f"release {plan.release_tag}{' (tree is dirty)' if revision.dirty else ''} → {plan.target}")
     for unit in plan.units:
@@ -133,13 +180,21 @@ def cmd_plan(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
-def _context(args: argparse.Namespace, console: Console, *, dry_run: bool = False) -> tuple[BuildContext, RegistryTarget]:
+def _context(
+    args: argparse.Namespace, console: Console, *, dry_run: bool = False
+) -> tuple[BuildContext, RegistryTarget]:
     project = load_project(args.project, base_override=args.base_override)
     revision = read_revision(project.root, allow_dirty=args.allow_dirty)
     target = _target(args)
     runner = Runner(dry_run=dry_run, echo=console.line if (dry_run or args.verbose) else None)
-    ctx = BuildContext(project=project, revision=revision, runner=runner, registry=_registry(target),
-                       cache_dir=cache_dir(), emit=console.event)
+    ctx = BuildContext(
+        project=project,
+        revision=revision,
+        runner=runner,
+        registry=_registry(target),
+        cache_dir=cache_dir(),
+        emit=console.event,
+    )
     return ctx, target
 
 
@@ -164,8 +219,9 @@ def cmd_build(args: argparse.Namespace, console: Console) -> int:
         if creds is not None:
             docker_login(preflight, target, creds)
         check_registry(ctx.registry, console.event)
-    record = build_release(ctx, BuildOptions(target=target, profiles=args.profile, images=args.image,
-                                             builder=args.builder))
+    record = build_release(
+        ctx, BuildOptions(target=target, profiles=args.profile, images=args.image, builder=args.builder)
+    )
     if not args.dry_run:
         print_summary(console, record)
         if args.json:
@@ -190,8 +246,15 @@ def cmd_base(args: argparse.Namespace, console: Console) -> int:
 def print_summary(console: Console, record: ReleaseRecord) -> None:
     rows = [("unit", "digest", "size", "cached", "time")]
     for key, unit in record.units.items():
-        rows.append((key, unit.digest[:19], f"{unit.size / 1e6:.1f} MB", f"{unit.cache_hits}/{unit.steps}",
-                     f"{unit.duration_s:.1f}s"))
+        rows.append(
+            (
+                key,
+                unit.digest[:19],
+                f"{unit.size / 1e6:.1f} MB",
+                f"{unit.cache_hits}/{unit.steps}",
+                f"{unit.duration_s:.1f}s",
+            )
+        )
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     console.line("")
     for i, row in enumerate(rows):
@@ -199,8 +262,9 @@ def print_summary(console: Console, record: ReleaseRecord) -> None:
         if i == 0:
             console.line("  ".join("-" * w for w in widths))
     total = sum(u.duration_s for u in record.units.values())
-    console.line(f"\n{len(record.units)} units pushed as {record.release} to {record.registry} "
-                 f"(build time {total:.1f}s)")
+    console.line(
+        f"\n{len(record.units)} units pushed as {record.release} to {record.registry} (build time {total:.1f}s)"
+    )
 
 
 COMMANDS = {"plan": cmd_plan, "render": cmd_render, "build": cmd_build, "base": cmd_base}

@@ -19,8 +19,14 @@ from .errors import ConfigError
 
 T = TypeVar("T")
 
-_TYPE_NAMES = {str: "a string", int: "an integer", float: "a number", bool: "true or false",
-               list: "a list", dict: "a table"}
+_TYPE_NAMES = {
+    str: "a string",
+    int: "an integer",
+    float: "a number",
+    bool: "true or false",
+    list: "a list",
+    dict: "a table",
+}
 
 
 def describe(value: object) -> str:
@@ -63,7 +69,7 @@ class Table:
     prefix: str
 
     def where(self, key: str | None = None) -> str:
-        path = ".".join(p for p in (self.prefix, key) if p)
+        path = ".".join(p for p in (self.prefix, key or "") if p)
         return f"{self.file}: {path}" if path else self.file
 
     def error(self, key: str | None, message: str) -> ConfigError:

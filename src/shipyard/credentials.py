@@ -65,13 +65,17 @@ def credentials_for(target: RegistryTarget) -> Credentials | None:
         return Credentials(os.environ.get("GITHUB_ACTOR", "shipyard"), Secret(os.environ["GITHUB_TOKEN"]))
     found = _docker_config_auth(target.host)
     if found is None and target.is_ghcr:
-        raise ConfigError("GITHUB_TOKEN is not set and `docker login ghcr.io` was not done: GHCR needs a token "
-                          "with write:packages (export GITHUB_TOKEN=… or echo $TOKEN | docker login ghcr.io -u USER "
-                          "--password-stdin)")
+        raise ConfigError(
+            "GITHUB_TOKEN is not set and `docker login ghcr.io` was not done: GHCR needs a token "
+            "with write:packages (export GITHUB_TOKEN=… or echo $TOKEN | docker login ghcr.io -u USER "
+            "--password-stdin)"
+        )
     return found
 
 
 def docker_login(runner: Runner, target: RegistryTarget, creds: Credentials) -> None:
     """Log the docker CLI (and so buildx) in; the password goes by stdin, never argv."""
-    runner.run(["docker", "login", target.host, "--username", creds.username, "--password-stdin"],
-               stdin=creds.password.reveal())
+    runner.run(
+        ["docker", "login", target.host, "--username", creds.username, "--password-stdin"],
+        stdin=creds.password.reveal(),
+    )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import re
 from dataclasses import dataclass
@@ -38,21 +39,26 @@ def read_revision(root: Path, *, allow_dirty: bool = False) -> Revision:
     try:
         repo = git.Repo(root, search_parent_directories=True)
     except (git.InvalidGitRepositoryError, git.NoSuchPathError):
-        raise GitStateError(f"{root}: not a git repository; release tags come from the HEAD commit "
-                            f"(git init && git add -A && git commit -m 'first')") from None
+        raise GitStateError(
+            f"{root}: not a git repository; release tags come from the HEAD commit "
+            f"(git init && git add -A && git commit -m 'first')"
+        ) from None
     with repo:
         try:
             commit = repo.head.commit
         except ValueError:
-            raise GitStateError(f"{root}: the repository has no commits yet; commit first "
-                                f"(git add -A && git commit -m 'first')") from None
+            raise GitStateError(
+                f"{root}: the repository has no commits yet; commit first (git add -A && git commit -m 'first')"
+            ) from None
         committed = datetime.fromtimestamp(commit.committed_date, tz=UTC)
         dirty = repo.is_dirty(untracked_files=True)
         if dirty and not allow_dirty:
-            changed = [d.a_path for d in repo.index.diff(None)] + list(repo.untracked_files)
+            changed = [line[3:] for line in repo.git.status("--porcelain").splitlines()]
             shown = ", ".join(changed[:3]) + (" …" if len(changed) > 3 else "")
-            raise GitStateError(f"{root}: work tree has uncommitted changes ({shown}); commit them "
-                                f"(git add -A && git commit) or pass --allow-dirty to tag …-dirty-<hash>")
+            raise GitStateError(
+                f"{root}: work tree has uncommitted changes ({shown}); commit them "
+                f"(git add -A && git commit) or pass --allow-dirty to tag …-dirty-<hash>"
+            )
         dirty_hash = _dirty_hash(repo) if dirty else ""
         return Revision(sha=commit.hexsha, committed=committed, dirty=dirty, dirty_hash=dirty_hash)
 
@@ -64,8 +70,6 @@ def _dirty_hash(repo: object) -> str:
     workdir = Path(repo.working_tree_dir)  # type: ignore[attr-defined]
     for rel in sorted(repo.untracked_files):  # type: ignore[attr-defined]
         h.update(rel.encode())
-        try:
+        with contextlib.suppress(OSError):
             h.update((workdir / rel).read_bytes())
-        except OSError:
-            pass
     return h.hexdigest()[:SHA_LEN]

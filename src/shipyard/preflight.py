@@ -16,15 +16,19 @@ def check_engine(runner: Runner, emit: Emit) -> None:
     try:
         info = json.loads(runner.run(["docker", "info", "--format", "{{json .}}"]).output.strip().splitlines()[-1])
     except CommandFailed:
-        raise EngineError("Docker engine not reachable (docker info failed): start it with `nox -s up` "
-                          "(or scripts/up.sh), or point DOCKER_HOST at a running engine") from None
+        raise EngineError(
+            "Docker engine not reachable (docker info failed): start it with `nox -s up` "
+            "(or scripts/up.sh), or point DOCKER_HOST at a running engine"
+        ) from None
     if info.get("ServerErrors"):
         raise EngineError(f"Docker engine not reachable: {info['ServerErrors'][0]}; start it with `nox -s up`")
     driver_status = dict(tuple(pair) for pair in info.get("DriverStatus") or [])
     if driver_status.get("driver-type") != SNAPSHOTTER:
-        raise EngineError("the engine uses the classic image store; the registry build cache needs the containerd "
-                          "image store: set {\"features\":{\"containerd-snapshotter\":true}} in "
-                          "/etc/docker/daemon.json and restart dockerd")
+        raise EngineError(
+            "the engine uses the classic image store; the registry build cache needs the containerd "
+            'image store: set {"features":{"containerd-snapshotter":true}} in '
+            "/etc/docker/daemon.json and restart dockerd"
+        )
     try:
         version = runner.run(["docker", "buildx", "version"]).output.strip()
     except CommandFailed:

@@ -58,8 +58,7 @@ class Profile:
         return self.bases[role]
 
 
-PROFILE_KEYS = ("name", "description", "platform", "python_version", "bases", "hardware",
-                "build_args", "env", "canary")
+PROFILE_KEYS = ("name", "description", "platform", "python_version", "bases", "hardware", "build_args", "env", "canary")
 
 
 def parse_profile(table: Table, name: str) -> Profile:
@@ -74,15 +73,20 @@ def parse_profile(table: Table, name: str) -> Profile:
         raise table.error("platform", f"expected linux/amd64 or linux/arm64, got {platform!r}")
     python_version = table.req("python_version", str)
     if not PYTHON_RE.match(python_version):
-        raise table.error("python_version", f"expected a version like \"3.11\", got {python_version!r}")
+        raise table.error("python_version", f'expected a version like "3.11", got {python_version!r}')
     bases = {}
     for role, ref in table.str_map("bases").items():
         if not ref.startswith(LOCAL_PREFIX) and not PINNED_RE.match(ref):
-            raise table.error(f"bases.{role}", f"{ref!r} is not pinned: write it as name:tag@sha256:<64 hex>, "
-                                               f"or local:<name> for a base built by `shipyard base`")
+            raise table.error(
+                f"bases.{role}",
+                f"{ref!r} is not pinned: write it as name:tag@sha256:<64 hex>, "
+                f"or local:<name> for a base built by `shipyard base`",
+            )
         bases[role] = BaseImage(ref)
     if not bases:
-        raise table.error("bases", "missing (required): at least one role, e.g. {\"python\": \"local:debian-bookworm-python\"}")
+        raise table.error(
+            "bases", 'missing (required): at least one role, e.g. {"python": "local:debian-bookworm-python"}'
+        )
     build_args = table.str_map("build_args")
     env = table.str_map("env")
     for section, values in (("build_args", build_args), ("env", env)):
@@ -91,8 +95,10 @@ def parse_profile(table: Table, name: str) -> Profile:
                 raise table.error(f"{section}.{key}", "not a valid variable name")
     for key in build_args:
         if any(word in key.upper() for word in SECRET_WORDS):
-            raise table.error(f"build_args.{key}", "looks like a secret; build args end up in the image history. "
-                                                   "Pass secrets as BuildKit secrets instead")
+            raise table.error(
+                f"build_args.{key}",
+                "looks like a secret; build args end up in the image history. Pass secrets as BuildKit secrets instead",
+            )
     hardware = table.str_map("hardware")
     for key in hardware:
         if not ENV_NAME_RE.match(key):
@@ -139,6 +145,7 @@ def apply_base_override(profiles: Mapping[str, Profile], override: str | None) -
     if not override:
         return dict(profiles)
     if override == "local":
+
         def new_bases(p: Profile) -> dict[str, BaseImage]:
             return {role: BaseImage(LOCAL_PREFIX + DEFAULT_LOCAL_BASE) for role in p.bases}
     else:
@@ -151,6 +158,7 @@ def apply_base_override(profiles: Mapping[str, Profile], override: str | None) -
 
         def new_bases(p: Profile) -> dict[str, BaseImage]:
             return {role: pairs.get(role, base) for role, base in p.bases.items()}
+
     return {name: replace(p, bases=new_bases(p)) for name, p in profiles.items()}
 
 

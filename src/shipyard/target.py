@@ -48,9 +48,12 @@ def parse_target(value: str | None) -> RegistryTarget:
     host, _, namespace = text.partition("/")
     looks_like_host = "." in host or ":" in host or host == "localhost"
     if not HOST_RE.match(host) or not looks_like_host:
-        raise ConfigError(f"--registry: {text!r}: expected host[:port]/namespace, e.g. ghcr.io/acme or "
-                          f"{DEFAULT_REGISTRY}")
+        raise ConfigError(
+            f"--registry: {text!r}: expected host[:port]/namespace, e.g. ghcr.io/acme or {DEFAULT_REGISTRY}"
+        )
     if not namespace or not PATH_RE.match(namespace):
-        raise ConfigError(f"--registry: {text!r}: the namespace after the host must be lowercase path "
-                          f"components, e.g. ghcr.io/acme/ai-system")
+        raise ConfigError(
+            f"--registry: {text!r}: the namespace after the host must be lowercase path "
+            f"components, e.g. ghcr.io/acme/ai-system"
+        )
     return RegistryTarget(host=host, namespace=namespace)

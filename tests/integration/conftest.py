@@ -24,8 +24,9 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 def shipyard(*args: str, env: dict[str, str] | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
     """The real CLI in a subprocess, as a release engineer runs it."""
     full_env = {**os.environ, "SHIPYARD_REGISTRY": IT_REGISTRY, **(env or {})}
-    result = subprocess.run([sys.executable, "-m", "shipyard", *args], env=full_env, capture_output=True,
-                            text=True, timeout=1800)
+    result = subprocess.run(
+        [sys.executable, "-m", "shipyard", *args], env=full_env, capture_output=True, text=True, timeout=1800
+    )
     if check and result.returncode != 0:
         raise AssertionError(f"shipyard {' '.join(args)} exited {result.returncode}\n{result.stdout}\n{result.stderr}")
     return result

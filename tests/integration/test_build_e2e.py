@@ -33,8 +33,9 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, ReleaseRecord
 
 def test_every_unit_is_in_the_registry_with_its_digest(built, registry: RegistryClient) -> None:  # type: ignore[no-untyped-def]
     root, record, _ = built
-    assert set(record.units) == {f"{p}/{i}" for p in PROFILES
-                                 for i in ("base-python", "family-web", "family-ml", *SERVICES)}
+    assert set(record.units) == {
+        f"{p}/{i}" for p in PROFILES for i in ("base-python", "family-web", "family-ml", *SERVICES)
+    }
     for key, unit in record.units.items():
         repo = f"shipyard-it/{key}"
         assert unit.repository == f"localhost:5000/{repo}"
@@ -68,7 +69,7 @@ def test_image_config_from_the_registry(built, registry: RegistryClient) -> None
 
 def test_child_is_built_on_its_parent_by_digest(built) -> None:  # type: ignore[no-untyped-def]
     _, record, _ = built
-    for key, unit in record.units.items():
+    for _key, unit in record.units.items():
         if unit.image == "family-web":
             assert unit.parent == record.units[f"{unit.profile}/base-python"].ref
         if unit.image == "base-python":
@@ -86,9 +87,16 @@ def test_rebuild_after_prune_comes_from_the_registry_cache(built) -> None:  # ty
 
 def _run(client: docker.DockerClient, ref: str, port: int) -> Iterator[str]:
     container = client.containers.run(
-        ref, detach=True, read_only=True, tmpfs={"/tmp": "rw,size=64m"}, cap_drop=["ALL"],
-        security_opt=["no-new-privileges"], mem_limit="512m", pids_limit=256,
-        ports={f"{port}/tcp": ("127.0.0.1", None)}, labels={"io.shipyard.test": "e2e"},
+        ref,
+        detach=True,
+        read_only=True,
+        tmpfs={"/tmp": "rw,size=64m"},
+        cap_drop=["ALL"],
+        security_opt=["no-new-privileges"],
+        mem_limit="512m",
+        pids_limit=256,
+        ports={f"{port}/tcp": ("127.0.0.1", None)},
+        labels={"io.shipyard.test": "e2e"},
     )
     try:
         container.reload()
@@ -102,14 +110,20 @@ def _run(client: docker.DockerClient, ref: str, port: int) -> Iterator[str]:
 def test_service_container_answers_health(built, service: str) -> None:  # type: ignore[no-untyped-def]
     root, record, _ = built
     unit = record.units[f"cpu/{service}"]
-    catalog_port = {"model-ops-coordinator": 8212, "real-time-audio-pipeline": 6557,
-                    "affective-processing-center": 6560}[service]
+    catalog_port = {
+        "model-ops-coordinator": 8212,
+        "real-time-audio-pipeline": 6557,
+        "affective-processing-center": 6560,
+    }[service]
     client = docker.from_env()
     try:
         for base_url in _run(client, unit.ref, catalog_port):
-            for attempt in tenacity.Retrying(stop=tenacity.stop_after_delay(60), wait=tenacity.wait_fixed(0.2),
-                                             retry=tenacity.retry_if_exception_type(httpx.TransportError),
-                                             reraise=True):
+            for attempt in tenacity.Retrying(
+                stop=tenacity.stop_after_delay(60),
+                wait=tenacity.wait_fixed(0.2),
+                retry=tenacity.retry_if_exception_type(httpx.TransportError),
+                reraise=True,
+            ):
                 with attempt:
                     response = httpx.get(f"{base_url}/health", timeout=2)
             assert response.status_code == 200

@@ -10,20 +10,43 @@ from shipyard.errors import BuildError
 
 def test_argv_is_exact() -> None:
     request = BuildRequest(
-        context=Path("/p/services/svc"), dockerfile=Path("/p/.shipyard/rendered/cpu/svc/Dockerfile"),
-        tag="localhost:5000/shipyard/cpu/svc:20250111-656873b3", platform="linux/amd64",
-        cache_ref="localhost:5000/shipyard/cache/cpu/svc", metadata_file=Path("/tmp/m.json"),
-        build_args={"TORCH_CUDA_ARCH_LIST": "8.9"}, build_contexts={"wheels": Path("/w")}, builder="fleet",
+        context=Path("/p/services/svc"),
+        dockerfile=Path("/p/.shipyard/rendered/cpu/svc/Dockerfile"),
+        tag="localhost:5000/shipyard/cpu/svc:20250111-656873b3",
+        platform="linux/amd64",
+        cache_ref="localhost:5000/shipyard/cache/cpu/svc",
+        metadata_file=Path("/tmp/m.json"),
+        build_args={"TORCH_CUDA_ARCH_LIST": "8.9"},
+        build_contexts={"wheels": Path("/w")},
+        builder="fleet",
     )
     assert request.argv() == [
-        "docker", "buildx", "build", "--builder", "fleet", "--progress", "plain",
-        "--file", "/p/.shipyard/rendered/cpu/svc/Dockerfile", "--platform", "linux/amd64",
-        "--build-arg", "TORCH_CUDA_ARCH_LIST=8.9", "--build-context", "wheels=/w",
-        "--cache-from", "type=registry,ref=localhost:5000/shipyard/cache/cpu/svc",
-        "--cache-to", "type=registry,ref=localhost:5000/shipyard/cache/cpu/svc,mode=max,oci-mediatypes=true,"
-                      "image-manifest=true",
-        "--provenance=false", "--tag", "localhost:5000/shipyard/cpu/svc:20250111-656873b3",
-        "--metadata-file", "/tmp/m.json", "--push", "/p/services/svc",
+        "docker",
+        "buildx",
+        "build",
+        "--builder",
+        "fleet",
+        "--progress",
+        "plain",
+        "--file",
+        "/p/.shipyard/rendered/cpu/svc/Dockerfile",
+        "--platform",
+        "linux/amd64",
+        "--build-arg",
+        "TORCH_CUDA_ARCH_LIST=8.9",
+        "--build-context",
+        "wheels=/w",
+        "--cache-from",
+        "type=registry,ref=localhost:5000/shipyard/cache/cpu/svc",
+        "--cache-to",
+        "type=registry,ref=localhost:5000/shipyard/cache/cpu/svc,mode=max,oci-mediatypes=true,image-manifest=true",
+        "--provenance=false",
+        "--tag",
+        "localhost:5000/shipyard/cpu/svc:20250111-656873b3",
+        "--metadata-file",
+        "/tmp/m.json",
+        "--push",
+        "/p/services/svc",
     ]
 
 
@@ -47,9 +70,11 @@ def test_progress_counts_cached_layer_steps() -> None:
     progress = BuildProgress()
     for line in PLAIN.splitlines():
         progress.feed(line)
-    assert progress.build_steps == {"7": "COPY requirements.lock /tmp/requirements.lock",
-                                    "8": "RUN --mount=type=bind,from=wheels,target=/wheels pip install",
-                                    "9": "COPY --from=install /install /opt/venv"}
+    assert progress.build_steps == {
+        "7": "COPY requirements.lock /tmp/requirements.lock",
+        "8": "RUN --mount=type=bind,from=wheels,target=/wheels pip install",
+        "9": "COPY --from=install /install /opt/venv",
+    }
     assert progress.cache_hits == 2
     assert progress.uncached_steps == ["RUN --mount=type=bind,from=wheels,target=/wheels pip install"]
 

@@ -59,18 +59,34 @@ def test_small_catalog(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("old", "new", "message"),
     [
-        ('parent = "family-web"', 'parent = "family-wbe"',
-         "shipyard.toml: images.svc.parent: unknown image 'family-wbe' (did you mean 'family-web'?)"),
-        ("port = 8080", "port = 70000", "shipyard.toml: images.svc.service.port: expected a TCP port 1-65535, got 70000"),
+        (
+            'parent = "family-web"',
+            'parent = "family-wbe"',
+            "shipyard.toml: images.svc.parent: unknown image 'family-wbe' (did you mean 'family-web'?)",
+        ),
+        (
+            "port = 8080",
+            "port = 70000",
+            "shipyard.toml: images.svc.service.port: expected a TCP port 1-65535, got 70000",
+        ),
         ("port = 8080", 'port = "8080"', 'shipyard.toml: images.svc.service.port: expected an integer, got "8080"'),
         ('health = "/health"\n', "", "shipyard.toml: images.svc.service.health: missing (required)"),
-        ('context = "services/svc"', 'context = "services/nope"',
-         "shipyard.toml: images.svc.context: directory 'services/nope' does not exist"),
+        (
+            'context = "services/svc"',
+            'context = "services/nope"',
+            "shipyard.toml: images.svc.context: directory 'services/nope' does not exist",
+        ),
         ('kind = "service"', 'kind = "servise"', 'shipyard.toml: images.svc.kind: expected "family" or "service"'),
-        ('module = "svc"', 'module = "svc"\nportt = 1',
-         "shipyard.toml: images.svc.service.portt: unknown key (did you mean 'port'?)"),
-        ('template = "service.Dockerfile.j2"', 'template = "nope.j2"',
-         "shipyard.toml: images.svc.template: dockerfiles/nope.j2 does not exist"),
+        (
+            'module = "svc"',
+            'module = "svc"\nportt = 1',
+            "shipyard.toml: images.svc.service.portt: unknown key (did you mean 'port'?)",
+        ),
+        (
+            'template = "service.Dockerfile.j2"',
+            'template = "nope.j2"',
+            "shipyard.toml: images.svc.template: dockerfiles/nope.j2 does not exist",
+        ),
         ("request = {x = 1}", "request = {x = 1", "shipyard.toml: invalid TOML"),
     ],
 )

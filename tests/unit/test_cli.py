@@ -9,8 +9,9 @@ from shipyard.cli import main
 from tests.conftest import make_project
 
 
-def test_dry_run_prints_plan_and_exact_commands(tmp_path: Path, capsys: pytest.CaptureFixture[str],
-                                                monkeypatch: pytest.MonkeyPatch) -> None:
+def test_dry_run_prints_plan_and_exact_commands(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     root = make_project(tmp_path / "p", services=("affective-processing-center",))
     monkeypatch.setenv("SHIPYARD_REGISTRY", "registry.invalid:5999/acme")  # nothing answers there
     monkeypatch.setenv("SHIPYARD_CACHE_DIR", str(tmp_path / "cache"))
@@ -32,8 +33,9 @@ def test_dry_run_prints_plan_and_exact_commands(tmp_path: Path, capsys: pytest.C
         (["plan", "--base-override", "x"], 2, "--base-override: expected 'local' or ROLE=REF"),
     ],
 )
-def test_bad_input_is_one_line_with_exit_code(tmp_path: Path, capsys: pytest.CaptureFixture[str],
-                                              argv: list[str], code: int, message: str) -> None:
+def test_bad_input_is_one_line_with_exit_code(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], argv: list[str], code: int, message: str
+) -> None:
     root = make_project(tmp_path / "p")
     assert main(["--project", str(root), *argv]) == code
     err = capsys.readouterr().err

@@ -37,10 +37,20 @@ def test_plan_orders_parents_first_for_every_profile(inputs) -> None:  # type: i
 
 def test_selection_brings_parents(inputs) -> None:  # type: ignore[no-untyped-def]
     profiles, catalog = inputs
-    plan = make_plan(profiles, catalog, release_tag="t", target=parse_target("ghcr.io/acme/ai-system"),
-                     only_profiles=["pc2"], only_images=["model-ops-coordinator"])
-    assert [u.key for u in plan.units] == ["pc2/base-python", "pc2/family-web", "pc2/family-ml",
-                                           "pc2/model-ops-coordinator"]
+    plan = make_plan(
+        profiles,
+        catalog,
+        release_tag="t",
+        target=parse_target("ghcr.io/acme/ai-system"),
+        only_profiles=["pc2"],
+        only_images=["model-ops-coordinator"],
+    )
+    assert [u.key for u in plan.units] == [
+        "pc2/base-python",
+        "pc2/family-web",
+        "pc2/family-ml",
+        "pc2/model-ops-coordinator",
+    ]
     assert plan.units[-1].ref == "ghcr.io/acme/ai-system/pc2/model-ops-coordinator:t"
 
 

@@ -50,7 +50,10 @@ def test_good_profile(tmp_path: Path) -> None:
         ({"build_args": {"CUDA_ARCH": 8.6}}, "profiles/pc2.json: build_args.CUDA_ARCH: expected a string, got 8.6"),
         ({"platform": "linux/s390x"}, "profiles/pc2.json: platform: expected linux/amd64 or linux/arm64"),
         ({"python_version": 3.11}, "profiles/pc2.json: python_version: expected a string, got 3.11"),
-        ({"bases": {"python": "python:3.11-slim"}}, "profiles/pc2.json: bases.python: 'python:3.11-slim' is not pinned"),
+        (
+            {"bases": {"python": "python:3.11-slim"}},
+            "profiles/pc2.json: bases.python: 'python:3.11-slim' is not pinned",
+        ),
         ({"bases": {}}, "profiles/pc2.json: bases: missing (required)"),
         ({"build_args": {"HF_TOKEN": "x"}}, "profiles/pc2.json: build_args.HF_TOKEN: looks like a secret"),
         ({"env": {"1BAD": "x"}}, "profiles/pc2.json: env.1BAD: not a valid variable name"),

@@ -11,11 +11,17 @@ from shipyard.errors import RegistryError
 from shipyard.release.registry import RegistryClient
 from shipyard.target import parse_target
 
-MANIFEST = json.dumps({
-    "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
-    "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": "sha256:c", "size": 10},
-    "layers": [{"mediaType": "x", "digest": "sha256:l1", "size": 100}, {"mediaType": "x", "digest": "sha256:l2", "size": 5}],
-}).encode()
+MANIFEST = json.dumps(
+    {
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": "sha256:c", "size": 10},
+        "layers": [
+            {"mediaType": "x", "digest": "sha256:l1", "size": 100},
+            {"mediaType": "x", "digest": "sha256:l2", "size": 5},
+        ],
+    }
+).encode()
 DIGEST = "sha256:" + hashlib.sha256(MANIFEST).hexdigest()
 
 
@@ -33,8 +39,12 @@ def test_bearer_challenge_then_manifest() -> None:
             assert request.headers["Authorization"].startswith("Basic ")
             return httpx.Response(200, json={"token": "tok-123"})
         if request.headers.get("Authorization") != "Bearer tok-123":
-            return httpx.Response(401, headers={"WWW-Authenticate":
-                'Bearer realm="https://ghcr.io/token",service="ghcr.io",scope="repository:acme/svc:pull"'})
+            return httpx.Response(
+                401,
+                headers={
+                    "WWW-Authenticate": 'Bearer realm="https://ghcr.io/token",service="ghcr.io",scope="repository:acme/svc:pull"'
+                },
+            )
         return httpx.Response(200, content=MANIFEST, headers={"Docker-Content-Digest": DIGEST})
 
     creds = Credentials("bot", Secret("s3cret"))

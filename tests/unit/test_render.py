@@ -20,9 +20,15 @@ PLAN = make_plan(PROFILES, CATALOG, release_tag="20250111-656873b3", target=pars
 
 def render(unit_key: str, templates: Path = REPO / "dockerfiles") -> str:
     unit = PLAN.unit(unit_key)
-    labels = oci_labels(profile=unit.profile.name, image=unit.image.name, revision="656873b3" + "0" * 32,
-                        created="2025-01-11T12:00:00Z", source="https://example.test/repo", version=unit.tag,
-                        title=unit.image.name)
+    labels = oci_labels(
+        profile=unit.profile.name,
+        image=unit.image.name,
+        revision="656873b3" + "0" * 32,
+        created="2025-01-11T12:00:00Z",
+        source="https://example.test/repo",
+        version=unit.tag,
+        title=unit.image.name,
+    )
     parent = "localhost:5000/shipyard/x@sha256:" + "b" * 64
     return TemplateRenderer(templates).render(RenderInputs(unit.profile, unit.image, parent, labels))
 

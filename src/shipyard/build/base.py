@@ -39,8 +39,10 @@ LOCAL_BASES = {
 }
 
 
-def host_debian_sources(suite: str, files: tuple[Path, ...] = (
-        Path("/etc/apt/sources.list.d/debian.sources"), Path("/etc/apt/sources.list"))) -> list[str]:
+def host_debian_sources(
+    suite: str,
+    files: tuple[Path, ...] = (Path("/etc/apt/sources.list.d/debian.sources"), Path("/etc/apt/sources.list")),
+) -> list[str]:
     """The host's apt entries for ``suite`` (and its -updates/-security), as one-line sources."""
     lines: list[str] = []
     for path in files:
@@ -97,7 +99,9 @@ class LocalBases:
             return f"{self.target.host}/{repo}:{recipe.tag}"
         digest = self.registry.resolve(repo, recipe.tag)
         if not digest:
-            raise EngineError(f"local base {name}: pushed, but {self.target.host}/{repo}:{recipe.tag} is not in the registry")
+            raise EngineError(
+                f"local base {name}: pushed, but {self.target.host}/{repo}:{recipe.tag} is not in the registry"
+            )
         self.emit(Event("base.ready", f"local base {name} pushed ({digest[:19]})", data={"digest": digest}))
         return f"{self.target.host}/{repo}@{digest}"
 
@@ -112,14 +116,26 @@ class LocalBases:
     def _build(self, name: str, recipe: LocalBaseRecipe) -> None:
         sources = host_debian_sources(recipe.suite)
         if not sources:
-            raise EngineError(f"no apt source for Debian {recipe.suite} on this host (/etc/apt/sources.list.d/"
-                              f"debian.sources or /etc/apt/sources.list); mmdebstrap needs a mirror")
+            raise EngineError(
+                f"no apt source for Debian {recipe.suite} on this host (/etc/apt/sources.list.d/"
+                f"debian.sources or /etc/apt/sources.list); mmdebstrap needs a mirror"
+            )
         work = self.cache_dir / "bases"
         work.mkdir(parents=True, exist_ok=True)
         rootfs = work / f"{name}-{recipe.tag}.tar"
         ref = f"{self.target.ref('bases', name)}:{recipe.tag}"
-        self.runner.run(["mmdebstrap", "--quiet", "--variant=minbase", "--include=" + ",".join(recipe.packages),
-                         "--format=tar", recipe.suite, str(rootfs), *sources])
+        self.runner.run(
+            [
+                "mmdebstrap",
+                "--quiet",
+                "--variant=minbase",
+                "--include=" + ",".join(recipe.packages),
+                "--format=tar",
+                recipe.suite,
+                str(rootfs),
+                *sources,
+            ]
+        )
         self.runner.run(["docker", "import", "--change", 'CMD ["python3"]', str(rootfs), ref])
         self.runner.run(["docker", "push", "--quiet", ref])
         if not self.runner.dry_run:

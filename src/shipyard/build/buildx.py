@@ -44,7 +44,10 @@ class BuildRequest:
         if self.cache_from:
             cmd += ["--cache-from", f"type=registry,ref={self.cache_ref}"]
         if self.cache_to:
-            cmd += ["--cache-to", f"type=registry,ref={self.cache_ref},mode=max,oci-mediatypes=true,image-manifest=true"]
+            cmd += [
+                "--cache-to",
+                f"type=registry,ref={self.cache_ref},mode=max,oci-mediatypes=true,image-manifest=true",
+            ]
         cmd += ["--provenance=false", "--tag", self.tag, "--metadata-file", str(self.metadata_file)]
         if self.push:
             cmd += ["--push"]

@@ -30,8 +30,19 @@ _PIP_ENV_DROPPED = ("PIP_FIND_LINKS", "PIP_EXTRA_INDEX_URL", "PIP_CONSTRAINT", "
 def pip_target_args(python_version: str, platform: str) -> list[str]:
     arch = ARCH_BY_PLATFORM[platform]
     abi = "cp" + python_version.replace(".", "")
-    args = ["--only-binary=:all:", "--python-version", python_version, "--implementation", "cp", "--abi", abi,
-            "--abi", "abi3", "--abi", "none"]
+    args = [
+        "--only-binary=:all:",
+        "--python-version",
+        python_version,
+        "--implementation",
+        "cp",
+        "--abi",
+        abi,
+        "--abi",
+        "abi3",
+        "--abi",
+        "none",
+    ]
     for tag in MANYLINUX:
         args += ["--platform", f"{tag}_{arch}"]
     return args
@@ -61,9 +72,21 @@ class Wheelhouse:
         partial.mkdir(parents=True)
         env = {k: v for k, v in os.environ.items() if k not in _PIP_ENV_DROPPED}
         env["PIP_CONFIG_FILE"] = os.devnull
-        argv = ["python3", "-m", "pip", "download", "--quiet", "--no-deps", "--require-hashes",
-                "--disable-pip-version-check", "-d", str(partial), "-r", str(lock),
-                *pip_target_args(python_version, platform)]
+        argv = [
+            "python3",
+            "-m",
+            "pip",
+            "download",
+            "--quiet",
+            "--no-deps",
+            "--require-hashes",
+            "--disable-pip-version-check",
+            "-d",
+            str(partial),
+            "-r",
+            str(lock),
+            *pip_target_args(python_version, platform),
+        ]
         if "PIP_CERT" not in env and SYSTEM_CA_BUNDLE.is_file():
             argv += ["--cert", str(SYSTEM_CA_BUNDLE)]
         self.runner.run(argv, env=env)
@@ -78,8 +101,10 @@ def prepare_tools(cache_dir: Path, platform: str) -> Path:
     """A context with ``tini-static`` for the profile's platform (from Debian's ``tini``)."""
     want = ARCH_BY_PLATFORM[platform]
     if host_platform.machine() != want:
-        raise ConfigError(f"platform {platform}: this host ({host_platform.machine()}) has no tini-static "
-                          f"for it; build this profile on a {want} host or builder")
+        raise ConfigError(
+            f"platform {platform}: this host ({host_platform.machine()}) has no tini-static "
+            f"for it; build this profile on a {want} host or builder"
+        )
     if not TINI_STATIC.is_file():
         raise EngineError(f"{TINI_STATIC} is missing: install Debian's tini package (scripts/up.sh does)")
     tools = cache_dir / "tools" / want

@@ -44,15 +44,25 @@ class BuildContext:
 
 
 def plan_for(project: Project, revision: Revision, options: BuildOptions) -> Plan:
-    return make_plan(project.profiles, project.catalog, release_tag=revision.release_tag, target=options.target,
-                     only_profiles=options.profiles, only_images=options.images)
+    return make_plan(
+        project.profiles,
+        project.catalog,
+        release_tag=revision.release_tag,
+        target=options.target,
+        only_profiles=options.profiles,
+        only_images=options.images,
+    )
 
 
 def render_unit(ctx: BuildContext, renderer: TemplateRenderer, unit: BuildUnit, parent: str) -> Path:
     labels = oci_labels(
-        profile=unit.profile.name, image=unit.image.name, revision=ctx.revision.sha,
-        created=ctx.revision.created, source=ctx.project.catalog.source or ctx.project.catalog.project_name,
-        version=unit.tag, title=unit.image.name,
+        profile=unit.profile.name,
+        image=unit.image.name,
+        revision=ctx.revision.sha,
+        created=ctx.revision.created,
+        source=ctx.project.catalog.source or ctx.project.catalog.project_name,
+        version=unit.tag,
+        title=unit.image.name,
     )
     text = renderer.render(RenderInputs(profile=unit.profile, image=unit.image, parent=parent, labels=labels))
     path = ctx.project.work_dir / "rendered" / unit.profile.name / unit.image.name / "Dockerfile"
@@ -64,14 +74,19 @@ def render_unit(ctx: BuildContext, renderer: TemplateRenderer, unit: BuildUnit, 
 def build_release(ctx: BuildContext, options: BuildOptions) -> ReleaseRecord:
     plan = plan_for(ctx.project, ctx.revision, options)
     dry = ctx.runner.dry_run
-    ctx.emit(Event("plan", f"release {plan.release_tag}: {len(plan.units)} units "
-                           f"({', '.join(plan.profiles)}) → {plan.target}",
-                   data={"units": [u.key for u in plan.units], "release": plan.release_tag}))
+    ctx.emit(
+        Event(
+            "plan",
+            f"release {plan.release_tag}: {len(plan.units)} units ({', '.join(plan.profiles)}) → {plan.target}",
+            data={"units": [u.key for u in plan.units], "release": plan.release_tag},
+        )
+    )
     renderer = TemplateRenderer(ctx.project.templates)
     bases = LocalBases(plan.target, ctx.registry, ctx.runner, ctx.cache_dir, ctx.emit)
     wheelhouse = Wheelhouse(ctx.cache_dir, ctx.runner)
-    record = ReleaseRecord(release=plan.release_tag, revision=ctx.revision.sha, created=ctx.revision.created,
-                           registry=str(plan.target))
+    record = ReleaseRecord(
+        release=plan.release_tag, revision=ctx.revision.sha, created=ctx.revision.created, registry=str(plan.target)
+    )
     base_refs: dict[str, str] = {}
     for index, unit in enumerate(plan.units, 1):
         if unit.base is not None:
@@ -87,22 +102,31 @@ def build_release(ctx: BuildContext, options: BuildOptions) -> ReleaseRecord:
         dockerfile = render_unit(ctx, renderer, unit, parent)
         contexts = {"tools": prepare_tools(ctx.cache_dir, unit.profile.platform)}
         if unit.image.lock is not None:
-            contexts["wheels"], _ = wheelhouse.prepare(unit.image.lock, unit.profile.python_version,
-                                                             unit.profile.platform)
+            contexts["wheels"], _ = wheelhouse.prepare(
+                unit.image.lock, unit.profile.python_version, unit.profile.platform
+            )
         metadata = dockerfile.with_name("metadata.json")
         metadata.unlink(missing_ok=True)
         request = BuildRequest(
-            context=unit.image.context, dockerfile=dockerfile, tag=unit.ref, platform=unit.profile.platform,
-            cache_ref=unit.cache_ref, metadata_file=metadata, build_args=dict(unit.profile.build_args),
-            build_contexts=contexts, builder=options.builder,
+            context=unit.image.context,
+            dockerfile=dockerfile,
+            tag=unit.ref,
+            platform=unit.profile.platform,
+            cache_ref=unit.cache_ref,
+            metadata_file=metadata,
+            build_args=dict(unit.profile.build_args),
+            build_contexts=contexts,
+            builder=options.builder,
         )
         progress = BuildProgress()
         try:
             ctx.runner.run(request.argv(), on_line=progress.feed)
         except CommandFailed as exc:
             last = "\n".join(exc.output.splitlines()[-15:])
-            raise BuildError(f"{unit.key}: docker buildx build failed (exit {exc.returncode}) at "
-                             f"{progress.current or 'start'}\n{last}") from None
+            raise BuildError(
+                f"{unit.key}: docker buildx build failed (exit {exc.returncode}) at "
+                f"{progress.current or 'start'}\n{last}"
+            ) from None
         if dry:
             continue
         digest = read_metadata(metadata)
@@ -110,15 +134,29 @@ def build_release(ctx: BuildContext, options: BuildOptions) -> ReleaseRecord:
         size = manifest.compressed_size if manifest else 0
         duration = time.monotonic() - started
         record.units[unit.key] = UnitRecord(
-            profile=unit.profile.name, image=unit.image.name, kind=unit.image.kind, platform=unit.profile.platform,
-            repository=unit.repository, tag=unit.tag, digest=digest, size=size, parent=parent,
-            duration_s=round(duration, 2), steps=len(progress.build_steps), cache_hits=progress.cache_hits,
+            profile=unit.profile.name,
+            image=unit.image.name,
+            kind=unit.image.kind,
+            platform=unit.profile.platform,
+            repository=unit.repository,
+            tag=unit.tag,
+            digest=digest,
+            size=size,
+            parent=parent,
+            duration_s=round(duration, 2),
+            steps=len(progress.build_steps),
+            cache_hits=progress.cache_hits,
         )
-        ctx.emit(Event("unit.built", f"[{index}/{len(plan.units)}] {unit.key}: built in {duration:.1f}s, "
-                                     f"{progress.cache_hits}/{len(progress.build_steps)} steps cached, {digest[:19]}",
-                       unit=unit.key, data={"record": record.units[unit.key]}))
+        ctx.emit(
+            Event(
+                "unit.built",
+                f"[{index}/{len(plan.units)}] {unit.key}: built in {duration:.1f}s, "
+                f"{progress.cache_hits}/{len(progress.build_steps)} steps cached, {digest[:19]}",
+                unit=unit.key,
+                data={"record": record.units[unit.key]},
+            )
+        )
     if not dry:
         path = save_record(ctx.project.root, record)
         ctx.emit(Event("record", f"release record: {path}", data={"path": str(path)}))
     return record
-

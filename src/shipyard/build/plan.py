@@ -69,8 +69,10 @@ def make_plan(
     chosen_profiles = list(only_profiles) or list(profiles)
     for name in chosen_profiles:
         if name not in profiles:
-            raise ConfigError(f"--profile: unknown profile {name!r}{did_you_mean(name, profiles)}; "
-                              f"profiles/ has: {', '.join(profiles)}")
+            raise ConfigError(
+                f"--profile: unknown profile {name!r}{did_you_mean(name, profiles)}; "
+                f"profiles/ has: {', '.join(profiles)}"
+            )
     for name in only_images:
         catalog.image(name)  # raises with a hint
 
@@ -91,16 +93,19 @@ def make_plan(
                     raise ConfigError(
                         f"profiles/{profile.name}.json: bases.{spec.base_role}: missing, but image "
                         f"{spec.name!r} starts from base:{spec.base_role}"
-                        f"{did_you_mean(spec.base_role, profile.bases)}")
+                        f"{did_you_mean(spec.base_role, profile.bases)}"
+                    )
                 base = profile.base(spec.base_role)
-            units.append(BuildUnit(
-                profile=profile,
-                image=spec,
-                parent_unit=None if spec.parent_is_base else unit_key(profile.name, spec.parent),
-                base=base,
-                repository=target.ref(profile.name, spec.name),
-                repository_path=target.repository(profile.name, spec.name),
-                tag=release_tag,
-                cache_ref=target.ref("cache", profile.name, spec.name),
-            ))
+            units.append(
+                BuildUnit(
+                    profile=profile,
+                    image=spec,
+                    parent_unit=None if spec.parent_is_base else unit_key(profile.name, spec.parent),
+                    base=base,
+                    repository=target.ref(profile.name, spec.name),
+                    repository_path=target.repository(profile.name, spec.name),
+                    tag=release_tag,
+                    cache_ref=target.ref("cache", profile.name, spec.name),
+                )
+            )
     return Plan(release_tag=release_tag, target=target, units=units)

@@ -25,8 +25,9 @@ class RenderInputs:
     labels: Mapping[str, str]
 
 
-def oci_labels(*, profile: str, image: str, revision: str, created: str, source: str, version: str,
-               title: str) -> dict[str, str]:
+def oci_labels(
+    *, profile: str, image: str, revision: str, created: str, source: str, version: str, title: str
+) -> dict[str, str]:
     return {
         "org.opencontainers.image.title": title,
         "org.opencontainers.image.version": version,
@@ -70,7 +71,9 @@ class TemplateRenderer:
         except jinja2.TemplateNotFound as exc:
             raise ConfigError(f"dockerfiles/{exc.name}: template not found (used by image {image.name!r})") from None
         except jinja2.UndefinedError as exc:
-            raise ConfigError(f"{self._template_line(exc, image.template)}: undefined variable: {exc.message}") from None
+            raise ConfigError(
+                f"{self._template_line(exc, image.template)}: undefined variable: {exc.message}"
+            ) from None
 
     def _display(self, filename: str) -> str:
         path = Path(filename)

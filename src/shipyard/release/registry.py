@@ -94,13 +94,11 @@ class RegistryClient:
         self.close()
 
     # --- transport -----------------------------------------------------------
-    def _send(self, method: str, url: str, *, headers: dict[str, str] | None = None,
-              **kwargs: Any) -> httpx.Response:
+    def _send(self, method: str, url: str, *, headers: dict[str, str] | None = None, **kwargs: Any) -> httpx.Response:
         def once() -> httpx.Response:
             response = self._http.request(method, url, headers={**(headers or {}), **self._auth_header()}, **kwargs)
             if response.status_code == 401 and self._authenticate(response):
-                response = self._http.request(method, url, headers={**(headers or {}), **self._auth_header()},
-                                              **kwargs)
+                response = self._http.request(method, url, headers={**(headers or {}), **self._auth_header()}, **kwargs)
             if response.status_code == 429 or response.status_code >= 500:
                 raise _Retryable(f"{method} {url}: HTTP {response.status_code}")
             return response
@@ -134,8 +132,10 @@ class RegistryClient:
             headers = {"Authorization": "Basic " + _basic_value(self._credentials)} if self._credentials else {}
             token_response = self._http.get(realm, params=params, headers=headers)
             if token_response.status_code != 200:
-                raise RegistryError(f"registry {self.target.host}: token service refused the credentials "
-                                    f"(HTTP {token_response.status_code})")
+                raise RegistryError(
+                    f"registry {self.target.host}: token service refused the credentials "
+                    f"(HTTP {token_response.status_code})"
+                )
             body = token_response.json()
             token = body.get("token") or body.get("access_token")
             if not token or token == self._token:
@@ -154,8 +154,9 @@ class RegistryClient:
 
     def manifest(self, repository: str, reference: str) -> Manifest | None:
         """The manifest (or index) at a tag or digest; None when it does not exist."""
-        response = self._send("GET", f"/v2/{repository}/manifests/{reference}",
-                              headers={"Accept": ", ".join(MANIFEST_TYPES)})
+        response = self._send(
+            "GET", f"/v2/{repository}/manifests/{reference}", headers={"Accept": ", ".join(MANIFEST_TYPES)}
+        )
         if response.status_code == 404:
             return None
         self._raise_for(response, f"manifest {repository}:{reference}")
@@ -164,8 +165,10 @@ class RegistryClient:
         if reference.startswith("sha256:") and digest != reference:
             raise RegistryError(f"registry {self.target.host}: manifest {repository}@{reference} has digest {digest}")
         if header and header != digest:
-            raise RegistryError(f"registry {self.target.host}: {repository}:{reference}: header digest {header} "
-                                f"does not match the content ({digest})")
+            raise RegistryError(
+                f"registry {self.target.host}: {repository}:{reference}: header digest {header} "
+                f"does not match the content ({digest})"
+            )
         media_type = json.loads(response.content).get("mediaType") or response.headers.get("Content-Type", "")
         return Manifest(digest=digest, media_type=media_type, raw=response.content)
 
@@ -208,8 +211,10 @@ class RegistryClient:
 
     def _raise_for(self, response: httpx.Response, what: str) -> None:
         if response.status_code in (401, 403):
-            raise RegistryError(f"registry {self.target.host}: {what}: access denied (HTTP {response.status_code}); "
-                                f"check the credentials (docker login / GITHUB_TOKEN)")
+            raise RegistryError(
+                f"registry {self.target.host}: {what}: access denied (HTTP {response.status_code}); "
+                f"check the credentials (docker login / GITHUB_TOKEN)"
+            )
         if response.status_code >= 400:
             raise RegistryError(f"registry {self.target.host}: {what}: HTTP {response.status_code}")
 
