@@ -39,6 +39,10 @@ class Console:
         print(text, flush=True)
 
     def event(self, event: Event) -> None:
+        if event.kind == "build.output":
+            if self.verbosity > 1:
+                self.line(f"  {event.unit} | {event.message}")
+            return
         if self.verbosity < 0 and event.kind not in ("unit.built", "record"):
             return
         self.line(f"[{time.monotonic() - self.started:6.1f}s] {event.message}")
@@ -88,7 +92,11 @@ def _add_common(parser: argparse.ArgumentParser, default: object) -> None:
         help="the repository with shipyard.toml, profiles/ and dockerfiles/ (default: .)",
     )
     parser.add_argument(
-        "-v", "--verbose", action="count", default=0 if default is None else default, help="show every command run"
+        "-v",
+        "--verbose",
+        action="count",
+        default=0 if default is None else default,
+        help="show every command run (-vv: and buildx output)",
     )
     parser.add_argument(
         "-q", "--quiet", action="store_true", default=False if default is None else default, help="only results"

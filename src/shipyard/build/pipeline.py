@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -120,7 +120,7 @@ def build_release(ctx: BuildContext, options: BuildOptions) -> ReleaseRecord:
         )
         progress = BuildProgress()
         try:
-            ctx.runner.run(request.argv(), on_line=progress.feed)
+            ctx.runner.run(request.argv(), on_line=_reader(ctx, unit, progress))
         except CommandFailed as exc:
             last = "\n".join(exc.output.splitlines()[-15:])
             raise BuildError(
@@ -150,7 +150,7 @@ def build_release(ctx: BuildContext, options: BuildOptions) -> ReleaseRecord:
         ctx.emit(
             Event(
                 "unit.built",
-                f"[{index}/{len(plan.units)}] {unit.key}: built in {duration:.1f}s, "
+                f"[{index}/{len(plan.units)}] {unit.key}: {_outcome(progress)} in {duration:.1f}s, "
                 f"{progress.cache_hits}/{len(progress.build_steps)} steps cached, {digest[:19]}",
                 unit=unit.key,
                 data={"record": record.units[unit.key]},
@@ -160,3 +160,17 @@ def build_release(ctx: BuildContext, options: BuildOptions) -> ReleaseRecord:
         path = save_record(ctx.project.root, record)
         ctx.emit(Event("record", f"release record: {path}", data={"path": str(path)}))
     return record
+
+
+def _reader(ctx: BuildContext, unit: BuildUnit, progress: BuildProgress) -> Callable[[str], None]:
+    def on_line(line: str) -> None:
+        progress.feed(line)
+        ctx.emit(Event("build.output", line, unit=unit.key))
+
+    return on_line
+
+
+def _outcome(progress: BuildProgress) -> str:
+    """'cached' when every layer step came from the build cache, else 'built'."""
+    steps = progress.build_steps
+    return "cached" if steps and progress.cache_hits == len(steps) else "built"
