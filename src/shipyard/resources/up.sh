@@ -15,6 +15,13 @@ mkdir -p "$STATE_DIR"
 say() { printf 'shipyard up: %s\n' "$*"; }
 die() { printf 'shipyard up: error: %s\n' "$*" >&2; exit 1; }
 
+# Alive and not a zombie (a killed session's children may never be reaped here).
+is_running() {
+  local pid=$1
+  [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || return 1
+  [ "$(awk '{ print $3 }' "/proc/$pid/stat" 2>/dev/null)" != "Z" ]
+}
+
 is_root() { [ "$(id -u)" = 0 ]; }
 is_debian() { [ -r /etc/debian_version ] && command -v apt-get >/dev/null; }
 can_install() { is_root && is_debian; }
@@ -107,12 +114,18 @@ start_engine() {
   if ! grep -q '"containerd-snapshotter": *true' /etc/docker/daemon.json 2>/dev/null; then
     printf '{"features":{"containerd-snapshotter":true}}\n' >/etc/docker/daemon.json
   fi
-  # A killed session leaves pid files and sockets behind; dockerd refuses to start on them.
+  # A killed session leaves pid files and sockets behind (and, where nothing reaps them,
+  # zombie processes that still answer kill -0); dockerd refuses to start on them.
   for pidfile in /var/run/docker.pid /run/docker/containerd/containerd.pid; do
-    if [ -f "$pidfile" ] && ! kill -0 "$(cat "$pidfile" 2>/dev/null)" 2>/dev/null; then
+    if [ -f "$pidfile" ] && ! is_running "$(cat "$pidfile" 2>/dev/null)"; then
       rm -f "$pidfile"
     fi
   done
+  if is_running "$(cat /var/run/docker.pid 2>/dev/null)"; then
+    say "a dockerd is running but not answering; waiting for it"
+    wait_for "engine" engine_up && return 0
+    die "dockerd (pid $(cat /var/run/docker.pid)) does not answer; stop it (scripts/down.sh) and retry"
+  fi
   rm -f /var/run/docker.sock /run/docker/containerd/containerd.sock
   say "starting dockerd (log: $STATE_DIR/dockerd.log)"
   setsid nohup /usr/sbin/dockerd >"$STATE_DIR/dockerd.log" 2>&1 </dev/null &
@@ -128,7 +141,7 @@ start_registry() {
     return 0
   fi
   local cfg=$STATE_DIR/registry.yml pidfile=$STATE_DIR/registry.pid
-  if [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then
+  if is_running "$(cat "$pidfile" 2>/dev/null)"; then
     kill "$(cat "$pidfile")" 2>/dev/null || true
   fi
   mkdir -p "$STATE_DIR/registry"
