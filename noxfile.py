@@ -81,3 +81,11 @@ def lint(session: nox.Session) -> None:
     install(session, "dev")
     session.run("ruff", "check", "src", "tests", "services", "noxfile.py")
     session.run("mypy")
+
+
+@nox.session
+def verify(session: nox.Session) -> None:
+    """Verify the newest release (or `-- --release TAG`) from the registry."""
+    install(session)
+    up(session)
+    session.run("shipyard", "verify", *session.posargs)

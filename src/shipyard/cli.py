@@ -17,12 +17,13 @@ from .build.base import LocalBases
 from .build.pipeline import BuildContext, BuildOptions, build_release, plan_for, render_unit
 from .build.render import TemplateRenderer
 from .credentials import credentials_for, docker_login
-from .errors import ShipyardError
+from .errors import ShipyardError, VerifyFailed
 from .events import Event
 from .gitinfo import read_revision
 from .preflight import check_engine, check_registry
 from .project import cache_dir, load_project
-from .release.record import ReleaseRecord
+from .release.record import ReleaseRecord, find_record, load_record, reports_dir
+from .release.verify import verify_release
 from .release.registry import RegistryClient
 from .runner import Runner
 from .target import RegistryTarget, parse_target
@@ -139,6 +140,11 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--builder", metavar="NAME", help="buildx builder to use (default: the current one)")
     p.add_argument("--dry-run", action="store_true", help="print the plan and the exact commands; run nothing")
     p.add_argument("--json", action="store_true", help="print the release record as JSON at the end")
+    p = add("verify", help="check every pushed image of a release from the registry (no pull)",
+            epilog="example: shipyard verify --release 20250111-656873b3")
+    p.add_argument("--release", metavar="TAG", help="the release to verify (default: the newest record)")
+    p.add_argument("--registry", metavar="HOST/NAMESPACE", help="registry of the release (default: the record's)")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
     return parser
 
 
@@ -252,7 +258,7 @@ def cmd_base(args: argparse.Namespace, console: Console) -> int:
 
 
 def print_summary(console: Console, record: ReleaseRecord) -> None:
-    rows = [("unit", "digest", "size", "cached", "time")]
+    rows: list[tuple[str, ...]] = [("unit", "digest", "size", "cached", "time")]
     for key, unit in record.units.items():
         rows.append(
             (
@@ -263,19 +269,49 @@ def print_summary(console: Console, record: ReleaseRecord) -> None:
                 f"{unit.duration_s:.1f}s",
             )
         )
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     console.line("")
-    for i, row in enumerate(rows):
-        console.line("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
-        if i == 0:
-            console.line("  ".join("-" * w for w in widths))
+    _table(console, rows)
     total = sum(u.duration_s for u in record.units.values())
     console.line(
         f"\n{len(record.units)} units pushed as {record.release} to {record.registry} (build time {total:.1f}s)"
     )
 
 
-COMMANDS = {"plan": cmd_plan, "render": cmd_render, "build": cmd_build, "base": cmd_base}
+def cmd_verify(args: argparse.Namespace, console: Console) -> int:
+    root = args.project.resolve()
+    path = find_record(root, args.release)
+    record = load_record(path)
+    target = parse_target(args.registry or record.registry)
+    registry = _registry(target)
+    console.line(f"verifying {len(record.units)} units of {record.release} in {target} ({path.name})")
+    try:
+        report = verify_release(root, path, registry, console.event)
+    except VerifyFailed:
+        _print_verify_failures(console, root, record.release)  # every failure, then the one-line error
+        raise
+    if args.json:
+        console.line(report.to_json())
+    console.line(f"verify: all {len(report.findings)} checks passed on {len(record.units)} units")
+    return 0
+
+
+def _print_verify_failures(console: Console, root: Path, release: str) -> None:
+    data = json.loads((reports_dir(root, release) / "verify.json").read_text())
+    rows: list[tuple[str, ...]] = [("unit", "check", "expected", "found")]
+    rows += [(f["unit"], f["check"], f["expected"][:60], f["found"][:70]) for f in data["findings"]
+             if f["status"] == "fail"]
+    _table(console, rows)
+
+
+def _table(console: Console, rows: list[tuple[str, ...]]) -> None:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for i, row in enumerate(rows):
+        console.line("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+        if i == 0:
+            console.line("  ".join("-" * w for w in widths))
+
+
+COMMANDS = {"plan": cmd_plan, "render": cmd_render, "build": cmd_build, "base": cmd_base, "verify": cmd_verify}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

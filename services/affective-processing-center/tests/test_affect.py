@@ -2,17 +2,11 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import queue
-import re
 import signal
-import subprocess
-import sys
-import threading
-import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import pytest
 from affective_processing_center import SERVICE_NAME
@@ -24,14 +18,10 @@ from starlette.testclient import TestClient
 SERVICE_DIR = Path(__file__).resolve().parents[1]
 GOLDEN = {"text": "I am so happy and grateful, this is wonderful news"}
 LABELS = {"joy", "anger", "sadness", "neutral"}
-ENV_VARS = ("SHIPYARD_PROFILE", "SHIPYARD_HARDWARE_GPU", "TORCH_CUDA_ARCH_LIST", "OMP_NUM_THREADS",
-            "UVICORN_WORKERS")
 
 
 @pytest.fixture()
-def client(monkeypatch: pytest.MonkeyPatch) -> TestClient:
-    for name in ENV_VARS:
-        monkeypatch.delenv(name, raising=False)
+def client(clean_env: None) -> TestClient:
     return TestClient(app)
 
 
@@ -124,61 +114,13 @@ def test_affect_invalid_is_422(client: TestClient, content: bytes) -> None:
 
 # --- the real entry point ---------------------------------------------------------------------
 
-def post_json(url: str, payload: Any) -> Any:
-    request = urllib.request.Request(url, data=json.dumps(payload).encode(),
-                                     headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(request, timeout=5) as resp:
-        return json.loads(resp.read())
-
-
-class LineReader:
-    """Collects a pipe's lines on a thread, so waiting for one line never blocks past a deadline."""
-
-    def __init__(self, pipe: IO[str]) -> None:
-        self.lines: queue.Queue[str] = queue.Queue()
-        self._thread = threading.Thread(target=self._pump, args=(pipe,), daemon=True)
-        self._thread.start()
-
-    def _pump(self, pipe: IO[str]) -> None:
-        for line in pipe:
-            self.lines.put(line)
-
-    def wait_for(self, pattern: str, timeout: float = 15.0) -> re.Match[str]:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                line = self.lines.get(timeout=max(0.0, deadline - time.monotonic()))
-            except queue.Empty:
-                raise AssertionError(f"no line matching {pattern!r} within {timeout} s") from None
-            if match := re.search(pattern, line):
-                return match
-
-    def rest(self) -> str:
-        """The lines not consumed yet, once the pipe is at EOF (the process has exited)."""
-        self._thread.join(timeout=5)
-        return "".join(self.lines.queue)
-
-
-def test_main_serves_and_stops_on_sigterm() -> None:
-    env = {**os.environ, "PORT": "0", "UVICORN_WORKERS": "1", "PYTHONPATH": str(SERVICE_DIR),
-           "PYTHONDONTWRITEBYTECODE": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "affective_processing_center"], env=env, cwd=SERVICE_DIR,
-                            stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
-    try:
-        assert proc.stderr is not None
-        output = LineReader(proc.stderr)
-        # With one worker, uvicorn logs this once it is listening.
-        port = output.wait_for(r"Uvicorn running on http://0\.0\.0\.0:(\d+)").group(1)
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5) as resp:
-            assert json.loads(resp.read())["service"] == SERVICE_NAME
-        assert post_json(f"http://127.0.0.1:{port}/v1/affect", GOLDEN)["label"] == "joy"
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=10)
-        assert 'Finished server process' in output.rest()
-        assert proc.returncode in (0, -signal.SIGTERM)  # uvicorn re-raises SIGTERM after shutting down
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        if proc.stderr is not None:
-            proc.stderr.close()
+def test_main_serves_and_stops_on_sigterm(start_service: Callable[..., Any],
+                                         post_json: Callable[[str, Any], Any]) -> None:
+    # With one worker, uvicorn logs this once it is listening.
+    service = start_service("affective_processing_center", SERVICE_DIR,
+                            r"Uvicorn running on http://0\.0\.0\.0:(\d+)", env={"UVICORN_WORKERS": "1"})
+    with urllib.request.urlopen(f"{service.url}/health", timeout=5) as resp:
+        assert json.loads(resp.read())["service"] == SERVICE_NAME
+    assert post_json(f"{service.url}/v1/affect", GOLDEN)["label"] == "joy"
+    assert 'Finished server process' in service.stop(signal.SIGTERM)
+    assert service.proc.returncode in (0, -signal.SIGTERM)  # uvicorn re-raises SIGTERM after shutting down

@@ -2,17 +2,11 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import queue
-import re
 import signal
-import subprocess
-import sys
-import threading
-import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import numpy as np
 import pytest
@@ -24,14 +18,10 @@ from starlette.testclient import TestClient
 
 SERVICE_DIR = Path(__file__).resolve().parents[1]
 GOLDEN = {"features": [0.9, 0.88, 0.82, 0.86]}
-ENV_VARS = ("SHIPYARD_PROFILE", "SHIPYARD_HARDWARE_GPU", "TORCH_CUDA_ARCH_LIST", "OMP_NUM_THREADS",
-            "UVICORN_WORKERS")
 
 
 @pytest.fixture()
-def client(monkeypatch: pytest.MonkeyPatch) -> TestClient:
-    for name in ENV_VARS:
-        monkeypatch.delenv(name, raising=False)
+def client(clean_env: None) -> TestClient:
     return TestClient(app)
 
 
@@ -136,64 +126,16 @@ def test_predict_wrong_method(client: TestClient) -> None:
 
 # --- the real entry point (uvicorn with the "pkg.app:app" import string) ------------------------
 
-def post_json(url: str, payload: Any) -> Any:
-    request = urllib.request.Request(url, data=json.dumps(payload).encode(),
-                                     headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(request, timeout=5) as resp:
-        return json.loads(resp.read())
-
-
-class LineReader:
-    """Collects a pipe's lines on a thread, so waiting for one line never blocks past a deadline."""
-
-    def __init__(self, pipe: IO[str]) -> None:
-        self.lines: queue.Queue[str] = queue.Queue()
-        self._thread = threading.Thread(target=self._pump, args=(pipe,), daemon=True)
-        self._thread.start()
-
-    def _pump(self, pipe: IO[str]) -> None:
-        for line in pipe:
-            self.lines.put(line)
-
-    def wait_for(self, pattern: str, timeout: float = 15.0) -> re.Match[str]:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                line = self.lines.get(timeout=max(0.0, deadline - time.monotonic()))
-            except queue.Empty:
-                raise AssertionError(f"no line matching {pattern!r} within {timeout} s") from None
-            if match := re.search(pattern, line):
-                return match
-
-    def rest(self) -> str:
-        """The lines not consumed yet, once the pipe is at EOF (the process has exited)."""
-        self._thread.join(timeout=5)
-        return "".join(self.lines.queue)
-
-
-def test_main_serves_and_stops_on_sigterm() -> None:
-    env = {**os.environ, "PORT": "0", "UVICORN_WORKERS": "1", "PYTHONPATH": str(SERVICE_DIR),
-           "PYTHONDONTWRITEBYTECODE": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "model_ops_coordinator"], env=env, cwd=SERVICE_DIR,
-                            stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
-    try:
-        assert proc.stderr is not None
-        output = LineReader(proc.stderr)
-        # One worker logs this once it is listening (with several, the parent logs it before any worker
-        # accepts connections, so it would not mean ready).
-        port = output.wait_for(r"Uvicorn running on http://0\.0\.0\.0:(\d+)").group(1)
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5) as resp:
-            health = json.loads(resp.read())
-        assert health["service"] == SERVICE_NAME
-        assert health["workers"] == 1
-        assert post_json(f"http://127.0.0.1:{port}/v1/predict", GOLDEN)["label"] == "high"
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=10)
-        assert 'Finished server process' in output.rest()
-        assert proc.returncode in (0, -signal.SIGTERM)  # uvicorn re-raises SIGTERM after shutting down
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        if proc.stderr is not None:
-            proc.stderr.close()
+def test_main_serves_and_stops_on_sigterm(start_service: Callable[..., Any],
+                                         post_json: Callable[[str, Any], Any]) -> None:
+    # One worker logs this once it is listening (with several, the parent logs it before any worker
+    # accepts connections, so it would not mean ready).
+    service = start_service("model_ops_coordinator", SERVICE_DIR, r"Uvicorn running on http://0\.0\.0\.0:(\d+)",
+                            env={"UVICORN_WORKERS": "1"})
+    with urllib.request.urlopen(f"{service.url}/health", timeout=5) as resp:
+        health = json.loads(resp.read())
+    assert health["service"] == SERVICE_NAME
+    assert health["workers"] == 1
+    assert post_json(f"{service.url}/v1/predict", GOLDEN)["label"] == "high"
+    assert 'Finished server process' in service.stop(signal.SIGTERM)
+    assert service.proc.returncode in (0, -signal.SIGTERM)  # uvicorn re-raises SIGTERM after shutting down

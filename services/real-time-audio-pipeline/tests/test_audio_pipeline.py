@@ -4,18 +4,12 @@ import asyncio
 import base64
 import hashlib
 import json
-import os
-import queue
-import re
 import signal
-import subprocess
-import sys
-import threading
-import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import numpy as np
 import pytest
@@ -41,8 +35,6 @@ GOLDEN_PCM_B64_SHA256 = "ac1db086d5b2d6964a1f5580864d82ac22aa9b4429033179a8c8468
 GOLDEN_REQUEST = {"sample_rate": SR, "pcm_b64": GOLDEN_PCM_B64}
 GOLDEN_EXPECT = {"frames": 5, "speech_frames": 3, "speech_ratio": 0.6, "mean_dbfs": -53.4,
                  "vad": [True, True, True, False, False]}
-ENV_VARS = ("SHIPYARD_PROFILE", "SHIPYARD_HARDWARE_GPU", "TORCH_CUDA_ARCH_LIST", "OMP_NUM_THREADS",
-            "UVICORN_WORKERS")
 
 
 def sine(freq: float, amplitude: float, n: int, sr: int = SR) -> np.ndarray:
@@ -123,9 +115,7 @@ def http_get(url: str) -> tuple[int, str, Any]:
             return err.code, err.headers["Content-Type"], json.loads(err.read())
 
 
-def test_websocket_round_trip_and_http_health(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ENV_VARS:
-        monkeypatch.delenv(name, raising=False)
+def test_websocket_round_trip_and_http_health(clean_env: None, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SHIPYARD_PROFILE", "edge-cpu")
     monkeypatch.setenv("OMP_NUM_THREADS", "4")
     monkeypatch.setenv("UVICORN_WORKERS", "8")
@@ -151,53 +141,11 @@ def test_websocket_round_trip_and_http_health(monkeypatch: pytest.MonkeyPatch) -
     asyncio.run(scenario())
 
 
-class LineReader:
-    """Collects a pipe's lines on a thread, so waiting for one line never blocks past a deadline."""
-
-    def __init__(self, pipe: IO[str]) -> None:
-        self.lines: queue.Queue[str] = queue.Queue()
-        self._thread = threading.Thread(target=self._pump, args=(pipe,), daemon=True)
-        self._thread.start()
-
-    def _pump(self, pipe: IO[str]) -> None:
-        for line in pipe:
-            self.lines.put(line)
-
-    def wait_for(self, pattern: str, timeout: float = 15.0) -> re.Match[str]:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                line = self.lines.get(timeout=max(0.0, deadline - time.monotonic()))
-            except queue.Empty:
-                raise AssertionError(f"no line matching {pattern!r} within {timeout} s") from None
-            if match := re.search(pattern, line):
-                return match
-
-    def rest(self) -> str:
-        """The lines not consumed yet, once the pipe is at EOF (the process has exited)."""
-        self._thread.join(timeout=5)
-        return "".join(self.lines.queue)
-
-
-def test_main_serves_and_stops_on_sigterm() -> None:
-    env = {**os.environ, "PORT": "0", "UVICORN_WORKERS": "1", "PYTHONPATH": str(SERVICE_DIR),
-           "PYTHONDONTWRITEBYTECODE": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "realtime_audio_pipeline"], env=env, cwd=SERVICE_DIR,
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    try:
-        assert proc.stdout is not None
-        output = LineReader(proc.stdout)
-        # Printed only once the socket is bound.
-        port = output.wait_for(r"ws://0\.0\.0\.0:(\d+)/v1/stream").group(1)
-        status, _, body = http_get(f"http://127.0.0.1:{port}/health")
-        assert status == 200 and body["service"] == SERVICE_NAME
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=10)
-        assert 'stopped' in output.rest()
-        assert proc.returncode == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        if proc.stdout is not None:
-            proc.stdout.close()
+def test_main_serves_and_stops_on_sigterm(start_service: Callable[..., Any]) -> None:
+    # Printed only once the socket is bound.
+    service = start_service("realtime_audio_pipeline", SERVICE_DIR, r"ws://0\.0\.0\.0:(\d+)/v1/stream",
+                            output="stdout", env={"UVICORN_WORKERS": "1"})
+    status, _, body = http_get(f"{service.url}/health")
+    assert status == 200 and body["service"] == SERVICE_NAME
+    assert 'stopped' in service.stop(signal.SIGTERM)
+    assert service.proc.returncode == 0

@@ -6,6 +6,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from ..errors import BuildError, CommandFailed
 from ..events import Emit, Event
@@ -19,7 +20,7 @@ from .base import LocalBases
 from .buildx import BuildProgress, BuildRequest, read_metadata
 from .contexts import Wheelhouse, prepare_tools
 from .plan import BuildUnit, Plan, make_plan
-from .render import RenderInputs, TemplateRenderer, oci_labels
+from .render import APP_UID, RenderInputs, TemplateRenderer, oci_labels
 
 
 @dataclass(frozen=True)
@@ -54,8 +55,8 @@ def plan_for(project: Project, revision: Revision, options: BuildOptions) -> Pla
     )
 
 
-def render_unit(ctx: BuildContext, renderer: TemplateRenderer, unit: BuildUnit, parent: str) -> Path:
-    labels = oci_labels(
+def unit_labels(ctx: BuildContext, unit: BuildUnit) -> dict[str, str]:
+    return oci_labels(
         profile=unit.profile.name,
         image=unit.image.name,
         revision=ctx.revision.sha,
@@ -64,6 +65,21 @@ def render_unit(ctx: BuildContext, renderer: TemplateRenderer, unit: BuildUnit, 
         version=unit.tag,
         title=unit.image.name,
     )
+
+
+def expectations(ctx: BuildContext, unit: BuildUnit) -> dict[str, Any]:
+    """What verify will hold the pushed image to (see UnitRecord.expect)."""
+    return {
+        "user": f"{APP_UID}:{APP_UID}",
+        "env": {**unit.profile.build_args, **unit.profile.env, "PYTHONUNBUFFERED": "1"},
+        "labels": unit_labels(ctx, unit),
+        "port": unit.image.service.port if unit.image.service else None,
+        "size_budget_mb": unit.image.size_budget_mb,
+    }
+
+
+def render_unit(ctx: BuildContext, renderer: TemplateRenderer, unit: BuildUnit, parent: str) -> Path:
+    labels = unit_labels(ctx, unit)
     text = renderer.render(RenderInputs(profile=unit.profile, image=unit.image, parent=parent, labels=labels))
     path = ctx.project.work_dir / "rendered" / unit.profile.name / unit.image.name / "Dockerfile"
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -146,6 +162,7 @@ def build_release(ctx: BuildContext, options: BuildOptions) -> ReleaseRecord:
             duration_s=round(duration, 2),
             steps=len(progress.build_steps),
             cache_hits=progress.cache_hits,
+            expect=expectations(ctx, unit),
         )
         ctx.emit(
             Event(

@@ -32,6 +32,9 @@ class UnitRecord:
     duration_s: float
     steps: int  # RUN/COPY/ADD steps of the Dockerfile
     cache_hits: int  # of those, served from the (local or registry) build cache
+    # What the image must show, fixed at build time from the inputs that rendered it
+    # (user, env, labels, port, size budget), so verify needs only the record and the registry.
+    expect: dict[str, Any] = field(default_factory=dict)
     verdicts: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -91,3 +94,23 @@ def load_record(path: Path) -> ReleaseRecord:
     except FileNotFoundError:
         raise ConfigError(f"{path}: release record not found") from None
     return ReleaseRecord.from_json(text, source=str(path))
+
+
+def find_record(project: Path, release: str | None) -> Path:
+    """The record of ``release``, or the newest one when no release is named."""
+    directory = records_dir(project)
+    if release:
+        path = directory / f"{release}.json"
+        if not path.is_file():
+            known = sorted(p.stem for p in directory.glob("*.json")) if directory.is_dir() else []
+            raise ConfigError(f"--release {release}: no release record {path}"
+                              + (f"; known: {', '.join(known[-5:])}" if known else "; run `shipyard build` first"))
+        return path
+    records = sorted(directory.glob("*.json"), key=lambda p: p.stat().st_mtime) if directory.is_dir() else []
+    if not records:
+        raise ConfigError(f"{directory}: no release records; run `shipyard build` first")
+    return records[-1]
+
+
+def reports_dir(project: Path, release: str) -> Path:
+    return project / ".shipyard" / "reports" / release
