@@ -48,6 +48,19 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv(name, raising=False)
 
 
+@pytest.fixture()
+def runtime_env(clean_env: None, monkeypatch: pytest.MonkeyPatch) -> Callable[..., None]:
+    """``runtime_env(values, cpu_count=None)``: set exactly these runtime variables (and ``os.cpu_count()``)."""
+
+    def set_env(values: Mapping[str, str], cpu_count: int | None = None) -> None:
+        for name, value in values.items():
+            monkeypatch.setenv(name, value)
+        if cpu_count is not None:
+            monkeypatch.setattr("os.cpu_count", lambda: cpu_count)
+
+    return set_env
+
+
 class LineReader:
     """Collects a pipe's lines on a thread, so waiting for one line never blocks past a deadline."""
 

@@ -75,17 +75,13 @@ def test_parse_text_rejects(body: bytes) -> None:
 
 # --- HTTP layer -------------------------------------------------------------------------------
 
-def test_health(client: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_health(client: TestClient, runtime_env: Callable[..., None]) -> None:
     assert client.get("/health").json() == {
         "status": "ok", "service": SERVICE_NAME, "profile": "unknown", "accelerator": "none",
         "cuda_arch": None, "workers": 1, "omp_num_threads": None,
     }
-    monkeypatch.setenv("SHIPYARD_PROFILE", "cpu-small")
-    monkeypatch.setenv("SHIPYARD_HARDWARE_GPU", "nvidia-a10g")
-    monkeypatch.setenv("TORCH_CUDA_ARCH_LIST", "8.6")
-    monkeypatch.setenv("OMP_NUM_THREADS", "1")
-    monkeypatch.setenv("UVICORN_WORKERS", "2")
-    monkeypatch.setattr("os.cpu_count", lambda: 16)
+    runtime_env({"SHIPYARD_PROFILE": "cpu-small", "SHIPYARD_HARDWARE_GPU": "nvidia-a10g", "TORCH_CUDA_ARCH_LIST": "8.6",
+                 "OMP_NUM_THREADS": "1", "UVICORN_WORKERS": "2"}, cpu_count=16)
     response = client.get("/health")
     assert response.status_code == 200
     assert response.json() == {

@@ -80,13 +80,9 @@ def test_health_defaults(client: TestClient) -> None:
     }
 
 
-def test_health_reflects_env(client: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("SHIPYARD_PROFILE", "gpu-prod")
-    monkeypatch.setenv("SHIPYARD_HARDWARE_GPU", "nvidia-l4")
-    monkeypatch.setenv("TORCH_CUDA_ARCH_LIST", "8.9")
-    monkeypatch.setenv("OMP_NUM_THREADS", "2")
-    monkeypatch.setenv("UVICORN_WORKERS", "1000000")
-    monkeypatch.setattr("os.cpu_count", lambda: 3)
+def test_health_reflects_env(client: TestClient, runtime_env: Callable[..., None]) -> None:
+    runtime_env({"SHIPYARD_PROFILE": "gpu-prod", "SHIPYARD_HARDWARE_GPU": "nvidia-l4", "TORCH_CUDA_ARCH_LIST": "8.9",
+                 "OMP_NUM_THREADS": "2", "UVICORN_WORKERS": "1000000"}, cpu_count=3)
     body = client.get("/health").json()
     assert body["profile"] == "gpu-prod"
     assert body["accelerator"] == "nvidia-l4"

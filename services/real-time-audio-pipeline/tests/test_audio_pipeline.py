@@ -115,10 +115,8 @@ def http_get(url: str) -> tuple[int, str, Any]:
             return err.code, err.headers["Content-Type"], json.loads(err.read())
 
 
-def test_websocket_round_trip_and_http_health(clean_env: None, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("SHIPYARD_PROFILE", "edge-cpu")
-    monkeypatch.setenv("OMP_NUM_THREADS", "4")
-    monkeypatch.setenv("UVICORN_WORKERS", "8")
+def test_websocket_round_trip_and_http_health(runtime_env: Callable[..., None]) -> None:
+    runtime_env({"SHIPYARD_PROFILE": "edge-cpu", "OMP_NUM_THREADS": "4", "UVICORN_WORKERS": "8"})
 
     async def scenario() -> None:
         async with create_server("127.0.0.1", 0) as server:
