@@ -23,8 +23,8 @@ from .gitinfo import read_revision
 from .preflight import check_engine, check_registry
 from .project import cache_dir, load_project
 from .release.record import ReleaseRecord, find_record, load_record, reports_dir
-from .release.verify import verify_release
 from .release.registry import RegistryClient
+from .release.verify import verify_release
 from .runner import Runner
 from .target import RegistryTarget, parse_target
 
@@ -140,8 +140,11 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--builder", metavar="NAME", help="buildx builder to use (default: the current one)")
     p.add_argument("--dry-run", action="store_true", help="print the plan and the exact commands; run nothing")
     p.add_argument("--json", action="store_true", help="print the release record as JSON at the end")
-    p = add("verify", help="check every pushed image of a release from the registry (no pull)",
-            epilog="example: shipyard verify --release 20250111-656873b3")
+    p = add(
+        "verify",
+        help="check every pushed image of a release from the registry (no pull)",
+        epilog="example: shipyard verify --release 20250111-656873b3",
+    )
     p.add_argument("--release", metavar="TAG", help="the release to verify (default: the newest record)")
     p.add_argument("--registry", metavar="HOST/NAMESPACE", help="registry of the release (default: the record's)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
@@ -298,8 +301,9 @@ def cmd_verify(args: argparse.Namespace, console: Console) -> int:
 def _print_verify_failures(console: Console, root: Path, release: str) -> None:
     data = json.loads((reports_dir(root, release) / "verify.json").read_text())
     rows: list[tuple[str, ...]] = [("unit", "check", "expected", "found")]
-    rows += [(f["unit"], f["check"], f["expected"][:60], f["found"][:70]) for f in data["findings"]
-             if f["status"] == "fail"]
+    rows += [
+        (f["unit"], f["check"], f["expected"][:60], f["found"][:70]) for f in data["findings"] if f["status"] == "fail"
+    ]
     _table(console, rows)
 
 

@@ -8,8 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from shipyard.release.record import ReleaseRecord, load_record
 from shipyard.release.registry import RegistryClient
 from shipyard.target import RegistryTarget, parse_target
+from tests.conftest import git, make_project
 
 IT_REGISTRY = "localhost:5000/shipyard-it"
 
@@ -30,6 +32,20 @@ def shipyard(*args: str, env: dict[str, str] | None = None, check: bool = True) 
     if check and result.returncode != 0:
         raise AssertionError(f"shipyard {' '.join(args)} exited {result.returncode}\n{result.stdout}\n{result.stderr}")
     return result
+
+
+SERVICES = ("model-ops-coordinator", "real-time-audio-pipeline", "affective-processing-center")
+PROFILES = ("cpu", "pc2")  # pc2 on the local base: the GPU profile's env and build args still apply
+
+
+@pytest.fixture(scope="session")
+def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, ReleaseRecord, str]:
+    root = make_project(tmp_path_factory.mktemp("e2e") / "proj", services=SERVICES, profiles=PROFILES)
+    result = shipyard("--project", str(root), "build", env={"SHIPYARD_BASE_OVERRIDE": "local"})
+    sha = git(root, "rev-parse", "HEAD")
+    release = f"20250111-{sha[:8]}"
+    assert f"units pushed as {release}" in result.stdout, result.stdout
+    return root, load_record(root / ".shipyard" / "releases" / f"{release}.json"), result.stdout
 
 
 @pytest.fixture(scope="session")

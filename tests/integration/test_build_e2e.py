@@ -5,30 +5,16 @@ from __future__ import annotations
 import json
 import subprocess
 from collections.abc import Iterator
-from pathlib import Path
 
 import docker
 import httpx
 import pytest
 import tenacity
 
-from shipyard.release.record import ReleaseRecord, load_record
+from shipyard.release.record import load_record
 from shipyard.release.registry import RegistryClient
-from tests.conftest import git, make_project
-from tests.integration.conftest import shipyard
-
-SERVICES = ("model-ops-coordinator", "real-time-audio-pipeline", "affective-processing-center")
-PROFILES = ("cpu", "pc2")  # pc2 on the local base: the GPU profile's env and build args still apply
-
-
-@pytest.fixture(scope="module")
-def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, ReleaseRecord, str]:
-    root = make_project(tmp_path_factory.mktemp("e2e") / "proj", services=SERVICES, profiles=PROFILES)
-    result = shipyard("--project", str(root), "build", env={"SHIPYARD_BASE_OVERRIDE": "local"})
-    sha = git(root, "rev-parse", "HEAD")
-    release = f"20250111-{sha[:8]}"
-    assert f"units pushed as {release}" in result.stdout, result.stdout
-    return root, load_record(root / ".shipyard" / "releases" / f"{release}.json"), result.stdout
+from tests.conftest import git
+from tests.integration.conftest import PROFILES, SERVICES, shipyard
 
 
 def test_every_unit_is_in_the_registry_with_its_digest(built, registry: RegistryClient) -> None:  # type: ignore[no-untyped-def]

@@ -12,7 +12,7 @@ from ..errors import BuildError, CommandFailed
 from ..events import Emit, Event
 from ..gitinfo import Revision
 from ..project import Project
-from ..release.record import ReleaseRecord, UnitRecord, save_record
+from ..release.record import ReleaseRecord, UnitRecord, load_record, records_dir, save_record
 from ..release.registry import RegistryClient
 from ..runner import Runner
 from ..target import RegistryTarget
@@ -100,9 +100,7 @@ def build_release(ctx: BuildContext, options: BuildOptions) -> ReleaseRecord:
     renderer = TemplateRenderer(ctx.project.templates)
     bases = LocalBases(plan.target, ctx.registry, ctx.runner, ctx.cache_dir, ctx.emit)
     wheelhouse = Wheelhouse(ctx.cache_dir, ctx.runner)
-    record = ReleaseRecord(
-        release=plan.release_tag, revision=ctx.revision.sha, created=ctx.revision.created, registry=str(plan.target)
-    )
+    record = _start_record(ctx, plan)
     base_refs: dict[str, str] = {}
     for index, unit in enumerate(plan.units, 1):
         if unit.base is not None:
@@ -177,6 +175,20 @@ def build_release(ctx: BuildContext, options: BuildOptions) -> ReleaseRecord:
         path = save_record(ctx.project.root, record)
         ctx.emit(Event("record", f"release record: {path}", data={"path": str(path)}))
     return record
+
+
+def _start_record(ctx: BuildContext, plan: Plan) -> ReleaseRecord:
+    """A new record, or the existing one of this release: building a subset adds to it, never drops units."""
+    fresh = ReleaseRecord(
+        release=plan.release_tag, revision=ctx.revision.sha, created=ctx.revision.created, registry=str(plan.target)
+    )
+    path = records_dir(ctx.project.root) / f"{plan.release_tag}.json"
+    if not path.is_file():
+        return fresh
+    existing = load_record(path)
+    if (existing.revision, existing.registry) != (fresh.revision, fresh.registry):
+        return fresh
+    return existing
 
 
 def _reader(ctx: BuildContext, unit: BuildUnit, progress: BuildProgress) -> Callable[[str], None]:

@@ -57,7 +57,7 @@ def apply_layers(layers: Iterable[list[tuple[str, int, bool]]]) -> dict[str, Fil
             if base == OPAQUE:
                 emptied.append(f"{parent}/" if parent else "")
             elif base.startswith(WHITEOUT):
-                hidden.append(f"{parent}/{base[len(WHITEOUT):]}" if parent else base[len(WHITEOUT):])
+                hidden.append(f"{parent}/{base[len(WHITEOUT) :]}" if parent else base[len(WHITEOUT) :])
             else:
                 added.append(FileEntry(path, mode, is_file))
         if hidden or emptied:

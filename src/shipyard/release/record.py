@@ -103,8 +103,10 @@ def find_record(project: Path, release: str | None) -> Path:
         path = directory / f"{release}.json"
         if not path.is_file():
             known = sorted(p.stem for p in directory.glob("*.json")) if directory.is_dir() else []
-            raise ConfigError(f"--release {release}: no release record {path}"
-                              + (f"; known: {', '.join(known[-5:])}" if known else "; run `shipyard build` first"))
+            raise ConfigError(
+                f"--release {release}: no release record {path}"
+                + (f"; known: {', '.join(known[-5:])}" if known else "; run `shipyard build` first")
+            )
         return path
     records = sorted(directory.glob("*.json"), key=lambda p: p.stat().st_mtime) if directory.is_dir() else []
     if not records:

@@ -47,8 +47,13 @@ class VerifyReport:
         return not self.failures
 
     def to_json(self) -> str:
-        return json.dumps({"release": self.release, "passed": self.passed,
-                           "findings": [asdict(f) for f in self.findings]}, indent=2) + "\n"
+        return (
+            json.dumps(
+                {"release": self.release, "passed": self.passed, "findings": [asdict(f) for f in self.findings]},
+                indent=2,
+            )
+            + "\n"
+        )
 
 
 @dataclass
@@ -130,8 +135,9 @@ def check_labels(v: Verifier, image: _Image) -> Iterator[Finding]:
     expected["org.opencontainers.image.revision"] = v.record.revision
     expected["org.opencontainers.image.version"] = image.unit.tag
     wrong = {k: labels.get(k, "(unset)") for k, value in expected.items() if labels.get(k) != value}
-    yield _result(image, "labels", not wrong, {k: expected[k] for k in wrong} or "OCI + shipyard labels",
-                  wrong or "as expected")
+    yield _result(
+        image, "labels", not wrong, {k: expected[k] for k in wrong} or "OCI + shipyard labels", wrong or "as expected"
+    )
 
 
 def check_parent(v: Verifier, image: _Image) -> Iterator[Finding]:
@@ -140,15 +146,25 @@ def check_parent(v: Verifier, image: _Image) -> Iterator[Finding]:
     yield _result(image, "parent-pinned", pinned, "parent referenced by digest", parent)
     host, _, rest = parent.partition("/")
     if not pinned or host != v.host:
-        yield Finding(image.key, "parent-layers", "skip", "parent's layers a prefix of the image's",
-                      f"parent in another registry ({host})")
+        yield Finding(
+            image.key,
+            "parent-layers",
+            "skip",
+            "parent's layers a prefix of the image's",
+            f"parent in another registry ({host})",
+        )
         return
     repository, _, digest = rest.partition("@")
     parent_manifest = v.registry.image_manifest(repository, digest, image.unit.platform)
     parent_layers = [layer["digest"] for layer in (parent_manifest.json if parent_manifest else {}).get("layers", [])]
     ok = bool(parent_layers) and image.layers[: len(parent_layers)] == parent_layers
-    yield _result(image, "parent-layers", ok, f"{len(parent_layers)} layers of {parent[:80]} first",
-                  "prefix" if ok else f"{len(image.layers)} layers, not starting with the parent's")
+    yield _result(
+        image,
+        "parent-layers",
+        ok,
+        f"{len(parent_layers)} layers of {parent[:80]} first",
+        "prefix" if ok else f"{len(image.layers)} layers, not starting with the parent's",
+    )
 
 
 def check_size(v: Verifier, image: _Image) -> Iterator[Finding]:
@@ -165,16 +181,28 @@ def check_files(v: Verifier, image: _Image) -> Iterator[Finding]:
     yield _result(image, "no-build-tools", not tools, "no compiler or build tool", tools or "none")
     privileged = sorted(p for p in files if _in_bin(p) and PRIVILEGE_TOOL_RE.match(p.rsplit("/", 1)[-1]))
     privileged += sorted(p for p, e in files.items() if e.setuid_or_setgid)
-    yield _result(image, "no-privilege-tools", not privileged, "no sudo/doas and no setuid/setgid file",
-                  privileged or "none")
+    yield _result(
+        image, "no-privilege-tools", not privileged, "no sudo/doas and no setuid/setgid file", privileged or "none"
+    )
 
 
 def _in_bin(path: str) -> bool:
     return path.rpartition("/")[0] + "/" in BIN_DIRS
 
 
-CHECKS: tuple[Check, ...] = (check_tag, check_platform, check_user, check_healthcheck, check_tini, check_env,
-                             check_port, check_labels, check_parent, check_size, check_files)
+CHECKS: tuple[Check, ...] = (
+    check_tag,
+    check_platform,
+    check_user,
+    check_healthcheck,
+    check_tini,
+    check_env,
+    check_port,
+    check_labels,
+    check_parent,
+    check_size,
+    check_files,
+)
 
 
 class Verifier:
@@ -191,9 +219,15 @@ class Verifier:
             findings = list(self._unit(key, unit))
             report.findings += findings
             failed = [f.check for f in findings if f.status == "fail"]
-            self.emit(Event("verify.unit", f"{key}: {'FAIL ' + ', '.join(failed) if failed else 'ok'} "
-                                           f"({sum(f.status == 'pass' for f in findings)} checks passed)",
-                            unit=key, data={"failed": failed}))
+            self.emit(
+                Event(
+                    "verify.unit",
+                    f"{key}: {'FAIL ' + ', '.join(failed) if failed else 'ok'} "
+                    f"({sum(f.status == 'pass' for f in findings)} checks passed)",
+                    unit=key,
+                    data={"failed": failed},
+                )
+            )
         return report
 
     def _unit(self, key: str, unit: UnitRecord) -> Iterator[Finding]:
@@ -222,13 +256,17 @@ def verify_release(project: Path, record_path: Path, registry: RegistryClient, e
     report = Verifier(record, registry, emit).run()
     for key, unit in record.units.items():
         mine = [f for f in report.findings if f.unit == key]
-        unit.verdicts["verify"] = {"passed": all(f.status != "fail" for f in mine),
-                                   "failed": [f.check for f in mine if f.status == "fail"]}
+        unit.verdicts["verify"] = {
+            "passed": all(f.status != "fail" for f in mine),
+            "failed": [f.check for f in mine if f.status == "fail"],
+        }
     write_atomic(record_path, record.to_json())
     out = reports_dir(project, record.release) / "verify.json"
     write_atomic(out, report.to_json())
     emit(Event("record", f"verify report: {out}", data={"path": str(out)}))
     if not report.passed:
-        raise VerifyFailed(f"verify: {len(report.failures)} check(s) failed on "
-                           f"{len({f.unit for f in report.failures})} unit(s) of {record.release}; see {out}")
+        raise VerifyFailed(
+            f"verify: {len(report.failures)} check(s) failed on "
+            f"{len({f.unit for f in report.failures})} unit(s) of {record.release}; see {out}"
+        )
     return report

@@ -1,0 +1,100 @@
+"""verify against the real registry: a good release passes; images that break each check are named."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from shipyard.release.record import ReleaseRecord, load_record, save_record
+from tests.integration.conftest import shipyard
+
+GOOD = "cpu/affective-processing-center"
+# variant name -> (Dockerfile lines on top of the good image, the check that must fail)
+VARIANTS = {
+    "root-user": (["USER root"], "user"),
+    "no-healthcheck": (["HEALTHCHECK NONE"], "healthcheck"),
+    "wrong-revision": (["LABEL org.opencontainers.image.revision=0000000000000000000000000000000000000000"], "labels"),
+    "gcc-left": (["COPY --chmod=0755 gcc /usr/bin/gcc"], "no-build-tools"),
+    "setuid-tool": (["COPY --chmod=4755 gcc /usr/local/bin/helper"], "no-privilege-tools"),
+    "missing-profile-env": (["ENV OMP_NUM_THREADS=64"], "env"),
+    "no-tini": (['ENTRYPOINT ["python3"]'], "tini"),
+    "over-budget": (["COPY ballast.bin /opt/ballast.bin"], "size"),
+}
+
+
+def build_variant(base_ref: str, name: str, lines: list[str], context: Path, repository: str, tag: str) -> str:
+    (context / "Dockerfile").write_text("\n".join([f"FROM {base_ref}", *lines]) + "\n")
+    metadata = context / "metadata.json"
+    subprocess.run(
+        [
+            "docker",
+            "buildx",
+            "build",
+            "--provenance=false",
+            "--push",
+            "--tag",
+            f"{repository}:{tag}",
+            "--metadata-file",
+            str(metadata),
+            str(context),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    return str(json.loads(metadata.read_text())["containerimage.digest"])
+
+
+@pytest.fixture(scope="module")
+def broken_release(built, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, ReleaseRecord]:  # type: ignore[no-untyped-def]
+    root, record, _ = built
+    good = record.units[GOOD]
+    context = tmp_path_factory.mktemp("variants")
+    (context / "gcc").write_text("#!/bin/sh\necho not really gcc\n")
+    (context / "ballast.bin").write_bytes(os.urandom(3_000_000))  # random: does not compress
+    units = {GOOD: good}
+    for name, (lines, _) in VARIANTS.items():
+        repository = good.repository.replace("/cpu/", "/variants/") + "-" + name
+        digest = build_variant(good.ref, name, lines, context, repository, good.tag)
+        expect = dict(good.expect)
+        if name == "over-budget":
+            expect["size_budget_mb"] = int(good.size / 1_000_000) + 2  # the good image fits, +3 MB does not
+        units[f"variants/{name}"] = replace(good, repository=repository, digest=digest, expect=expect, verdicts={})
+    broken = replace(record, release=record.release + "-broken", units=units)
+    # same tag as the good release, so version/revision labels stay right: only the injected fault differs
+    save_record(root, broken)
+    return root, broken
+
+
+def test_good_release_passes(built) -> None:  # type: ignore[no-untyped-def]
+    root, record, _ = built
+    result = shipyard("--project", str(root), "verify", "--release", record.release)
+    assert "verify: all" in result.stdout and "checks passed" in result.stdout
+    saved = load_record(root / ".shipyard" / "releases" / f"{record.release}.json")
+    assert all(unit.verdicts["verify"]["passed"] for unit in saved.units.values())
+
+
+def test_each_broken_image_is_reported_with_its_check(broken_release) -> None:  # type: ignore[no-untyped-def]
+    root, record = broken_release
+    result = shipyard("--project", str(root), "verify", "--release", record.release, check=False)
+    assert result.returncode == 10, result.stdout + result.stderr
+    assert result.stderr.startswith("shipyard: error: verify: ")
+    report = json.loads((root / ".shipyard" / "reports" / record.release / "verify.json").read_text())
+    failed = {(f["unit"], f["check"]) for f in report["findings"] if f["status"] == "fail"}
+    for name, (_, check) in VARIANTS.items():
+        assert (f"variants/{name}", check) in failed, (name, sorted(failed))
+        assert f"variants/{name}" in result.stdout  # the table lists every failure, not only the first
+    assert not any(unit == GOOD for unit, _ in failed)
+    # each variant breaks exactly what it was built to break
+    by_unit: dict[str, set[str]] = {}
+    for unit, check in failed:
+        by_unit.setdefault(unit, set()).add(check)
+    assert by_unit["variants/root-user"] == {"user"}
+    assert by_unit["variants/gcc-left"] == {"no-build-tools"}
+    saved = load_record(root / ".shipyard" / "releases" / f"{record.release}.json")
+    assert saved.units["variants/no-healthcheck"].verdicts["verify"] == {"passed": False, "failed": ["healthcheck"]}
+    assert saved.units[GOOD].verdicts["verify"]["passed"] is True

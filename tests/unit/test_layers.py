@@ -1,0 +1,60 @@
+from __future__ import annotations
+
+import io
+import tarfile
+
+import pytest
+
+from shipyard.release.layers import apply_layers, layer_entries
+from shipyard.release.verify import BUILD_TOOL_RE, PRIVILEGE_TOOL_RE, _in_bin
+
+
+def tar_layer(*members: tuple[str, int]) -> bytes:
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w:gz") as tar:
+        for name, mode in members:
+            info = tarfile.TarInfo(name)
+            info.mode = mode
+            tar.addfile(info, io.BytesIO(b""))
+    return out.getvalue()
+
+
+def test_whiteouts_and_opaque_dirs_hide_lower_layers_only() -> None:
+    lower = layer_entries(
+        tar_layer(
+            ("usr/bin/gcc", 0o755),
+            ("usr/bin/su", 0o4755),
+            ("etc/a/x", 0o644),
+            ("etc/a/y", 0o644),
+            ("./opt/keep", 0o644),
+        )
+    )
+    upper = layer_entries(
+        tar_layer(("usr/bin/.wh.gcc", 0o644), ("usr/bin/su", 0o755), ("etc/a/.wh..wh..opq", 0o644), ("etc/a/z", 0o644))
+    )
+    files = apply_layers([lower, upper])
+    assert "usr/bin/gcc" not in files
+    assert not files["usr/bin/su"].setuid_or_setgid
+    assert sorted(p for p in files if p.startswith("etc/a/")) == ["etc/a/z"]
+    assert "opt/keep" in files
+
+
+def test_setuid_is_seen_when_nothing_above_changes_it() -> None:
+    files = apply_layers([layer_entries(tar_layer(("usr/bin/su", 0o4755), ("usr/bin/wall", 0o2755)))])
+    assert files["usr/bin/su"].setuid_or_setgid and files["usr/bin/wall"].setuid_or_setgid
+
+
+@pytest.mark.parametrize("name", ["gcc", "gcc-12", "x86_64-linux-gnu-gcc-12", "cc", "c++", "g++", "clang", "make"])
+def test_build_tools_match(name: str) -> None:
+    assert BUILD_TOOL_RE.match(name)
+
+
+@pytest.mark.parametrize("name", ["gcc-ar-ish", "python3", "gccgo-helper", "mcc", "tinycc", "makedoc", "cc1"])
+def test_other_names_do_not(name: str) -> None:
+    assert not BUILD_TOOL_RE.match(name)
+
+
+def test_privilege_tools_and_bin_dirs() -> None:
+    assert PRIVILEGE_TOOL_RE.match("sudo") and not PRIVILEGE_TOOL_RE.match("sudoku")
+    assert _in_bin("usr/bin/gcc") and _in_bin("usr/local/bin/make") and not _in_bin("usr/share/doc/gcc")
+    assert not _in_bin("usr/lib/gcc/x86_64-linux-gnu/12/cc1")
