@@ -89,3 +89,11 @@ def verify(session: nox.Session) -> None:
     install(session)
     up(session)
     session.run("shipyard", "verify", *session.posargs)
+
+
+@nox.session
+def scan(session: nox.Session) -> None:
+    """Scan the newest release (or `-- --release TAG`) with Trivy and gate on severity."""
+    install(session)
+    up(session)
+    session.run("shipyard", "scan", *session.posargs)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import functools
 import json
+import os
 import subprocess
 import sys
 import time
@@ -17,13 +18,16 @@ from .build.base import LocalBases
 from .build.pipeline import BuildContext, BuildOptions, build_release, plan_for, render_unit
 from .build.render import TemplateRenderer
 from .credentials import credentials_for, docker_login
-from .errors import ShipyardError, VerifyFailed
+from .errors import ConfigError, ShipyardError, VerifyFailed
 from .events import Event
 from .gitinfo import read_revision
 from .preflight import check_engine, check_registry
 from .project import cache_dir, load_project
+from .release.findings import GatePolicy, load_allowlist
 from .release.record import ReleaseRecord, find_record, load_record, reports_dir
 from .release.registry import RegistryClient
+from .release.scan import ScanOptions, scan_release
+from .release.trivy_db import push_db
 from .release.verify import verify_release
 from .runner import Runner
 from .target import RegistryTarget, parse_target
@@ -148,6 +152,45 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--release", metavar="TAG", help="the release to verify (default: the newest record)")
     p.add_argument("--registry", metavar="HOST/NAMESPACE", help="registry of the release (default: the record's)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p = add(
+        "scan",
+        help="scan every image of a release with Trivy and gate on severity",
+        epilog="example: shipyard scan --db-repository localhost:5000/mirror/trivy-db:2 --severity CRITICAL",
+    )
+    p.add_argument("--release", metavar="TAG", help="the release to scan (default: the newest record)")
+    p.add_argument(
+        "--severity",
+        default="CRITICAL,HIGH:fixed",
+        metavar="LIST",
+        help="severities that fail the gate; ':fixed' = only when a fix exists (default: %(default)s)",
+    )
+    p.add_argument("--ignore-unfixed", action="store_true", help="vulnerabilities without a fix never fail the gate")
+    p.add_argument(
+        "--allowlist",
+        type=Path,
+        metavar="FILE",
+        help="[[allow]] entries with id, reason, expires (default: scan-allowlist.toml if present)",
+    )
+    p.add_argument(
+        "--db-repository",
+        metavar="REF",
+        help="OCI ref of the Trivy DB (env SHIPYARD_TRIVY_DB_REPOSITORY; default: Trivy's public one)",
+    )
+    p.add_argument(
+        "--jobs",
+        type=int,
+        default=min(4, os.cpu_count() or 1),
+        metavar="N",
+        help="trivy processes in parallel (default: %(default)s)",
+    )
+    p = add(
+        "trivy-db",
+        help="mirror a Trivy vulnerability DB into an OCI registry (air-gapped sites)",
+        epilog="example: shipyard trivy-db push ~/.cache/trivy/db --to localhost:5000/mirror/trivy-db:2",
+    )
+    p.add_argument("action", choices=["push"])
+    p.add_argument("source", type=Path, help="a directory with trivy.db and metadata.json, or a .tar.gz of them")
+    p.add_argument("--to", required=True, metavar="HOST/REPO:TAG", help="where to push it")
     return parser
 
 
@@ -315,7 +358,70 @@ def _table(console: Console, rows: list[tuple[str, ...]]) -> None:
             console.line("  ".join("-" * w for w in widths))
 
 
-COMMANDS = {"plan": cmd_plan, "render": cmd_render, "build": cmd_build, "base": cmd_base, "verify": cmd_verify}
+def cmd_scan(args: argparse.Namespace, console: Console) -> int:
+    root = args.project.resolve()
+    path = find_record(root, args.release)
+    record = load_record(path)
+    if args.jobs < 1:
+        raise ConfigError(f"--jobs: expected a positive number, got {args.jobs}")
+    allowlist = args.allowlist
+    if allowlist is None and (root / "scan-allowlist.toml").is_file():
+        allowlist = root / "scan-allowlist.toml"
+    target = parse_target(record.registry)
+    options = ScanOptions(
+        policy=GatePolicy.parse(args.severity, ignore_unfixed=args.ignore_unfixed),
+        allowlist=tuple(load_allowlist(allowlist)),
+        db_repository=args.db_repository or os.environ.get("SHIPYARD_TRIVY_DB_REPOSITORY") or None,
+        jobs=args.jobs,
+        cache_dir=cache_dir() / "trivy",
+        credentials=credentials_for(target),
+    )
+    console.line(f"scanning {len(record.units)} units of {record.release} ({args.jobs} in parallel)")
+    try:
+        verdicts = scan_release(root, path, Runner(echo=console.command), options, console.event)
+    finally:
+        _print_scan_summary(console, load_record(path))
+    console.line(f"scan: {len(verdicts)} units passed the gate ({args.severity})")
+    return 0
+
+
+def _print_scan_summary(console: Console, record: ReleaseRecord) -> None:
+    rows: list[tuple[str, ...]] = [("unit", "critical", "high", "medium", "low", "secrets", "verdict")]
+    for key, unit in record.units.items():
+        scan = unit.verdicts.get("scan")
+        if not scan:
+            continue
+        c = scan["counts"]
+        verdict = "pass" if scan["passed"] else "FAIL " + ",".join(scan["blocking"][:3])
+        rows.append(
+            (key, str(c["CRITICAL"]), str(c["HIGH"]), str(c["MEDIUM"]), str(c["LOW"]), str(scan["secrets"]), verdict)
+        )
+    if len(rows) > 1:
+        _table(console, rows)
+
+
+def cmd_trivy_db(args: argparse.Namespace, console: Console) -> int:
+    ref = args.to
+    location, _, tag = ref.rpartition(":")
+    if not location or "/" in tag or not tag:
+        raise ConfigError(f"--to: {ref!r}: expected host/repository:tag, e.g. localhost:5000/mirror/trivy-db:2")
+    host, _, repository = location.partition("/")
+    target = parse_target(f"{host}/{repository}")
+    with _registry(target) as registry:
+        digest = push_db(registry, repository, tag, args.source)
+    console.line(f"pushed Trivy DB {args.source} as {ref}@{digest}; scan with --db-repository {ref}")
+    return 0
+
+
+COMMANDS = {
+    "plan": cmd_plan,
+    "render": cmd_render,
+    "build": cmd_build,
+    "base": cmd_base,
+    "verify": cmd_verify,
+    "scan": cmd_scan,
+    "trivy-db": cmd_trivy_db,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -209,6 +209,43 @@ class RegistryClient:
         self._raise_for(response, f"tags of {repository}")
         return list(response.json().get("tags") or [])
 
+    def blob_exists(self, repository: str, digest: str) -> bool:
+        return self._send("HEAD", f"/v2/{repository}/blobs/{digest}").status_code == 200
+
+    def upload_blob(self, repository: str, data: bytes) -> str:
+        """Monolithic upload (POST then PUT ?digest=); a blob already there is not sent again."""
+        digest = "sha256:" + hashlib.sha256(data).hexdigest()
+        if self.blob_exists(repository, digest):
+            return digest
+        start = self._send("POST", f"/v2/{repository}/blobs/uploads/")
+        self._raise_for(start, f"blob upload to {repository}")
+        location = start.headers.get("Location", "")
+        if not location:
+            raise RegistryError(f"registry {self.target.host}: blob upload to {repository}: no Location header")
+        separator = "&" if "?" in location else "?"
+        done = self._send(
+            "PUT",
+            f"{location}{separator}digest={digest}",
+            content=data,
+            headers={"Content-Type": "application/octet-stream"},
+        )
+        self._raise_for(done, f"blob upload to {repository}")
+        return digest
+
+    def put_manifest(self, repository: str, reference: str, raw: bytes, media_type: str) -> str:
+        """PUT the exact bytes, so the digest stays what it is (a promotion moves a tag, not content)."""
+        response = self._send(
+            "PUT", f"/v2/{repository}/manifests/{reference}", content=raw, headers={"Content-Type": media_type}
+        )
+        self._raise_for(response, f"manifest {repository}:{reference}")
+        digest = "sha256:" + hashlib.sha256(raw).hexdigest()
+        header = response.headers.get("Docker-Content-Digest")
+        if header and header != digest:
+            raise RegistryError(
+                f"registry {self.target.host}: {repository}:{reference} stored as {header}, expected {digest}"
+            )
+        return digest
+
     def _raise_for(self, response: httpx.Response, what: str) -> None:
         if response.status_code in (401, 403):
             raise RegistryError(
