@@ -34,6 +34,18 @@ def shipyard(*args: str, env: dict[str, str] | None = None, check: bool = True) 
     return result
 
 
+def installed_source(image: str, binary_package: str) -> tuple[str, str]:
+    out = subprocess.run(
+        ["docker", "run", "--rm", "--user", "0", "--entrypoint", "dpkg-query", image]
+        + ["-W", "-f", "${source:Package} ${source:Version}", binary_package],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    ).stdout.split()
+    return out[0], out[1]
+
+
 SERVICES = ("model-ops-coordinator", "real-time-audio-pipeline", "affective-processing-center")
 PROFILES = ("cpu", "pc2")  # pc2 on the local base: the GPU profile's env and build args still apply
 
