@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -44,6 +45,29 @@ def installed_source(image: str, binary_package: str) -> tuple[str, str]:
         check=True,
     ).stdout.split()
     return out[0], out[1]
+
+
+def push_variant(base_ref: str, lines: list[str], context: Path, ref: str) -> str:
+    """Build ``FROM base_ref`` plus ``lines`` in ``context``, push it as ``ref``, return its digest."""
+    (context / "Dockerfile").write_text("\n".join([f"FROM {base_ref}", *lines]) + "\n")
+    metadata = context / "metadata.json"
+    subprocess.run(
+        [
+            "docker",
+            "buildx",
+            "build",
+            "--provenance=false",
+            "--push",
+            "--tag",
+            ref,
+            "--metadata-file",
+            str(metadata),
+            str(context),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    return str(json.loads(metadata.read_text())["containerimage.digest"])
 
 
 SERVICES = ("model-ops-coordinator", "real-time-audio-pipeline", "affective-processing-center")

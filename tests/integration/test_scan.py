@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import random
 import string
-import subprocess
 from dataclasses import replace
 from datetime import date, timedelta
 from pathlib import Path
@@ -13,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from shipyard.release.record import ReleaseRecord, load_record, save_record
-from tests.integration.conftest import IT_REGISTRY, installed_source, shipyard
+from tests.integration.conftest import IT_REGISTRY, installed_source, push_variant, shipyard
 from tests.trivydb import Advisory, make_trivy_db
 
 CVE = "CVE-2099-4242"
@@ -36,30 +35,9 @@ def scan_setup(built, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, R
     context = work / "leaky"
     context.mkdir()
     (context / "settings.env").write_text(f"GITHUB_TOKEN={token}\n")
-    (context / "Dockerfile").write_text(f"FROM {good.ref}\nCOPY settings.env /app/settings.env\n")
     repository = good.repository.replace("/cpu/", "/variants/") + "-leaky"
-    subprocess.run(
-        [
-            "docker",
-            "buildx",
-            "build",
-            "--provenance=false",
-            "--push",
-            "--tag",
-            f"{repository}:{good.tag}",
-            "--metadata-file",
-            str(context / "m.json"),
-            str(context),
-        ],
-        check=True,
-        capture_output=True,
-    )
-    leaky = replace(
-        good,
-        repository=repository,
-        verdicts={},
-        digest=json.loads((context / "m.json").read_text())["containerimage.digest"],
-    )
+    digest = push_variant(good.ref, ["COPY settings.env /app/settings.env"], context, f"{repository}:{good.tag}")
+    leaky = replace(good, repository=repository, digest=digest, verdicts={})
     units = {key: replace(record.units[key], verdicts={}) for key in UNITS}
     scanned = replace(record, release=record.release + "-scan", units=units)
     save_record(root, scanned)

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from shipyard.release.record import ReleaseRecord, load_record, save_record
-from tests.integration.conftest import shipyard
+from tests.integration.conftest import push_variant, shipyard
 
 GOOD = "cpu/affective-processing-center"
 # variant name -> (Dockerfile lines on top of the good image, the check that must fail)
@@ -27,28 +26,6 @@ VARIANTS = {
 }
 
 
-def build_variant(base_ref: str, name: str, lines: list[str], context: Path, repository: str, tag: str) -> str:
-    (context / "Dockerfile").write_text("\n".join([f"FROM {base_ref}", *lines]) + "\n")
-    metadata = context / "metadata.json"
-    subprocess.run(
-        [
-            "docker",
-            "buildx",
-            "build",
-            "--provenance=false",
-            "--push",
-            "--tag",
-            f"{repository}:{tag}",
-            "--metadata-file",
-            str(metadata),
-            str(context),
-        ],
-        check=True,
-        capture_output=True,
-    )
-    return str(json.loads(metadata.read_text())["containerimage.digest"])
-
-
 @pytest.fixture(scope="module")
 def broken_release(built, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, ReleaseRecord]:  # type: ignore[no-untyped-def]
     root, record, _ = built
@@ -59,7 +36,7 @@ def broken_release(built, tmp_path_factory: pytest.TempPathFactory) -> tuple[Pat
     units = {GOOD: good}
     for name, (lines, _) in VARIANTS.items():
         repository = good.repository.replace("/cpu/", "/variants/") + "-" + name
-        digest = build_variant(good.ref, name, lines, context, repository, good.tag)
+        digest = push_variant(good.ref, lines, context, f"{repository}:{good.tag}")
         expect = dict(good.expect)
         if name == "over-budget":
             expect["size_budget_mb"] = int(good.size / 1_000_000) + 2  # the good image fits, +3 MB does not

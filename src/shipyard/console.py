@@ -1,0 +1,86 @@
+"""How results reach a person: plain, timestamped, line-oriented output (CI-friendly) and tables."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from .events import Event
+from .release.record import ReleaseRecord, reports_dir
+
+
+class Console:
+    """Renders events as plain lines (CI-friendly); -q keeps only results, -v adds commands."""
+
+    def __init__(self, verbosity: int) -> None:
+        self.verbosity = verbosity
+        self.started = time.monotonic()
+
+    def line(self, text: str) -> None:
+        print(text, flush=True)
+
+    def event(self, event: Event) -> None:
+        if event.kind == "build.output":
+            if self.verbosity > 1:
+                self.line(f"  {event.unit} | {event.message}")
+            return
+        if self.verbosity < 0 and event.kind not in ("unit.built", "record"):
+            return
+        self.line(f"[{time.monotonic() - self.started:6.1f}s] {event.message}")
+
+    def command(self, text: str) -> None:
+        if self.verbosity > 0:
+            self.line(text)
+
+
+def table(console: Console, rows: list[tuple[str, ...]]) -> None:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for i, row in enumerate(rows):
+        console.line("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+        if i == 0:
+            console.line("  ".join("-" * w for w in widths))
+
+
+def print_summary(console: Console, record: ReleaseRecord) -> None:
+    rows: list[tuple[str, ...]] = [("unit", "digest", "size", "cached", "time")]
+    for key, unit in record.units.items():
+        rows.append(
+            (
+                key,
+                unit.digest[:19],
+                f"{unit.size / 1e6:.1f} MB",
+                f"{unit.cache_hits}/{unit.steps}",
+                f"{unit.duration_s:.1f}s",
+            )
+        )
+    console.line("")
+    table(console, rows)
+    total = sum(u.duration_s for u in record.units.values())
+    console.line(
+        f"\n{len(record.units)} units pushed as {record.release} to {record.registry} (build time {total:.1f}s)"
+    )
+
+
+def print_verify_failures(console: Console, root: Path, release: str) -> None:
+    data = json.loads((reports_dir(root, release) / "verify.json").read_text())
+    rows: list[tuple[str, ...]] = [("unit", "check", "expected", "found")]
+    rows += [
+        (f["unit"], f["check"], f["expected"][:60], f["found"][:70]) for f in data["findings"] if f["status"] == "fail"
+    ]
+    table(console, rows)
+
+
+def print_scan_summary(console: Console, record: ReleaseRecord) -> None:
+    rows: list[tuple[str, ...]] = [("unit", "critical", "high", "medium", "low", "secrets", "verdict")]
+    for key, unit in record.units.items():
+        scan = unit.verdicts.get("scan")
+        if not scan:
+            continue
+        c = scan["counts"]
+        verdict = "pass" if scan["passed"] else "FAIL " + ",".join(scan["blocking"][:3])
+        rows.append(
+            (key, str(c["CRITICAL"]), str(c["HIGH"]), str(c["MEDIUM"]), str(c["LOW"]), str(scan["secrets"]), verdict)
+        )
+    if len(rows) > 1:
+        table(console, rows)
