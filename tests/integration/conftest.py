@@ -51,22 +51,9 @@ def push_variant(base_ref: str, lines: list[str], context: Path, ref: str) -> st
     """Build ``FROM base_ref`` plus ``lines`` in ``context``, push it as ``ref``, return its digest."""
     (context / "Dockerfile").write_text("\n".join([f"FROM {base_ref}", *lines]) + "\n")
     metadata = context / "metadata.json"
-    subprocess.run(
-        [
-            "docker",
-            "buildx",
-            "build",
-            "--provenance=false",
-            "--push",
-            "--tag",
-            ref,
-            "--metadata-file",
-            str(metadata),
-            str(context),
-        ],
-        check=True,
-        capture_output=True,
-    )
+    argv = ["docker", "buildx", "build", "--provenance=false", "--push", "--tag", ref]
+    result = subprocess.run([*argv, "--metadata-file", str(metadata), str(context)], capture_output=True, text=True)
+    assert result.returncode == 0, f"{' '.join(argv)} exited {result.returncode}:\n{result.stderr[-3000:]}"
     return str(json.loads(metadata.read_text())["containerimage.digest"])
 
 
