@@ -97,3 +97,11 @@ def scan(session: nox.Session) -> None:
     install(session)
     up(session)
     session.run("shipyard", "scan", *session.posargs)
+
+
+@nox.session
+def canary(session: nox.Session) -> None:
+    """Canary the newest release's services on its first profile (or `-- --profile NAME`)."""
+    install(session)
+    up(session)
+    session.run("shipyard", "canary", *session.posargs)

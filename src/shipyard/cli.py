@@ -13,6 +13,7 @@ from . import __version__
 from .commands import (
     cmd_base,
     cmd_build,
+    cmd_canary,
     cmd_plan,
     cmd_render,
     cmd_scan,
@@ -151,6 +152,13 @@ def make_parser() -> argparse.ArgumentParser:
         help="trivy processes in parallel (default: %(default)s)",
     )
     p = add(
+        "canary",
+        help="run the release's services of one profile, hardened, and check health, answers and latency",
+        epilog="example: shipyard canary --profile cpu   (DOCKER_HOST=ssh://mainpc runs it on mainpc)",
+    )
+    p.add_argument("--release", metavar="TAG", help="the release (default: the newest record)")
+    p.add_argument("--profile", metavar="NAME", help="profile to canary (default: the first of the release)")
+    p = add(
         "trivy-db",
         help="mirror a Trivy vulnerability DB into an OCI registry (air-gapped sites)",
         epilog="example: shipyard trivy-db push ~/.cache/trivy/db --to localhost:5000/mirror/trivy-db:2",
@@ -165,6 +173,7 @@ COMMANDS = {
     "plan": cmd_plan,
     "render": cmd_render,
     "build": cmd_build,
+    "canary": cmd_canary,
     "base": cmd_base,
     "verify": cmd_verify,
     "scan": cmd_scan,

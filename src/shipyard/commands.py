@@ -11,12 +11,13 @@ from importlib import resources
 from .build.base import LOCAL_BASES, LocalBases
 from .build.pipeline import BuildContext, BuildOptions, build_release, plan_for, render_unit
 from .build.render import TemplateRenderer
-from .console import Console, print_scan_summary, print_summary, print_verify_failures
+from .console import Console, print_canary_summary, print_scan_summary, print_summary, print_verify_failures
 from .credentials import credentials_for, docker_login
 from .errors import ConfigError, VerifyFailed
 from .gitinfo import read_revision
 from .preflight import check_engine, check_registry
 from .project import cache_dir, load_project
+from .release.canary import canary_release
 from .release.findings import GatePolicy, load_allowlist
 from .release.record import find_record, load_record
 from .release.registry import RegistryClient
@@ -189,4 +190,17 @@ def cmd_trivy_db(args: argparse.Namespace, console: Console) -> int:
     with _registry(target) as registry:
         digest = push_db(registry, repository, tag, args.source)
     console.line(f"pushed Trivy DB {args.source} as {ref}@{digest}; scan with --db-repository {ref}")
+    return 0
+
+
+def cmd_canary(args: argparse.Namespace, console: Console) -> int:
+    root = args.project.resolve()
+    path = find_record(root, args.release)
+    record = load_record(path)
+    console.line(f"canary of {record.release} on profile {args.profile or 'first in the release'}")
+    try:
+        verdicts = canary_release(path, args.profile, console.event)
+    finally:
+        print_canary_summary(console, load_record(path))
+    console.line(f"canary: {len(verdicts)} service(s) healthy, answering right and within their SLO")
     return 0

@@ -84,3 +84,27 @@ def print_scan_summary(console: Console, record: ReleaseRecord) -> None:
         )
     if len(rows) > 1:
         table(console, rows)
+
+
+def print_canary_summary(console: Console, record: ReleaseRecord) -> None:
+    rows: list[tuple[str, ...]] = [("service", "ready", "p50", "p95", "slo p95", "errors", "verdict")]
+    for key, unit in record.units.items():
+        canary = unit.verdicts.get("canary")
+        if not canary:
+            continue
+        rows.append(
+            (
+                key,
+                f"{canary['ready_s']}s",
+                f"{canary['p50_ms']} ms",
+                f"{canary['p95_ms']} ms",
+                f"{canary['slo_p95_ms']} ms",
+                str(canary["error_rate"]),
+                "pass" if canary["passed"] else "FAIL " + canary["reason"][:60],
+            )
+        )
+        if not canary["passed"] and canary.get("logs"):
+            rows.append(("  last log lines:", "", "", "", "", "", ""))
+            rows.extend((f"  | {line[:100]}", "", "", "", "", "", "") for line in canary["logs"][-8:])
+    if len(rows) > 1:
+        table(console, rows)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -68,14 +68,18 @@ def unit_labels(ctx: BuildContext, unit: BuildUnit) -> dict[str, str]:
 
 
 def expectations(ctx: BuildContext, unit: BuildUnit) -> dict[str, Any]:
-    """What verify will hold the pushed image to (see UnitRecord.expect)."""
-    return {
+    """What verify and canary will hold the pushed image to (see UnitRecord.expect)."""
+    expect: dict[str, Any] = {
         "user": f"{APP_UID}:{APP_UID}",
         "env": {**unit.profile.build_args, **unit.profile.env, "PYTHONUNBUFFERED": "1"},
         "labels": unit_labels(ctx, unit),
         "port": unit.image.service.port if unit.image.service else None,
         "size_budget_mb": unit.image.size_budget_mb,
     }
+    if unit.image.service is not None:
+        expect["service"] = asdict(unit.image.service)
+        expect["canary"] = asdict(unit.profile.canary)
+    return expect
 
 
 def render_unit(ctx: BuildContext, renderer: TemplateRenderer, unit: BuildUnit, parent: str) -> Path:
