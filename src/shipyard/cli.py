@@ -14,8 +14,11 @@ from .commands import (
     cmd_base,
     cmd_build,
     cmd_canary,
+    cmd_history,
     cmd_plan,
+    cmd_promote,
     cmd_render,
+    cmd_rollback,
     cmd_scan,
     cmd_trivy_db,
     cmd_verify,
@@ -159,6 +162,31 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--release", metavar="TAG", help="the release (default: the newest record)")
     p.add_argument("--profile", metavar="NAME", help="profile to canary (default: the first of the release)")
     p = add(
+        "promote",
+        help="point a channel at a release's digests (manifest PUT by digest, nothing rebuilt or pulled)",
+        epilog="example: shipyard promote 20250111-656873b3 --channel stable",
+    )
+    p.add_argument("release", nargs="?", metavar="RELEASE", help="release tag (default: the newest record)")
+    p.add_argument("--channel", required=True, metavar="NAME", help="e.g. canary or stable")
+    p.add_argument("--profile", action="append", default=[], metavar="NAME", help="only this profile (repeatable)")
+    p.add_argument("--force", action="store_true", help="promote despite missing or failed verdicts (needs --reason)")
+    p.add_argument("--reason", metavar="TEXT", help="why; recorded in the channel's ledger")
+    p = add(
+        "rollback",
+        help="point a channel back at the release before its current one",
+        epilog="example: shipyard rollback --channel stable",
+    )
+    p.add_argument("--channel", required=True, metavar="NAME")
+    p.add_argument("--registry", metavar="HOST/NAMESPACE", help="default: SHIPYARD_REGISTRY or localhost:5000/shipyard")
+    p = add(
+        "history",
+        help="who promoted which release to a channel, and when (from the registry)",
+        epilog="example: shipyard history --channel stable",
+    )
+    p.add_argument("--channel", required=True, metavar="NAME")
+    p.add_argument("--registry", metavar="HOST/NAMESPACE", help="default: SHIPYARD_REGISTRY or localhost:5000/shipyard")
+    p.add_argument("--json", action="store_true", help="the ledger as JSON")
+    p = add(
         "trivy-db",
         help="mirror a Trivy vulnerability DB into an OCI registry (air-gapped sites)",
         epilog="example: shipyard trivy-db push ~/.cache/trivy/db --to localhost:5000/mirror/trivy-db:2",
@@ -174,6 +202,9 @@ COMMANDS = {
     "render": cmd_render,
     "build": cmd_build,
     "canary": cmd_canary,
+    "promote": cmd_promote,
+    "rollback": cmd_rollback,
+    "history": cmd_history,
     "base": cmd_base,
     "verify": cmd_verify,
     "scan": cmd_scan,

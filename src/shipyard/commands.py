@@ -11,7 +11,7 @@ from importlib import resources
 from .build.base import LOCAL_BASES, LocalBases
 from .build.pipeline import BuildContext, BuildOptions, build_release, plan_for, render_unit
 from .build.render import TemplateRenderer
-from .console import Console, print_canary_summary, print_scan_summary, print_summary, print_verify_failures
+from .console import Console, print_canary_summary, print_scan_summary, print_summary, print_verify_failures, table
 from .credentials import credentials_for, docker_login
 from .errors import ConfigError, VerifyFailed
 from .gitinfo import read_revision
@@ -19,6 +19,8 @@ from .preflight import check_engine, check_registry
 from .project import cache_dir, load_project
 from .release.canary import canary_release
 from .release.findings import GatePolicy, load_allowlist
+from .release.ledger import load_ledger
+from .release.promote import Promoter, check_channel
 from .release.record import find_record, load_record
 from .release.registry import RegistryClient
 from .release.scan import ScanOptions, scan_release
@@ -203,4 +205,46 @@ def cmd_canary(args: argparse.Namespace, console: Console) -> int:
     finally:
         print_canary_summary(console, load_record(path))
     console.line(f"canary: {len(verdicts)} service(s) healthy, answering right and within their SLO")
+    return 0
+
+
+def _promoter(target: RegistryTarget, console: Console) -> Promoter:
+    return Promoter(_registry(target), target.namespace, console.event)
+
+
+def cmd_promote(args: argparse.Namespace, console: Console) -> int:
+    root = args.project.resolve()
+    path = find_record(root, args.release)
+    record = load_record(path)
+    unknown = [p for p in args.profile if p not in {u.profile for u in record.units.values()}]
+    if unknown:
+        raise ConfigError(f"--profile: {unknown[0]!r} is not in release {record.release}")
+    units = {k: u for k, u in record.units.items() if not args.profile or u.profile in args.profile}
+    target = parse_target(record.registry)
+    console.line(f"promoting {record.release} ({len(units)} units) to {args.channel} in {target}")
+    _promoter(target, console).promote(record, args.channel, units, force=args.force, reason=args.reason or "")
+    return 0
+
+
+def cmd_rollback(args: argparse.Namespace, console: Console) -> int:
+    target = _target(args)
+    entry = _promoter(target, console).rollback(args.channel)
+    console.line(f"{args.channel} is back on {entry.release} ({len(entry.digests)} units)")
+    return 0
+
+
+def cmd_history(args: argparse.Namespace, console: Console) -> int:
+    target = _target(args)
+    ledger = load_ledger(_registry(target), target.namespace, check_channel(args.channel))
+    if args.json:
+        console.line(ledger.to_json().decode())
+        return 0
+    if not ledger.entries:
+        console.line(f"{args.channel}: no promotions yet in {target}")
+        return 0
+    rows: list[tuple[str, ...]] = [("when", "who", "action", "release", "units", "state", "note")]
+    for e in ledger.entries:
+        note = ("FORCED: " if e.forced else "") + e.reason
+        rows.append((e.at, e.by[:30], e.action, e.release, str(len(e.digests)), e.state, note[:50]))
+    table(console, rows)
     return 0

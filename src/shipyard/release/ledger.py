@@ -1,0 +1,104 @@
+"""The channel ledger: every promotion and rollback of a channel, kept in the registry itself.
+
+One JSON document per channel, pushed as a single-layer OCI artifact to
+``<namespace>/shipyard-ledger:<channel>``, so ``shipyard history`` works from any machine
+that can reach the registry. An entry is written ``in-progress`` before any tag moves and
+``complete`` after the last one, so an interrupted promotion shows, and is finished by
+running the same promotion again.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from ..errors import RegistryError
+from .registry import RegistryClient
+
+LEDGER_TYPE = "application/vnd.shipyard.ledger.v1+json"
+MANIFEST_TYPE = "application/vnd.oci.image.manifest.v1+json"
+EMPTY_CONFIG = b"{}"
+EMPTY_CONFIG_TYPE = "application/vnd.oci.empty.v1+json"
+State = Literal["in-progress", "complete"]
+
+
+@dataclass
+class Entry:
+    action: Literal["promote", "rollback"]
+    release: str
+    digests: dict[str, str]  # unit -> digest the channel points at
+    previous: dict[str, str | None]  # unit -> digest before (None: the channel tag did not exist)
+    at: str = field(default_factory=lambda: datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"))
+    by: str = field(default_factory=lambda: actor())
+    state: State = "in-progress"
+    forced: bool = False
+    reason: str = ""
+
+
+@dataclass
+class Ledger:
+    channel: str
+    entries: list[Entry] = field(default_factory=list)
+
+    @property
+    def completed(self) -> list[Entry]:
+        return [e for e in self.entries if e.state == "complete"]
+
+    def to_json(self) -> bytes:
+        return (
+            json.dumps(
+                {"channel": self.channel, "entries": [asdict(e) for e in self.entries]}, indent=2, sort_keys=True
+            ).encode()
+            + b"\n"
+        )
+
+
+def actor() -> str:
+    """Who promotes: the CI actor when there is one, else user@host."""
+    if os.environ.get("GITHUB_ACTOR"):
+        return f"{os.environ['GITHUB_ACTOR']} (GitHub Actions)"
+    return f"{os.environ.get('USER') or os.environ.get('LOGNAME') or 'unknown'}@{socket.gethostname()}"
+
+
+def ledger_repository(namespace: str) -> str:
+    return f"{namespace}/shipyard-ledger"
+
+
+def load_ledger(registry: RegistryClient, namespace: str, channel: str) -> Ledger:
+    repository = ledger_repository(namespace)
+    manifest = registry.manifest(repository, channel)
+    if manifest is None:
+        return Ledger(channel)
+    try:
+        layer = manifest.json["layers"][0]["digest"]
+        data: dict[str, Any] = json.loads(registry.blob(repository, layer))
+        return Ledger(channel, [Entry(**entry) for entry in data["entries"]])
+    except (KeyError, IndexError, TypeError, ValueError) as exc:
+        raise RegistryError(f"{repository}:{channel}: unreadable ledger ({exc})") from None
+
+
+def save_ledger(registry: RegistryClient, namespace: str, ledger: Ledger) -> str:
+    repository = ledger_repository(namespace)
+    body = ledger.to_json()
+    layer_digest = registry.upload_blob(repository, body)
+    config_digest = registry.upload_blob(repository, EMPTY_CONFIG)
+    manifest = {
+        "schemaVersion": 2,
+        "mediaType": MANIFEST_TYPE,
+        "artifactType": LEDGER_TYPE,
+        "config": {"mediaType": EMPTY_CONFIG_TYPE, "digest": config_digest, "size": len(EMPTY_CONFIG)},
+        "layers": [
+            {
+                "mediaType": LEDGER_TYPE,
+                "digest": layer_digest,
+                "size": len(body),
+                "annotations": {"org.opencontainers.image.title": f"{ledger.channel}.json"},
+            }
+        ],
+    }
+    raw = json.dumps(manifest, separators=(",", ":"), sort_keys=True).encode()
+    return registry.put_manifest(repository, ledger.channel, raw, MANIFEST_TYPE)
