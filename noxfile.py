@@ -105,3 +105,32 @@ def canary(session: nox.Session) -> None:
     install(session)
     up(session)
     session.run("shipyard", "canary", *session.posargs)
+
+
+@nox.session
+def promote(session: nox.Session) -> None:
+    """Promote a release to a channel: `nox -s promote -- [RELEASE] --channel stable`."""
+    install(session)
+    up(session)
+    session.run("shipyard", "promote", *session.posargs)
+
+
+@nox.session
+def release(session: nox.Session) -> None:
+    """The batch rollout: build → verify → scan → canary (canary profile) → promote it to `canary` →
+    promote every profile to `stable`. Stops at the first failed gate; nothing is promoted beyond it.
+
+    The vulnerability DB comes from SHIPYARD_TRIVY_DB_REPOSITORY (a mirror, see README). Without one
+    the scan runs with --skip-vulnerabilities, says so, and records "vulnerabilities": "skipped".
+    """
+    install(session)
+    up(session)
+    env = {"SHIPYARD_BASE_OVERRIDE": os.environ.get("SHIPYARD_BASE_OVERRIDE", "local")}
+    canary_profile = os.environ.get("SHIPYARD_CANARY_PROFILE", "cpu")
+    session.run("shipyard", "build", *session.posargs, env=env)
+    session.run("shipyard", "verify")
+    scan_args = [] if os.environ.get("SHIPYARD_TRIVY_DB_REPOSITORY") else ["--skip-vulnerabilities"]
+    session.run("shipyard", "scan", *scan_args)
+    session.run("shipyard", "canary", "--profile", canary_profile)
+    session.run("shipyard", "promote", "--channel", "canary", "--profile", canary_profile)
+    session.run("shipyard", "promote", "--channel", "stable")

@@ -135,6 +135,11 @@ def make_parser() -> argparse.ArgumentParser:
         metavar="LIST",
         help="severities that fail the gate; ':fixed' = only when a fix exists (default: %(default)s)",
     )
+    p.add_argument(
+        "--skip-vulnerabilities",
+        action="store_true",
+        help="no vulnerability DB to be had: scan secrets and misconfigurations only, and say so",
+    )
     p.add_argument("--ignore-unfixed", action="store_true", help="vulnerabilities without a fix never fail the gate")
     p.add_argument(
         "--allowlist",

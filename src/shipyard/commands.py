@@ -172,6 +172,7 @@ def cmd_scan(args: argparse.Namespace, console: Console) -> int:
         jobs=args.jobs,
         cache_dir=cache_dir() / "trivy",
         credentials=credentials_for(target),
+        skip_vulnerabilities=args.skip_vulnerabilities,
     )
     console.line(f"scanning {len(record.units)} units of {record.release} ({args.jobs} in parallel)")
     try:

@@ -9,6 +9,7 @@ running the same promotion again.
 
 from __future__ import annotations
 
+import getpass
 import json
 import os
 import socket
@@ -61,7 +62,11 @@ def actor() -> str:
     """Who promotes: the CI actor when there is one, else user@host."""
     if os.environ.get("GITHUB_ACTOR"):
         return f"{os.environ['GITHUB_ACTOR']} (GitHub Actions)"
-    return f"{os.environ.get('USER') or os.environ.get('LOGNAME') or 'unknown'}@{socket.gethostname()}"
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = "unknown"
+    return f"{user}@{socket.gethostname()}"
 
 
 def ledger_repository(namespace: str) -> str:

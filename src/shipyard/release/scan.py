@@ -43,6 +43,9 @@ class ScanOptions:
     cache_dir: Path = Path.home() / ".cache" / "shipyard" / "trivy"
     today: date = field(default_factory=date.today)
     credentials: Credentials | None = None
+    # Explicit opt-out for a site with no DB mirror yet: secrets and misconfigurations are still
+    # scanned, the record says "vulnerabilities": "skipped", and the output says so loudly.
+    skip_vulnerabilities: bool = False
 
 
 @dataclass
@@ -83,6 +86,8 @@ class Trivy:
         for name in DB_FILES:
             target, link = self.db_dir / name, db / name
             link.unlink(missing_ok=True)
+            if not target.is_file():  # no DB: only with skip_vulnerabilities
+                continue
             try:
                 os.link(target, link)
             except OSError:
@@ -176,7 +181,17 @@ def scan_release(
 ) -> list[UnitVerdict]:
     record = load_record(record_path)
     trivy = Trivy(runner, options)
-    trivy.ensure_db()
+    if options.skip_vulnerabilities:
+        emit(
+            Event(
+                "scan.warning",
+                "WARNING: vulnerability scanning skipped (--skip-vulnerabilities): only secrets "
+                "and Dockerfile misconfigurations are checked; mirror a Trivy DB to scan for CVEs",
+            )
+        )
+        trivy.db_dir.mkdir(parents=True, exist_ok=True)
+    else:
+        trivy.ensure_db()
     host = record.registry.split("/", 1)[0]
     insecure = host.split(":")[0] in ("localhost", "127.0.0.1")
     jobs = max(1, min(options.jobs, len(record.units)))
@@ -198,7 +213,9 @@ def scan_release(
     with ThreadPoolExecutor(max_workers=jobs) as pool:
         verdicts = list(pool.map(work, record.units.items()))
     for verdict in verdicts:
-        record.units[verdict.unit].verdicts["scan"] = verdict.to_record()
+        record.units[verdict.unit].verdicts["scan"] = verdict.to_record() | {
+            "vulnerabilities": "skipped" if options.skip_vulnerabilities else "scanned"
+        }
     write_atomic(record_path, record.to_json())
     summary = reports_dir(project, record.release) / "scan.json"
     write_atomic(

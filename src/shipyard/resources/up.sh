@@ -76,6 +76,7 @@ install_packages() {
   [ -x /usr/bin/docker-registry ] || missing+=("docker-registry")
   command -v mmdebstrap >/dev/null || missing+=("mmdebstrap")
   [ -x /usr/bin/tini-static ] || missing+=("tini")
+  command -v skopeo >/dev/null || missing+=("skopeo")
   [ ${#missing[@]} -eq 0 ] && return 0
   if ! can_install; then
     die "missing: ${missing[*]}. Install them (Debian: docker.io docker-buildx docker-cli docker-registry mmdebstrap) or run as root on Debian"
@@ -92,6 +93,7 @@ install_packages() {
   [ -x /usr/bin/docker-registry ] || rest+=(docker-registry)
   command -v mmdebstrap >/dev/null || rest+=(mmdebstrap)
   [ -x /usr/bin/tini-static ] || rest+=(tini)
+  command -v skopeo >/dev/null || rest+=(skopeo)
   if [ ${#rest[@]} -gt 0 ]; then
     apt_update_once
     apt-get install -y -qq --no-install-recommends "${rest[@]}" >/dev/null
