@@ -95,29 +95,11 @@ class Trivy:
         return cache
 
     def scan_image(self, ref: str, platform: str, cache: Path, out: Path, *, insecure: bool) -> None:
-        argv = [
-            self.binary,
-            "image",
-            "--quiet",
-            "--format",
-            "json",
-            "--output",
-            str(out),
-            "--list-all-pkgs",
-            "--scanners",
-            "vuln,secret",
-            "--cache-dir",
-            str(cache),
-            "--skip-db-update",
-            "--skip-java-db-update",
-            "--offline-scan",
-            "--image-src",
-            "remote",
-            "--platform",
-            platform,
-        ]
-        if insecure:
-            argv.append("--insecure")
+        scanners = "secret" if self.options.skip_vulnerabilities else "vuln,secret"
+        output = ["--quiet", "--format", "json", "--output", str(out), "--list-all-pkgs"]
+        offline = ["--skip-db-update", "--skip-java-db-update", "--offline-scan"]
+        source = ["--image-src", "remote", "--platform", platform, *(["--insecure"] if insecure else [])]
+        argv = [self.binary, "image", *output, "--scanners", scanners, "--cache-dir", str(cache), *offline, *source]
         self.runner.run([*argv, ref], env=self._env())
 
     def scan_config(self, directory: Path, cache: Path, out: Path) -> None:
