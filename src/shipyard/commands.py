@@ -179,7 +179,12 @@ def cmd_scan(args: argparse.Namespace, console: Console) -> int:
         verdicts = scan_release(root, path, Runner(echo=console.command), options, console.event)
     finally:
         print_scan_summary(console, load_record(path))
-    console.line(f"scan: {len(verdicts)} units passed the gate ({args.severity})")
+    scope = (
+        "secrets and misconfigurations only, vulnerabilities NOT scanned"
+        if args.skip_vulnerabilities
+        else (args.severity)
+    )
+    console.line(f"scan: {len(verdicts)} units passed the gate ({scope})")
     return 0
 
 
