@@ -1,0 +1,150 @@
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from shipyard.errors import ConfigError, PromoteRefused
+from shipyard.events import Event
+from shipyard.release.ledger import load_ledger
+from shipyard.release.promote import Promoter, gate_problems
+from shipyard.release.record import ReleaseRecord, UnitRecord
+from shipyard.release.registry import RegistryClient
+from shipyard.target import parse_target
+from tests.memregistry import MemoryRegistry
+
+OCI = "application/vnd.oci.image.manifest.v1+json"
+PASSED = {"verify": {"passed": True}, "scan": {"passed": True}}
+
+
+def manifest(name: str) -> bytes:
+    # deliberately not canonical JSON: a re-serialising promoter would change the digest
+    return json.dumps({"schemaVersion": 2, "mediaType": OCI, "annotations": {"n": name}}, indent=3).encode()
+
+
+def release(reg: MemoryRegistry, tag: str, *, canary: bool = True, units: tuple[str, ...] = ("cpu/svc", "pc2/svc"),
+            verdicts: dict[str, object] | None = None) -> ReleaseRecord:
+    record = ReleaseRecord(release=tag, revision="a" * 40, created="2025-01-11T00:00:00Z",
+                           registry="localhost:5000/acme")
+    for key in units:
+        digest = reg.put(f"acme/{key}", tag, manifest(f"{key}@{tag}"), OCI)
+        record.units[key] = UnitRecord(
+            profile=key.split("/")[0], image="svc", kind="service", platform="linux/amd64",
+            repository=f"localhost:5000/acme/{key}", tag=tag, digest=digest, size=1, parent="p@sha256:x",
+            duration_s=0, steps=1, cache_hits=0, verdicts=dict(verdicts if verdicts is not None else PASSED))
+    if canary:
+        record.units[units[0]].verdicts["canary"] = {"passed": True}
+    return record
+
+
+@pytest.fixture
+def setup() -> tuple[MemoryRegistry, Promoter, list[Event]]:
+    reg = MemoryRegistry()
+    events: list[Event] = []
+    client = RegistryClient(parse_target("localhost:5000/acme"), transport=reg.transport())
+    return reg, Promoter(client, "acme", events.append), events
+
+
+def test_promotion_puts_the_exact_manifest_bytes_under_the_channel(setup) -> None:  # type: ignore[no-untyped-def]
+    reg, promoter, _ = setup
+    record = release(reg, "20250111-aaaaaaaa")
+    assert promoter.promote(record, "stable", record.units) == 2
+    for key, unit in record.units.items():
+        assert reg.tags[(f"acme/{key}", "stable")] == unit.digest
+    puts = [p for m, p in reg.requests if m == "PUT" and "/manifests/stable" in p]
+    # ledger entry in-progress first, then the tags, then the ledger entry complete
+    assert puts == ["/v2/acme/shipyard-ledger/manifests/stable", "/v2/acme/cpu/svc/manifests/stable",
+                    "/v2/acme/pc2/svc/manifests/stable", "/v2/acme/shipyard-ledger/manifests/stable"]
+    assert not any("/blobs/sha256:" in p and m == "GET" for m, p in reg.requests if "ledger" not in p)
+    ledger = load_ledger(promoter.registry, "acme", "stable")
+    assert [(e.action, e.release, e.state) for e in ledger.entries] == [("promote", "20250111-aaaaaaaa", "complete")]
+
+
+def test_promoting_twice_changes_nothing(setup) -> None:  # type: ignore[no-untyped-def]
+    reg, promoter, events = setup
+    record = release(reg, "20250111-aaaaaaaa")
+    promoter.promote(record, "stable", record.units)
+    before = len([r for r in reg.requests if r[0] == "PUT"])
+    assert promoter.promote(record, "stable", record.units) == 0
+    assert len([r for r in reg.requests if r[0] == "PUT"]) == before
+    assert events[-1].kind == "promote.noop" and "nothing changed" in events[-1].message
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"canary": False}, "no canary verdict"),
+        ({"verdicts": {"verify": {"passed": False}, "scan": {"passed": True}}}, "cpu/svc: verify failed"),
+        ({"verdicts": {"verify": {"passed": True}}}, "cpu/svc: no scan verdict"),
+    ],
+)
+def test_refused_without_passing_verdicts_and_nothing_moves(setup, kwargs, message) -> None:  # type: ignore[no-untyped-def]
+    reg, promoter, _ = setup
+    record = release(reg, "20250111-aaaaaaaa", **kwargs)
+    with pytest.raises(PromoteRefused, match=message):
+        promoter.promote(record, "stable", record.units)
+    assert not any(tag == "stable" for _, tag in reg.tags)
+
+
+def test_force_needs_a_reason_which_is_recorded(setup) -> None:  # type: ignore[no-untyped-def]
+    reg, promoter, _ = setup
+    record = release(reg, "20250111-aaaaaaaa", canary=False)
+    with pytest.raises(ConfigError, match="--force needs --reason"):
+        promoter.promote(record, "stable", record.units, force=True)
+    promoter.promote(record, "stable", record.units, force=True, reason="hotfix for incident 42")
+    entry = load_ledger(promoter.registry, "acme", "stable").entries[-1]
+    assert entry.forced and entry.reason == "hotfix for incident 42"
+
+
+def test_interrupted_promotion_is_visible_and_finished_by_promoting_again(setup) -> None:  # type: ignore[no-untyped-def]
+    reg, promoter, events = setup
+    record = release(reg, "20250111-aaaaaaaa")
+    real_put = promoter.registry.put_manifest
+    calls = {"n": 0}
+
+    def crash_on_second_unit(repo: str, ref: str, raw: bytes, media_type: str) -> str:
+        if ref == "stable" and "pc2" in repo:
+            raise KeyboardInterrupt
+        calls["n"] += 1
+        return real_put(repo, ref, raw, media_type)
+
+    promoter.registry.put_manifest = crash_on_second_unit  # type: ignore[method-assign]
+    with pytest.raises(KeyboardInterrupt):
+        promoter.promote(record, "stable", record.units)
+    assert load_ledger(promoter.registry, "acme", "stable").entries[-1].state == "in-progress"
+    promoter.registry.put_manifest = real_put  # type: ignore[method-assign]
+    promoter.promote(record, "stable", record.units)
+    entries = load_ledger(promoter.registry, "acme", "stable").entries
+    assert [e.state for e in entries] == ["complete"]  # the same entry, finished
+    assert any(e.kind == "promote.resume" for e in events)
+    assert reg.tags[("acme/pc2/svc", "stable")] == record.units["pc2/svc"].digest
+
+
+def test_rollback_restores_the_previous_digests(setup) -> None:  # type: ignore[no-untyped-def]
+    reg, promoter, _ = setup
+    with pytest.raises(PromoteRefused, match="no history"):
+        promoter.rollback("stable")
+    first = release(reg, "20250111-aaaaaaaa")
+    second = release(reg, "20250112-bbbbbbbb")
+    promoter.promote(first, "stable", first.units)
+    with pytest.raises(PromoteRefused, match="no release before 20250111-aaaaaaaa"):
+        promoter.rollback("stable")
+    promoter.promote(second, "stable", second.units)
+    entry = promoter.rollback("stable")
+    assert entry.release == first.release and entry.action == "rollback"
+    for key, unit in first.units.items():
+        assert reg.tags[(f"acme/{key}", "stable")] == unit.digest
+
+
+def test_gate_problems_lists_every_unit() -> None:
+    record = release(MemoryRegistry(), "t", verdicts={})
+    assert gate_problems(record, record.units) == [
+        "cpu/svc: no verify verdict", "cpu/svc: no scan verdict", "pc2/svc: no verify verdict",
+        "pc2/svc: no scan verdict"]
+
+
+def test_channel_names_are_checked(setup) -> None:  # type: ignore[no-untyped-def]
+    reg, promoter, _ = setup
+    record = release(reg, "t")
+    with pytest.raises(ConfigError, match="--channel: 'Stable!'"):
+        promoter.promote(record, "Stable!", record.units)
