@@ -50,8 +50,11 @@ class MemoryRegistry:
             if digest is None or (repo, digest) not in self.manifests:
                 return httpx.Response(404)
             body, media_type = self.manifests[(repo, digest)]
-            return httpx.Response(200, content=b"" if method == "HEAD" else body,
-                                  headers={"Content-Type": media_type, "Docker-Content-Digest": digest})
+            return httpx.Response(
+                200,
+                content=b"" if method == "HEAD" else body,
+                headers={"Content-Type": media_type, "Docker-Content-Digest": digest},
+            )
         if m := _BLOB.match(path):
             if m["digest"] not in self.blobs:
                 return httpx.Response(404)

@@ -219,7 +219,8 @@ COMMANDS = {
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = make_parser().parse_args(argv)
-    console = Console(-1 if args.quiet else args.verbose)
+    # --json: stdout carries only the JSON document, so progress events are not printed
+    console = Console(Console.SILENT if getattr(args, "json", False) else -1 if args.quiet else args.verbose)
     if args.command in ("up", "down"):
         return run_script(f"{args.command}.sh")
     try:

@@ -44,12 +44,19 @@ def _registry(target: RegistryTarget) -> RegistryClient:
     return RegistryClient(target, credentials_for(target))
 
 
+def _reachable_registry(target: RegistryTarget, console: Console) -> RegistryClient:
+    """A client whose registry answered /v2/ with these credentials: a refusal is one clear error up front."""
+    registry = _registry(target)
+    check_registry(registry, console.event)
+    return registry
+
+
 def cmd_plan(args: argparse.Namespace, console: Console) -> int:
     project = load_project(args.project, base_override=args.base_override)
     revision = read_revision(project.root, allow_dirty=True)
     plan = plan_for(project, revision, BuildOptions(target=_target(args), profiles=args.profile, images=args.image))
     if args.json:
-        console.line(
+        console.data(
             json.dumps(
                 {
                     "release": plan.release_tag,
@@ -121,7 +128,7 @@ def cmd_build(args: argparse.Namespace, console: Console) -> int:
     if not args.dry_run:
         print_summary(console, record)
         if args.json:
-            console.line(record.to_json())
+            console.data(record.to_json())
     return 0
 
 
@@ -129,8 +136,7 @@ def cmd_base(args: argparse.Namespace, console: Console) -> int:
     target = _target(args)
     runner = Runner(echo=console.command)
     check_engine(runner, console.event)
-    registry = _registry(target)
-    check_registry(registry, console.event)
+    registry = _reachable_registry(target, console)
     bases = LocalBases(target, registry, runner, cache_dir(), console.event)
     for name in LOCAL_BASES:
         console.line(bases.ensure(name, rebuild=args.rebuild))
@@ -142,7 +148,7 @@ def cmd_verify(args: argparse.Namespace, console: Console) -> int:
     path = find_record(root, args.release)
     record = load_record(path)
     target = parse_target(args.registry or record.registry)
-    registry = _registry(target)
+    registry = _reachable_registry(target, console)
     console.line(f"verifying {len(record.units)} units of {record.release} in {target} ({path.name})")
     try:
         report = verify_release(root, path, registry, console.event)
@@ -150,7 +156,7 @@ def cmd_verify(args: argparse.Namespace, console: Console) -> int:
         print_verify_failures(console, root, record.release)  # every failure, then the one-line error
         raise
     if args.json:
-        console.line(report.to_json())
+        console.data(report.to_json())
     console.line(f"verify: all {len(report.findings)} checks passed on {len(record.units)} units")
     return 0
 
@@ -195,7 +201,7 @@ def cmd_trivy_db(args: argparse.Namespace, console: Console) -> int:
         raise ConfigError(f"--to: {ref!r}: expected host/repository:tag, e.g. localhost:5000/mirror/trivy-db:2")
     host, _, repository = location.partition("/")
     target = parse_target(f"{host}/{repository}")
-    with _registry(target) as registry:
+    with _reachable_registry(target, console) as registry:
         digest = push_db(registry, repository, tag, args.source)
     console.line(f"pushed Trivy DB {args.source} as {ref}@{digest}; scan with --db-repository {ref}")
     return 0
@@ -215,7 +221,7 @@ def cmd_canary(args: argparse.Namespace, console: Console) -> int:
 
 
 def _promoter(target: RegistryTarget, console: Console) -> Promoter:
-    return Promoter(_registry(target), target.namespace, console.event)
+    return Promoter(_reachable_registry(target, console), target.namespace, console.event)
 
 
 def cmd_promote(args: argparse.Namespace, console: Console) -> int:
@@ -241,9 +247,9 @@ def cmd_rollback(args: argparse.Namespace, console: Console) -> int:
 
 def cmd_history(args: argparse.Namespace, console: Console) -> int:
     target = _target(args)
-    ledger = load_ledger(_registry(target), target.namespace, check_channel(args.channel))
+    ledger = load_ledger(_reachable_registry(target, console), target.namespace, check_channel(args.channel))
     if args.json:
-        console.line(ledger.to_json().decode())
+        console.data(ledger.to_json().decode())
         return 0
     if not ledger.entries:
         console.line(f"{args.channel}: no promotions yet in {target}")

@@ -13,17 +13,27 @@ from .release.record import ReleaseRecord, reports_dir
 class Console:
     """Renders events as plain lines (CI-friendly); -q keeps only results, -v adds commands."""
 
+    SILENT = -2
+
     def __init__(self, verbosity: int) -> None:
         self.verbosity = verbosity
         self.started = time.monotonic()
 
     def line(self, text: str) -> None:
+        """Human output; not printed under --json."""
+        if self.verbosity > self.SILENT:
+            print(text, flush=True)
+
+    def data(self, text: str) -> None:
+        """Machine output (--json): always printed, alone on stdout."""
         print(text, flush=True)
 
     def event(self, event: Event) -> None:
         if event.kind == "build.output":
             if self.verbosity > 1:
                 self.line(f"  {event.unit} | {event.message}")
+            return
+        if self.verbosity <= self.SILENT:
             return
         if self.verbosity < 0 and event.kind not in ("unit.built", "record"):
             return

@@ -22,16 +22,34 @@ def manifest(name: str) -> bytes:
     return json.dumps({"schemaVersion": 2, "mediaType": OCI, "annotations": {"n": name}}, indent=3).encode()
 
 
-def release(reg: MemoryRegistry, tag: str, *, canary: bool = True, units: tuple[str, ...] = ("cpu/svc", "pc2/svc"),
-            verdicts: dict[str, object] | None = None) -> ReleaseRecord:
-    record = ReleaseRecord(release=tag, revision="a" * 40, created="2025-01-11T00:00:00Z",
-                           registry="localhost:5000/acme")
+def release(
+    reg: MemoryRegistry,
+    tag: str,
+    *,
+    canary: bool = True,
+    units: tuple[str, ...] = ("cpu/svc", "pc2/svc"),
+    verdicts: dict[str, object] | None = None,
+) -> ReleaseRecord:
+    record = ReleaseRecord(
+        release=tag, revision="a" * 40, created="2025-01-11T00:00:00Z", registry="localhost:5000/acme"
+    )
     for key in units:
         digest = reg.put(f"acme/{key}", tag, manifest(f"{key}@{tag}"), OCI)
         record.units[key] = UnitRecord(
-            profile=key.split("/")[0], image="svc", kind="service", platform="linux/amd64",
-            repository=f"localhost:5000/acme/{key}", tag=tag, digest=digest, size=1, parent="p@sha256:x",
-            duration_s=0, steps=1, cache_hits=0, verdicts=dict(verdicts if verdicts is not None else PASSED))
+            profile=key.split("/")[0],
+            image="svc",
+            kind="service",
+            platform="linux/amd64",
+            repository=f"localhost:5000/acme/{key}",
+            tag=tag,
+            digest=digest,
+            size=1,
+            parent="p@sha256:x",
+            duration_s=0,
+            steps=1,
+            cache_hits=0,
+            verdicts=dict(verdicts if verdicts is not None else PASSED),
+        )
     if canary:
         record.units[units[0]].verdicts["canary"] = {"passed": True}
     return record
@@ -53,8 +71,12 @@ def test_promotion_puts_the_exact_manifest_bytes_under_the_channel(setup) -> Non
         assert reg.tags[(f"acme/{key}", "stable")] == unit.digest
     puts = [p for m, p in reg.requests if m == "PUT" and "/manifests/stable" in p]
     # ledger entry in-progress first, then the tags, then the ledger entry complete
-    assert puts == ["/v2/acme/shipyard-ledger/manifests/stable", "/v2/acme/cpu/svc/manifests/stable",
-                    "/v2/acme/pc2/svc/manifests/stable", "/v2/acme/shipyard-ledger/manifests/stable"]
+    assert puts == [
+        "/v2/acme/shipyard-ledger/manifests/stable",
+        "/v2/acme/cpu/svc/manifests/stable",
+        "/v2/acme/pc2/svc/manifests/stable",
+        "/v2/acme/shipyard-ledger/manifests/stable",
+    ]
     assert not any("/blobs/sha256:" in p and m == "GET" for m, p in reg.requests if "ledger" not in p)
     ledger = load_ledger(promoter.registry, "acme", "stable")
     assert [(e.action, e.release, e.state) for e in ledger.entries] == [("promote", "20250111-aaaaaaaa", "complete")]
@@ -139,8 +161,11 @@ def test_rollback_restores_the_previous_digests(setup) -> None:  # type: ignore[
 def test_gate_problems_lists_every_unit() -> None:
     record = release(MemoryRegistry(), "t", verdicts={})
     assert gate_problems(record, record.units) == [
-        "cpu/svc: no verify verdict", "cpu/svc: no scan verdict", "pc2/svc: no verify verdict",
-        "pc2/svc: no scan verdict"]
+        "cpu/svc: no verify verdict",
+        "cpu/svc: no scan verdict",
+        "pc2/svc: no verify verdict",
+        "pc2/svc: no scan verdict",
+    ]
 
 
 def test_channel_names_are_checked(setup) -> None:  # type: ignore[no-untyped-def]

@@ -1,0 +1,161 @@
+"""promote / rollback / history against the real registry, checked through the API and with skopeo;
+and the whole flow against an htpasswd-protected registry."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import bcrypt
+import httpx
+import pytest
+import tenacity
+
+from shipyard.release.record import ReleaseRecord, load_record
+from shipyard.release.registry import RegistryClient
+from tests.conftest import git
+from tests.integration.conftest import shipyard
+
+CHANNEL = "stable-it"
+
+
+def skopeo_digest(ref: str, *creds: str) -> str:
+    out = subprocess.run(
+        ["skopeo", "inspect", "--tls-verify=false", "--raw", *creds, f"docker://{ref}"], capture_output=True, check=True
+    )
+    return "sha256:" + hashlib.sha256(out.stdout).hexdigest()
+
+
+@pytest.fixture(scope="module")
+def gated(built) -> tuple[Path, ReleaseRecord]:  # type: ignore[no-untyped-def]
+    """The e2e release, cpu units only, with real verify, scan and canary verdicts."""
+    root, record, _ = built
+    shipyard("--project", str(root), "verify", "--release", record.release)
+    shipyard("--project", str(root), "scan", "--release", record.release, "--skip-vulnerabilities")
+    shipyard("--project", str(root), "canary", "--release", record.release, "--profile", "cpu")
+    return root, load_record(root / ".shipyard" / "releases" / f"{record.release}.json")
+
+
+def test_promote_sets_channel_digests_equal_to_the_record(gated, registry: RegistryClient) -> None:  # type: ignore[no-untyped-def]
+    root, record = gated
+    shipyard("--project", str(root), "promote", record.release, "--channel", CHANNEL)
+    for key, unit in record.units.items():
+        assert registry.resolve(f"shipyard-it/{key}", CHANNEL) == unit.digest, key
+    unit = record.units["cpu/model-ops-coordinator"]
+    assert skopeo_digest(f"{unit.repository}:{CHANNEL}") == unit.digest
+    again = shipyard("--project", str(root), "promote", record.release, "--channel", CHANNEL)
+    assert "nothing changed" in again.stdout
+    history = json.loads(shipyard("history", "--channel", CHANNEL, "--json").stdout)
+    assert history["entries"][-1]["release"] == record.release and history["entries"][-1]["state"] == "complete"
+
+
+def test_release_without_verdicts_is_refused_and_nothing_moves(gated, registry: RegistryClient) -> None:  # type: ignore[no-untyped-def]
+    root, record = gated
+    ungated = record.release + "-ungated"
+    data = json.loads((root / ".shipyard" / "releases" / f"{record.release}.json").read_text())
+    data["release"] = ungated
+    for unit in data["units"].values():
+        unit["verdicts"] = {}
+    (root / ".shipyard" / "releases" / f"{ungated}.json").write_text(json.dumps(data))
+    result = shipyard("--project", str(root), "promote", ungated, "--channel", "refused-it", check=False)
+    assert result.returncode == 13 and "refused" in result.stderr and "no verify verdict" in result.stderr
+    assert all(registry.resolve(f"shipyard-it/{key}", "refused-it") is None for key in record.units)
+
+
+def test_rollback_restores_the_previous_release(gated, registry: RegistryClient) -> None:  # type: ignore[no-untyped-def]
+    root, first = gated
+    shipyard("--project", str(root), "promote", first.release, "--channel", CHANNEL)
+    # a second release: one service changed, committed
+    app = root / "services" / "affective-processing-center" / "affective_processing_center" / "__init__.py"
+    app.write_text(app.read_text() + "\n# second release\n")
+    git(root, "commit", "-qam", "second", date="2025-01-12T12:00:00+00:00")
+    shipyard("--project", str(root), "build", "--profile", "cpu", env={"SHIPYARD_BASE_OVERRIDE": "local"})
+    second = load_record(root / ".shipyard" / "releases" / f"20250112-{git(root, 'rev-parse', 'HEAD')[:8]}.json")
+    changed = "cpu/affective-processing-center"
+    assert second.units[changed].digest != first.units[changed].digest
+    shipyard(
+        "--project",
+        str(root),
+        "promote",
+        second.release,
+        "--channel",
+        CHANNEL,
+        "--force",
+        "--reason",
+        "integration test of rollback",
+    )
+    assert registry.resolve(f"shipyard-it/{changed}", CHANNEL) == second.units[changed].digest
+    result = shipyard("rollback", "--channel", CHANNEL)
+    assert f"{CHANNEL} is back on {first.release}" in result.stdout
+    for key, unit in first.units.items():
+        assert registry.resolve(f"shipyard-it/{key}", CHANNEL) == unit.digest, key
+    table = shipyard("history", "--channel", CHANNEL).stdout
+    assert "FORCED: integration test of rollback" in table and "rollback" in table
+
+
+# --- an htpasswd-protected registry, end to end --------------------------------------------------
+
+AUTH_PORT = 5001
+USER, PASSWORD = "releaser", "Pa55-not-in-logs-7f3a"
+
+
+@pytest.fixture(scope="module")
+def auth_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    work = tmp_path_factory.mktemp("auth-registry")
+    (work / "htpasswd").write_bytes(USER.encode() + b":" + bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(5)) + b"\n")
+    (work / "config.yml").write_text(
+        f"version: 0.1\nlog: {{level: warn}}\nstorage: {{filesystem: {{rootdirectory: {work / 'data'}}}}}\n"
+        f"http: {{addr: 127.0.0.1:{AUTH_PORT}}}\n"
+        f"auth: {{htpasswd: {{realm: shipyard-test, path: {work / 'htpasswd'}}}}}\n"
+    )
+    proc = subprocess.Popen(
+        ["docker-registry", "serve", str(work / "config.yml")], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        for attempt in tenacity.Retrying(
+            stop=tenacity.stop_after_delay(20), wait=tenacity.wait_fixed(0.1), reraise=True
+        ):
+            with attempt:
+                assert httpx.get(f"http://127.0.0.1:{AUTH_PORT}/v2/", timeout=1).status_code == 401
+        yield f"localhost:{AUTH_PORT}/team"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def test_htpasswd_registry_end_to_end(auth_registry: str, built, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    root, record, _ = built
+    base = record.units["cpu/base-python"].parent  # the local base, in the anonymous registry
+    env = {
+        "SHIPYARD_REGISTRY": auth_registry,
+        "SHIPYARD_REGISTRY_USERNAME": USER,
+        "SHIPYARD_REGISTRY_PASSWORD": PASSWORD,
+        "DOCKER_CONFIG": str(tmp_path / "docker"),
+        "SHIPYARD_BASE_OVERRIDE": f"python={base}",
+    }
+    outputs = []
+    build = shipyard("--project", str(root), "build", "--profile", "cpu", "--image", "family-web", "-v", env=env)
+    outputs.append(build.stdout + build.stderr)
+    assert "--password-stdin" in build.stdout
+    verify = shipyard("--project", str(root), "verify", env=env)
+    outputs.append(verify.stdout + verify.stderr)
+    promote = shipyard(
+        "--project", str(root), "promote", "--channel", "stable", "--force", "--reason", "auth test", env=env
+    )
+    outputs.append(promote.stdout + promote.stderr)
+    history = shipyard("history", "--channel", "stable", env=env)
+    assert "auth test" in history.stdout
+    # the API answers only with the credentials
+    anonymous = httpx.get(f"http://127.0.0.1:{AUTH_PORT}/v2/team/cpu/family-web/manifests/stable")
+    assert anonymous.status_code == 401
+    wrong = shipyard("--project", str(root), "verify", env={**env, "SHIPYARD_REGISTRY_PASSWORD": "wrong"}, check=False)
+    assert wrong.returncode == 5, wrong.stderr
+    assert wrong.stderr.startswith("shipyard: error: registry localhost:5001 refused the credentials (HTTP 401)")
+    outputs.append(wrong.stdout + wrong.stderr)
+    assert not any(PASSWORD in text for text in outputs), "the password was printed"
+    for path in (root / ".shipyard").rglob("*.json"):
+        assert PASSWORD not in path.read_text(), path
+    assert (tmp_path / "docker" / "config.json").is_file()  # docker login went to the test's own config
