@@ -79,6 +79,16 @@ def _add_common(parser: argparse.ArgumentParser, default: object) -> None:
     )
 
 
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive whole number, got {text!r}")
+    return value
+
+
 def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="shipyard",
@@ -113,6 +123,18 @@ def make_parser() -> argparse.ArgumentParser:
     )
     _add_selection(p)
     p.add_argument("--builder", metavar="NAME", help="buildx builder to use (default: the current one)")
+    p.add_argument(
+        "--jobs",
+        type=_positive,
+        default=os.cpu_count() or 1,
+        metavar="N",
+        help="units built at once; a unit starts when its parent is done (default: %(default)s)",
+    )
+    p.add_argument(
+        "--no-reuse",
+        action="store_true",
+        help="build every unit even when the registry has an image with the same inputs",
+    )
     p.add_argument("--dry-run", action="store_true", help="print the plan and the exact commands; run nothing")
     p.add_argument("--json", action="store_true", help="print the release record as JSON at the end")
     p = add(

@@ -123,7 +123,15 @@ def cmd_build(args: argparse.Namespace, console: Console) -> int:
             docker_login(preflight, target, creds)
         check_registry(ctx.registry, console.event)
     record = build_release(
-        ctx, BuildOptions(target=target, profiles=args.profile, images=args.image, builder=args.builder)
+        ctx,
+        BuildOptions(
+            target=target,
+            profiles=args.profile,
+            images=args.image,
+            builder=args.builder,
+            jobs=args.jobs,
+            reuse=not args.no_reuse,
+        ),
     )
     if not args.dry_run:
         print_summary(console, record)

@@ -31,6 +31,7 @@ class BuildRequest:
     push: bool = True
     cache_from: bool = True
     cache_to: bool = True
+    extra_tags: tuple[str, ...] = ()
 
     def argv(self, docker: str = "docker") -> list[str]:
         cmd = [docker, "buildx", "build"]
@@ -48,7 +49,10 @@ class BuildRequest:
                 "--cache-to",
                 f"type=registry,ref={self.cache_ref},mode=max,oci-mediatypes=true,image-manifest=true",
             ]
-        cmd += ["--provenance=false", "--tag", self.tag, "--metadata-file", str(self.metadata_file)]
+        cmd += ["--provenance=false", "--tag", self.tag]
+        for tag in self.extra_tags:
+            cmd += ["--tag", tag]
+        cmd += ["--metadata-file", str(self.metadata_file)]
         if self.push:
             cmd += ["--push"]
         cmd.append(str(self.context))

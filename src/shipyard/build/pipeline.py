@@ -1,9 +1,11 @@
-"""plan → render → build/push → release record, one unit after another in DAG order."""
+"""plan → render → (reuse | build and push) → release record, the DAG scheduled on a bounded pool."""
 
 from __future__ import annotations
 
+import os
+import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,8 +21,19 @@ from ..target import RegistryTarget
 from .base import LocalBases
 from .buildx import BuildProgress, BuildRequest, read_metadata
 from .contexts import Wheelhouse, prepare_tools
+from .inputs import InputSet, compute_inputs, why_changed
 from .plan import BuildUnit, Plan, make_plan
 from .render import APP_UID, RenderInputs, TemplateRenderer, oci_labels
+from .scheduler import run_dag
+
+INPUTS_LABEL = "io.shipyard.inputs"
+# Labels that name the release rather than the image's content; the input digest ignores them.
+RELEASE_LABELS = (
+    "org.opencontainers.image.revision",
+    "org.opencontainers.image.created",
+    "org.opencontainers.image.version",
+    INPUTS_LABEL,
+)
 
 
 @dataclass(frozen=True)
@@ -29,6 +42,8 @@ class BuildOptions:
     profiles: Sequence[str] = ()
     images: Sequence[str] = ()
     builder: str | None = None
+    jobs: int = field(default_factory=lambda: os.cpu_count() or 1)
+    reuse: bool = True
 
 
 @dataclass
@@ -41,7 +56,6 @@ class BuildContext:
     registry: RegistryClient
     cache_dir: Path
     emit: Emit
-    rendered: dict[str, Path] = field(default_factory=dict)
 
 
 def plan_for(project: Project, revision: Revision, options: BuildOptions) -> Plan:
@@ -67,12 +81,12 @@ def unit_labels(ctx: BuildContext, unit: BuildUnit) -> dict[str, str]:
     )
 
 
-def expectations(ctx: BuildContext, unit: BuildUnit) -> dict[str, Any]:
+def expectations(ctx: BuildContext, unit: BuildUnit, labels: Mapping[str, str]) -> dict[str, Any]:
     """What verify and canary will hold the pushed image to (see UnitRecord.expect)."""
     expect: dict[str, Any] = {
         "user": f"{APP_UID}:{APP_UID}",
         "env": {**unit.profile.build_args, **unit.profile.env, "PYTHONUNBUFFERED": "1"},
-        "labels": unit_labels(ctx, unit),
+        "labels": dict(labels),
         "port": unit.image.service.port if unit.image.service else None,
         "size_budget_mb": unit.image.size_budget_mb,
     }
@@ -82,8 +96,10 @@ def expectations(ctx: BuildContext, unit: BuildUnit) -> dict[str, Any]:
     return expect
 
 
-def render_unit(ctx: BuildContext, renderer: TemplateRenderer, unit: BuildUnit, parent: str) -> Path:
-    labels = unit_labels(ctx, unit)
+def render_unit(
+    ctx: BuildContext, renderer: TemplateRenderer, unit: BuildUnit, parent: str, labels: Mapping[str, str] | None = None
+) -> Path:
+    labels = dict(labels or unit_labels(ctx, unit))
     text = renderer.render(RenderInputs(profile=unit.profile, image=unit.image, parent=parent, labels=labels))
     path = ctx.project.work_dir / "rendered" / unit.profile.name / unit.image.name / "Dockerfile"
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -91,38 +107,125 @@ def render_unit(ctx: BuildContext, renderer: TemplateRenderer, unit: BuildUnit, 
     return path
 
 
-def build_release(ctx: BuildContext, options: BuildOptions) -> ReleaseRecord:
-    plan = plan_for(ctx.project, ctx.revision, options)
-    dry = ctx.runner.dry_run
-    ctx.emit(
-        Event(
-            "plan",
-            f"release {plan.release_tag}: {len(plan.units)} units ({', '.join(plan.profiles)}) → {plan.target}",
-            data={"units": [u.key for u in plan.units], "release": plan.release_tag},
-        )
-    )
-    renderer = TemplateRenderer(ctx.project.templates)
-    bases = LocalBases(plan.target, ctx.registry, ctx.runner, ctx.cache_dir, ctx.emit)
-    wheelhouse = Wheelhouse(ctx.cache_dir, ctx.runner)
-    record = _start_record(ctx, plan)
-    base_refs: dict[str, str] = {}
-    for index, unit in enumerate(plan.units, 1):
+class UnitBuilder:
+    """Builds (or reuses) one unit once its parent is done. Called from the scheduler's threads."""
+
+    def __init__(
+        self,
+        ctx: BuildContext,
+        plan: Plan,
+        options: BuildOptions,
+        base_refs: Mapping[str, str],
+        previous_inputs: Mapping[str, Mapping[str, Any]],
+    ) -> None:
+        self.ctx, self.plan, self.options = ctx, plan, options
+        self.base_refs = base_refs
+        self.previous_inputs = previous_inputs
+        self.renderer = TemplateRenderer(ctx.project.templates)
+        self.wheelhouse = Wheelhouse(ctx.cache_dir, ctx.runner)
+        self.records: dict[str, UnitRecord] = {}
+        self._lock = threading.Lock()  # the wheelhouse and tools dirs are shared between units
+        self.index = {u.key: i for i, u in enumerate(plan.units, 1)}
+
+    def parent_ref(self, unit: BuildUnit) -> str:
         if unit.base is not None:
-            if unit.base.ref not in base_refs:
-                base_refs[unit.base.ref] = bases.ensure(unit.base.local_name) if unit.base.is_local else unit.base.ref
-            parent = base_refs[unit.base.ref]
-        else:
-            assert unit.parent_unit is not None
-            parent_record = record.units.get(unit.parent_unit)
-            parent = parent_record.ref if parent_record else f"{plan.unit(unit.parent_unit).repository}@<digest>"
-        ctx.emit(Event("unit.started", f"[{index}/{len(plan.units)}] {unit.key}: building", unit=unit.key))
+            return self.base_refs[unit.base.ref]
+        assert unit.parent_unit is not None
+        parent = self.records.get(unit.parent_unit)
+        return parent.ref if parent else f"{self.plan.unit(unit.parent_unit).repository}@<digest>"
+
+    def _label(self, unit: BuildUnit) -> str:
+        return f"[{self.index[unit.key]}/{len(self.plan.units)}] {unit.key}"
+
+    def __call__(self, key: str) -> UnitRecord:
+        unit = self.plan.unit(key)
         started = time.monotonic()
-        dockerfile = render_unit(ctx, renderer, unit, parent)
-        contexts = {"tools": prepare_tools(ctx.cache_dir, unit.profile.platform)}
-        if unit.image.lock is not None:
-            contexts["wheels"], _ = wheelhouse.prepare(
-                unit.image.lock, unit.profile.python_version, unit.profile.platform
+        parent = self.parent_ref(unit)
+        with self._lock:
+            contexts = {"tools": prepare_tools(self.ctx.cache_dir, unit.profile.platform)}
+            if unit.image.lock is not None:
+                contexts["wheels"], _ = self.wheelhouse.prepare(
+                    unit.image.lock, unit.profile.python_version, unit.profile.platform
+                )
+        labels = unit_labels(self.ctx, unit)
+        identity = {**labels, **{name: "<release>" for name in RELEASE_LABELS}}
+        identity_text = self.renderer.render(RenderInputs(unit.profile, unit.image, parent, identity))
+        inputs = compute_inputs(
+            dockerfile=identity_text,
+            build_args=unit.profile.build_args,
+            platform=unit.profile.platform,
+            parent=parent,
+            context=unit.image.context,
+            named_contexts=contexts,
+        )
+        labels[INPUTS_LABEL] = inputs.digest
+        if self.options.reuse and not self.ctx.runner.dry_run:
+            reused = self._reuse(unit, parent, inputs, started)
+            if reused is not None:
+                return reused
+        reasons = why_changed(self.previous_inputs.get(key), inputs)
+        self.ctx.emit(
+            Event(
+                "unit.started",
+                f"{self._label(unit)}: building ({'; '.join(reasons)})",
+                unit=key,
+                data={"reasons": reasons},
             )
+        )
+        return self._build(unit, parent, labels, contexts, inputs, started)
+
+    def _reuse(self, unit: BuildUnit, parent: str, inputs: InputSet, started: float) -> UnitRecord | None:
+        registry = self.ctx.registry
+        found = registry.manifest(unit.repository_path, inputs.tag)
+        if found is None:
+            return None
+        registry.put_manifest(unit.repository_path, unit.tag, found.raw, found.media_type)  # server-side re-tag
+        image = registry.image_manifest(unit.repository_path, found.digest, unit.profile.platform)
+        config = registry.image_config(unit.repository_path, found.digest, unit.profile.platform)
+        labels = dict((config.get("config") or {}).get("Labels") or {})
+        record = UnitRecord(
+            profile=unit.profile.name,
+            image=unit.image.name,
+            kind=unit.image.kind,
+            platform=unit.profile.platform,
+            repository=unit.repository,
+            tag=unit.tag,
+            digest=found.digest,
+            size=image.compressed_size if image else 0,
+            parent=parent,
+            duration_s=round(time.monotonic() - started, 2),
+            steps=0,
+            cache_hits=0,
+            expect=expectations(
+                self.ctx,
+                unit,
+                {k: labels.get(k, v) for k, v in unit_labels(self.ctx, unit).items()} | {INPUTS_LABEL: inputs.digest},
+            ),
+            inputs=inputs.to_record(),
+            reused_from=labels.get("org.opencontainers.image.version", "?"),
+        )
+        self.records[unit.key] = record
+        self.ctx.emit(
+            Event(
+                "unit.built",
+                f"{self._label(unit)}: reused {record.reused_from} "
+                f"({found.digest[:19]}, inputs unchanged) in {record.duration_s:.1f}s",
+                unit=unit.key,
+                data={"record": record},
+            )
+        )
+        return record
+
+    def _build(
+        self,
+        unit: BuildUnit,
+        parent: str,
+        labels: dict[str, str],
+        contexts: dict[str, Path],
+        inputs: InputSet,
+        started: float,
+    ) -> UnitRecord:
+        dockerfile = render_unit(self.ctx, self.renderer, unit, parent, labels)
         metadata = dockerfile.with_name("metadata.json")
         metadata.unlink(missing_ok=True)
         request = BuildRequest(
@@ -134,24 +237,26 @@ def build_release(ctx: BuildContext, options: BuildOptions) -> ReleaseRecord:
             metadata_file=metadata,
             build_args=dict(unit.profile.build_args),
             build_contexts=contexts,
-            builder=options.builder,
+            builder=self.options.builder,
+            extra_tags=(f"{unit.repository}:{inputs.tag}",) if self.options.reuse else (),
         )
         progress = BuildProgress()
         try:
-            ctx.runner.run(request.argv(), on_line=_reader(ctx, unit, progress))
+            self.ctx.runner.run(request.argv(), on_line=_reader(self.ctx, unit, progress))
         except CommandFailed as exc:
             last = "\n".join(exc.output.splitlines()[-15:])
             raise BuildError(
                 f"{unit.key}: docker buildx build failed (exit {exc.returncode}) at "
                 f"{progress.current or 'start'}\n{last}"
             ) from None
-        if dry:
-            continue
-        digest = read_metadata(metadata)
-        manifest = ctx.registry.image_manifest(unit.repository_path, digest, unit.profile.platform)
-        size = manifest.compressed_size if manifest else 0
+        if self.ctx.runner.dry_run:
+            digest, size = "sha256:<digest>", 0
+        else:
+            digest = read_metadata(metadata)
+            manifest = self.ctx.registry.image_manifest(unit.repository_path, digest, unit.profile.platform)
+            size = manifest.compressed_size if manifest else 0
         duration = time.monotonic() - started
-        record.units[unit.key] = UnitRecord(
+        record = UnitRecord(
             profile=unit.profile.name,
             image=unit.image.name,
             kind=unit.image.kind,
@@ -164,21 +269,81 @@ def build_release(ctx: BuildContext, options: BuildOptions) -> ReleaseRecord:
             duration_s=round(duration, 2),
             steps=len(progress.build_steps),
             cache_hits=progress.cache_hits,
-            expect=expectations(ctx, unit),
+            expect=expectations(self.ctx, unit, labels),
+            inputs=inputs.to_record(),
         )
-        ctx.emit(
-            Event(
-                "unit.built",
-                f"[{index}/{len(plan.units)}] {unit.key}: {_outcome(progress)} in {duration:.1f}s, "
-                f"{progress.cache_hits}/{len(progress.build_steps)} steps cached, {digest[:19]}",
-                unit=unit.key,
-                data={"record": record.units[unit.key]},
+        self.records[unit.key] = record
+        if not self.ctx.runner.dry_run:
+            self.ctx.emit(
+                Event(
+                    "unit.built",
+                    f"{self._label(unit)}: {_outcome(progress)} in {duration:.1f}s, "
+                    f"{progress.cache_hits}/{len(progress.build_steps)} steps cached, "
+                    f"{digest[:19]}",
+                    unit=unit.key,
+                    data={"record": record},
+                )
             )
+        return record
+
+
+def build_release(ctx: BuildContext, options: BuildOptions) -> ReleaseRecord:
+    plan = plan_for(ctx.project, ctx.revision, options)
+    ctx.emit(
+        Event(
+            "plan",
+            f"release {plan.release_tag}: {len(plan.units)} units ({', '.join(plan.profiles)}) → "
+            f"{plan.target}, {options.jobs} in parallel",
+            data={"units": [u.key for u in plan.units], "release": plan.release_tag},
         )
-    if not dry:
+    )
+    bases = LocalBases(plan.target, ctx.registry, ctx.runner, ctx.cache_dir, ctx.emit)
+    base_refs: dict[str, str] = {}
+    for unit in plan.units:
+        if unit.base is not None and unit.base.ref not in base_refs:
+            base_refs[unit.base.ref] = bases.ensure(unit.base.local_name) if unit.base.is_local else unit.base.ref
+    record = _start_record(ctx, plan)
+    builder = UnitBuilder(ctx, plan, options, base_refs, _previous_inputs(ctx, plan))
+    jobs = 1 if ctx.runner.dry_run else options.jobs  # a dry run prints the commands in plan order
+    outcomes = run_dag([u.key for u in plan.units], {u.key: u.parent_unit for u in plan.units}, builder, jobs)
+    for key, outcome in outcomes.items():
+        if outcome.ok and outcome.result is not None:
+            record.units[key] = outcome.result
+    if not ctx.runner.dry_run and any(o.ok for o in outcomes.values()):
         path = save_record(ctx.project.root, record)
         ctx.emit(Event("record", f"release record: {path}", data={"path": str(path)}))
+    failed = [o for o in outcomes.values() if o.error is not None]
+    if failed:
+        skipped = [o.key for o in outcomes.values() if o.skipped_because]
+        details = [str(o.error).splitlines()[0] for o in failed]
+        first = failed[0].error
+        raise BuildError(
+            f"{len(failed)} unit(s) failed ({', '.join(o.key for o in failed)}); {len(skipped)} skipped because "
+            f"they depend on a failed unit ({', '.join(skipped) or 'none'}); "
+            f"{sum(o.ok for o in outcomes.values())} done\n"
+            + "\n".join(details)
+            + ("\n" + "\n".join(str(first).splitlines()[1:]) if first else "")
+        ) from None
     return record
+
+
+def _previous_inputs(ctx: BuildContext, plan: Plan) -> dict[str, Mapping[str, Any]]:
+    """Each unit's inputs in the newest other release record that has it, to say why a unit rebuilds."""
+    directory = records_dir(ctx.project.root)
+    found: dict[str, Mapping[str, Any]] = {}
+    if not directory.is_dir():
+        return found
+    for path in sorted(directory.glob("*.json"), key=lambda p: p.stat().st_mtime, reverse=True):
+        if path.stem == plan.release_tag:
+            continue
+        try:
+            other = load_record(path)
+        except Exception:  # noqa: BLE001 - an unreadable old record only costs the explanation
+            continue
+        for key, unit in other.units.items():
+            if key not in found and unit.inputs:
+                found[key] = unit.inputs
+    return found
 
 
 def _start_record(ctx: BuildContext, plan: Plan) -> ReleaseRecord:

@@ -36,6 +36,8 @@ class UnitRecord:
     # (user, env, labels, port, size budget), so verify needs only the record and the registry.
     expect: dict[str, Any] = field(default_factory=dict)
     verdicts: dict[str, Any] = field(default_factory=dict)
+    inputs: dict[str, Any] = field(default_factory=dict)  # the input digest and what went into it
+    reused_from: str = ""  # release that built this image when it was reused instead of built
 
     @property
     def ref(self) -> str:
