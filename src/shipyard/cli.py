@@ -11,6 +11,7 @@ from pathlib import Path
 
 from . import __version__
 from .commands import (
+    cmd_bake_file,
     cmd_base,
     cmd_build,
     cmd_canary,
@@ -138,6 +139,19 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true", help="print the plan and the exact commands; run nothing")
     p.add_argument("--json", action="store_true", help="print the release record as JSON at the end")
     p = add(
+        "bake-file",
+        help="write the plan as a docker-bake.json (same targets, args, tags, cache) for docker buildx bake",
+        epilog="example: shipyard bake-file --output docker-bake.json && docker buildx bake -f docker-bake.json",
+    )
+    _add_selection(p)
+    p.add_argument(
+        "--output",
+        type=Path,
+        default=Path("docker-bake.json"),
+        metavar="FILE",
+        help="where to write it (default: %(default)s)",
+    )
+    p = add(
         "verify",
         help="check every pushed image of a release from the registry (no pull)",
         epilog="example: shipyard verify --release 20250111-656873b3",
@@ -233,6 +247,7 @@ COMMANDS = {
     "rollback": cmd_rollback,
     "history": cmd_history,
     "base": cmd_base,
+    "bake-file": cmd_bake_file,
     "verify": cmd_verify,
     "scan": cmd_scan,
     "trivy-db": cmd_trivy_db,

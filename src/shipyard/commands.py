@@ -8,6 +8,7 @@ import os
 import subprocess
 from importlib import resources
 
+from .build.bake import write_bake_file
 from .build.base import LOCAL_BASES, LocalBases
 from .build.pipeline import BuildContext, BuildOptions, build_release, plan_for, render_unit
 from .build.render import TemplateRenderer
@@ -267,4 +268,12 @@ def cmd_history(args: argparse.Namespace, console: Console) -> int:
         note = ("FORCED: " if e.forced else "") + e.reason
         rows.append((e.at, e.by[:30], e.action, e.release, str(len(e.digests)), e.state, note[:50]))
     table(console, rows)
+    return 0
+
+
+def cmd_bake_file(args: argparse.Namespace, console: Console) -> int:
+    ctx, target = _context(args, console)
+    options = BuildOptions(target=target, profiles=args.profile, images=args.image)
+    path = write_bake_file(ctx, options, args.output)
+    console.line(f"wrote {path}; build it with: docker buildx bake -f {path}")
     return 0

@@ -53,22 +53,20 @@ def table(console: Console, rows: list[tuple[str, ...]]) -> None:
 
 
 def print_summary(console: Console, record: ReleaseRecord) -> None:
-    rows: list[tuple[str, ...]] = [("unit", "digest", "size", "cached", "time")]
+    rows: list[tuple[str, ...]] = [("unit", "outcome", "digest", "size", "time")]
     for key, unit in record.units.items():
-        rows.append(
-            (
-                key,
-                unit.digest[:19],
-                f"{unit.size / 1e6:.1f} MB",
-                f"{unit.cache_hits}/{unit.steps}",
-                f"{unit.duration_s:.1f}s",
-            )
-        )
+        if unit.reused_from:
+            outcome = f"reused {unit.reused_from}"
+        else:
+            verb = "cached" if unit.steps and unit.cache_hits == unit.steps else "built"
+            outcome = f"{verb} ({unit.cache_hits}/{unit.steps} steps cached)"
+        rows.append((key, outcome, unit.digest[:19], f"{unit.size / 1e6:.1f} MB", f"{unit.duration_s:.1f}s"))
     console.line("")
     table(console, rows)
-    total = sum(u.duration_s for u in record.units.values())
+    reused = sum(bool(u.reused_from) for u in record.units.values())
     console.line(
-        f"\n{len(record.units)} units pushed as {record.release} to {record.registry} (build time {total:.1f}s)"
+        f"\n{len(record.units)} units pushed as {record.release} to {record.registry} "
+        f"({len(record.units) - reused} built, {reused} reused)"
     )
 
 

@@ -1,0 +1,69 @@
+"""The plan as a ``docker-bake.json``, for people who want ``docker buildx bake``.
+
+Same targets, build args, tags, platforms, registry cache and named contexts as
+``shipyard build``; a child's parent is the named context ``shipyard-parent`` pointing at
+the parent's bake target (``target:…``), so bake builds the DAG in one invocation.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from .base import LocalBases
+from .contexts import Wheelhouse, prepare_tools
+from .pipeline import BuildContext, BuildOptions, plan_for, unit_labels
+from .plan import BuildUnit
+from .render import RenderInputs, TemplateRenderer
+
+PARENT_CONTEXT = "shipyard-parent"
+
+
+def target_name(unit: BuildUnit) -> str:
+    return f"{unit.profile.name}-{unit.image.name}".replace(".", "-")
+
+
+def bake_document(ctx: BuildContext, options: BuildOptions) -> dict[str, Any]:
+    plan = plan_for(ctx.project, ctx.revision, options)
+    renderer = TemplateRenderer(ctx.project.templates)
+    bases = LocalBases(plan.target, ctx.registry, ctx.runner, ctx.cache_dir, ctx.emit)
+    wheelhouse = Wheelhouse(ctx.cache_dir, ctx.runner)
+    base_refs: dict[str, str] = {}
+    targets: dict[str, Any] = {}
+    for unit in plan.units:
+        contexts: dict[str, str] = {"tools": str(prepare_tools(ctx.cache_dir, unit.profile.platform))}
+        if unit.image.lock is not None:
+            wheels, _ = wheelhouse.prepare(unit.image.lock, unit.profile.python_version, unit.profile.platform)
+            contexts["wheels"] = str(wheels)
+        if unit.base is not None:
+            if unit.base.ref not in base_refs:
+                base_refs[unit.base.ref] = bases.ensure(unit.base.local_name) if unit.base.is_local else unit.base.ref
+            parent = base_refs[unit.base.ref]
+        else:
+            assert unit.parent_unit is not None
+            parent = PARENT_CONTEXT
+            contexts[PARENT_CONTEXT] = "target:" + target_name(plan.unit(unit.parent_unit))
+        text = renderer.render(RenderInputs(unit.profile, unit.image, parent, unit_labels(ctx, unit)))
+        dockerfile = ctx.project.work_dir / "bake" / unit.profile.name / unit.image.name / "Dockerfile"
+        dockerfile.parent.mkdir(parents=True, exist_ok=True)
+        dockerfile.write_text(text)
+        targets[target_name(unit)] = {
+            "context": str(unit.image.context),
+            "dockerfile": str(dockerfile),
+            "args": dict(unit.profile.build_args),
+            "tags": [unit.ref],
+            "platforms": [unit.profile.platform],
+            "contexts": contexts,
+            "cache-from": [f"type=registry,ref={unit.cache_ref}"],
+            "cache-to": [f"type=registry,ref={unit.cache_ref},mode=max,oci-mediatypes=true,image-manifest=true"],
+            "output": ["type=image,push=true"],
+            "attest": ["type=provenance,disabled=true"],
+        }
+    return {"group": {"default": {"targets": list(targets)}}, "target": targets}
+
+
+def write_bake_file(ctx: BuildContext, options: BuildOptions, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(bake_document(ctx, options), indent=2) + "\n")
+    return path
