@@ -59,7 +59,11 @@ def print_summary(console: Console, record: ReleaseRecord) -> None:
             outcome = f"reused {unit.reused_from}"
         else:
             verb = "cached" if unit.steps and unit.cache_hits == unit.steps else "built"
-            outcome = f"{verb} ({unit.cache_hits}/{unit.steps} steps cached)"
+            outcome = (
+                f"{verb} ({unit.cache_hits}/{unit.steps} steps cached)"
+                if unit.steps
+                else ("built (every step shared with a concurrent build)")
+            )
         rows.append((key, outcome, unit.digest[:19], f"{unit.size / 1e6:.1f} MB", f"{unit.duration_s:.1f}s"))
     console.line("")
     table(console, rows)

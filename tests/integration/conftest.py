@@ -64,7 +64,10 @@ PROFILES = ("cpu", "pc2")  # pc2 on the local base: the GPU profile's env and bu
 @pytest.fixture(scope="session")
 def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, ReleaseRecord, str]:
     root = make_project(tmp_path_factory.mktemp("e2e") / "proj", services=SERVICES, profiles=PROFILES)
-    result = shipyard("--project", str(root), "build", env={"SHIPYARD_BASE_OVERRIDE": "local"})
+    # --jobs 1: step counts are asserted, and BuildKit shares identical steps of concurrent builds
+    result = shipyard(
+        "--project", str(root), "build", "--no-reuse", "--jobs", "1", env={"SHIPYARD_BASE_OVERRIDE": "local"}
+    )
     sha = git(root, "rev-parse", "HEAD")
     release = f"20250111-{sha[:8]}"
     assert f"units pushed as {release}" in result.stdout, result.stdout

@@ -65,7 +65,17 @@ def test_child_is_built_on_its_parent_by_digest(built) -> None:  # type: ignore[
 def test_rebuild_after_prune_comes_from_the_registry_cache(built) -> None:  # type: ignore[no-untyped-def]
     root, first, _ = built
     subprocess.run(["docker", "buildx", "prune", "-af"], check=True, capture_output=True)
-    shipyard("--project", str(root), "build", "--profile", "cpu", env={"SHIPYARD_BASE_OVERRIDE": "local"})
+    shipyard(
+        "--project",
+        str(root),
+        "build",
+        "--profile",
+        "cpu",
+        "--no-reuse",
+        "--jobs",
+        "1",
+        env={"SHIPYARD_BASE_OVERRIDE": "local"},
+    )
     again = load_record(root / ".shipyard" / "releases" / f"{first.release}.json")
     for key, unit in again.units.items():
         assert unit.steps > 0 and unit.cache_hits == unit.steps, f"{key}: {unit.cache_hits}/{unit.steps} cached"

@@ -238,7 +238,7 @@ class UnitBuilder:
             build_args=dict(unit.profile.build_args),
             build_contexts=contexts,
             builder=self.options.builder,
-            extra_tags=(f"{unit.repository}:{inputs.tag}",) if self.options.reuse else (),
+            extra_tags=(f"{unit.repository}:{inputs.tag}",),  # looked up by later releases, even with --no-reuse
         )
         progress = BuildProgress()
         try:

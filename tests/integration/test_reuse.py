@@ -1,0 +1,73 @@
+"""Input-digest reuse and the bake export against the real engine and registry."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from shipyard.release.record import ReleaseRecord, load_record
+from tests.conftest import git, make_project
+from tests.integration.conftest import shipyard
+
+LOCAL = {"SHIPYARD_BASE_OVERRIDE": "local"}
+SERVICE = "affective-processing-center"
+
+
+def release_of(root: Path) -> ReleaseRecord:
+    sha = git(root, "rev-parse", "HEAD")
+    date = git(root, "show", "-s", "--format=%cd", "--date=format-local:%Y%m%d", "HEAD")
+    return load_record(root / ".shipyard" / "releases" / f"{date}-{sha[:8]}.json")
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, ReleaseRecord]:
+    root = make_project(tmp_path_factory.mktemp("reuse") / "proj", services=(SERVICE,), profiles=("cpu", "pc2"))
+    shipyard("--project", str(root), "build", "--no-reuse", "--jobs", "1", env=LOCAL)
+    return root, release_of(root)
+
+
+def test_unchanged_tree_reuses_every_unit_without_building(project) -> None:  # type: ignore[no-untyped-def]
+    root, first = project
+    assert all(not u.reused_from and u.steps > 0 for u in first.units.values())
+    git(root, "commit", "-q", "--allow-empty", "-m", "docs only", date="2025-01-13T12:00:00+00:00")
+    result = shipyard("--project", str(root), "build", "-v", env=LOCAL)
+    assert "docker buildx build" not in result.stdout
+    second = release_of(root)
+    assert second.release != first.release and set(second.units) == set(first.units)
+    for key, unit in second.units.items():
+        assert unit.reused_from == first.release, key
+        assert unit.digest == first.units[key].digest, key
+    verify = shipyard("--project", str(root), "verify", "--release", second.release)
+    assert "checks passed" in verify.stdout
+
+
+def test_changing_one_service_rebuilds_exactly_that_service(project) -> None:  # type: ignore[no-untyped-def]
+    root, first = project
+    source = root / "services" / SERVICE / "affective_processing_center" / "__init__.py"
+    source.write_text(source.read_text() + "\n# changed\n")
+    git(root, "commit", "-qam", "change the service", date="2025-01-14T12:00:00+00:00")
+    result = shipyard("--project", str(root), "build", env=LOCAL)
+    third = release_of(root)
+    rebuilt = sorted(k for k, u in third.units.items() if not u.reused_from)
+    assert rebuilt == [f"cpu/{SERVICE}", f"pc2/{SERVICE}"]
+    assert "context files changed: affective_processing_center/__init__.py" in result.stdout
+    assert third.units[f"cpu/{SERVICE}"].digest != first.units[f"cpu/{SERVICE}"].digest
+
+
+def test_exported_bake_file_builds_with_docker_buildx_bake(project, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    root, _ = project
+    bake = tmp_path / "docker-bake.json"
+    shipyard("--project", str(root), "bake-file", "--profile", "cpu", "--output", str(bake), env=LOCAL)
+    document = json.loads(bake.read_text())
+    assert set(document["target"]) == {"cpu-base-python", "cpu-family-web", "cpu-family-ml", f"cpu-{SERVICE}"}
+    assert document["target"]["cpu-family-web"]["contexts"]["shipyard-parent"] == "target:cpu-base-python"
+    result = subprocess.run(["docker", "buildx", "bake", "-f", str(bake)], capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    tag = document["target"][f"cpu-{SERVICE}"]["tags"][0]
+    inspect = subprocess.run(
+        ["skopeo", "inspect", "--tls-verify=false", f"docker://{tag}"], capture_output=True, text=True, check=True
+    )
+    assert json.loads(inspect.stdout)["Labels"]["io.shipyard.image"] == SERVICE
