@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import uuid
 from pathlib import Path
 
 import pytest
@@ -47,7 +48,8 @@ def test_unchanged_tree_reuses_every_unit_without_building(project) -> None:  # 
 def test_changing_one_service_rebuilds_exactly_that_service(project) -> None:  # type: ignore[no-untyped-def]
     root, first = project
     source = root / "services" / SERVICE / "affective_processing_center" / "__init__.py"
-    source.write_text(source.read_text() + "\n# changed\n")
+    # unique per run: the registry outlives test runs, and an earlier run's image of this change would be reused
+    source.write_text(source.read_text() + f"\n# changed {uuid.uuid4()}\n")
     git(root, "commit", "-qam", "change the service", date="2025-01-14T12:00:00+00:00")
     result = shipyard("--project", str(root), "build", env=LOCAL)
     third = release_of(root)
