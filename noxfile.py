@@ -134,3 +134,11 @@ def release(session: nox.Session) -> None:
     session.run("shipyard", "canary", "--profile", canary_profile)
     session.run("shipyard", "promote", "--channel", "canary", "--profile", canary_profile)
     session.run("shipyard", "promote", "--channel", "stable")
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """shipyard vs docker buildx bake (and promote vs skopeo copy); writes bench/RESULTS.md."""
+    install(session)
+    up(session)
+    session.run("python", "bench/run.py", *session.posargs)
