@@ -204,7 +204,8 @@ def write_results(raw: dict[str, dict[str, list[float]]], units: int) -> None:
             "the same registry cache settings (type=registry, mode=max) and the default docker driver; runs alternate "
             "between the tools; medians of the rounds below.",
             "",
-            "- **cold**: `docker buildx prune -af` and a new registry namespace (empty registry cache) before each run.",
+            "- **cold**: `docker buildx prune -af` and a new registry namespace (empty registry cache) "
+            "before each run.",
             "- **no-op**: a new commit that touches no image input.",
             "- **one-service**: a new commit that changes one service's source (rebuilds it in 3 profiles).",
             "- **pruned**: a new commit after `docker buildx prune -af`, registry cache present; the extra row shows "
