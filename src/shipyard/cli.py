@@ -190,7 +190,7 @@ def make_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--jobs",
-        type=int,
+        type=_positive,
         default=min(4, os.cpu_count() or 1),
         metavar="N",
         help="trivy processes in parallel (default: %(default)s)",

@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 from importlib import resources
+from pathlib import Path
 
 from .build.bake import write_bake_file
 from .build.base import LOCAL_BASES, LocalBases
@@ -22,7 +23,7 @@ from .release.canary import canary_release
 from .release.findings import GatePolicy, load_allowlist
 from .release.ledger import load_ledger
 from .release.promote import Promoter, check_channel
-from .release.record import find_record, load_record
+from .release.record import ReleaseRecord, find_record, load_record
 from .release.registry import RegistryClient
 from .release.scan import ScanOptions, scan_release
 from .release.trivy_db import push_db
@@ -43,6 +44,13 @@ def _target(args: argparse.Namespace) -> RegistryTarget:
 
 def _registry(target: RegistryTarget) -> RegistryClient:
     return RegistryClient(target, credentials_for(target))
+
+
+def _release(args: argparse.Namespace) -> tuple[Path, Path, ReleaseRecord]:
+    """The project root, and the path and contents of the release record that --release names."""
+    root = args.project.resolve()
+    path = find_record(root, args.release)
+    return root, path, load_record(path)
 
 
 def _reachable_registry(target: RegistryTarget, console: Console) -> RegistryClient:
@@ -153,9 +161,7 @@ def cmd_base(args: argparse.Namespace, console: Console) -> int:
 
 
 def cmd_verify(args: argparse.Namespace, console: Console) -> int:
-    root = args.project.resolve()
-    path = find_record(root, args.release)
-    record = load_record(path)
+    root, path, record = _release(args)
     target = parse_target(args.registry or record.registry)
     registry = _reachable_registry(target, console)
     console.line(f"verifying {len(record.units)} units of {record.release} in {target} ({path.name})")
@@ -171,11 +177,7 @@ def cmd_verify(args: argparse.Namespace, console: Console) -> int:
 
 
 def cmd_scan(args: argparse.Namespace, console: Console) -> int:
-    root = args.project.resolve()
-    path = find_record(root, args.release)
-    record = load_record(path)
-    if args.jobs < 1:
-        raise ConfigError(f"--jobs: expected a positive number, got {args.jobs}")
+    root, path, record = _release(args)
     allowlist = args.allowlist
     if allowlist is None and (root / "scan-allowlist.toml").is_file():
         allowlist = root / "scan-allowlist.toml"
@@ -217,9 +219,7 @@ def cmd_trivy_db(args: argparse.Namespace, console: Console) -> int:
 
 
 def cmd_canary(args: argparse.Namespace, console: Console) -> int:
-    root = args.project.resolve()
-    path = find_record(root, args.release)
-    record = load_record(path)
+    root, path, record = _release(args)
     console.line(f"canary of {record.release} on profile {args.profile or 'first in the release'}")
     try:
         verdicts = canary_release(path, args.profile, console.event)
@@ -234,9 +234,7 @@ def _promoter(target: RegistryTarget, console: Console) -> Promoter:
 
 
 def cmd_promote(args: argparse.Namespace, console: Console) -> int:
-    root = args.project.resolve()
-    path = find_record(root, args.release)
-    record = load_record(path)
+    root, path, record = _release(args)
     unknown = [p for p in args.profile if p not in {u.profile for u in record.units.values()}]
     if unknown:
         raise ConfigError(f"--profile: {unknown[0]!r} is not in release {record.release}")

@@ -183,25 +183,16 @@ class UnitBuilder:
         image = registry.image_manifest(unit.repository_path, found.digest, unit.profile.platform)
         config = registry.image_config(unit.repository_path, found.digest, unit.profile.platform)
         labels = dict((config.get("config") or {}).get("Labels") or {})
-        record = UnitRecord(
-            profile=unit.profile.name,
-            image=unit.image.name,
-            kind=unit.image.kind,
-            platform=unit.profile.platform,
-            repository=unit.repository,
-            tag=unit.tag,
-            digest=found.digest,
-            size=image.compressed_size if image else 0,
-            parent=parent,
-            duration_s=round(time.monotonic() - started, 2),
-            steps=0,
-            cache_hits=0,
-            expect=expectations(
-                self.ctx,
-                unit,
-                {k: labels.get(k, v) for k, v in unit_labels(self.ctx, unit).items()} | {INPUTS_LABEL: inputs.digest},
-            ),
-            inputs=inputs.to_record(),
+        image_labels = {k: labels.get(k, v) for k, v in unit_labels(self.ctx, unit).items()}
+        record = self._record(
+            unit,
+            parent,
+            inputs,
+            started,
+            found.digest,
+            image.compressed_size if image else 0,
+            image_labels | {INPUTS_LABEL: inputs.digest},
+            BuildProgress(),
             reused_from=labels.get("org.opencontainers.image.version", "?"),
         )
         self.records[unit.key] = record
@@ -215,6 +206,36 @@ class UnitBuilder:
             )
         )
         return record
+
+    def _record(
+        self,
+        unit: BuildUnit,
+        parent: str,
+        inputs: InputSet,
+        started: float,
+        digest: str,
+        size: int,
+        labels: Mapping[str, str],
+        progress: BuildProgress,
+        reused_from: str = "",
+    ) -> UnitRecord:
+        return UnitRecord(
+            profile=unit.profile.name,
+            image=unit.image.name,
+            kind=unit.image.kind,
+            platform=unit.profile.platform,
+            repository=unit.repository,
+            tag=unit.tag,
+            digest=digest,
+            size=size,
+            parent=parent,
+            duration_s=round(time.monotonic() - started, 2),
+            steps=len(progress.build_steps),
+            cache_hits=progress.cache_hits,
+            expect=expectations(self.ctx, unit, labels),
+            inputs=inputs.to_record(),
+            reused_from=reused_from,
+        )
 
     def _build(
         self,
@@ -256,22 +277,7 @@ class UnitBuilder:
             manifest = self.ctx.registry.image_manifest(unit.repository_path, digest, unit.profile.platform)
             size = manifest.compressed_size if manifest else 0
         duration = time.monotonic() - started
-        record = UnitRecord(
-            profile=unit.profile.name,
-            image=unit.image.name,
-            kind=unit.image.kind,
-            platform=unit.profile.platform,
-            repository=unit.repository,
-            tag=unit.tag,
-            digest=digest,
-            size=size,
-            parent=parent,
-            duration_s=round(duration, 2),
-            steps=len(progress.build_steps),
-            cache_hits=progress.cache_hits,
-            expect=expectations(self.ctx, unit, labels),
-            inputs=inputs.to_record(),
-        )
+        record = self._record(unit, parent, inputs, started, digest, size, labels, progress)
         self.records[unit.key] = record
         if not self.ctx.runner.dry_run:
             self.ctx.emit(
