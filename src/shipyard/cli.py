@@ -4,27 +4,14 @@ from __future__ import annotations
 
 import argparse
 import functools
+import importlib
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from . import __version__
-from .commands import (
-    cmd_bake_file,
-    cmd_base,
-    cmd_build,
-    cmd_canary,
-    cmd_history,
-    cmd_plan,
-    cmd_promote,
-    cmd_render,
-    cmd_rollback,
-    cmd_scan,
-    cmd_trivy_db,
-    cmd_verify,
-    run_script,
-)
+from .commands import run_script
 from .console import Console
 from .errors import ShipyardError
 
@@ -238,19 +225,20 @@ def make_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# command -> (module, function); imported on use, so `shipyard promote` does not load the build side
 COMMANDS = {
-    "plan": cmd_plan,
-    "render": cmd_render,
-    "build": cmd_build,
-    "canary": cmd_canary,
-    "promote": cmd_promote,
-    "rollback": cmd_rollback,
-    "history": cmd_history,
-    "base": cmd_base,
-    "bake-file": cmd_bake_file,
-    "verify": cmd_verify,
-    "scan": cmd_scan,
-    "trivy-db": cmd_trivy_db,
+    "plan": ("build_commands", "cmd_plan"),
+    "render": ("build_commands", "cmd_render"),
+    "build": ("build_commands", "cmd_build"),
+    "base": ("build_commands", "cmd_base"),
+    "bake-file": ("build_commands", "cmd_bake_file"),
+    "verify": ("release_commands", "cmd_verify"),
+    "scan": ("release_commands", "cmd_scan"),
+    "trivy-db": ("release_commands", "cmd_trivy_db"),
+    "canary": ("release_commands", "cmd_canary"),
+    "promote": ("release_commands", "cmd_promote"),
+    "rollback": ("release_commands", "cmd_rollback"),
+    "history": ("release_commands", "cmd_history"),
 }
 
 
@@ -261,7 +249,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command in ("up", "down"):
         return run_script(f"{args.command}.sh")
     try:
-        return COMMANDS[args.command](args, console)
+        module, function = COMMANDS[args.command]
+        command: Callable[[argparse.Namespace, Console], int] = getattr(
+            importlib.import_module(f".{module}", __package__), function
+        )
+        return command(args, console)
     except ShipyardError as exc:
         first, *rest = str(exc).splitlines() or [type(exc).__name__]
         print(f"shipyard: error: {first}", file=sys.stderr)

@@ -71,12 +71,9 @@ def test_promotion_puts_the_exact_manifest_bytes_under_the_channel(setup) -> Non
         assert reg.tags[(f"acme/{key}", "stable")] == unit.digest
     puts = [p for m, p in reg.requests if m == "PUT" and "/manifests/stable" in p]
     # ledger entry in-progress first, then the tags, then the ledger entry complete
-    assert puts == [
-        "/v2/acme/shipyard-ledger/manifests/stable",
-        "/v2/acme/cpu/svc/manifests/stable",
-        "/v2/acme/pc2/svc/manifests/stable",
-        "/v2/acme/shipyard-ledger/manifests/stable",
-    ]
+    ledger_put = "/v2/acme/shipyard-ledger/manifests/stable"
+    assert puts[0] == ledger_put and puts[-1] == ledger_put  # the tags move (in parallel) in between
+    assert sorted(puts[1:-1]) == ["/v2/acme/cpu/svc/manifests/stable", "/v2/acme/pc2/svc/manifests/stable"]
     assert not any("/blobs/sha256:" in p and m == "GET" for m, p in reg.requests if "ledger" not in p)
     ledger = load_ledger(promoter.registry, "acme", "stable")
     assert [(e.action, e.release, e.state) for e in ledger.entries] == [("promote", "20250111-aaaaaaaa", "complete")]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from ..errors import ConfigError, PromoteRefused, RegistryError
@@ -17,6 +18,7 @@ from .ledger import Entry, Ledger, load_ledger, save_ledger
 from .record import ReleaseRecord, UnitRecord
 from .registry import RegistryClient
 
+PARALLEL_REQUESTS = 8
 CHANNEL_RE = re.compile(r"^[a-z][a-z0-9-]{0,40}$")
 
 
@@ -62,35 +64,38 @@ class Promoter:
         return repository.removeprefix(self.host + "/")
 
     def _moves(self, channel: str, targets: dict[str, tuple[str, str]]) -> list[Move]:
-        """targets: unit -> (repository, digest)."""
-        return [
-            Move(unit, self._path(repo), digest, self.registry.resolve(self._path(repo), channel))
-            for unit, (repo, digest) in targets.items()
-        ]
+        """targets: unit -> (repository, digest); where each unit's channel tag points now, asked in parallel."""
+
+        def move(item: tuple[str, tuple[str, str]]) -> Move:
+            unit, (repo, digest) = item
+            return Move(unit, self._path(repo), digest, self.registry.head_digest(self._path(repo), channel))
+
+        with ThreadPoolExecutor(max_workers=PARALLEL_REQUESTS) as pool:
+            return list(pool.map(move, targets.items()))
 
     def _apply(self, channel: str, ledger: Ledger, entry: Entry, moves: list[Move]) -> int:
         """Write the entry in-progress, move every tag that is not there yet, then mark it complete."""
         if not ledger.entries or ledger.entries[-1] is not entry:
             ledger.entries.append(entry)
         save_ledger(self.registry, self.namespace, ledger)
-        moved = 0
-        for move in moves:
-            if move.before == move.digest:
-                continue
-            manifest = self.registry.manifest(move.repository, move.digest)
-            if manifest is None:
-                raise RegistryError(
-                    f"{self.host}/{move.repository}@{move.digest}: not in the registry (the release "
-                    f"record names a digest the registry does not have)"
-                )
-            self.registry.put_manifest(move.repository, channel, manifest.raw, manifest.media_type)
-            if self.registry.resolve(move.repository, channel) != move.digest:
-                raise RegistryError(f"{self.host}/{move.repository}:{channel} does not resolve to {move.digest}")
-            moved += 1
-            self.emit(Event("promote.unit", f"{move.unit}: {channel} -> {move.digest[:19]}", unit=move.unit))
+        pending = [m for m in moves if m.before != m.digest]
+        with ThreadPoolExecutor(max_workers=PARALLEL_REQUESTS) as pool:
+            list(pool.map(lambda m: self._move(channel, m), pending))  # list(): raise the first failure here
+        moved = len(pending)
         entry.state = "complete"
         save_ledger(self.registry, self.namespace, ledger)
         return moved
+
+    def _move(self, channel: str, move: Move) -> None:
+        manifest = self.registry.manifest(move.repository, move.digest)
+        if manifest is None:
+            raise RegistryError(
+                f"{self.host}/{move.repository}@{move.digest}: not in the registry (the release "
+                f"record names a digest the registry does not have)"
+            )
+        # put_manifest checks the digest the registry stored against the bytes sent
+        self.registry.put_manifest(move.repository, channel, manifest.raw, manifest.media_type)
+        self.emit(Event("promote.unit", f"{move.unit}: {channel} -> {move.digest[:19]}", unit=move.unit))
 
     def promote(
         self,

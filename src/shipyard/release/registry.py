@@ -172,6 +172,17 @@ class RegistryClient:
         media_type = json.loads(response.content).get("mediaType") or response.headers.get("Content-Type", "")
         return Manifest(digest=digest, media_type=media_type, raw=response.content)
 
+    def head_digest(self, repository: str, reference: str) -> str | None:
+        """The digest a tag points at, from a HEAD request's Docker-Content-Digest (no body)."""
+        response = self._send(
+            "HEAD", f"/v2/{repository}/manifests/{reference}", headers={"Accept": ", ".join(MANIFEST_TYPES)}
+        )
+        if response.status_code == 404:
+            return None
+        self._raise_for(response, f"manifest {repository}:{reference}")
+        digest = response.headers.get("Docker-Content-Digest")
+        return digest if digest else self.resolve(repository, reference)
+
     def resolve(self, repository: str, reference: str) -> str | None:
         found = self.manifest(repository, reference)
         return found.digest if found else None

@@ -1,0 +1,127 @@
+"""Build-side commands: plan, render, build, base, bake-file."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from .build.bake import write_bake_file
+from .build.base import LOCAL_BASES, LocalBases
+from .build.pipeline import BuildContext, BuildOptions, build_release, plan_for, render_unit
+from .build.render import TemplateRenderer
+from .commands import _reachable_registry, _registry, _target
+from .console import Console, print_summary
+from .credentials import credentials_for, docker_login
+from .gitinfo import read_revision
+from .preflight import check_engine, check_registry
+from .project import cache_dir, load_project
+from .runner import Runner
+from .target import RegistryTarget
+
+
+def cmd_plan(args: argparse.Namespace, console: Console) -> int:
+    project = load_project(args.project, base_override=args.base_override)
+    revision = read_revision(project.root, allow_dirty=True)
+    plan = plan_for(project, revision, BuildOptions(target=_target(args), profiles=args.profile, images=args.image))
+    if args.json:
+        console.data(
+            json.dumps(
+                {
+                    "release": plan.release_tag,
+                    "registry": str(plan.target),
+                    "units": [
+                        {
+                            "key": u.key,
+                            "ref": u.ref,
+                            "parent": u.parent_unit or (u.base.ref if u.base else None),
+                            "cache": u.cache_ref,
+                            "platform": u.profile.platform,
+                        }
+                        for u in plan.units
+                    ],
+                },
+                indent=2,
+            )
+        )
+        return 0
+    console.line(f"release {plan.release_tag}{' (tree is dirty)' if revision.dirty else ''} → {plan.target}")
+    for unit in plan.units:
+        parent = unit.parent_unit or (unit.base.ref if unit.base else "")
+        console.line(f"  {unit.key:40} ← {parent}")
+    return 0
+
+
+def _context(
+    args: argparse.Namespace, console: Console, *, dry_run: bool = False
+) -> tuple[BuildContext, RegistryTarget]:
+    project = load_project(args.project, base_override=args.base_override)
+    revision = read_revision(project.root, allow_dirty=args.allow_dirty)
+    target = _target(args)
+    runner = Runner(dry_run=dry_run, echo=console.line if (dry_run or args.verbose) else None)
+    ctx = BuildContext(
+        project=project,
+        revision=revision,
+        runner=runner,
+        registry=_registry(target),
+        cache_dir=cache_dir(),
+        emit=console.event,
+    )
+    return ctx, target
+
+
+def cmd_render(args: argparse.Namespace, console: Console) -> int:
+    args.allow_dirty = True
+    ctx, target = _context(args, console)
+    plan = plan_for(ctx.project, ctx.revision, BuildOptions(target=target, profiles=args.profile, images=args.image))
+    renderer = TemplateRenderer(ctx.project.templates)
+    for unit in plan.units:
+        parent = plan.unit(unit.parent_unit).ref if unit.parent_unit else (unit.base.ref if unit.base else "")
+        path = render_unit(ctx, renderer, unit, parent)
+        console.line(f"{unit.key}: {path.relative_to(ctx.project.root)}")
+    return 0
+
+
+def cmd_build(args: argparse.Namespace, console: Console) -> int:
+    ctx, target = _context(args, console, dry_run=args.dry_run)
+    if not args.dry_run:
+        preflight = Runner(echo=console.command)
+        check_engine(preflight, console.event)
+        creds = credentials_for(target)
+        if creds is not None:
+            docker_login(preflight, target, creds)
+        check_registry(ctx.registry, console.event)
+    record = build_release(
+        ctx,
+        BuildOptions(
+            target=target,
+            profiles=args.profile,
+            images=args.image,
+            builder=args.builder,
+            jobs=args.jobs,
+            reuse=not args.no_reuse,
+        ),
+    )
+    if not args.dry_run:
+        print_summary(console, record)
+        if args.json:
+            console.data(record.to_json())
+    return 0
+
+
+def cmd_base(args: argparse.Namespace, console: Console) -> int:
+    target = _target(args)
+    runner = Runner(echo=console.command)
+    check_engine(runner, console.event)
+    registry = _reachable_registry(target, console)
+    bases = LocalBases(target, registry, runner, cache_dir(), console.event)
+    for name in LOCAL_BASES:
+        console.line(bases.ensure(name, rebuild=args.rebuild))
+    return 0
+
+
+def cmd_bake_file(args: argparse.Namespace, console: Console) -> int:
+    ctx, target = _context(args, console)
+    options = BuildOptions(target=target, profiles=args.profile, images=args.image)
+    path = write_bake_file(ctx, options, args.output)
+    console.line(f"wrote {path}; build it with: docker buildx bake -f {path}")
+    return 0

@@ -1,0 +1,131 @@
+"""Release-side commands: verify, scan, canary, promote, rollback, history, trivy-db."""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+from .commands import _reachable_registry, _release, _target
+from .console import Console, print_canary_summary, print_scan_summary, print_verify_failures, table
+from .credentials import credentials_for
+from .errors import ConfigError, VerifyFailed
+from .project import cache_dir
+from .release.canary import canary_release
+from .release.findings import GatePolicy, load_allowlist
+from .release.ledger import load_ledger
+from .release.promote import Promoter, check_channel
+from .release.record import load_record
+from .release.scan import ScanOptions, scan_release
+from .release.trivy_db import push_db
+from .release.verify import verify_release
+from .runner import Runner
+from .target import RegistryTarget, parse_target
+
+
+def cmd_verify(args: argparse.Namespace, console: Console) -> int:
+    root, path, record = _release(args)
+    target = parse_target(args.registry or record.registry)
+    registry = _reachable_registry(target, console)
+    console.line(f"verifying {len(record.units)} units of {record.release} in {target} ({path.name})")
+    try:
+        report = verify_release(root, path, registry, console.event)
+    except VerifyFailed:
+        print_verify_failures(console, root, record.release)  # every failure, then the one-line error
+        raise
+    if args.json:
+        console.data(report.to_json())
+    console.line(f"verify: all {len(report.findings)} checks passed on {len(record.units)} units")
+    return 0
+
+
+def cmd_scan(args: argparse.Namespace, console: Console) -> int:
+    root, path, record = _release(args)
+    allowlist = args.allowlist
+    if allowlist is None and (root / "scan-allowlist.toml").is_file():
+        allowlist = root / "scan-allowlist.toml"
+    target = parse_target(record.registry)
+    options = ScanOptions(
+        policy=GatePolicy.parse(args.severity, ignore_unfixed=args.ignore_unfixed),
+        allowlist=tuple(load_allowlist(allowlist)),
+        db_repository=args.db_repository or os.environ.get("SHIPYARD_TRIVY_DB_REPOSITORY") or None,
+        jobs=args.jobs,
+        cache_dir=cache_dir() / "trivy",
+        credentials=credentials_for(target),
+        skip_vulnerabilities=args.skip_vulnerabilities,
+    )
+    console.line(f"scanning {len(record.units)} units of {record.release} ({args.jobs} in parallel)")
+    try:
+        verdicts = scan_release(root, path, Runner(echo=console.command), options, console.event)
+    finally:
+        print_scan_summary(console, load_record(path))
+    scope = (
+        "secrets and misconfigurations only, vulnerabilities NOT scanned"
+        if args.skip_vulnerabilities
+        else (args.severity)
+    )
+    console.line(f"scan: {len(verdicts)} units passed the gate ({scope})")
+    return 0
+
+
+def cmd_trivy_db(args: argparse.Namespace, console: Console) -> int:
+    ref = args.to
+    location, _, tag = ref.rpartition(":")
+    if not location or "/" in tag or not tag:
+        raise ConfigError(f"--to: {ref!r}: expected host/repository:tag, e.g. localhost:5000/mirror/trivy-db:2")
+    host, _, repository = location.partition("/")
+    target = parse_target(f"{host}/{repository}")
+    with _reachable_registry(target, console) as registry:
+        digest = push_db(registry, repository, tag, args.source)
+    console.line(f"pushed Trivy DB {args.source} as {ref}@{digest}; scan with --db-repository {ref}")
+    return 0
+
+
+def cmd_canary(args: argparse.Namespace, console: Console) -> int:
+    root, path, record = _release(args)
+    console.line(f"canary of {record.release} on profile {args.profile or 'first in the release'}")
+    try:
+        verdicts = canary_release(path, args.profile, console.event)
+    finally:
+        print_canary_summary(console, load_record(path))
+    console.line(f"canary: {len(verdicts)} service(s) healthy, answering right and within their SLO")
+    return 0
+
+
+def _promoter(target: RegistryTarget, console: Console) -> Promoter:
+    return Promoter(_reachable_registry(target, console), target.namespace, console.event)
+
+
+def cmd_promote(args: argparse.Namespace, console: Console) -> int:
+    root, path, record = _release(args)
+    unknown = [p for p in args.profile if p not in {u.profile for u in record.units.values()}]
+    if unknown:
+        raise ConfigError(f"--profile: {unknown[0]!r} is not in release {record.release}")
+    units = {k: u for k, u in record.units.items() if not args.profile or u.profile in args.profile}
+    target = parse_target(record.registry)
+    console.line(f"promoting {record.release} ({len(units)} units) to {args.channel} in {target}")
+    _promoter(target, console).promote(record, args.channel, units, force=args.force, reason=args.reason or "")
+    return 0
+
+
+def cmd_rollback(args: argparse.Namespace, console: Console) -> int:
+    target = _target(args)
+    entry = _promoter(target, console).rollback(args.channel)
+    console.line(f"{args.channel} is back on {entry.release} ({len(entry.digests)} units)")
+    return 0
+
+
+def cmd_history(args: argparse.Namespace, console: Console) -> int:
+    target = _target(args)
+    ledger = load_ledger(_reachable_registry(target, console), target.namespace, check_channel(args.channel))
+    if args.json:
+        console.data(ledger.to_json().decode())
+        return 0
+    if not ledger.entries:
+        console.line(f"{args.channel}: no promotions yet in {target}")
+        return 0
+    rows: list[tuple[str, ...]] = [("when", "who", "action", "release", "units", "state", "note")]
+    for e in ledger.entries:
+        note = ("FORCED: " if e.forced else "") + e.reason
+        rows.append((e.at, e.by[:30], e.action, e.release, str(len(e.digests)), e.state, note[:50]))
+    table(console, rows)
+    return 0
