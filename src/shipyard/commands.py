@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import subprocess
 from importlib import resources
 from pathlib import Path
 
@@ -12,13 +11,15 @@ from .credentials import credentials_for
 from .preflight import check_registry
 from .release.record import ReleaseRecord, find_record, load_record
 from .release.registry import RegistryClient
+from .runner import Runner
 from .target import RegistryTarget, parse_target
 
 
 def run_script(name: str) -> int:
+    """scripts/up.sh or down.sh, shipped inside the package, through the one runner, output streamed."""
     script = resources.files("shipyard") / "resources" / name
     with resources.as_file(script) as path:
-        return subprocess.call(["bash", str(path)])
+        return Runner().run(["bash", str(path)], on_line=print, check=False).returncode
 
 
 def _target(args: argparse.Namespace) -> RegistryTarget:
