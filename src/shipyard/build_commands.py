@@ -84,12 +84,16 @@ def cmd_render(args: argparse.Namespace, console: Console) -> int:
 def cmd_build(args: argparse.Namespace, console: Console) -> int:
     ctx, target = _context(args, console, dry_run=args.dry_run)
     if not args.dry_run:
-        preflight = Runner(echo=console.command)
-        check_engine(preflight, console.event)
         creds = credentials_for(target)
-        if creds is not None:
-            docker_login(preflight, target, creds)
         check_registry(ctx.registry, console.event)
+
+        def engine_ready() -> None:  # only once something really has to be built
+            preflight = Runner(echo=console.command)
+            check_engine(preflight, console.event)
+            if creds is not None:
+                docker_login(preflight, target, creds)
+
+        ctx.before_first_build = engine_ready
     record = build_release(
         ctx,
         BuildOptions(

@@ -8,6 +8,7 @@ here. Its tag is a hash of the recipe, so it is built once per registry and reus
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -78,6 +79,7 @@ class LocalBases:
     runner: Runner
     cache_dir: Path
     emit: Emit
+    before_build: Callable[[], None] | None = None  # engine preflight, only when a base must be built
 
     def repository(self, name: str) -> str:
         return self.target.repository("bases", name)
@@ -114,6 +116,8 @@ class LocalBases:
             raise
 
     def _build(self, name: str, recipe: LocalBaseRecipe) -> None:
+        if self.before_build is not None:
+            self.before_build()
         sources = host_debian_sources(recipe.suite)
         if not sources:
             raise EngineError(

@@ -27,6 +27,7 @@ from .render import APP_UID, RenderInputs, TemplateRenderer, oci_labels
 from .scheduler import run_dag
 
 INPUTS_LABEL = "io.shipyard.inputs"
+REUSE_LOOKUPS = 8  # units looked up in the registry at once; builds stay at --jobs
 # Labels that name the release rather than the image's content; the input digest ignores them.
 RELEASE_LABELS = (
     "org.opencontainers.image.revision",
@@ -56,6 +57,9 @@ class BuildContext:
     registry: RegistryClient
     cache_dir: Path
     emit: Emit
+    # Run once, before the first unit that really builds (engine preflight, docker login): a release
+    # whose units are all reused needs no engine at all.
+    before_first_build: Callable[[], None] | None = None
 
 
 def plan_for(project: Project, revision: Revision, options: BuildOptions) -> Plan:
@@ -107,6 +111,21 @@ def render_unit(
     return path
 
 
+class Once:
+    """Calls ``fn`` the first time it is called, from whichever thread; later calls wait for it and return."""
+
+    def __init__(self, fn: Callable[[], None] | None) -> None:
+        self._fn = fn
+        self._lock = threading.Lock()
+        self._done = False
+
+    def __call__(self) -> None:
+        with self._lock:
+            if not self._done and self._fn is not None:
+                self._fn()
+            self._done = True
+
+
 class UnitBuilder:
     """Builds (or reuses) one unit once its parent is done. Called from the scheduler's threads."""
 
@@ -117,6 +136,7 @@ class UnitBuilder:
         options: BuildOptions,
         base_refs: Mapping[str, str],
         previous_inputs: Mapping[str, Mapping[str, Any]],
+        engine_ready: Once,
     ) -> None:
         self.ctx, self.plan, self.options = ctx, plan, options
         self.base_refs = base_refs
@@ -125,6 +145,10 @@ class UnitBuilder:
         self.wheelhouse = Wheelhouse(ctx.cache_dir, ctx.runner)
         self.records: dict[str, UnitRecord] = {}
         self._lock = threading.Lock()  # the wheelhouse and tools dirs are shared between units
+        # The pool is wider than --jobs so that reuse look-ups (registry round trips) run side by side;
+        # this semaphore keeps the number of buildx builds at --jobs.
+        self._builds = threading.Semaphore(options.jobs)
+        self.engine_ready = engine_ready
         self.index = {u.key: i for i, u in enumerate(plan.units, 1)}
 
     def parent_ref(self, unit: BuildUnit) -> str:
@@ -262,8 +286,10 @@ class UnitBuilder:
             extra_tags=(f"{unit.repository}:{inputs.tag}",),  # looked up by later releases, even with --no-reuse
         )
         progress = BuildProgress()
+        self.engine_ready()
         try:
-            self.ctx.runner.run(request.argv(), on_line=_reader(self.ctx, unit, progress))
+            with self._builds:
+                self.ctx.runner.run(request.argv(), on_line=_reader(self.ctx, unit, progress))
         except CommandFailed as exc:
             last = "\n".join(exc.output.splitlines()[-15:])
             raise BuildError(
@@ -303,14 +329,15 @@ def build_release(ctx: BuildContext, options: BuildOptions) -> ReleaseRecord:
             data={"units": [u.key for u in plan.units], "release": plan.release_tag},
         )
     )
-    bases = LocalBases(plan.target, ctx.registry, ctx.runner, ctx.cache_dir, ctx.emit)
+    engine_ready = Once(ctx.before_first_build)
+    bases = LocalBases(plan.target, ctx.registry, ctx.runner, ctx.cache_dir, ctx.emit, before_build=engine_ready)
     base_refs: dict[str, str] = {}
     for unit in plan.units:
         if unit.base is not None and unit.base.ref not in base_refs:
             base_refs[unit.base.ref] = bases.ensure(unit.base.local_name) if unit.base.is_local else unit.base.ref
     record = _start_record(ctx, plan)
-    builder = UnitBuilder(ctx, plan, options, base_refs, _previous_inputs(ctx, plan))
-    jobs = 1 if ctx.runner.dry_run else options.jobs  # a dry run prints the commands in plan order
+    builder = UnitBuilder(ctx, plan, options, base_refs, _previous_inputs(ctx, plan), engine_ready)
+    jobs = 1 if ctx.runner.dry_run else max(options.jobs, REUSE_LOOKUPS)  # dry run: commands in plan order
     outcomes = run_dag([u.key for u in plan.units], {u.key: u.parent_unit for u in plan.units}, builder, jobs)
     for key, outcome in outcomes.items():
         if outcome.ok and outcome.result is not None:

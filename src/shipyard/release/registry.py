@@ -70,7 +70,9 @@ class RegistryClient:
     ) -> None:
         self.target = target
         self._credentials = credentials
-        self._http = httpx.Client(base_url=target.api_base, transport=transport, timeout=timeout)
+        # plain-HTTP local registries need no TLS context (building one costs ~70 ms per process)
+        verify: bool = not target.is_local
+        self._http = httpx.Client(base_url=target.api_base, transport=transport, timeout=timeout, verify=verify)
         self._token: str | None = None
         self._basic = False  # set once a Basic challenge was answered
         retry_kwargs: dict[str, Any] = {}
