@@ -34,6 +34,13 @@ def up(session: nox.Session) -> None:
     session.run("bash", str(ROOT / "scripts" / "up.sh"), external=True)
 
 
+def run_stage(session: nox.Session, verb: str) -> None:
+    """One pipeline stage: the project installed, the engine and registry up, `shipyard VERB ARGS…`."""
+    install(session)
+    up(session)
+    session.run("shipyard", verb, *session.posargs)
+
+
 @nox.session(name="up", python=False)
 def up_session(session: nox.Session) -> None:
     """Install (if missing) and start the Docker engine and the local registry."""
@@ -86,33 +93,25 @@ def lint(session: nox.Session) -> None:
 @nox.session
 def verify(session: nox.Session) -> None:
     """Verify the newest release (or `-- --release TAG`) from the registry."""
-    install(session)
-    up(session)
-    session.run("shipyard", "verify", *session.posargs)
+    run_stage(session, "verify")
 
 
 @nox.session
 def scan(session: nox.Session) -> None:
     """Scan the newest release (or `-- --release TAG`) with Trivy and gate on severity."""
-    install(session)
-    up(session)
-    session.run("shipyard", "scan", *session.posargs)
+    run_stage(session, "scan")
 
 
 @nox.session
 def canary(session: nox.Session) -> None:
     """Canary the newest release's services on its first profile (or `-- --profile NAME`)."""
-    install(session)
-    up(session)
-    session.run("shipyard", "canary", *session.posargs)
+    run_stage(session, "canary")
 
 
 @nox.session
 def promote(session: nox.Session) -> None:
     """Promote a release to a channel: `nox -s promote -- [RELEASE] --channel stable`."""
-    install(session)
-    up(session)
-    session.run("shipyard", "promote", *session.posargs)
+    run_stage(session, "promote")
 
 
 @nox.session
