@@ -86,7 +86,7 @@ def tests(session: nox.Session) -> None:
 def lint(session: nox.Session) -> None:
     """ruff and mypy."""
     install(session, "dev")
-    session.run("ruff", "check", "src", "tests", "services", "noxfile.py")
+    session.run("ruff", "check", "src", "tests", "services", "bench", "noxfile.py")
     session.run("mypy")
 
 
