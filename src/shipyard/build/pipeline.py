@@ -204,8 +204,8 @@ class UnitBuilder:
         if found is None:
             return None
         registry.put_manifest(unit.repository_path, unit.tag, found.raw, found.media_type)  # server-side re-tag
-        image = registry.image_manifest(unit.repository_path, found.digest, unit.profile.platform)
-        config = registry.image_config(unit.repository_path, found.digest, unit.profile.platform)
+        image = registry.for_platform(unit.repository_path, found, unit.profile.platform)
+        config = registry.config_of(unit.repository_path, image)
         labels = dict((config.get("config") or {}).get("Labels") or {})
         image_labels = {k: labels.get(k, v) for k, v in unit_labels(self.ctx, unit).items()}
         record = self._record(
@@ -214,7 +214,7 @@ class UnitBuilder:
             inputs,
             started,
             found.digest,
-            image.compressed_size if image else 0,
+            image.compressed_size,
             image_labels | {INPUTS_LABEL: inputs.digest},
             BuildProgress(),
             reused_from=labels.get("org.opencontainers.image.version", "?"),

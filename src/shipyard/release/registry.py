@@ -192,14 +192,20 @@ class RegistryClient:
     def image_manifest(self, repository: str, reference: str, platform: str) -> Manifest | None:
         """The single-platform manifest, following an index to ``platform`` (os/arch)."""
         found = self.manifest(repository, reference)
-        if found is None or not found.is_index:
+        return None if found is None else self.for_platform(repository, found, platform)
+
+    def for_platform(self, repository: str, found: Manifest, platform: str) -> Manifest:
+        """``found`` itself, or the entry of an index for ``platform``, without fetching ``found`` again."""
+        if not found.is_index:
             return found
         os_name, _, arch = platform.partition("/")
         for entry in found.json.get("manifests", []):
             plat = entry.get("platform", {})
             if plat.get("os") == os_name and plat.get("architecture") == arch:
-                return self.manifest(repository, entry["digest"])
-        raise RegistryError(f"{repository}:{reference}: no manifest for platform {platform} in the index")
+                chosen = self.manifest(repository, entry["digest"])
+                if chosen is not None:
+                    return chosen
+        raise RegistryError(f"{repository}@{found.digest}: no manifest for platform {platform} in the index")
 
     def blob(self, repository: str, digest: str) -> bytes:
         response = self._send("GET", f"/v2/{repository}/blobs/{digest}", follow_redirects=True)
@@ -212,6 +218,10 @@ class RegistryClient:
         manifest = self.image_manifest(repository, reference, platform)
         if manifest is None:
             raise RegistryError(f"{self.target.host}/{repository}:{reference} does not exist")
+        return self.config_of(repository, manifest)
+
+    def config_of(self, repository: str, manifest: Manifest) -> dict[str, Any]:
+        """The image config blob of a single-platform manifest already in hand."""
         config: dict[str, Any] = json.loads(self.blob(repository, manifest.json["config"]["digest"]))
         return config
 

@@ -238,7 +238,7 @@ class Verifier:
             if manifest is None:
                 yield Finding(key, "manifest", "fail", f"{unit.repository}@{unit.digest}", "not in the registry")
                 return
-            config = json.loads(self.registry.blob(repository, manifest.json["config"]["digest"]))
+            config = self.registry.config_of(repository, manifest)
         except (RegistryError, KeyError, ValueError) as exc:
             yield Finding(key, "manifest", "fail", "readable manifest and config", str(exc))
             return
