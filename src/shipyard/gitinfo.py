@@ -8,8 +8,12 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .errors import GitStateError
+
+if TYPE_CHECKING:
+    import git
 
 SHA_LEN = 8
 OCI_TAG_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
@@ -63,12 +67,12 @@ def read_revision(root: Path, *, allow_dirty: bool = False) -> Revision:
         return Revision(sha=commit.hexsha, committed=committed, dirty=dirty, dirty_hash=dirty_hash)
 
 
-def _dirty_hash(repo: object) -> str:
+def _dirty_hash(repo: git.Repo) -> str:
     """A short hash of the uncommitted state: the diff against HEAD plus untracked files."""
     h = hashlib.sha256()
-    h.update(repo.git.diff("HEAD", "--binary").encode())  # type: ignore[attr-defined]
-    workdir = Path(repo.working_tree_dir)  # type: ignore[attr-defined]
-    for rel in sorted(repo.untracked_files):  # type: ignore[attr-defined]
+    h.update(repo.git.diff("HEAD", "--binary").encode())
+    workdir = Path(repo.working_tree_dir or repo.git_dir)  # a bare repository has no work tree
+    for rel in sorted(repo.untracked_files):
         h.update(rel.encode())
         with contextlib.suppress(OSError):
             h.update((workdir / rel).read_bytes())
