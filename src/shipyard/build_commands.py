@@ -8,7 +8,7 @@ import json
 from .build.bake import write_bake_file
 from .build.base import LOCAL_BASES, LocalBases
 from .build.pipeline import BuildContext, BuildOptions, build_release, plan_for, render_unit
-from .build.render import TemplateRenderer
+from .build.render import TemplateRenderer, check_templates
 from .commands import _reachable_registry, _registry, _target
 from .console import Console, print_summary
 from .credentials import credentials_for, docker_login
@@ -83,8 +83,12 @@ def cmd_render(args: argparse.Namespace, console: Console) -> int:
 
 def cmd_build(args: argparse.Namespace, console: Console) -> int:
     ctx, target = _context(args, console, dry_run=args.dry_run)
+    # every template rendered first: a template error is a config error, before any base or parent is built
+    plan = plan_for(ctx.project, ctx.revision, BuildOptions(target=target, profiles=args.profile, images=args.image))
+    check_templates(TemplateRenderer(ctx.project.templates), ((u.profile, u.image) for u in plan.units))
     if not args.dry_run:
         creds = credentials_for(target)
+        ctx.credentials = creds  # Trivy reads the pushed images for their SBOMs
         check_registry(ctx.registry, console.event)
 
         def engine_ready() -> None:  # only once something really has to be built

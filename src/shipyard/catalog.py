@@ -8,8 +8,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from .build.dag import toposort
 from .config_reader import Table, did_you_mean, load_document
-from .errors import ConfigError
+from .errors import ConfigError, CycleError
 
 CATALOG_FILE = "shipyard.toml"
 BASE_PREFIX = "base:"
@@ -53,6 +54,7 @@ class ImageSpec:
     size_budget_mb: int | None = None
     service: Service | None = None
     description: str = ""
+    build_secrets: tuple[str, ...] = ()  # env vars passed to the build as BuildKit secrets of the same id
 
     @property
     def parent_is_base(self) -> bool:
@@ -81,14 +83,25 @@ class Catalog:
             ) from None
 
 
-IMAGE_KEYS = ("kind", "template", "context", "parent", "lock", "size_budget_mb", "service", "description")
+IMAGE_KEYS = (
+    "kind",
+    "template",
+    "context",
+    "parent",
+    "lock",
+    "size_budget_mb",
+    "service",
+    "description",
+    "build_secrets",
+)
+SECRET_ID_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 SERVICE_KEYS = ("port", "protocol", "health", "module", "golden", "ready_timeout_s", "slo_p95_ms")
 GOLDEN_KEYS = ("path", "method", "request", "expect")
 
 
 def _parse_golden(t: Table, protocol: str) -> Golden:
     t.only(GOLDEN_KEYS)
-    path = t.req("path", str)
+    path = t.req("path", str, expected="an absolute path like /v1/predict")
     if not HTTP_PATH_RE.match(path):
         raise t.error("path", f"expected an absolute path like /v1/predict, got {path!r}")
     method = t.opt("method", str, "POST" if protocol == "http" else "WS").upper()
@@ -103,16 +116,16 @@ def _parse_golden(t: Table, protocol: str) -> Golden:
 
 def _parse_service(t: Table) -> Service:
     t.only(SERVICE_KEYS)
-    port = t.req("port", int)
+    port = t.req("port", int, expected="a TCP port 1-65535")
     if not 1 <= port <= 65535:
         raise t.error("port", f"expected a TCP port 1-65535, got {port}")
     protocol = t.opt("protocol", str, "http")
     if protocol not in ("http", "websocket"):
         raise t.error("protocol", f'expected "http" or "websocket", got {protocol!r}')
-    health = t.req("health", str)
+    health = t.req("health", str, expected="an absolute path like /health (the canary polls it)")
     if not HTTP_PATH_RE.match(health):
         raise t.error("health", f"expected an absolute path like /health, got {health!r}")
-    module = t.req("module", str)
+    module = t.req("module", str, expected="the Python module of the service, e.g. my_service")
     if not MODULE_RE.match(module):
         raise t.error("module", f"expected a Python module name, got {module!r}")
     return Service(
@@ -130,15 +143,15 @@ def _parse_image(t: Table, name: str, root: Path, templates: Path) -> ImageSpec:
     t.only(IMAGE_KEYS)
     if not IMAGE_NAME_RE.match(name):
         raise t.error(None, f"image name {name!r}: use lowercase letters, digits, '.', '_' and '-'")
-    kind = t.req("kind", str)
+    kind = t.req("kind", str, expected='"family" or "service"')
     if kind not in ("family", "service"):
         raise t.error("kind", f'expected "family" or "service", got {kind!r}')
-    template = t.req("template", str)
+    template = t.req("template", str, expected="a template file in dockerfiles/")
     if not (templates / template).is_file():
         raise t.error("template", f"{templates.relative_to(root) / template} does not exist")
-    context = root / t.req("context", str)
+    context = root / t.req("context", str, expected="the build context directory, relative to the project")
     if not context.is_dir():
-        raise t.error("context", f"directory {t.data['context']!r} does not exist")
+        raise t.error("context", f"directory {t.data['context']!r} does not exist; expected a directory of the project")
     lock = None
     if "lock" in t.data:
         lock = context / t.req("lock", str)
@@ -147,6 +160,10 @@ def _parse_image(t: Table, name: str, root: Path, templates: Path) -> ImageSpec:
     budget = t.data.get("size_budget_mb")
     if budget is not None and (t.req("size_budget_mb", int) <= 0):
         raise t.error("size_budget_mb", f"expected a positive number of MB, got {budget}")
+    build_secrets = t.str_list("build_secrets")
+    for i, secret in enumerate(build_secrets):
+        if not SECRET_ID_RE.match(secret):
+            raise t.error(f"build_secrets[{i}]", f"expected an environment variable name, got {secret!r}")
     service = None
     if kind == "service":
         service = _parse_service(t.table("service", required=True))
@@ -157,11 +174,12 @@ def _parse_image(t: Table, name: str, root: Path, templates: Path) -> ImageSpec:
         kind=kind,  # type: ignore[arg-type]
         template=template,
         context=context,
-        parent=t.req("parent", str),
+        parent=t.req("parent", str, expected="another image of the catalog or base:<role>"),
         lock=lock,
         size_budget_mb=budget,
         service=service,
         description=t.opt("description", str, ""),
+        build_secrets=tuple(build_secrets),
     )
 
 
@@ -185,6 +203,13 @@ def load_catalog(root: Path) -> Catalog:
                 f"unknown image {spec.parent!r}{did_you_mean(spec.parent, images)}"
                 f"; use another image of the catalog or base:<role> for a profile base",
             )
+    try:
+        toposort({name: [] if spec.parent_is_base else [spec.parent] for name, spec in images.items()})
+    except CycleError as exc:
+        raise images_t.error(
+            f"{exc.cycle[0]}.parent",
+            f"parents form a cycle: {' -> '.join(exc.cycle)}; expected a chain that ends at base:<role>",
+        ) from None
     return Catalog(
         path=path,
         project_name=project.opt("name", str, root.resolve().name),

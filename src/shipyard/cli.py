@@ -6,14 +6,26 @@ import argparse
 import functools
 import importlib
 import os
+import signal
 import sys
+import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import NoReturn
 
 from . import __version__
 from .commands import run_script
 from .console import Console
 from .errors import ShipyardError
+from .runner import stop_all
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a CI job cancelled), handled like Ctrl-C: children stopped, canary containers removed."""
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    raise Terminated()
 
 
 def _add_selection(p: argparse.ArgumentParser) -> None:
@@ -77,15 +89,22 @@ def _positive(text: str) -> int:
     return value
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse, but a usage mistake is one ``shipyard: error:`` line like every other error (exit 2)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"shipyard: error: {message} (see `{self.prog} --help`)\n")
+
+
 def make_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="shipyard",
         description="Build, push and release the container images of ML inference services.",
         epilog="example: shipyard build --profile cpu --image model-ops-coordinator -v",
     )
     parser.add_argument("--version", action="version", version=f"shipyard {__version__}")
     _add_common(parser, None)
-    common = argparse.ArgumentParser(add_help=False)
+    common = Parser(add_help=False)
     _add_common(common, argparse.SUPPRESS)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     add = functools.partial(sub.add_parser, parents=[common])
@@ -199,6 +218,11 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--profile", action="append", default=[], metavar="NAME", help="only this profile (repeatable)")
     p.add_argument("--force", action="store_true", help="promote despite missing or failed verdicts (needs --reason)")
     p.add_argument("--reason", metavar="TEXT", help="why; recorded in the channel's ledger")
+    p.add_argument(
+        "--registry",
+        metavar="HOST/NAMESPACE",
+        help="the release's registry, reached under another address (default: the record's)",
+    )
     p = add(
         "rollback",
         help="point a channel back at the release before its current one",
@@ -248,6 +272,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     console = Console(Console.SILENT if getattr(args, "json", False) else -1 if args.quiet else args.verbose)
     if args.command in ("up", "down"):
         return run_script(f"{args.command}.sh")
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _raise_terminated)
     try:
         module, function = COMMANDS[args.command]
         command: Callable[[argparse.Namespace, Console], int] = getattr(
@@ -260,9 +286,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         for line in rest:
             print(f"  {line}", file=sys.stderr)
         return exc.exit_code
-    except KeyboardInterrupt:
-        print("shipyard: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:
+        stopped = stop_all()
+        detail = f"; stopped {stopped} running command(s)" if stopped else ""
+        print(f"shipyard: interrupted{detail}; run the same command again to finish", file=sys.stderr)
+        return 143 if isinstance(exc, Terminated) else 130
 
 
 if __name__ == "__main__":

@@ -40,5 +40,5 @@ def _reachable_registry(target: RegistryTarget, console: Console) -> RegistryCli
 def _release(args: argparse.Namespace) -> tuple[Path, Path, ReleaseRecord]:
     """The project root, and the path and contents of the release record that --release names."""
     root = args.project.resolve()
-    path = find_record(root, args.release)
+    path = find_record(root, args.release, flag="RELEASE" if args.command == "promote" else "--release")
     return root, path, load_record(path)

@@ -89,9 +89,10 @@ class Table:
             raise self.error(key, f"expected {_TYPE_NAMES.get(kind, kind.__name__)}, got {describe(value)}")
         return value  # type: ignore[no-any-return]
 
-    def req(self, key: str, kind: type[T]) -> T:
+    def req(self, key: str, kind: type[T], *, expected: str | None = None) -> T:
+        """A required key; ``expected`` says what it should hold when it is missing (default: its type)."""
         if key not in self.data:
-            raise self.error(key, "missing (required)")
+            raise self.error(key, f"missing (required): expected {expected or _TYPE_NAMES.get(kind, kind.__name__)}")
         return self._typed(key, self.data[key], kind)
 
     def opt(self, key: str, kind: type[T], default: T) -> T:
@@ -102,7 +103,7 @@ class Table:
     def table(self, key: str, *, required: bool = False) -> Table:
         if key not in self.data:
             if required:
-                raise self.error(key, "missing (required)")
+                raise self.error(key, f"missing (required): expected a [{self._join(key)}] table")
             return Table({}, self.file, self._join(key))
         return Table(self._typed(key, self.data[key], dict), self.file, self._join(key))
 

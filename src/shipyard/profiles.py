@@ -68,10 +68,10 @@ def parse_profile(table: Table, name: str) -> Profile:
         raise table.error("name", f"{declared!r} does not match the file name {name!r}")
     if not NAME_RE.match(name):
         raise table.error(None, f"profile name {name!r}: use lowercase letters, digits and '-'")
-    platform = table.req("platform", str)
+    platform = table.req("platform", str, expected="linux/amd64 or linux/arm64")
     if not PLATFORM_RE.match(platform):
         raise table.error("platform", f"expected linux/amd64 or linux/arm64, got {platform!r}")
-    python_version = table.req("python_version", str)
+    python_version = table.req("python_version", str, expected='the Python version of the bases, like "3.11"')
     if not PYTHON_RE.match(python_version):
         raise table.error("python_version", f'expected a version like "3.11", got {python_version!r}')
     bases = {}

@@ -4,17 +4,21 @@ from __future__ import annotations
 
 import argparse
 import os
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 
 from .commands import _reachable_registry, _release, _target
 from .console import Console, print_canary_summary, print_scan_summary, print_verify_failures, table
 from .credentials import credentials_for
-from .errors import ConfigError, VerifyFailed
+from .errors import ConfigError, RegistryError, VerifyFailed
+from .gitinfo import OCI_TAG_RE
 from .project import cache_dir
 from .release.canary import canary_release
 from .release.findings import GatePolicy, load_allowlist
 from .release.ledger import load_ledger
 from .release.promote import Promoter, check_channel
-from .release.record import load_record
+from .release.record import UnitRecord, load_record
+from .release.registry import RegistryClient
 from .release.scan import ScanOptions, scan_release
 from .release.trivy_db import push_db
 from .release.verify import verify_release
@@ -72,8 +76,13 @@ def cmd_trivy_db(args: argparse.Namespace, console: Console) -> int:
     location, _, tag = ref.rpartition(":")
     if not location or "/" in tag or not tag:
         raise ConfigError(f"--to: {ref!r}: expected host/repository:tag, e.g. localhost:5000/mirror/trivy-db:2")
+    if not OCI_TAG_RE.match(tag):
+        raise ConfigError(
+            f"--to: {ref!r}: tag {tag!r} is not a valid OCI tag; expected [A-Za-z0-9_][A-Za-z0-9_.-]{{0,127}}, "
+            f"e.g. localhost:5000/mirror/trivy-db:2"
+        )
     host, _, repository = location.partition("/")
-    target = parse_target(f"{host}/{repository}")
+    target = parse_target(f"{host}/{repository}", flag="--to")
     with _reachable_registry(target, console) as registry:
         digest = push_db(registry, repository, tag, args.source)
     console.line(f"pushed Trivy DB {args.source} as {ref}@{digest}; scan with --db-repository {ref}")
@@ -101,10 +110,36 @@ def cmd_promote(args: argparse.Namespace, console: Console) -> int:
     if unknown:
         raise ConfigError(f"--profile: {unknown[0]!r} is not in release {record.release}")
     units = {k: u for k, u in record.units.items() if not args.profile or u.profile in args.profile}
-    target = parse_target(record.registry)
+    target = parse_target(args.registry or record.registry)
     console.line(f"promoting {record.release} ({len(units)} units) to {args.channel} in {target}")
-    _promoter(target, console).promote(record, args.channel, units, force=args.force, reason=args.reason or "")
+    check_channel(args.channel)
+    if args.force and not (args.reason or "").strip():
+        raise ConfigError("--force needs --reason '…': the reason is recorded in the channel's ledger")
+    promoter = _promoter(target, console)
+    _check_digests(promoter.registry, units, path.name)
+    promoter.promote(record, args.channel, units, force=args.force, reason=args.reason or "")
     return 0
+
+
+def _check_digests(registry: RegistryClient, units: Mapping[str, UnitRecord], record_name: str) -> None:
+    """Every recorded digest must be in the registry before a ledger entry or a tag is written: a record
+    naming a digest the registry lacks (tampered with, or its image deleted) is refused up front.
+    (Promoter.promote writes the in-progress ledger entry before its own per-tag check.)"""
+
+    def missing(item: tuple[str, UnitRecord]) -> str | None:
+        key, unit = item
+        return None if registry.head_digest(unit.repository.split("/", 1)[1], unit.digest) else key
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        absent = [key for key in pool.map(missing, units.items()) if key]
+    if absent:
+        unit = units[absent[0]]
+        more = f" (and {len(absent) - 1} more unit(s))" if len(absent) > 1 else ""
+        raise RegistryError(
+            f"{record_name}: {absent[0]}: {unit.repository}@{unit.digest} is not in the registry{more}; "
+            f"expected every digest of the release record to be there (was the record edited, or the image "
+            f"deleted?): nothing promoted"
+        )
 
 
 def cmd_rollback(args: argparse.Namespace, console: Console) -> int:

@@ -5,6 +5,10 @@ Every external command (docker, buildx, mmdebstrap, pip, git when needed) goes t
 sink, streams output line by line to an optional callback, and raises ``CommandFailed``.
 ``dry_run=True`` reports the command and does not execute it, which is what ``--dry-run``
 prints. Tests inject a fake runner and assert on the argv.
+
+On Ctrl-C (or SIGTERM) the CLI calls ``stop_all()``: the children still running are
+terminated and no new one starts, so an interrupted build does not leave buildx pushing
+behind the user's back.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from __future__ import annotations
 import shlex
 import shutil
 import subprocess
+import threading
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -20,6 +25,25 @@ from pathlib import Path
 from .errors import CommandFailed, EngineError
 
 LineCallback = Callable[[str], None]
+
+_live: set[subprocess.Popen[str]] = set()
+_live_lock = threading.Lock()
+_stopping = threading.Event()
+
+
+def stop_all(grace_s: float = 10.0) -> int:
+    """Terminate every child still running (then kill what outlives ``grace_s``); start no new one."""
+    _stopping.set()
+    with _live_lock:
+        procs = list(_live)
+    for proc in procs:
+        proc.terminate()
+    for proc in procs:
+        try:
+            proc.wait(timeout=grace_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    return len(procs)
 
 
 @dataclass(frozen=True)
@@ -53,6 +77,8 @@ class Runner:
             self.echo("+ " + shlex.join(argv))
         if self.dry_run:
             return Completed(argv, 0, "")
+        if _stopping.is_set():
+            raise CommandFailed(argv, -15, "not started: shipyard is stopping")
         program = shutil.which(argv[0])
         if program is None:
             raise EngineError(f"{argv[0]}: command not found on PATH; run `nox -s up` (or scripts/up.sh)")
@@ -67,17 +93,23 @@ class Runner:
             text=True,
             errors="replace",
         ) as proc:
-            if stdin is not None:
-                assert proc.stdin is not None
-                proc.stdin.write(stdin)
-                proc.stdin.close()
-            assert proc.stdout is not None
-            for raw in proc.stdout:
-                line = raw.rstrip("\n")
-                kept.append(line)
-                if on_line is not None:
-                    on_line(line)
-            returncode = proc.wait()
+            with _live_lock:
+                _live.add(proc)
+            try:
+                if stdin is not None:
+                    assert proc.stdin is not None
+                    proc.stdin.write(stdin)
+                    proc.stdin.close()
+                assert proc.stdout is not None
+                for raw in proc.stdout:
+                    line = raw.rstrip("\n")
+                    kept.append(line)
+                    if on_line is not None:
+                        on_line(line)
+                returncode = proc.wait()
+            finally:
+                with _live_lock:
+                    _live.discard(proc)
         output = "\n".join(kept)
         if check and returncode != 0:
             raise CommandFailed(argv, returncode, output)

@@ -42,18 +42,22 @@ class RegistryTarget:
         return f"{self.host}/{self.namespace}"
 
 
-def parse_target(value: str | None) -> RegistryTarget:
-    """``--registry`` (or ``SHIPYARD_REGISTRY``): ``host[:port]/namespace``; default local."""
+def parse_target(value: str | None, *, flag: str = "--registry") -> RegistryTarget:
+    """``--registry`` (or ``SHIPYARD_REGISTRY``): ``host[:port]/namespace``; default local.
+
+    ``flag`` names where ``value`` came from in an error; without a value it is the environment's.
+    """
+    source = flag if value else "SHIPYARD_REGISTRY"
     text = (value or os.environ.get("SHIPYARD_REGISTRY") or DEFAULT_REGISTRY).strip().rstrip("/")
     host, _, namespace = text.partition("/")
     looks_like_host = "." in host or ":" in host or host == "localhost"
-    if not HOST_RE.match(host) or not looks_like_host:
+    if not HOST_RE.match(host) or not looks_like_host or not namespace:
         raise ConfigError(
-            f"--registry: {text!r}: expected host[:port]/namespace, e.g. ghcr.io/acme or {DEFAULT_REGISTRY}"
+            f"{source}: {text!r}: expected host[:port]/namespace, e.g. ghcr.io/acme or {DEFAULT_REGISTRY}"
         )
-    if not namespace or not PATH_RE.match(namespace):
+    if not PATH_RE.match(namespace):
         raise ConfigError(
-            f"--registry: {text!r}: the namespace after the host must be lowercase path "
-            f"components, e.g. ghcr.io/acme/ai-system"
+            f"{source}: {text!r}: expected the namespace after the host to be lowercase path "
+            f"components (a-z, 0-9, '.', '_', '-', '/'), e.g. ghcr.io/acme/ai-system"
         )
     return RegistryTarget(host=host, namespace=namespace)

@@ -2,15 +2,20 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from shipyard.release.attestations import push_sbom
 from shipyard.release.record import ReleaseRecord, load_record
 from shipyard.release.registry import RegistryClient
+from shipyard.release.sbom import SbomGenerator
+from shipyard.runner import Runner
 from shipyard.target import RegistryTarget, parse_target
 from tests.conftest import git, make_project
 
@@ -47,14 +52,50 @@ def installed_source(image: str, binary_package: str) -> tuple[str, str]:
     return out[0], out[1]
 
 
-def push_variant(base_ref: str, lines: list[str], context: Path, ref: str) -> str:
-    """Build ``FROM base_ref`` plus ``lines`` in ``context``, push it as ``ref``, return its digest."""
+def push_variant(
+    base_ref: str, lines: list[str], context: Path, ref: str, *, provenance: bool = True, sbom: bool = False
+) -> str:
+    """Build ``FROM base_ref`` plus ``lines`` in ``context``, push it as ``ref``, return its digest.
+
+    With buildx provenance as shipyard builds; ``sbom`` also attaches the SBOM shipyard's build attaches.
+    """
     (context / "Dockerfile").write_text("\n".join([f"FROM {base_ref}", *lines]) + "\n")
     metadata = context / "metadata.json"
-    argv = ["docker", "buildx", "build", "--provenance=false", "--push", "--tag", ref]
+    argv = ["docker", "buildx", "build", f"--provenance={'mode=max' if provenance else 'false'}", "--push"]
+    argv += ["--tag", ref]
     result = subprocess.run([*argv, "--metadata-file", str(metadata), str(context)], capture_output=True, text=True)
     assert result.returncode == 0, f"{' '.join(argv)} exited {result.returncode}:\n{result.stderr[-3000:]}"
-    return str(json.loads(metadata.read_text())["containerimage.digest"])
+    digest = str(json.loads(metadata.read_text())["containerimage.digest"])
+    if sbom:
+        attach_sbom(ref.rsplit(":", 1)[0], digest)
+    return digest
+
+
+def attach_sbom(repository_ref: str, digest: str) -> None:
+    """What ``shipyard build`` does after a push (build/attest.py), for an image a test pushed itself."""
+    repository = repository_ref.split("/", 1)[1]
+    document = SbomGenerator(Runner(), insecure=True).generate(f"{repository_ref}@{digest}", "linux/amd64")
+    with RegistryClient(parse_target(IT_REGISTRY)) as registry:
+        index = registry.manifest(repository, digest)
+        assert index is not None
+        push_sbom(registry, repository, index, document, {})
+
+
+def isolated(root: Path) -> Path:
+    """Give the project a commit and input digests of its own (a run id in the catalog's source label).
+
+    An image with buildx provenance gets a new digest on every build (the attestation records when and
+    under which tag it was built), so two test sessions building the same commit would move each other's
+    release and ``inputs-`` tags. The label comes last in the Dockerfiles: the build cache is still shared.
+    """
+    catalog = root / "shipyard.toml"
+    text, count = re.subn(
+        r'(?m)^source = "([^"]*)"$', rf'source = "\1#run-{uuid.uuid4().hex[:12]}"', catalog.read_text()
+    )
+    assert count == 1, "the catalog has no [project] source to make unique"
+    catalog.write_text(text)
+    git(root, "commit", "-qam", "this test session's own project")
+    return root
 
 
 SERVICES = ("model-ops-coordinator", "real-time-audio-pipeline", "affective-processing-center")
@@ -63,7 +104,7 @@ PROFILES = ("cpu", "pc2")  # pc2 on the local base: the GPU profile's env and bu
 
 @pytest.fixture(scope="session")
 def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, ReleaseRecord, str]:
-    root = make_project(tmp_path_factory.mktemp("e2e") / "proj", services=SERVICES, profiles=PROFILES)
+    root = isolated(make_project(tmp_path_factory.mktemp("e2e") / "proj", services=SERVICES, profiles=PROFILES))
     # --jobs 1: step counts are asserted, and BuildKit shares identical steps of concurrent builds
     result = shipyard(
         "--project", str(root), "build", "--no-reuse", "--jobs", "1", env={"SHIPYARD_BASE_OVERRIDE": "local"}
@@ -88,3 +129,13 @@ def registry(it_target: RegistryTarget) -> Iterator[RegistryClient]:
         pytest.fail(f"local registry not reachable ({exc}); run `nox -s up` first")
     yield client
     client.close()
+
+
+@pytest.fixture(scope="session")
+def gated(built) -> tuple[Path, ReleaseRecord]:  # type: ignore[no-untyped-def]
+    """The e2e release, cpu units only, with real verify, scan and canary verdicts."""
+    root, record, _ = built
+    shipyard("--project", str(root), "verify", "--release", record.release)
+    shipyard("--project", str(root), "scan", "--release", record.release, "--skip-vulnerabilities")
+    shipyard("--project", str(root), "canary", "--release", record.release, "--profile", "cpu")
+    return root, load_record(root / ".shipyard" / "releases" / f"{record.release}.json")

@@ -11,8 +11,10 @@ import httpx
 import pytest
 import tenacity
 
+from shipyard.release.attestations import find_provenance, read_sbom
 from shipyard.release.record import load_record
 from shipyard.release.registry import RegistryClient
+from shipyard.release.scan import trivy_binary
 from tests.conftest import git
 from tests.integration.conftest import PROFILES, SERVICES, shipyard
 
@@ -51,6 +53,41 @@ def test_image_config_from_the_registry(built, registry: RegistryClient) -> None
         assert env["PYTHONUNBUFFERED"] == "1"
         if unit.kind == "service":
             assert len(config["ExposedPorts"]) == 1
+
+
+def test_every_unit_has_provenance_and_an_sbom(built, registry: RegistryClient) -> None:  # type: ignore[no-untyped-def]
+    root, record, _ = built
+    profiles = {name: json.loads((root / "profiles" / f"{name}.json").read_text()) for name in PROFILES}
+    for key, unit in record.units.items():
+        repo = f"shipyard-it/{key}"
+        index = registry.manifest(repo, unit.digest)
+        assert index is not None and index.media_type == "application/vnd.oci.image.index.v1+json", key
+        image = registry.for_platform(repo, index, unit.platform)
+        provenance = find_provenance(registry, repo, index, image.digest)
+        assert provenance.predicate_type.startswith("https://slsa.dev/provenance/"), key
+        layer = registry.manifest(repo, provenance.manifest).json["layers"][0]["digest"]  # type: ignore[union-attr]
+        predicate = json.loads(registry.blob(repo, layer))["predicate"]
+        # mode=max records the build args: exactly the profile's, which shipyard refuses to be secret-like
+        params = predicate["invocation"]["parameters"]["args"]
+        args = {k.removeprefix("build-arg:"): v for k, v in params.items() if k.startswith("build-arg:")}
+        assert args == profiles[unit.profile]["build_args"], key
+        sbom = read_sbom(registry, repo, unit.digest)
+        names = {c["name"] for c in json.loads(sbom.document)["components"]}
+        assert "tini" in names, key  # a Debian package of the base
+        if unit.image != "base-python":
+            assert "uvicorn" in names, key  # a wheel from the family-web lock, in /opt/venv
+        assert unit.attestations == {"provenance": provenance.manifest, "sbom": sbom.manifest}, key
+
+
+def test_another_client_finds_the_sbom_through_the_referrers_tag(built, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    _, record, _ = built
+    unit = record.units["cpu/affective-processing-center"]
+    argv = [trivy_binary(), "image", "--sbom-sources", "oci", "--format", "cyclonedx", "--output", str(tmp_path / "o")]
+    argv += ["--cache-backend", "memory", "--skip-db-update", "--offline-scan", "--skip-version-check"]
+    argv += ["--disable-telemetry", "--image-src", "remote", "--platform", unit.platform, "--insecure", unit.ref]
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=300)  # go-containerregistry's referrers
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Found SBOM in the OCI referrers" in result.stderr, result.stderr[-3000:]
 
 
 def test_child_is_built_on_its_parent_by_digest(built) -> None:  # type: ignore[no-untyped-def]

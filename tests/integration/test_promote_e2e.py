@@ -14,7 +14,7 @@ import httpx
 import pytest
 import tenacity
 
-from shipyard.release.record import ReleaseRecord, load_record
+from shipyard.release.record import load_record
 from shipyard.release.registry import RegistryClient
 from tests.conftest import git
 from tests.integration.conftest import shipyard
@@ -27,16 +27,6 @@ def skopeo_digest(ref: str, *creds: str) -> str:
         ["skopeo", "inspect", "--tls-verify=false", "--raw", *creds, f"docker://{ref}"], capture_output=True, check=True
     )
     return "sha256:" + hashlib.sha256(out.stdout).hexdigest()
-
-
-@pytest.fixture(scope="module")
-def gated(built) -> tuple[Path, ReleaseRecord]:  # type: ignore[no-untyped-def]
-    """The e2e release, cpu units only, with real verify, scan and canary verdicts."""
-    root, record, _ = built
-    shipyard("--project", str(root), "verify", "--release", record.release)
-    shipyard("--project", str(root), "scan", "--release", record.release, "--skip-vulnerabilities")
-    shipyard("--project", str(root), "canary", "--release", record.release, "--profile", "cpu")
-    return root, load_record(root / ".shipyard" / "releases" / f"{record.release}.json")
 
 
 def test_promote_sets_channel_digests_equal_to_the_record(gated, registry: RegistryClient) -> None:  # type: ignore[no-untyped-def]

@@ -11,7 +11,7 @@ import pytest
 
 from shipyard.release.record import ReleaseRecord, load_record
 from tests.conftest import git, make_project
-from tests.integration.conftest import shipyard
+from tests.integration.conftest import isolated, shipyard
 
 LOCAL = {"SHIPYARD_BASE_OVERRIDE": "local"}
 SERVICE = "affective-processing-center"
@@ -25,7 +25,9 @@ def release_of(root: Path) -> ReleaseRecord:
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, ReleaseRecord]:
-    root = make_project(tmp_path_factory.mktemp("reuse") / "proj", services=(SERVICE,), profiles=("cpu", "pc2"))
+    root = isolated(
+        make_project(tmp_path_factory.mktemp("reuse") / "proj", services=(SERVICE,), profiles=("cpu", "pc2"))
+    )
     shipyard("--project", str(root), "build", "--no-reuse", "--jobs", "1", env=LOCAL)
     return root, release_of(root)
 
@@ -41,6 +43,7 @@ def test_unchanged_tree_reuses_every_unit_without_building(project) -> None:  # 
     for key, unit in second.units.items():
         assert unit.reused_from == first.release, key
         assert unit.digest == first.units[key].digest, key
+        assert unit.attestations == first.units[key].attestations and unit.attestations["sbom"], key
     verify = shipyard("--project", str(root), "verify", "--release", second.release)
     assert "checks passed" in verify.stdout
 

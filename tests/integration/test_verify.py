@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import uuid
 from dataclasses import replace
 from pathlib import Path
 
@@ -24,6 +25,11 @@ VARIANTS = {
     "no-tini": (['ENTRYPOINT ["python3"]'], "tini"),
     "over-budget": (["COPY ballast.bin /opt/ballast.bin"], "size"),
 }
+# variant name -> (which attestation push_variant leaves out, the check that must fail)
+UNATTESTED = {
+    "no-sbom": ({"provenance": True, "sbom": False}, "sbom"),
+    "no-provenance": ({"provenance": False, "sbom": True}, "provenance"),
+}
 
 
 @pytest.fixture(scope="module")
@@ -34,9 +40,13 @@ def broken_release(built, tmp_path_factory: pytest.TempPathFactory) -> tuple[Pat
     (context / "gcc").write_text("#!/bin/sh\necho not really gcc\n")
     (context / "ballast.bin").write_bytes(os.urandom(3_000_000))  # random: does not compress
     units = {GOOD: good}
-    for name, (lines, _) in VARIANTS.items():
+    builds = {name: (lines, {"sbom": True}) for name, (lines, _) in VARIANTS.items()}
+    # unique: the registry outlives test runs, and an earlier run may have attached an SBOM to the same digest
+    fresh = [f"LABEL io.shipyard.test.run={uuid.uuid4()}"]
+    builds |= {name: (fresh, attest) for name, (attest, _) in UNATTESTED.items()}
+    for name, (lines, attest) in builds.items():
         repository = good.repository.replace("/cpu/", "/variants/") + "-" + name
-        digest = push_variant(good.ref, lines, context, f"{repository}:{good.tag}")
+        digest = push_variant(good.ref, lines, context, f"{repository}:{good.tag}", **attest)
         expect = dict(good.expect)
         if name == "over-budget":
             expect["size_budget_mb"] = int(good.size / 1_000_000) + 2  # the good image fits, +3 MB does not
@@ -62,7 +72,7 @@ def test_each_broken_image_is_reported_with_its_check(broken_release) -> None:  
     assert result.stderr.startswith("shipyard: error: verify: ")
     report = json.loads((root / ".shipyard" / "reports" / record.release / "verify.json").read_text())
     failed = {(f["unit"], f["check"]) for f in report["findings"] if f["status"] == "fail"}
-    for name, (_, check) in VARIANTS.items():
+    for name, (_, check) in (VARIANTS | UNATTESTED).items():
         assert (f"variants/{name}", check) in failed, (name, sorted(failed))
         assert f"variants/{name}" in result.stdout  # the table lists every failure, not only the first
     assert not any(unit == GOOD for unit, _ in failed)
@@ -72,6 +82,12 @@ def test_each_broken_image_is_reported_with_its_check(broken_release) -> None:  
         by_unit.setdefault(unit, set()).add(check)
     assert by_unit["variants/root-user"] == {"user"}
     assert by_unit["variants/gcc-left"] == {"no-build-tools"}
+    assert by_unit["variants/no-sbom"] == {"sbom"}
+    assert by_unit["variants/no-provenance"] == {"provenance"}
+    findings = {(f["unit"], f["check"]): f for f in report["findings"]}
+    assert findings[("variants/no-sbom", "sbom")]["found"].startswith("no application/vnd.cyclonedx+json referrer")
+    assert findings[("variants/no-provenance", "provenance")]["found"].endswith("not an index with attestations")
+    assert findings[(GOOD, "sbom")]["status"] == "pass" and findings[(GOOD, "provenance")]["status"] == "pass"
     saved = load_record(root / ".shipyard" / "releases" / f"{record.release}.json")
     assert saved.units["variants/no-healthcheck"].verdicts["verify"] == {"passed": False, "failed": ["healthcheck"]}
     assert saved.units[GOOD].verdicts["verify"]["passed"] is True

@@ -40,7 +40,7 @@ def test_argv_is_exact() -> None:
         "type=registry,ref=localhost:5000/shipyard/cache/cpu/svc",
         "--cache-to",
         "type=registry,ref=localhost:5000/shipyard/cache/cpu/svc,mode=max,oci-mediatypes=true,image-manifest=true",
-        "--provenance=false",
+        "--provenance=mode=max",
         "--tag",
         "localhost:5000/shipyard/cpu/svc:20250111-656873b3",
         "--metadata-file",
@@ -48,6 +48,20 @@ def test_argv_is_exact() -> None:
         "--push",
         "/p/services/svc",
     ]
+
+
+def test_provenance_can_be_left_out() -> None:
+    request = BuildRequest(
+        context=Path("/c"),
+        dockerfile=Path("/c/Dockerfile"),
+        tag="r/x:t",
+        platform="linux/amd64",
+        cache_ref="r/cache/x",
+        metadata_file=Path("/m.json"),
+        provenance=None,
+    )
+    assert "--provenance=false" in request.argv()
+    assert not any(a.startswith("--provenance=mode") for a in request.argv())
 
 
 PLAIN = """\
@@ -86,3 +100,15 @@ def test_metadata_digest(tmp_path: Path) -> None:
     path.write_text("{}")
     with pytest.raises(BuildError, match="no containerimage.digest"):
         read_metadata(path)
+
+
+def test_build_secrets_go_as_buildkit_secrets_by_env_name_never_their_value(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from shipyard.build.buildx import BuildRequest
+
+    monkeypatch.setenv("HF_TOKEN", "hf_value_never_in_argv")
+    request = BuildRequest(
+        tmp_path, tmp_path / "Dockerfile", "r:1", "linux/amd64", "r/cache", tmp_path / "m.json", secrets=("HF_TOKEN",)
+    )
+    argv = request.argv()
+    assert argv[argv.index("--secret") + 1] == "id=HF_TOKEN,env=HF_TOKEN"
+    assert not any("hf_value_never_in_argv" in a for a in argv)

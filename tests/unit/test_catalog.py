@@ -88,6 +88,16 @@ def test_small_catalog(tmp_path: Path) -> None:
             "shipyard.toml: images.svc.template: dockerfiles/nope.j2 does not exist",
         ),
         ("request = {x = 1}", "request = {x = 1", "shipyard.toml: invalid TOML"),
+        (
+            'parent = "family-web"',
+            'parent = "family-web"\nbuild_secrets = ["HF-TOKEN"]',
+            "shipyard.toml: images.svc.build_secrets[0]: expected an environment variable name, got 'HF-TOKEN'",
+        ),
+        (
+            'parent = "family-web"',
+            'parent = "svc"',
+            "shipyard.toml: images.svc.parent: parents form a cycle: svc -> svc; expected a chain that ends at base:",
+        ),
     ],
 )
 def test_catalog_errors(tmp_path: Path, old: str, new: str, message: str) -> None:

@@ -31,6 +31,7 @@ def test_dry_run_prints_plan_and_exact_commands(
         (["build", "--image", "famly-web", "--dry-run"], 2, "--image: unknown image 'famly-web'"),
         (["build", "--registry", "nohost", "--dry-run"], 2, "--registry: 'nohost': expected host[:port]/namespace"),
         (["plan", "--base-override", "x"], 2, "--base-override: expected 'local' or ROLE=REF"),
+        (["promote", "../../etc/passwd", "--channel", "c"], 2, "RELEASE '../../etc/passwd': not a valid OCI tag"),
     ],
 )
 def test_bad_input_is_one_line_with_exit_code(
@@ -61,3 +62,19 @@ def test_plan_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
 def test_missing_catalog(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--project", str(tmp_path), "plan"]) == 2
     assert "no shipyard.toml there" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["build", "--jobs", "0"], "argument --jobs: expected a positive whole number, got '0' (see `shipyard build"),
+        (["promote", "20250111-656873b3"], "the following arguments are required: --channel"),
+        (["bild"], "argument COMMAND: invalid choice: 'bild'"),
+    ],
+)
+def test_usage_errors_are_one_line_too(capsys: pytest.CaptureFixture[str], argv: list[str], message: str) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"shipyard: error: {message}") and err.count("\n") == 1, err

@@ -24,9 +24,14 @@ def context(tmp_path: Path) -> Path:
 def inputs(context: Path, tmp_path: Path, **changes: object):  # type: ignore[no-untyped-def]
     wheels = tmp_path / "wheels"
     wheels.mkdir(exist_ok=True)
-    kwargs = {"dockerfile": "FROM x\nRUN true\n", "build_args": {"A": "1"}, "platform": "linux/amd64",
-              "parent": "localhost:5000/ns/cpu/base@sha256:" + "a" * 64, "context": context,
-              "named_contexts": {"wheels": wheels}} | changes
+    kwargs = {
+        "dockerfile": "FROM x\nRUN true\n",
+        "build_args": {"A": "1"},
+        "platform": "linux/amd64",
+        "parent": "localhost:5000/ns/cpu/base@sha256:" + "a" * 64,
+        "context": context,
+        "named_contexts": {"wheels": wheels},
+    } | changes
     return compute_inputs(**kwargs)  # type: ignore[arg-type]
 
 

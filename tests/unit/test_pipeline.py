@@ -15,11 +15,14 @@ from shipyard.build.pipeline import BuildContext, BuildOptions, build_release
 from shipyard.events import Event
 from shipyard.gitinfo import read_revision
 from shipyard.project import load_project
+from shipyard.release.attestations import find_sbom
 from shipyard.release.record import load_record
 from shipyard.release.registry import RegistryClient
 from shipyard.runner import Completed, Runner
 from shipyard.target import parse_target
+from tests.attested import CYCLONEDX, push_like_buildx
 from tests.conftest import make_project
+from tests.memregistry import MemoryRegistry
 
 CONFIG = b'{"config": {}}'
 CONFIG_DIGEST = "sha256:" + hashlib.sha256(CONFIG).hexdigest()
@@ -38,19 +41,26 @@ def manifest_for(name: str) -> bytes:
 
 
 class FakeBuildx(Runner):
-    """Records every argv; 'builds' by writing buildx metadata with a digest derived from the tag."""
+    """Records every argv; 'builds' by pushing what buildx would (index, image, provenance) to ``mem``."""
 
-    def __init__(self) -> None:
+    def __init__(self, mem: MemoryRegistry) -> None:
         super().__init__()
+        self.mem = mem
         self.digests: dict[str, str] = {}
+        mem.blobs[CONFIG_DIGEST] = CONFIG
 
     def run(self, argv: Sequence[str], **kwargs: Any) -> Completed:  # type: ignore[override]
         argv = [str(a) for a in argv]
         self.history.append(argv)
+        if argv[1:2] == ["image"] and "cyclonedx" in argv:  # trivy, for the SBOM
+            Path(argv[argv.index("--output") + 1]).write_bytes(CYCLONEDX)
         if argv[:3] == ["docker", "buildx", "build"]:
-            tag = argv[argv.index("--tag") + 1]
-            repo = tag.split("/", 1)[1].rsplit(":", 1)[0]
-            digest = "sha256:" + hashlib.sha256(manifest_for(repo)).hexdigest()
+            tags = [argv[i + 1].split("/", 1)[1] for i, a in enumerate(argv) if a == "--tag"]
+            repo = tags[0].rsplit(":", 1)[0]
+            provenance = "https://slsa.dev/provenance/v0.2" if "--provenance=mode=max" in argv else None
+            digest = push_like_buildx(
+                self.mem, repo, [t.rsplit(":", 1)[1] for t in tags], manifest_for(repo), predicate=provenance
+            )
             self.digests[repo] = digest
             Path(argv[argv.index("--metadata-file") + 1]).write_text(json.dumps({"containerimage.digest": digest}))
             on_line = kwargs.get("on_line")
@@ -60,7 +70,7 @@ class FakeBuildx(Runner):
         return Completed(argv, 0, "")
 
 
-def registry_handler(runner: FakeBuildx, base_digest: str):  # type: ignore[no-untyped-def]
+def registry_handler(mem: MemoryRegistry, base_digest: str):  # type: ignore[no-untyped-def]
     def handle(request: httpx.Request) -> httpx.Response:
         path = request.url.path
         if "/bases/" in path and "/manifests/" in path:
@@ -69,10 +79,7 @@ def registry_handler(runner: FakeBuildx, base_digest: str):  # type: ignore[no-u
                 content=b'{"mediaType": "application/vnd.oci.image.manifest.v1+json"}',
                 headers={"Docker-Content-Digest": base_digest},
             )
-        if "/manifests/sha256:" in path:
-            repo = path.removeprefix("/v2/").split("/manifests/")[0]
-            return httpx.Response(200, content=manifest_for(repo))
-        return httpx.Response(404)
+        return mem.handle(request)
 
     return handle
 
@@ -84,11 +91,12 @@ def ctx(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[BuildContext, 
     monkeypatch.setattr(
         "shipyard.build.pipeline.Wheelhouse.prepare", lambda self, lock, py, plat: (tmp_path / "w", False)
     )
-    runner = FakeBuildx()
+    mem = MemoryRegistry()
+    runner = FakeBuildx(mem)
     body = b'{"mediaType": "application/vnd.oci.image.manifest.v1+json"}'
     base_digest = "sha256:" + hashlib.sha256(body).hexdigest()
     target = parse_target("localhost:5000/acme")
-    registry = RegistryClient(target, transport=httpx.MockTransport(registry_handler(runner, base_digest)))
+    registry = RegistryClient(target, transport=httpx.MockTransport(registry_handler(mem, base_digest)))
     events: list[Event] = []
     project = load_project(root, base_override="local")
     context = BuildContext(
@@ -161,3 +169,68 @@ def test_failed_build_names_the_unit_and_step(ctx) -> None:  # type: ignore[no-u
     assert rest[0] == "pc2/base-python: docker buildx build failed (exit 1) at RUN pip install --no-index"
     assert "No matching distribution found for numpy" in rest[-1]
     assert not (context.project.root / ".shipyard" / "releases").exists()
+
+
+def sbom_runs(runner: FakeBuildx) -> list[list[str]]:
+    return [argv for argv in runner.history if argv[1:2] == ["image"] and "cyclonedx" in argv]
+
+
+def test_every_pushed_unit_gets_provenance_and_an_sbom_referrer(ctx) -> None:  # type: ignore[no-untyped-def]
+    context, runner, events = ctx
+    record = build_release(context, BuildOptions(target=parse_target("localhost:5000/acme"), profiles=["cpu"]))
+    builds = [argv for argv in runner.history if argv[:3] == ["docker", "buildx", "build"]]
+    assert builds and all("--provenance=mode=max" in argv for argv in builds)
+    assert sorted(argv[-1] for argv in sbom_runs(runner)) == sorted(u.ref for u in record.units.values())
+    assert all(option("--platform", argv) == "linux/amd64" for argv in sbom_runs(runner))
+    for key, unit in record.units.items():
+        repo = unit.repository.removeprefix("localhost:5000/")
+        assert unit.attestations["sbom"] == find_sbom(context.registry, repo, unit.digest), key
+        assert set(unit.attestations) == {"provenance", "sbom"}
+    saved = load_record(context.project.root / ".shipyard" / "releases" / f"{record.release}.json")
+    assert saved.units["cpu/family-web"].attestations == record.units["cpu/family-web"].attestations
+    assert [e.kind for e in events].count("unit.attested") == 4
+
+    runner.history.clear()  # the same inputs again: every unit is reused, with the attestations it has
+    again = build_release(context, BuildOptions(target=parse_target("localhost:5000/acme"), profiles=["cpu"]))
+    assert runner.history == []
+    assert {k: u.attestations for k, u in again.units.items()} == {k: u.attestations for k, u in record.units.items()}
+    assert all(u.reused_from for u in again.units.values())
+
+
+def test_an_image_without_provenance_is_rebuilt_not_reused(ctx) -> None:  # type: ignore[no-untyped-def]
+    context, runner, events = ctx
+    target = parse_target("localhost:5000/acme")
+    first = build_release(context, BuildOptions(target=target, profiles=["cpu"], attest=False))
+    assert all(not u.attestations for u in first.units.values()) and not sbom_runs(runner)
+    assert all("--provenance=false" in argv for argv in runner.history if argv[:2] == ["docker", "buildx"])
+    runner.history.clear()
+    second = build_release(context, BuildOptions(target=target, profiles=["cpu"]))
+    assert all(not u.reused_from and u.attestations for u in second.units.values())
+    started = {e.unit: e.message for e in events if e.kind == "unit.started"}
+    assert started["cpu/base-python"].endswith("building (the image with these inputs has no provenance attestation)")
+
+
+def test_a_failed_sbom_fails_the_build_but_keeps_the_pushed_units(ctx) -> None:  # type: ignore[no-untyped-def]
+    from shipyard.errors import BuildError, CommandFailed
+
+    context, runner, _ = ctx
+    real_run = runner.run
+
+    def trivy_fails_on_web(argv: Sequence[str], **kwargs: Any) -> Completed:
+        if argv[1:2] == ["image"] and "/family-web@" in argv[-1]:
+            raise CommandFailed(list(argv), 1, "FATAL image scan error")
+        return real_run(argv, **kwargs)
+
+    runner.run = trivy_fails_on_web  # type: ignore[method-assign]
+    with pytest.raises(BuildError) as err:
+        build_release(context, BuildOptions(target=parse_target("localhost:5000/acme"), profiles=["cpu"]))
+    first, detail = str(err.value).splitlines()
+    assert first == (
+        "1 unit(s) pushed without their attestations (cpu/family-web); they are in the release record, "
+        "and verify fails them"
+    )
+    assert detail.startswith("cpu/family-web: attestation failed: ")
+    assert detail.endswith("trivy image exited 1: FATAL image scan error")
+    saved = load_record(context.project.root / ".shipyard" / "releases" / f"{context.revision.release_tag}.json")
+    assert len(saved.units) == 4 and saved.units["cpu/family-web"].attestations == {}
+    assert saved.units["cpu/family-ml"].attestations, "children were built and attested all the same"

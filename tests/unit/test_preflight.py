@@ -4,12 +4,16 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
+import httpx
 import pytest
 
-from shipyard.errors import CommandFailed, EngineError
+from shipyard.credentials import Credentials, Secret
+from shipyard.errors import CommandFailed, EngineError, RegistryError
 from shipyard.events import Event
-from shipyard.preflight import check_engine
+from shipyard.preflight import check_engine, check_registry
+from shipyard.release.registry import RegistryClient
 from shipyard.runner import Completed, Runner
+from shipyard.target import parse_target
 
 CONTAINERD = {"ServerVersion": "26.1.5", "DriverStatus": [["driver-type", "io.containerd.snapshotter.v1"]]}
 
@@ -48,3 +52,30 @@ def test_each_failure_is_one_actionable_line(engine: Engine, message: str) -> No
     with pytest.raises(EngineError) as err:
         check_engine(engine, lambda e: None)
     assert str(err.value).startswith(message) and "\n" not in str(err.value)
+
+
+def test_engine_not_reachable_names_docker_host(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent.sock")
+    with pytest.raises(EngineError, match=r"docker info failed; DOCKER_HOST=unix:///nonexistent.sock\)"):
+        check_engine(Engine(None), lambda e: None)
+
+
+@pytest.mark.parametrize(
+    ("registry", "status", "hint"),
+    [
+        ("localhost:5003/team", 401, "expected credentials it accepts: SHIPYARD_REGISTRY_USERNAME and"),
+        ("ghcr.io/acme", 401, "expected credentials it accepts: GITHUB_TOKEN (a token with write:packages), "),
+        ("localhost:5000/shipyard", 404, "for the local registry run `nox -s up`"),
+        ("registry.example.com/acme", 404, "check --registry (or SHIPYARD_REGISTRY) and the network"),
+    ],
+)
+def test_registry_failure_says_what_to_do_about_it(registry: str, status: int, hint: str) -> None:
+    def answer(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(status, headers={"WWW-Authenticate": 'Basic realm="r"'})
+
+    target = parse_target(registry)
+    creds = Credentials("releaser", Secret("wrong"))
+    client = RegistryClient(target, creds, transport=httpx.MockTransport(answer))
+    with pytest.raises(RegistryError) as err:
+        check_registry(client, lambda e: None)
+    assert hint in str(err.value) and "\n" not in str(err.value), str(err.value)

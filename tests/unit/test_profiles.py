@@ -71,7 +71,8 @@ def test_profile_errors_name_file_and_key(tmp_path: Path, change: dict[str, obje
 def test_missing_required_key(tmp_path: Path) -> None:
     data = dict(GOOD)
     del data["platform"]
-    with pytest.raises(ConfigError, match=r"^profiles/pc2.json: platform: missing \(required\)$"):
+    expected = r"^profiles/pc2.json: platform: missing \(required\): expected linux/amd64 or linux/arm64$"
+    with pytest.raises(ConfigError, match=expected):
         load_one(tmp_path, data)
 
 

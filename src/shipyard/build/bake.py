@@ -58,8 +58,10 @@ def bake_document(ctx: BuildContext, options: BuildOptions) -> dict[str, Any]:
             "cache-from": [f"type=registry,ref={unit.cache_ref}"],
             "cache-to": [f"type=registry,ref={unit.cache_ref},mode=max,oci-mediatypes=true,image-manifest=true"],
             "output": ["type=image,push=true"],
-            "attest": ["type=provenance,disabled=true"],
+            "attest": ["type=provenance,mode=max"],
         }
+        if unit.image.build_secrets:
+            targets[target_name(unit)]["secret"] = [f"id={n},env={n}" for n in unit.image.build_secrets]
     return {"group": {"default": {"targets": list(targets)}}, "target": targets}
 
 

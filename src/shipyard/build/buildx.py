@@ -32,6 +32,9 @@ class BuildRequest:
     cache_from: bool = True
     cache_to: bool = True
     extra_tags: tuple[str, ...] = ()
+    secrets: tuple[str, ...] = ()  # env var names: BuildKit secrets, never build args (they'd be in the image)
+    # BuildKit's SLSA provenance attestation, pushed inside the image index; None leaves it out
+    provenance: str | None = "mode=max"
 
     def argv(self, docker: str = "docker") -> list[str]:
         cmd = [docker, "buildx", "build"]
@@ -42,6 +45,8 @@ class BuildRequest:
             cmd += ["--build-arg", f"{name}={value}"]
         for name, path in self.build_contexts.items():
             cmd += ["--build-context", f"{name}={path}"]
+        for name in self.secrets:
+            cmd += ["--secret", f"id={name},env={name}"]  # the value stays in the environment, out of argv
         if self.cache_from:
             cmd += ["--cache-from", f"type=registry,ref={self.cache_ref}"]
         if self.cache_to:
@@ -49,7 +54,7 @@ class BuildRequest:
                 "--cache-to",
                 f"type=registry,ref={self.cache_ref},mode=max,oci-mediatypes=true,image-manifest=true",
             ]
-        cmd += ["--provenance=false", "--tag", self.tag]
+        cmd += [f"--provenance={self.provenance or 'false'}", "--tag", self.tag]
         for tag in self.extra_tags:
             cmd += ["--tag", tag]
         cmd += ["--metadata-file", str(self.metadata_file)]

@@ -10,20 +10,26 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import BuildError, CommandFailed
+from ..catalog import CATALOG_FILE
+from ..credentials import Credentials
+from ..errors import BuildError, ConfigError
 from ..events import Emit, Event
 from ..gitinfo import Revision
 from ..project import Project
+from ..release.attestations import has_provenance
 from ..release.record import ReleaseRecord, UnitRecord, load_record, records_dir, save_record
 from ..release.registry import RegistryClient
+from ..release.sbom import SbomGenerator
 from ..runner import Runner
 from ..target import RegistryTarget
+from .attest import Attacher, Pushed
 from .base import LocalBases
 from .buildx import BuildProgress, BuildRequest, read_metadata
 from .contexts import Wheelhouse, prepare_tools
 from .inputs import InputSet, compute_inputs, why_changed
 from .plan import BuildUnit, Plan, make_plan
 from .render import APP_UID, RenderInputs, TemplateRenderer, oci_labels
+from .retry_build import run_buildx
 from .scheduler import run_dag
 
 INPUTS_LABEL = "io.shipyard.inputs"
@@ -45,6 +51,7 @@ class BuildOptions:
     builder: str | None = None
     jobs: int = field(default_factory=lambda: os.cpu_count() or 1)
     reuse: bool = True
+    attest: bool = True  # provenance from buildx and our own SBOM referrer (build/attest.py)
 
 
 @dataclass
@@ -60,6 +67,7 @@ class BuildContext:
     # Run once, before the first unit that really builds (engine preflight, docker login): a release
     # whose units are all reused needs no engine at all.
     before_first_build: Callable[[], None] | None = None
+    credentials: Credentials | None = None  # for Trivy reading the pushed image (SBOM); never in argv
 
 
 def plan_for(project: Project, revision: Revision, options: BuildOptions) -> Plan:
@@ -137,6 +145,7 @@ class UnitBuilder:
         base_refs: Mapping[str, str],
         previous_inputs: Mapping[str, Mapping[str, Any]],
         engine_ready: Once,
+        attacher: Attacher | None = None,
     ) -> None:
         self.ctx, self.plan, self.options = ctx, plan, options
         self.base_refs = base_refs
@@ -149,6 +158,7 @@ class UnitBuilder:
         # this semaphore keeps the number of buildx builds at --jobs.
         self._builds = threading.Semaphore(options.jobs)
         self.engine_ready = engine_ready
+        self.attacher = attacher
         self.index = {u.key: i for i, u in enumerate(plan.units, 1)}
 
     def parent_ref(self, unit: BuildUnit) -> str:
@@ -183,11 +193,13 @@ class UnitBuilder:
             named_contexts=contexts,
         )
         labels[INPUTS_LABEL] = inputs.digest
+        refused = ""
         if self.options.reuse and not self.ctx.runner.dry_run:
             reused = self._reuse(unit, parent, inputs, started)
-            if reused is not None:
+            if isinstance(reused, UnitRecord):
                 return reused
-        reasons = why_changed(self.previous_inputs.get(key), inputs)
+            refused = reused or ""
+        reasons = [refused] if refused else why_changed(self.previous_inputs.get(key), inputs)
         self.ctx.emit(
             Event(
                 "unit.started",
@@ -198,13 +210,16 @@ class UnitBuilder:
         )
         return self._build(unit, parent, labels, contexts, inputs, started)
 
-    def _reuse(self, unit: BuildUnit, parent: str, inputs: InputSet, started: float) -> UnitRecord | None:
+    def _reuse(self, unit: BuildUnit, parent: str, inputs: InputSet, started: float) -> UnitRecord | str | None:
+        """The reused unit's record; else why not (None: no image with these inputs)."""
         registry = self.ctx.registry
         found = registry.manifest(unit.repository_path, inputs.tag)
         if found is None:
             return None
-        registry.put_manifest(unit.repository_path, unit.tag, found.raw, found.media_type)  # server-side re-tag
         image = registry.for_platform(unit.repository_path, found, unit.profile.platform)
+        if self.attacher is not None and not has_provenance(found, image.digest):
+            return "the image with these inputs has no provenance attestation"  # pushed before they were on
+        registry.put_manifest(unit.repository_path, unit.tag, found.raw, found.media_type)  # server-side re-tag
         config = registry.config_of(unit.repository_path, image)
         labels = dict((config.get("config") or {}).get("Labels") or {})
         image_labels = {k: labels.get(k, v) for k, v in unit_labels(self.ctx, unit).items()}
@@ -220,6 +235,7 @@ class UnitBuilder:
             reused_from=labels.get("org.opencontainers.image.version", "?"),
         )
         self.records[unit.key] = record
+        self._attach(unit, record)
         self.ctx.emit(
             Event(
                 "unit.built",
@@ -284,18 +300,18 @@ class UnitBuilder:
             build_contexts=contexts,
             builder=self.options.builder,
             extra_tags=(f"{unit.repository}:{inputs.tag}",),  # looked up by later releases, even with --no-reuse
+            provenance="mode=max" if self.options.attest else None,
+            secrets=unit.image.build_secrets,
         )
-        progress = BuildProgress()
         self.engine_ready()
-        try:
-            with self._builds:
-                self.ctx.runner.run(request.argv(), on_line=_reader(self.ctx, unit, progress))
-        except CommandFailed as exc:
-            last = "\n".join(exc.output.splitlines()[-15:])
-            raise BuildError(
-                f"{unit.key}: docker buildx build failed (exit {exc.returncode}) at "
-                f"{progress.current or 'start'}\n{last}"
-            ) from None
+        progress = run_buildx(
+            self.ctx.runner,
+            request,
+            unit=unit.key,
+            slot=self._builds,
+            on_line=lambda progress: _reader(self.ctx, unit, progress),
+            emit=self.ctx.emit,
+        )
         if self.ctx.runner.dry_run:
             digest, size = "sha256:<digest>", 0
         else:
@@ -306,6 +322,7 @@ class UnitBuilder:
         record = self._record(unit, parent, inputs, started, digest, size, labels, progress)
         self.records[unit.key] = record
         if not self.ctx.runner.dry_run:
+            self._attach(unit, record)
             self.ctx.emit(
                 Event(
                     "unit.built",
@@ -318,9 +335,25 @@ class UnitBuilder:
             )
         return record
 
+    def _attach(self, unit: BuildUnit, record: UnitRecord) -> None:
+        if self.attacher is not None:
+            self.attacher.submit(Pushed(unit.key, unit.repository_path, record.ref, record.digest, record.platform))
+
+
+def check_build_secrets(plan: Plan, environ: Mapping[str, str]) -> None:
+    """Every secret a unit's build needs is set, before anything is built."""
+    for unit in plan.units:
+        for name in unit.image.build_secrets:
+            if not environ.get(name):
+                raise ConfigError(
+                    f"{CATALOG_FILE}: images.{unit.image.name}.build_secrets: {name} is not set; the build "
+                    f"mounts it as a BuildKit secret (export {name}=… before building)"
+                )
+
 
 def build_release(ctx: BuildContext, options: BuildOptions) -> ReleaseRecord:
     plan = plan_for(ctx.project, ctx.revision, options)
+    check_build_secrets(plan, os.environ)
     ctx.emit(
         Event(
             "plan",
@@ -336,16 +369,24 @@ def build_release(ctx: BuildContext, options: BuildOptions) -> ReleaseRecord:
         if unit.base is not None and unit.base.ref not in base_refs:
             base_refs[unit.base.ref] = bases.ensure(unit.base.local_name) if unit.base.is_local else unit.base.ref
     record = _start_record(ctx, plan)
-    builder = UnitBuilder(ctx, plan, options, base_refs, _previous_inputs(ctx, plan), engine_ready)
+    attacher = _attacher(ctx, options)
+    builder = UnitBuilder(ctx, plan, options, base_refs, _previous_inputs(ctx, plan), engine_ready, attacher)
     jobs = 1 if ctx.runner.dry_run else max(options.jobs, REUSE_LOOKUPS)  # dry run: commands in plan order
     outcomes = run_dag([u.key for u in plan.units], {u.key: u.parent_unit for u in plan.units}, builder, jobs)
+    attested, unattested = attacher.wait() if attacher is not None else ({}, {})
     for key, outcome in outcomes.items():
         if outcome.ok and outcome.result is not None:
+            outcome.result.attestations = attested.get(key, {})
             record.units[key] = outcome.result
     if not ctx.runner.dry_run and any(o.ok for o in outcomes.values()):
         path = save_record(ctx.project.root, record)
         ctx.emit(Event("record", f"release record: {path}", data={"path": str(path)}))
     failed = [o for o in outcomes.values() if o.error is not None]
+    if unattested and not failed:
+        raise BuildError(
+            f"{len(unattested)} unit(s) pushed without their attestations ({', '.join(unattested)}); "
+            f"they are in the release record, and verify fails them\n" + "\n".join(unattested.values())
+        )
     if failed:
         skipped = [o.key for o in outcomes.values() if o.skipped_because]
         details = [str(o.error).splitlines()[0] for o in failed]
@@ -356,8 +397,22 @@ def build_release(ctx: BuildContext, options: BuildOptions) -> ReleaseRecord:
             f"{sum(o.ok for o in outcomes.values())} done\n"
             + "\n".join(details)
             + ("\n" + "\n".join(str(first).splitlines()[1:]) if first else "")
+            + "".join("\n" + line for line in unattested.values())
         ) from None
     return record
+
+
+def _attacher(ctx: BuildContext, options: BuildOptions) -> Attacher | None:
+    if not options.attest or ctx.runner.dry_run:
+        return None
+    sbom = SbomGenerator(
+        ctx.runner,
+        ctx.credentials,
+        insecure=ctx.registry.target.is_local,
+        cache_root=ctx.cache_dir / "trivy-sbom",
+        workers=options.jobs,
+    )
+    return Attacher(ctx.registry, sbom.generate, ctx.emit, options.jobs)
 
 
 def _previous_inputs(ctx: BuildContext, plan: Plan) -> dict[str, Mapping[str, Any]]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import traceback
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -87,3 +87,23 @@ class TemplateRenderer:
         if frames:
             return f"{self._display(frames[-1].filename)}:{frames[-1].lineno}"
         return self._display(fallback)
+
+
+def check_templates(renderer: TemplateRenderer, units: Iterable[tuple[Profile, ImageSpec]]) -> None:
+    """Render every unit once with placeholder parent and labels, so that a template error stops a build
+    with its file:line before any base, wheel or image is built (rendering costs milliseconds)."""
+    seen: set[tuple[str, str]] = set()
+    for profile, image in units:
+        if (profile.name, image.name) in seen:
+            continue
+        seen.add((profile.name, image.name))
+        labels = oci_labels(
+            profile=profile.name,
+            image=image.name,
+            revision="<revision>",
+            created="<created>",
+            source="<source>",
+            version="<release>",
+            title=image.name,
+        )
+        renderer.render(RenderInputs(profile=profile, image=image, parent="<parent>", labels=labels))

@@ -46,7 +46,9 @@ def run_dag(
             outcomes[child] = Outcome(child, skipped_because=cause)
             skip_descendants(child, cause)
 
-    with ThreadPoolExecutor(max_workers=jobs) as pool:
+    pool = ThreadPoolExecutor(max_workers=jobs)
+    interrupted = True
+    try:
         while ready or running:
             while ready and len(running) < jobs:
                 key = ready.pop(0)
@@ -61,4 +63,8 @@ def run_dag(
                 else:
                     outcomes[key] = Outcome(key, error=error)
                     skip_descendants(key, key)
+        interrupted = False
+    finally:
+        # on Ctrl-C: start nothing more and do not wait here for the jobs that run (the caller stops them)
+        pool.shutdown(wait=not interrupted, cancel_futures=interrupted)
     return {key: outcomes[key] for key in order}

@@ -7,10 +7,13 @@ on 127.0.0.1 only, and a label by which leftovers of a killed run are found and 
 
 from __future__ import annotations
 
+import os
+import socket
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +25,8 @@ from .probes import Crashed, Golden, NotReady, http_health, percentile, send_gol
 from .record import UnitRecord, load_record, write_atomic
 
 LABEL = "io.shipyard.canary"
+OWNER_LABEL = "io.shipyard.canary.owner"  # host:pid of the shipyard process that started it
+STALE_AFTER = timedelta(hours=1)
 
 
 @dataclass
@@ -55,8 +60,36 @@ def docker_client() -> Any:
         ) from None
 
 
+def owner() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _is_leftover(labels: dict[str, str], created: str, now: datetime) -> bool:
+    """A container of a run that is gone: its process on this host is dead, or it is older than
+    STALE_AFTER (a run on another host). A canary running at the same time is left alone."""
+    host, _, pid = labels.get(OWNER_LABEL, "").rpartition(":")
+    if host == socket.gethostname() and pid.isdigit():
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:
+            return False
+        return False
+    try:
+        started = datetime.fromisoformat(created[:26].rstrip("Z")).replace(tzinfo=UTC)
+    except ValueError:
+        return True
+    return now - started > STALE_AFTER
+
+
 def remove_leftovers(client: Any, emit: Emit) -> int:
-    leftovers = client.containers.list(all=True, filters={"label": LABEL})
+    now = datetime.now(UTC)
+    leftovers = [
+        c
+        for c in client.containers.list(all=True, filters={"label": LABEL})
+        if _is_leftover(c.labels, c.attrs.get("Created", ""), now)
+    ]
     for container in leftovers:
         container.remove(force=True)
     if leftovers:
@@ -72,14 +105,36 @@ def _memory_bytes(text: str) -> int:
         raise ConfigError(f"canary.memory: expected e.g. 512m or 1g, got {text!r}") from None
 
 
+def _start(client: Any, key: str, image: str, **options: Any) -> Any:
+    """Pull if needed, create, start; the engine's refusal (pull, network, limits) as one line, and a
+    container that was created but could not start is removed at once."""
+    import docker
+
+    container = None
+    try:
+        try:
+            container = client.containers.create(image, **options)
+        except docker.errors.ImageNotFound:
+            client.images.pull(image)
+            container = client.containers.create(image, **options)
+        container.start()
+        return container
+    except docker.errors.APIError as exc:
+        if container is not None:
+            container.remove(force=True)
+        explanation = str(exc.explanation or exc).splitlines()[0][:300]
+        raise EngineError(f"canary {key}: the engine could not start {image}: {explanation}") from None
+
+
 @contextmanager
 def running(client: Any, key: str, unit: UnitRecord, release: str) -> Iterator[tuple[Any, str]]:
     """The unit's container, hardened, removed on the way out whatever happens."""
     service, limits = unit.expect["service"], unit.expect["canary"]
     port = f"{service['port']}/tcp"
-    container = client.containers.run(
+    container = _start(
+        client,
+        key,
         unit.ref,
-        detach=True,
         read_only=True,
         tmpfs={"/tmp": "rw,noexec,nosuid,size=64m"},
         cap_drop=["ALL"],
@@ -88,7 +143,7 @@ def running(client: Any, key: str, unit: UnitRecord, release: str) -> Iterator[t
         nano_cpus=int(float(limits["cpus"]) * 1e9),
         pids_limit=int(limits["pids"]),
         ports={port: ("127.0.0.1", None)},
-        labels={LABEL: release, "io.shipyard.unit": key},
+        labels={LABEL: release, "io.shipyard.unit": key, OWNER_LABEL: owner()},
     )
     try:
         container.reload()

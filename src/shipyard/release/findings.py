@@ -135,10 +135,11 @@ def load_allowlist(path: Path | None) -> list[AllowEntry]:
     for index, item in enumerate(raw):
         t = Table(item if isinstance(item, dict) else {}, doc.file, f"allow[{index}]")
         t.only(("id", "reason", "expires", "units"))
-        entry_id = t.req("id", str)
-        reason = t.req("reason", str).strip()
+        entry_id = t.req("id", str, expected='the finding\'s id, e.g. "CVE-2024-0001"')
+        why = f"a reason: why {entry_id} is accepted"
+        reason = t.req("reason", str, expected=why).strip()
         if not reason:
-            raise t.error("reason", f"empty: say why {entry_id} is accepted")
+            raise t.error("reason", f"empty; expected {why}")
         expires = t.data.get("expires")
         if not isinstance(expires, date):
             raise t.error("expires", f"missing or not a date (write expires = 2026-12-31) for {entry_id}")

@@ -61,7 +61,9 @@ class Promoter:
         self.host = registry.target.host
 
     def _path(self, repository: str) -> str:
-        return repository.removeprefix(self.host + "/")
+        """The path inside the registry: the record's repository without its host (which may be
+        another name for the registry this client talks to)."""
+        return repository.split("/", 1)[1]
 
     def _moves(self, channel: str, targets: dict[str, tuple[str, str]]) -> list[Move]:
         """targets: unit -> (repository, digest); where each unit's channel tag points now, asked in parallel."""
@@ -79,8 +81,12 @@ class Promoter:
             ledger.entries.append(entry)
         save_ledger(self.registry, self.namespace, ledger)
         pending = [m for m in moves if m.before != m.digest]
-        with ThreadPoolExecutor(max_workers=PARALLEL_REQUESTS) as pool:
+        pool = ThreadPoolExecutor(max_workers=PARALLEL_REQUESTS)
+        try:
             list(pool.map(lambda m: self._move(channel, m), pending))  # list(): raise the first failure here
+        finally:
+            # interrupted or failed: the moves in flight finish, the queued ones never start
+            pool.shutdown(wait=True, cancel_futures=True)
         moved = len(pending)
         entry.state = "complete"
         save_ledger(self.registry, self.namespace, ledger)

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
+from ..gitinfo import OCI_TAG_RE
 
 SCHEMA = 1
 
@@ -38,6 +39,8 @@ class UnitRecord:
     verdicts: dict[str, Any] = field(default_factory=dict)
     inputs: dict[str, Any] = field(default_factory=dict)  # the input digest and what went into it
     reused_from: str = ""  # release that built this image when it was reused instead of built
+    # kind ("provenance", "sbom") -> digest of the attestation's manifest in the unit's repository
+    attestations: dict[str, str] = field(default_factory=dict)
 
     @property
     def ref(self) -> str:
@@ -98,15 +101,24 @@ def load_record(path: Path) -> ReleaseRecord:
     return ReleaseRecord.from_json(text, source=str(path))
 
 
-def find_record(project: Path, release: str | None) -> Path:
-    """The record of ``release``, or the newest one when no release is named."""
+def find_record(project: Path, release: str | None, *, flag: str = "--release") -> Path:
+    """The record of ``release``, or the newest one when no release is named.
+
+    ``release`` becomes a file name and a tag, so it must be an OCI tag (no ``/``, no ``..``).
+    ``flag`` is how the command line spells it, for the error.
+    """
     directory = records_dir(project)
     if release:
+        if not OCI_TAG_RE.match(release):
+            raise ConfigError(
+                f"{flag} {release!r}: not a valid OCI tag; expected [A-Za-z0-9_][A-Za-z0-9_.-]{{0,127}}, "
+                f"a release tag like 20250111-656873b3"
+            )
         path = directory / f"{release}.json"
         if not path.is_file():
             known = sorted(p.stem for p in directory.glob("*.json")) if directory.is_dir() else []
             raise ConfigError(
-                f"--release {release}: no release record {path}"
+                f"{flag} {release}: no release record {path}"
                 + (f"; known: {', '.join(known[-5:])}" if known else "; run `shipyard build` first")
             )
         return path

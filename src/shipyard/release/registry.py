@@ -1,8 +1,9 @@
 """A small OCI distribution API client: manifests, blobs and tags, no layer pulls.
 
 Anonymous, basic and bearer-token (``WWW-Authenticate: Bearer realm=…``, as GHCR does)
-authentication. Transient failures (connection errors, 429, 5xx) are retried with
-exponential backoff and jitter; 4xx answers are not.
+authentication. Transient failures are retried as ``retry.RetryPolicy`` says (backoff with
+jitter, bounded attempts and time, ``Retry-After`` honoured); 401/403/404 and digest
+mismatches are answers and are not.
 """
 
 from __future__ import annotations
@@ -11,16 +12,18 @@ import base64
 import hashlib
 import json
 import re
+import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
-import tenacity
 
 from ..credentials import Credentials
 from ..errors import RegistryError
 from ..target import RegistryTarget
+from .retry import RETRYABLE_STATUS, RetryPolicy, Transient, retry_after_seconds
 
 MANIFEST_TYPES = (
     "application/vnd.oci.image.index.v1+json",
@@ -30,10 +33,6 @@ MANIFEST_TYPES = (
 )
 INDEX_TYPES = MANIFEST_TYPES[:2]
 _CHALLENGE_RE = re.compile(r'(\w+)="([^"]*)"')
-
-
-class _Retryable(Exception):
-    pass
 
 
 @dataclass(frozen=True)
@@ -64,27 +63,22 @@ class RegistryClient:
         credentials: Credentials | None = None,
         *,
         transport: httpx.BaseTransport | None = None,
-        attempts: int = 5,
+        policy: RetryPolicy | None = None,
         sleep: Callable[[float], None] | None = None,
-        timeout: float = 30.0,
     ) -> None:
         self.target = target
         self._credentials = credentials
+        self.policy = policy or RetryPolicy.from_env()
         # plain-HTTP local registries need no TLS context (building one costs ~70 ms per process)
         verify: bool = not target.is_local
-        self._http = httpx.Client(base_url=target.api_base, transport=transport, timeout=timeout, verify=verify)
+        self._http = httpx.Client(
+            base_url=target.api_base, transport=transport, timeout=self.policy.timeout_s, verify=verify
+        )
         self._token: str | None = None
         self._basic = False  # set once a Basic challenge was answered
-        retry_kwargs: dict[str, Any] = {}
-        if sleep is not None:
-            retry_kwargs["sleep"] = sleep
-        self._retrying = tenacity.Retrying(
-            retry=tenacity.retry_if_exception_type((_Retryable, httpx.TransportError)),
-            wait=tenacity.wait_exponential_jitter(multiplier=0.2, max=5),
-            stop=tenacity.stop_after_attempt(attempts),
-            reraise=True,
-            **retry_kwargs,
-        )
+        self._sleep = sleep
+        self._lock = threading.Lock()
+        self.retried = 0  # attempts that failed transiently and were tried again, over the client's life
 
     def close(self) -> None:
         self._http.close()
@@ -98,17 +92,37 @@ class RegistryClient:
     # --- transport -----------------------------------------------------------
     def _send(self, method: str, url: str, *, headers: dict[str, str] | None = None, **kwargs: Any) -> httpx.Response:
         def once() -> httpx.Response:
-            response = self._http.request(method, url, headers={**(headers or {}), **self._auth_header()}, **kwargs)
-            if response.status_code == 401 and self._authenticate(response):
+            try:
                 response = self._http.request(method, url, headers={**(headers or {}), **self._auth_header()}, **kwargs)
-            if response.status_code == 429 or response.status_code >= 500:
-                raise _Retryable(f"{method} {url}: HTTP {response.status_code}")
+                if response.status_code == 401 and self._authenticate(response):
+                    response = self._http.request(
+                        method, url, headers={**(headers or {}), **self._auth_header()}, **kwargs
+                    )
+            except httpx.TimeoutException as exc:
+                raise Transient(f"no answer within {self.policy.timeout_s:g} s ({type(exc).__name__})") from None
+            except httpx.TransportError as exc:
+                raise Transient(f"{type(exc).__name__}: {exc or 'connection failed'}") from None
+            if response.status_code in RETRYABLE_STATUS:
+                hint = retry_after_seconds(response.headers.get("Retry-After"))
+                after = f", Retry-After {hint:g} s" if hint is not None else ""
+                raise Transient(f"HTTP {response.status_code}{after}", retry_after=hint)
             return response
 
+        retrying = self.policy.retrying(sleep=self._sleep)
+        started = time.monotonic()
         try:
-            return self._retrying(once)
-        except (_Retryable, httpx.TransportError) as exc:
-            raise RegistryError(f"registry {self.target.host}: {method} {url} failed after retries: {exc}") from None
+            return retrying(once)
+        except Transient as exc:
+            tries = retrying.statistics.get("attempt_number", 1)
+            raise RegistryError(
+                f"registry {self.target.host}: {method} {_path_of(url)} failed {tries} time(s) in "
+                f"{time.monotonic() - started:.1f} s, giving up (last: {exc.what})"
+            ) from None
+        finally:
+            failed = retrying.statistics.get("attempt_number", 1) - 1
+            if failed:
+                with self._lock:
+                    self.retried += failed
 
     def _auth_header(self) -> dict[str, str]:
         if self._token:
@@ -128,20 +142,14 @@ class RegistryClient:
             return True
         if scheme == "bearer":
             params = dict(_CHALLENGE_RE.findall(challenge))
-            realm = params.pop("realm", "")
+            realm = params.get("realm", "")
             if not realm:
                 return False
             headers = {"Authorization": "Basic " + _basic_value(self._credentials)} if self._credentials else {}
-            token_response = self._http.get(realm, params=params, headers=headers)
-            if token_response.status_code != 200:
-                raise RegistryError(
-                    f"registry {self.target.host}: token service refused the credentials "
-                    f"(HTTP {token_response.status_code})"
-                )
-            body = token_response.json()
-            token = body.get("token") or body.get("access_token")
-            if not token or token == self._token:
-                return False
+            token_response = self._http.get(realm, params=_token_query(params), headers=headers)
+            token = _token_from(token_response, self.target.host, realm, self._credentials)
+            if token == self._token:
+                return False  # the same token again: it does not grant what this request needs
             self._token = token
             return True
         return False
@@ -252,6 +260,8 @@ class RegistryClient:
             content=data,
             headers={"Content-Type": "application/octet-stream"},
         )
+        if done.status_code == 404 and self.blob_exists(repository, digest):
+            return digest  # an earlier attempt completed the upload but its answer was lost
         self._raise_for(done, f"blob upload to {repository}")
         return digest
 
@@ -279,6 +289,46 @@ class RegistryClient:
             raise RegistryError(f"registry {self.target.host}: {what}: HTTP {response.status_code}")
 
 
+def _path_of(url: str) -> str:
+    """The request path without the query (upload URLs carry long opaque state)."""
+    return httpx.URL(url).path
+
+
 def _basic_value(creds: Credentials | None) -> str:
     assert creds is not None
     return base64.b64encode(f"{creds.username}:{creds.password.reveal()}".encode()).decode()
+
+
+def _token_query(challenge: dict[str, str]) -> dict[str, str]:
+    """A token request carries the challenge's ``service`` and ``scope`` only.
+
+    Not ``realm``, and not the ``error="insufficient_scope"`` or ``error="invalid_token"`` that
+    distribution adds when a token did not do: those describe the last answer, not the request.
+    """
+    return {key: challenge[key] for key in ("service", "scope") if challenge.get(key)}
+
+
+def _token_from(response: httpx.Response, host: str, realm: str, creds: Credentials | None) -> str:
+    """The bearer token of a token service's answer, or a one-line error that names who was refused."""
+    if response.status_code not in (200, 401, 403):
+        raise RegistryError(f"registry {host}: its token service {realm} answered HTTP {response.status_code}")
+    if response.status_code != 200:
+        if creds is None:
+            raise RegistryError(
+                f"registry {host}: no credentials given, and its token service {realm} refused anonymous "
+                f"access (HTTP {response.status_code}); set SHIPYARD_REGISTRY_USERNAME and "
+                f"SHIPYARD_REGISTRY_PASSWORD, or docker login {host}"
+            )
+        raise RegistryError(
+            f"registry {host}: its token service {realm} refused the credentials of {creds.username!r} "
+            f"(HTTP {response.status_code})"
+        )
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    # the Docker token spec says ``token``; OAuth2-style token services say ``access_token``
+    token = (body.get("token") or body.get("access_token")) if isinstance(body, dict) else None
+    if not isinstance(token, str) or not token:
+        raise RegistryError(f"registry {host}: its token service {realm} answered HTTP 200 without a token")
+    return token

@@ -11,9 +11,11 @@ from typing import Any, Literal
 
 from ..errors import RegistryError, VerifyFailed
 from ..events import Emit, Event
+from .attestations import AttestationMissing, find_provenance, read_sbom
 from .layers import LayerCache
 from .record import ReleaseRecord, UnitRecord, load_record, reports_dir, write_atomic
 from .registry import Manifest, RegistryClient
+from .sbom import InvalidSbom, components
 
 Status = Literal["pass", "fail", "skip"]
 BIN_DIRS = ("bin/", "sbin/", "usr/bin/", "usr/sbin/", "usr/local/bin/", "usr/local/sbin/", "opt/venv/bin/")
@@ -63,8 +65,9 @@ class _Image:
     key: str
     unit: UnitRecord
     repository: str  # path inside the registry
-    manifest: Manifest
+    manifest: Manifest  # the platform's image manifest
     config: dict[str, Any]
+    index: Manifest  # what the unit's digest names: the index holding ``manifest``, or ``manifest`` itself
 
     @property
     def cfg(self) -> dict[str, Any]:
@@ -187,6 +190,27 @@ def check_files(v: Verifier, image: _Image) -> Iterator[Finding]:
     )
 
 
+def check_provenance(v: Verifier, image: _Image) -> Iterator[Finding]:
+    expected = "SLSA provenance attestation of the image in its index"
+    try:
+        found = find_provenance(v.registry, image.repository, image.index, image.manifest.digest)
+    except AttestationMissing as exc:
+        yield _result(image, "provenance", False, expected, exc)
+        return
+    yield _result(image, "provenance", True, expected, f"{found.predicate_type} ({found.manifest[:19]})")
+
+
+def check_sbom(v: Verifier, image: _Image) -> Iterator[Finding]:
+    expected = "CycloneDX SBOM referrer with components"
+    try:
+        sbom = read_sbom(v.registry, image.repository, image.unit.digest)
+        count = components(sbom.document)
+    except (AttestationMissing, InvalidSbom) as exc:
+        yield _result(image, "sbom", False, expected, exc)
+        return
+    yield _result(image, "sbom", True, expected, f"{count} components ({sbom.manifest[:19]})")
+
+
 def _in_bin(path: str) -> bool:
     return path.rpartition("/")[0] + "/" in BIN_DIRS
 
@@ -203,6 +227,8 @@ CHECKS: tuple[Check, ...] = (
     check_parent,
     check_size,
     check_files,
+    check_provenance,
+    check_sbom,
 )
 
 
@@ -234,16 +260,17 @@ class Verifier:
     def _unit(self, key: str, unit: UnitRecord) -> Iterator[Finding]:
         repository = unit.repository.removeprefix(self.host + "/")
         try:
-            manifest = self.registry.image_manifest(repository, unit.digest, unit.platform)
-            if manifest is None:
+            index = self.registry.manifest(repository, unit.digest)
+            if index is None:
                 yield Finding(key, "manifest", "fail", f"{unit.repository}@{unit.digest}", "not in the registry")
                 return
+            manifest = self.registry.for_platform(repository, index, unit.platform)
             config = self.registry.config_of(repository, manifest)
         except (RegistryError, KeyError, ValueError) as exc:
             yield Finding(key, "manifest", "fail", "readable manifest and config", str(exc))
             return
         yield Finding(key, "manifest", "pass", "readable manifest and config", manifest.media_type)
-        image = _Image(key, unit, repository, manifest, config)
+        image = _Image(key, unit, repository, manifest, config, index)
         for check in CHECKS:
             try:
                 yield from check(self, image)

@@ -1,0 +1,85 @@
+"""Attach the attestations to pushed units, off the DAG's critical path.
+
+The provenance comes out of buildx with the push; the SBOM is made after it (see
+release/attestations.py for the formats and why the SBOM is our own). That runs in a pool of
+its own so a unit's children start building as soon as the unit is pushed, not after Trivy
+has read it. A reused image already has its SBOM (it is keyed by the digest), so it is looked
+up and only made when missing, e.g. for an image pushed before shipyard made SBOMs.
+The build waits for the pool at the end and fails if an attestation could not be made; the
+image stays pushed and in the release record.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+
+from ..errors import RegistryError, ShipyardError
+from ..events import Emit, Event
+from ..release.attestations import find_provenance, find_sbom, push_sbom
+from ..release.registry import RegistryClient
+from ..release.sbom import InvalidSbom, components
+
+Generate = Callable[[str, str], bytes]  # (ref by digest, platform) -> CycloneDX JSON
+
+
+@dataclass(frozen=True)
+class Pushed:
+    key: str
+    repository: str  # path inside the registry
+    ref: str  # host/repository@digest
+    digest: str
+    platform: str
+
+
+class Attacher:
+    def __init__(self, registry: RegistryClient, generate: Generate, emit: Emit, jobs: int) -> None:
+        self.registry, self.generate, self.emit = registry, generate, emit
+        self._pool = ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="attest")
+        self._pending: dict[str, Future[dict[str, str]]] = {}
+
+    def submit(self, pushed: Pushed) -> None:
+        self._pending[pushed.key] = self._pool.submit(self._attach, pushed)
+
+    def wait(self) -> tuple[dict[str, dict[str, str]], dict[str, str]]:
+        """Every submitted unit's attestations (kind -> manifest digest), and the failures by unit."""
+        done: dict[str, dict[str, str]] = {}
+        failed: dict[str, str] = {}
+        try:
+            for key, future in self._pending.items():
+                error = future.exception()
+                if error is None:
+                    done[key] = future.result()
+                elif isinstance(error, ShipyardError | InvalidSbom):
+                    failed[key] = f"{key}: attestation failed: {error}"
+                else:
+                    raise error
+        finally:
+            self._pool.shutdown(wait=True)
+        return done, failed
+
+    def _attach(self, pushed: Pushed) -> dict[str, str]:
+        started = time.monotonic()
+        index = self.registry.manifest(pushed.repository, pushed.digest)
+        if index is None:
+            raise RegistryError(f"{pushed.ref} is not in the registry")
+        image = self.registry.for_platform(pushed.repository, index, pushed.platform)
+        provenance = find_provenance(self.registry, pushed.repository, index, image.digest)
+        sbom = find_sbom(self.registry, pushed.repository, pushed.digest)
+        if sbom is not None:
+            what = f"SBOM present {sbom[:19]}"
+        else:
+            document = self.generate(pushed.ref, pushed.platform)
+            annotations = {"org.opencontainers.image.description": f"CycloneDX SBOM of {pushed.key}"}
+            sbom = push_sbom(self.registry, pushed.repository, index, document, annotations)
+            what = f"SBOM {sbom[:19]} ({components(document)} components)"
+        self.emit(
+            Event(
+                "unit.attested",
+                f"{pushed.key}: provenance {provenance.manifest[:19]}, {what} in {time.monotonic() - started:.1f}s",
+                unit=pushed.key,
+            )
+        )
+        return {"provenance": provenance.manifest, "sbom": sbom}

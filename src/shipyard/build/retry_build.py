@@ -1,0 +1,83 @@
+"""Run one buildx build, and run it again when the registry, not the build, failed it.
+
+BuildKit and the engine's pusher do not retry a registry request that answered 5xx/429 or
+dropped the connection: one such answer fails the whole build. The layers are in the local
+store by then, so running the same buildx command again costs an export and the push, not a
+build. Only failures whose output names such a registry fault are retried, with exponential
+backoff and jitter and a bounded number of attempts; a failing ``RUN`` step fails at once.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+import threading
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+
+from ..errors import BuildError, CommandFailed
+from ..events import Emit, Event
+from ..runner import Runner
+from .buildx import BuildProgress, BuildRequest
+
+ATTEMPTS = 4
+# what containerd/BuildKit print when a registry request failed in transit or answered 429/5xx
+_TRANSIENT_RE = re.compile(
+    r"unexpected status(?: code)?(?: from \w+ request to \S+)?: (?:429|5\d\d)\b"
+    r"|\b(?:429 Too Many Requests|500 Internal Server Error|502 Bad Gateway|503 Service Unavailable"
+    r"|504 Gateway Timeout)\b"
+    r"|connection reset by peer|broken pipe|unexpected EOF|\": EOF$|i/o timeout|context deadline exceeded"
+    r"|TLS handshake timeout|server closed idle connection|http2: server sent GOAWAY",
+)
+_FAILED_STEP_RE = re.compile(r"did not complete successfully: exit code")
+
+
+def transient_registry_fault(output: str) -> str | None:
+    """The output line that shows a retryable registry fault, or None (a real build failure)."""
+    if _FAILED_STEP_RE.search(output):
+        return None
+    for line in reversed(output.splitlines()):
+        if _TRANSIENT_RE.search(line):
+            return line.strip()
+    return None
+
+
+def run_buildx(
+    runner: Runner,
+    request: BuildRequest,
+    *,
+    unit: str,
+    slot: AbstractContextManager[object],
+    on_line: Callable[[BuildProgress], Callable[[str], None]],
+    emit: Emit,
+    attempts: int = ATTEMPTS,
+    sleep: Callable[[float], None] | None = None,
+) -> BuildProgress:
+    """Run ``request``; ``on_line(progress)`` gives the line reader for each attempt's progress."""
+    wait = sleep or (lambda s: threading.Event().wait(s))
+    for attempt in range(1, attempts + 1):
+        progress = BuildProgress()
+        try:
+            with slot:
+                runner.run(request.argv(), on_line=on_line(progress))
+            return progress
+        except CommandFailed as exc:
+            fault = transient_registry_fault(exc.output)
+            if fault is None or attempt == attempts:
+                last = "\n".join(exc.output.splitlines()[-15:])
+                tries = f" after {attempt} attempts (registry faults)" if fault else ""
+                raise BuildError(
+                    f"{unit}: docker buildx build failed (exit {exc.returncode}){tries} at "
+                    f"{progress.current or 'start'}\n{last}"
+                ) from None
+            delay = min(8.0, 0.5 * 2 ** (attempt - 1)) + random.uniform(0, 0.5)
+            emit(
+                Event(
+                    "unit.retry",
+                    f"{unit}: registry fault during the build ({fault[:160]}); "
+                    f"running buildx again in {delay:.1f}s (attempt {attempt + 1} of {attempts})",
+                    unit=unit,
+                )
+            )
+            wait(delay)
+    raise AssertionError("unreachable")
