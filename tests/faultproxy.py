@@ -18,6 +18,7 @@ import random
 import re
 import socket
 import struct
+import sys
 import threading
 from collections import Counter
 from collections.abc import Iterator
@@ -55,7 +56,7 @@ class FaultProxy:
         self._rng = random.Random(seed)
         self._lock = threading.Lock()
         self._holds: list[tuple[re.Pattern[str], threading.Event, threading.Event]] = []
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
+        self._server = _QuietServer(("127.0.0.1", 0), _handler_for(self))
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
         self._timer = threading.Timer(lifetime_s, self.stop)
@@ -106,7 +107,7 @@ class FaultProxy:
 
     @contextmanager
     def hold(self, pattern: str) -> Iterator[threading.Event]:
-        """Requests whose ``METHOD path`` matches are frozen until the block ends; the event is set
+        """Requests whose "METHOD path agent" matches are frozen until the block ends; the event is set
         when the first one arrives."""
         arrived, release = threading.Event(), threading.Event()
         entry = (re.compile(pattern), arrived, release)
@@ -133,13 +134,20 @@ class FaultProxy:
             self.faults[kind] += 1
             return kind
 
-    def _held(self, method: str, path: str) -> threading.Event | None:
+    def _held(self, method: str, path: str, agent: str) -> threading.Event | None:
         with self._lock:
             for pattern, arrived, release in self._holds:
-                if pattern.search(f"{method} {path}"):
+                if pattern.search(f"{method} {path} {agent}"):
                     arrived.set()
                     return release
         return None
+
+
+class _QuietServer(ThreadingHTTPServer):
+    def handle_error(self, request: object, client_address: object) -> None:
+        """A client that hangs up (a killed shipyard, an injected reset) is not news."""
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)  # type: ignore[arg-type]
 
 
 def _handler_for(proxy: FaultProxy) -> type[BaseHTTPRequestHandler]:
@@ -154,7 +162,7 @@ def _handler_for(proxy: FaultProxy) -> type[BaseHTTPRequestHandler]:
 
         def _body(self) -> bytes:
             if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
-                chunks = []
+                chunks: list[bytes] = []
                 while True:
                     size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
                     if size == 0:
@@ -168,7 +176,7 @@ def _handler_for(proxy: FaultProxy) -> type[BaseHTTPRequestHandler]:
 
         def _handle(self) -> None:
             body = self._body()
-            release = proxy._held(self.command, self.path)
+            release = proxy._held(self.command, self.path, self.headers.get("User-Agent", ""))
             if release is not None:
                 release.wait(timeout=300)
             fault = proxy.draw(self.command, self.path, self.headers.get("User-Agent", ""))

@@ -3,22 +3,22 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
-from collections.abc import Mapping
-from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict
+from pathlib import Path
 
 from .commands import _reachable_registry, _release, _target
 from .console import Console, print_canary_summary, print_scan_summary, print_verify_failures, table
 from .credentials import credentials_for
-from .errors import ConfigError, RegistryError, VerifyFailed
+from .errors import CanaryFailed, ConfigError, ScanFailed, VerifyFailed
 from .gitinfo import OCI_TAG_RE
 from .project import cache_dir
 from .release.canary import canary_release
 from .release.findings import GatePolicy, load_allowlist
 from .release.ledger import load_ledger
 from .release.promote import Promoter, check_channel
-from .release.record import UnitRecord, load_record
-from .release.registry import RegistryClient
+from .release.record import ReleaseRecord, load_record, reports_dir
 from .release.scan import ScanOptions, scan_release
 from .release.trivy_db import push_db
 from .release.verify import verify_release
@@ -30,12 +30,16 @@ def cmd_verify(args: argparse.Namespace, console: Console) -> int:
     root, path, record = _release(args)
     target = parse_target(args.registry or record.registry)
     registry = _reachable_registry(target, console)
-    console.line(f"verifying {len(record.units)} units of {record.release} in {target} ({path.name})")
+    console.info(f"verifying {len(record.units)} units of {record.release} in {target} ({path.name})")
     try:
         report = verify_release(root, path, registry, console.event)
     except VerifyFailed:
         print_verify_failures(console, root, record.release)  # every failure, then the one-line error
+        console.summarize(load_record(path), "verify")
+        if args.json:  # the report of the failed checks, as on success
+            console.data((reports_dir(root, record.release) / "verify.json").read_text())
         raise
+    console.summarize(load_record(path), "verify")
     if args.json:
         console.data(report.to_json())
     console.line(f"verify: all {len(report.findings)} checks passed on {len(record.units)} units")
@@ -57,11 +61,15 @@ def cmd_scan(args: argparse.Namespace, console: Console) -> int:
         credentials=credentials_for(target),
         skip_vulnerabilities=args.skip_vulnerabilities,
     )
-    console.line(f"scanning {len(record.units)} units of {record.release} ({args.jobs} in parallel)")
+    console.info(f"scanning {len(record.units)} units of {record.release} ({args.jobs} in parallel)")
     try:
         verdicts = scan_release(root, path, Runner(echo=console.command), options, console.event)
+    except ScanFailed:
+        _gate_results(args, console, path, "scan")
+        raise
     finally:
         print_scan_summary(console, load_record(path))
+    _gate_results(args, console, path, "scan")
     scope = (
         "secrets and misconfigurations only, vulnerabilities NOT scanned"
         if args.skip_vulnerabilities
@@ -86,16 +94,22 @@ def cmd_trivy_db(args: argparse.Namespace, console: Console) -> int:
     with _reachable_registry(target, console) as registry:
         digest = push_db(registry, repository, tag, args.source)
     console.line(f"pushed Trivy DB {args.source} as {ref}@{digest}; scan with --db-repository {ref}")
+    if args.json:
+        console.data(json.dumps({"ref": ref, "digest": digest}))
     return 0
 
 
 def cmd_canary(args: argparse.Namespace, console: Console) -> int:
     root, path, record = _release(args)
-    console.line(f"canary of {record.release} on profile {args.profile or 'first in the release'}")
+    console.info(f"canary of {record.release} on profile {args.profile or 'first in the release'}")
     try:
         verdicts = canary_release(path, args.profile, console.event)
+    except CanaryFailed:
+        _gate_results(args, console, path, "canary")
+        raise
     finally:
         print_canary_summary(console, load_record(path))
+    _gate_results(args, console, path, "canary")
     console.line(f"canary: {len(verdicts)} service(s) healthy, answering right and within their SLO")
     return 0
 
@@ -111,41 +125,25 @@ def cmd_promote(args: argparse.Namespace, console: Console) -> int:
         raise ConfigError(f"--profile: {unknown[0]!r} is not in release {record.release}")
     units = {k: u for k, u in record.units.items() if not args.profile or u.profile in args.profile}
     target = parse_target(args.registry or record.registry)
-    console.line(f"promoting {record.release} ({len(units)} units) to {args.channel} in {target}")
+    console.info(f"promoting {record.release} ({len(units)} units) to {args.channel} in {target}")
     check_channel(args.channel)
     if args.force and not (args.reason or "").strip():
         raise ConfigError("--force needs --reason '…': the reason is recorded in the channel's ledger")
     promoter = _promoter(target, console)
-    _check_digests(promoter.registry, units, path.name)
     promoter.promote(record, args.channel, units, force=args.force, reason=args.reason or "")
+    console.summarize(record, "promote", {key: [args.channel] for key in units})
+    if args.json:  # the channel's ledger entry for this promotion (or the one it already had)
+        entry = load_ledger(promoter.registry, target.namespace, args.channel).entries[-1]
+        console.data(json.dumps({"channel": args.channel, **asdict(entry)}, indent=2, sort_keys=True))
     return 0
-
-
-def _check_digests(registry: RegistryClient, units: Mapping[str, UnitRecord], record_name: str) -> None:
-    """Every recorded digest must be in the registry before a ledger entry or a tag is written: a record
-    naming a digest the registry lacks (tampered with, or its image deleted) is refused up front.
-    (Promoter.promote writes the in-progress ledger entry before its own per-tag check.)"""
-
-    def missing(item: tuple[str, UnitRecord]) -> str | None:
-        key, unit = item
-        return None if registry.head_digest(unit.repository.split("/", 1)[1], unit.digest) else key
-
-    with ThreadPoolExecutor(max_workers=8) as pool:
-        absent = [key for key in pool.map(missing, units.items()) if key]
-    if absent:
-        unit = units[absent[0]]
-        more = f" (and {len(absent) - 1} more unit(s))" if len(absent) > 1 else ""
-        raise RegistryError(
-            f"{record_name}: {absent[0]}: {unit.repository}@{unit.digest} is not in the registry{more}; "
-            f"expected every digest of the release record to be there (was the record edited, or the image "
-            f"deleted?): nothing promoted"
-        )
 
 
 def cmd_rollback(args: argparse.Namespace, console: Console) -> int:
     target = _target(args)
     entry = _promoter(target, console).rollback(args.channel)
     console.line(f"{args.channel} is back on {entry.release} ({len(entry.digests)} units)")
+    if args.json:
+        console.data(json.dumps({"channel": args.channel, **asdict(entry)}, indent=2, sort_keys=True))
     return 0
 
 
@@ -164,3 +162,16 @@ def cmd_history(args: argparse.Namespace, console: Console) -> int:
         rows.append((e.at, e.by[:30], e.action, e.release, str(len(e.digests)), e.state, note[:50]))
     table(console, rows)
     return 0
+
+
+def _gate_results(args: argparse.Namespace, console: Console, path: Path, stage: str) -> None:
+    """After a gate ran, passed or not: the job summary, and under --json the stage's verdicts by unit."""
+    record = load_record(path)
+    console.summarize(record, stage)
+    if args.json:
+        console.data(json.dumps(_verdicts(record, stage), indent=2, sort_keys=True))
+
+
+def _verdicts(record: ReleaseRecord, stage: str) -> dict[str, object]:
+    units = {key: unit.verdicts[stage] for key, unit in record.units.items() if stage in unit.verdicts}
+    return {"release": record.release, "stage": stage, "units": units}

@@ -390,7 +390,7 @@ CASES = [
         "promote-tampered-record",
         ("promote", RELEASE, "--channel", CHANNEL),
         5,
-        (f"{RELEASE}.json: cpu/{SERVICE}:", "@sha256:" + "0b" * 32 + " is not in the registry", "nothing promoted"),
+        (f"{RELEASE}: cpu/{SERVICE}:", "@sha256:" + "0b" * 32 + " is not in the registry", "nothing promoted"),
         (record(verdicts=True),),
         promotes=True,
     ),
@@ -398,7 +398,7 @@ CASES = [
         "rollback-without-history",
         ("rollback", "--channel", CHANNEL, "--registry", "{registry}"),
         13,
-        (f"rollback {CHANNEL}", "no history"),
+        (f"--channel {CHANNEL}: nothing to roll back", "expected a channel promoted at least twice"),
         promotes=True,
     ),
     Case(

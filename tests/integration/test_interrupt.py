@@ -43,6 +43,7 @@ class Running:
     proc: subprocess.Popen[str]
     lines: list[str] = field(default_factory=list)
     _queue: queue.Queue[str] = field(default_factory=queue.Queue)
+    _reader: threading.Thread | None = None
 
     @classmethod
     def start(cls, *args: str, env: dict[str, str] | None = None) -> Running:
@@ -55,7 +56,8 @@ class Running:
             text=True,
         )
         running = cls(proc)
-        threading.Thread(target=running._read, daemon=True).start()
+        running._reader = threading.Thread(target=running._read, daemon=True)
+        running._reader.start()
         return running
 
     def _read(self) -> None:
@@ -79,9 +81,17 @@ class Running:
 
     def signal(self, signum: int, timeout: float = 60) -> int:
         self.proc.send_signal(signum)
+        return self.finish(timeout)
+
+    def finish(self, timeout: float = 60) -> int:
+        """Wait for the exit, read the rest of the output, close the pipe; the exit code."""
         code = self.proc.wait(timeout=timeout)
+        if self._reader is not None:
+            self._reader.join(timeout=10)
         while not self._queue.empty():
             self.lines.append(self._queue.get())
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
         return code
 
     @property
@@ -162,8 +172,9 @@ def test_interrupted_build_converges_on_rerun(project, registry, signum: int) ->
     assert_json_whole(root)
 
 
-def test_killed_mid_push_converges_on_rerun(project, registry) -> None:  # type: ignore[no-untyped-def]
-    """SIGKILL while the engine pushes the image's release tag (held by the proxy)."""
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGKILL], ids=["SIGINT", "SIGKILL"])
+def test_interrupted_push_converges_on_rerun(project, registry, signum: int) -> None:  # type: ignore[no-untyped-def]
+    """Interrupted while the engine pushes the image's release tag (that request held by the proxy)."""
     root, env = project
     with FaultProxy() as proxy:
         via = {
@@ -173,7 +184,10 @@ def test_killed_mid_push_converges_on_rerun(project, registry) -> None:  # type:
         with proxy.hold(r"^PUT /v2/\S+/cpu/base-python/manifests/\d{8}-") as arrived:
             run = Running.start("--project", str(root), "build", "--no-reuse", "--jobs", "1", env=via)
             assert arrived.wait(timeout=300), "the push never reached the registry"
-            assert run.signal(signal.SIGKILL) == -signal.SIGKILL
+            code = run.signal(signum)
+        assert code == (130 if signum == signal.SIGINT else -signal.SIGKILL), run.output
+        if signum == signal.SIGINT:
+            assert buildx_processes(str(root)) == []
         assert_json_whole(root)
         record = converge_build(root, via, registry)
     assert record.units["cpu/base-python"].digest
@@ -212,7 +226,7 @@ def test_interrupted_canary_leaves_no_container_behind(gated, signum: int) -> No
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGKILL], ids=["SIGINT", "SIGKILL"])
 def test_interrupted_promotion_shows_in_history_and_a_rerun_finishes_it(gated, registry, signum: int) -> None:  # type: ignore[no-untyped-def]
     root, record = gated
-    channel = f"int-{RUN_ID}-{signum}"
+    channel = f"int-{RUN_ID}-{int(signum)}"
     allowed = passing_digests(root)
     with FaultProxy() as proxy:
         via = f"{proxy.host}/shipyard-it"
@@ -226,7 +240,7 @@ def test_interrupted_promotion_shows_in_history_and_a_rerun_finishes_it(gated, r
             if signum == signal.SIGKILL:
                 run.proc.wait(timeout=30)
         # SIGINT: the request in flight is let go, shipyard finishes it, moves nothing more, and stops
-        code = run.proc.wait(timeout=60)
+        code = run.finish()
         assert code == (-signal.SIGKILL if signum == signal.SIGKILL else 130)
         assert_channel_safe(registry, record, channel, allowed)
         history = json.loads(shipyard("history", "--channel", channel, "--json").stdout)

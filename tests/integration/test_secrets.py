@@ -118,9 +118,10 @@ def test_the_fake_token_appears_nowhere(token_registry: str, built, tmp_path: Pa
     _, base_record, _ = built
     root = make_project(tmp_path / "proj", services=("affective-processing-center",), profiles=("cpu",))
     catalog = root / "shipyard.toml"
-    catalog.write_text(
-        catalog.read_text().replace("[images.family-web]\n", '[images.family-web]\nbuild_secrets = ["HF_TOKEN"]\n', 1)
-    )
+    text = catalog.read_text()
+    for family in ("family-web", "family-ml"):  # both use family.Dockerfile.j2
+        text = text.replace(f"[images.{family}]\n", f'[images.{family}]\nbuild_secrets = ["HF_TOKEN"]\n', 1)
+    catalog.write_text(text)
     template = root / "dockerfiles" / "family.Dockerfile.j2"
     template.write_text(
         template.read_text().replace(
@@ -163,8 +164,8 @@ def test_the_fake_token_appears_nowhere(token_registry: str, built, tmp_path: Pa
     places: dict[str, bytes] = {f"output of command {i}": text.encode() for i, text in enumerate(printed)}
     places |= {str(p): p.read_bytes() for p in (root / ".shipyard").rglob("*") if p.is_file()}
     record_path = next((root / ".shipyard" / "releases").glob("*.json"))
-    client = RegistryClient(parse_target(token_registry), Credentials(USER, Secret(TOKEN)))
-    places |= dict(registry_texts(client, record_path))
+    with RegistryClient(parse_target(token_registry), Credentials(USER, Secret(TOKEN))) as client:
+        places |= dict(registry_texts(client, record_path))
     hits = [name for name, data in places.items() if TOKEN.encode() in data] + watch.hits
     print(
         f"\nsecrets grep: {len(places)} outputs/files/blobs and {watch.samples} argv samples searched, {len(hits)} hits"

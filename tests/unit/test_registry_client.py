@@ -226,3 +226,21 @@ def test_token_answer_without_a_token_is_a_registry_error(answer: httpx.Response
     with pytest.raises(RegistryError) as failed:
         bearer_client(answer, Credentials("bot", Secret("s3cret")), []).ping()
     assert str(failed.value) == f"registry reg.example: its token service https://auth.example/token {says}"
+
+
+def test_a_flaky_token_service_is_retried() -> None:
+    token_answers = [503, 200]
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/token":
+            status = token_answers.pop(0)
+            return httpx.Response(status, json={"token": "tok"} if status == 200 else {})
+        if request.headers.get("Authorization") != "Bearer tok":
+            return httpx.Response(
+                401, headers={"WWW-Authenticate": 'Bearer realm="https://ghcr.io/token",service="ghcr.io"'}
+            )
+        return httpx.Response(200, content=MANIFEST)
+
+    c = client(handler, credentials=Credentials("bot", Secret("s3cret")), sleep=lambda s: None)
+    assert c.resolve("acme/svc", "v1") == DIGEST
+    assert c.retried == 1 and token_answers == []

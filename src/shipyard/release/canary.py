@@ -124,6 +124,18 @@ def _start(client: Any, key: str, image: str, **options: Any) -> Any:
             container.remove(force=True)
         explanation = str(exc.explanation or exc).splitlines()[0][:300]
         raise EngineError(f"canary {key}: the engine could not start {image}: {explanation}") from None
+    except BaseException:  # Ctrl-C between create and start: the container must not outlive us
+        if container is not None:
+            container.remove(force=True)
+        raise
+
+
+def remove_own(client: Any) -> int:
+    """Remove this process's canary containers (on the way out, whatever happened)."""
+    own = client.containers.list(all=True, filters={"label": f"{OWNER_LABEL}={owner()}"})
+    for container in own:
+        container.remove(force=True)
+    return len(own)
 
 
 @contextmanager
@@ -206,6 +218,25 @@ def canary_unit(client: Any, key: str, unit: UnitRecord, release: str) -> Canary
     return verdict
 
 
+def _canary_units(client: Any, units: dict[str, UnitRecord], release: str, emit: Emit) -> list[CanaryVerdict]:
+    verdicts = []
+    for key, unit in units.items():
+        started = time.monotonic()
+        emit(Event("canary.started", f"{key}: starting {unit.ref[:90]}", unit=key))
+        verdict = canary_unit(client, key, unit, release)
+        outcome = "ok" if verdict.passed else f"FAIL {verdict.reason}"
+        emit(
+            Event(
+                "canary.unit",
+                f"{key}: {outcome} (ready {verdict.ready_s}s, p50 {verdict.p50_ms} ms, "
+                f"p95 {verdict.p95_ms} ms, {time.monotonic() - started:.1f}s to verdict)",
+                unit=key,
+            )
+        )
+        verdicts.append(verdict)
+    return verdicts
+
+
 def canary_release(record_path: Path, profile: str | None, emit: Emit) -> list[CanaryVerdict]:
     record = load_record(record_path)
     profiles = list(dict.fromkeys(u.profile for u in record.units.values()))
@@ -223,21 +254,10 @@ def canary_release(record_path: Path, profile: str | None, emit: Emit) -> list[C
         )
     client = docker_client()
     remove_leftovers(client, emit)
-    verdicts = []
-    for key, unit in units.items():
-        started = time.monotonic()
-        emit(Event("canary.started", f"{key}: starting {unit.ref[:90]}", unit=key))
-        verdict = canary_unit(client, key, unit, record.release)
-        outcome = "ok" if verdict.passed else f"FAIL {verdict.reason}"
-        emit(
-            Event(
-                "canary.unit",
-                f"{key}: {outcome} (ready {verdict.ready_s}s, p50 {verdict.p50_ms} ms, "
-                f"p95 {verdict.p95_ms} ms, {time.monotonic() - started:.1f}s to verdict)",
-                unit=key,
-            )
-        )
-        verdicts.append(verdict)
+    try:
+        verdicts = _canary_units(client, units, record.release, emit)
+    finally:
+        remove_own(client)  # one interrupted mid-request (create answered after Ctrl-C) included
     for verdict in verdicts:
         record.units[verdict.unit].verdicts["canary"] = verdict.to_record()
     write_atomic(record_path, record.to_json())

@@ -16,7 +16,7 @@ from ..errors import ConfigError, PromoteRefused, RegistryError
 from ..events import Emit, Event
 from .ledger import Entry, Ledger, load_ledger, save_ledger
 from .record import ReleaseRecord, UnitRecord
-from .registry import RegistryClient
+from .registry import Manifest, RegistryClient
 
 PARALLEL_REQUESTS = 8
 CHANNEL_RE = re.compile(r"^[a-z][a-z0-9-]{0,40}$")
@@ -51,6 +51,7 @@ class Move:
     repository: str  # path inside the registry
     digest: str
     before: str | None
+    manifest: Manifest | None  # the bytes to PUT; None: already in place, or the registry lacks the digest
 
 
 class Promoter:
@@ -70,13 +71,25 @@ class Promoter:
 
         def move(item: tuple[str, tuple[str, str]]) -> Move:
             unit, (repo, digest) = item
-            return Move(unit, self._path(repo), digest, self.registry.head_digest(self._path(repo), channel))
+            path = self._path(repo)
+            before = self.registry.head_digest(path, channel)
+            # the bytes are fetched only for a tag that has to move
+            return Move(unit, path, digest, before, None if before == digest else self.registry.manifest(path, digest))
 
         with ThreadPoolExecutor(max_workers=PARALLEL_REQUESTS) as pool:
             return list(pool.map(move, targets.items()))
 
     def _apply(self, channel: str, ledger: Ledger, entry: Entry, moves: list[Move]) -> int:
-        """Write the entry in-progress, move every tag that is not there yet, then mark it complete."""
+        """Write the entry in-progress, move every tag that is not there yet, then mark it complete.
+        Every digest is known to be in the registry before the ledger or any tag is written."""
+        absent = [m for m in moves if m.manifest is None and m.before != m.digest]
+        if absent:
+            more = f" (and {len(absent) - 1} more unit(s))" if len(absent) > 1 else ""
+            raise RegistryError(
+                f"{entry.release}: {absent[0].unit}: {self.host}/{absent[0].repository}@{absent[0].digest} is not "
+                f"in the registry{more}; expected every digest of the release to be there (was the record edited, "
+                f"or the image deleted?): nothing promoted"
+            )
         if not ledger.entries or ledger.entries[-1] is not entry:
             ledger.entries.append(entry)
         save_ledger(self.registry, self.namespace, ledger)
@@ -93,12 +106,8 @@ class Promoter:
         return moved
 
     def _move(self, channel: str, move: Move) -> None:
-        manifest = self.registry.manifest(move.repository, move.digest)
-        if manifest is None:
-            raise RegistryError(
-                f"{self.host}/{move.repository}@{move.digest}: not in the registry (the release "
-                f"record names a digest the registry does not have)"
-            )
+        manifest = move.manifest
+        assert manifest is not None  # _apply refuses moves without one
         # put_manifest checks the digest the registry stored against the bytes sent
         self.registry.put_manifest(move.repository, channel, manifest.raw, manifest.media_type)
         self.emit(Event("promote.unit", f"{move.unit}: {channel} -> {move.digest[:19]}", unit=move.unit))
@@ -161,12 +170,17 @@ class Promoter:
         done = ledger.completed
         if not done:
             raise PromoteRefused(
-                f"rollback {channel}: the channel has no history in {self.host}/{self.namespace}/shipyard-ledger"
+                f"--channel {channel}: nothing to roll back: no promotion in {self.host}/{self.namespace}/"
+                f"shipyard-ledger; expected a channel promoted at least twice (see `shipyard history --channel "
+                f"{channel}`)"
             )
         current = done[-1]
         previous = next((e for e in reversed(done[:-1]) if e.release != current.release), None)
         if previous is None:
-            raise PromoteRefused(f"rollback {channel}: no release before {current.release} in its history")
+            raise PromoteRefused(
+                f"--channel {channel}: nothing to roll back to: {current.release} is the only release in its "
+                f"history; expected an earlier release (see `shipyard history --channel {channel}`)"
+            )
         repos = {unit: self._unit_repository(unit) for unit in previous.digests}
         moves = self._moves(channel, {u: (repos[u], d) for u, d in previous.digests.items()})
         entry = Entry(

@@ -147,6 +147,9 @@ class RegistryClient:
                 return False
             headers = {"Authorization": "Basic " + _basic_value(self._credentials)} if self._credentials else {}
             token_response = self._http.get(realm, params=_token_query(params), headers=headers)
+            if token_response.status_code in RETRYABLE_STATUS:  # the token service is flaky, not refusing
+                hint = retry_after_seconds(token_response.headers.get("Retry-After"))
+                raise Transient(f"token service HTTP {token_response.status_code}", retry_after=hint)
             token = _token_from(token_response, self.target.host, realm, self._credentials)
             if token == self._token:
                 return False  # the same token again: it does not grant what this request needs
