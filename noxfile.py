@@ -133,6 +133,8 @@ def release(session: nox.Session) -> None:
     session.run("shipyard", "canary", "--profile", canary_profile)
     session.run("shipyard", "promote", "--channel", "canary", "--profile", canary_profile)
     session.run("shipyard", "promote", "--channel", "stable")
+    # the newest record is the one this session built (and verify, scan and canary just rewrote)
+    session.run("shipyard", "report")
 
 
 @nox.session

@@ -3,6 +3,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -68,3 +69,13 @@ def write_json(path: Path, data: object) -> Path:
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
     return make_project(tmp_path / "proj", services=("affective-processing-center",))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _no_github_actions_output() -> Iterator[None]:
+    """Tests pick their output mode themselves: on a GitHub runner, GITHUB_ACTIONS would put workflow commands
+    in the output tests read, and GITHUB_STEP_SUMMARY the failures tests provoke in the job's summary."""
+    with pytest.MonkeyPatch.context() as patch:
+        for name in ("GITHUB_ACTIONS", "GITHUB_STEP_SUMMARY", "GITHUB_WORKSPACE"):
+            patch.delenv(name, raising=False)
+        yield

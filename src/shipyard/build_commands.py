@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 
 from .build.bake import write_bake_file
@@ -74,10 +75,14 @@ def cmd_render(args: argparse.Namespace, console: Console) -> int:
     ctx, target = _context(args, console)
     plan = plan_for(ctx.project, ctx.revision, BuildOptions(target=target, profiles=args.profile, images=args.image))
     renderer = TemplateRenderer(ctx.project.templates)
+    rendered = {}
     for unit in plan.units:
         parent = plan.unit(unit.parent_unit).ref if unit.parent_unit else (unit.base.ref if unit.base else "")
         path = render_unit(ctx, renderer, unit, parent)
-        console.line(f"{unit.key}: {path.relative_to(ctx.project.root)}")
+        rendered[unit.key] = str(path.relative_to(ctx.project.root))
+        console.line(f"{unit.key}: {rendered[unit.key]}")
+    if args.json:
+        console.data(json.dumps({"release": plan.release_tag, "rendered": rendered}, indent=2))
     return 0
 
 
@@ -98,21 +103,26 @@ def cmd_build(args: argparse.Namespace, console: Console) -> int:
                 docker_login(preflight, target, creds)
 
         ctx.before_first_build = engine_ready
-    record = build_release(
-        ctx,
-        BuildOptions(
-            target=target,
-            profiles=args.profile,
-            images=args.image,
-            builder=args.builder,
-            jobs=args.jobs,
-            reuse=not args.no_reuse,
-        ),
-    )
-    if not args.dry_run:
-        print_summary(console, record)
-        if args.json:
-            console.data(record.to_json())
+    with contextlib.nullcontext() if args.dry_run else console.live_build():
+        record = build_release(
+            ctx,
+            BuildOptions(
+                target=target,
+                profiles=args.profile,
+                images=args.image,
+                builder=args.builder,
+                jobs=args.jobs,
+                reuse=not args.no_reuse,
+            ),
+        )
+    if args.dry_run:
+        if args.json:  # nothing was built: the plan's exact commands instead of a record
+            console.data(json.dumps({"release": record.release, "dry_run": True, "commands": ctx.runner.history}))
+        return 0
+    print_summary(console, record)
+    console.summarize(record, "build")
+    if args.json:
+        console.data(record.to_json())
     return 0
 
 
@@ -122,8 +132,11 @@ def cmd_base(args: argparse.Namespace, console: Console) -> int:
     check_engine(runner, console.event)
     registry = _reachable_registry(target, console)
     bases = LocalBases(target, registry, runner, cache_dir(), console.event)
-    for name in LOCAL_BASES:
-        console.line(bases.ensure(name, rebuild=args.rebuild))
+    refs = {name: bases.ensure(name, rebuild=args.rebuild) for name in LOCAL_BASES}
+    for ref in refs.values():
+        console.line(ref)
+    if args.json:
+        console.data(json.dumps({"bases": refs}, indent=2))
     return 0
 
 
@@ -132,4 +145,6 @@ def cmd_bake_file(args: argparse.Namespace, console: Console) -> int:
     options = BuildOptions(target=target, profiles=args.profile, images=args.image)
     path = write_bake_file(ctx, options, args.output)
     console.line(f"wrote {path}; build it with: docker buildx bake -f {path}")
+    if args.json:
+        console.data(json.dumps({"path": str(path)}))
     return 0

@@ -11,12 +11,14 @@ import sys
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from . import __version__
 from .commands import run_script
 from .console import Console
 from .errors import ShipyardError
+from .output.factory import make_console
+from .output.mode import select_output
 from .runner import stop_all
 
 
@@ -77,6 +79,13 @@ def _add_common(parser: argparse.ArgumentParser, default: object) -> None:
     parser.add_argument(
         "-q", "--quiet", action="store_true", default=False if default is None else default, help="only results"
     )
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        default=False if default is None else default,
+        help="stdout is one JSON document (the plan, the release record, the verdicts, the ledger entry…); "
+        "no progress unless -v, and then on stderr",
+    )
 
 
 def _positive(text: str) -> int:
@@ -96,6 +105,14 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"shipyard: error: {message} (see `{self.prog} --help`)\n")
 
 
+def _add_command(
+    sub: argparse._SubParsersAction[Parser], common: Parser, name: str, **kwargs: Any
+) -> argparse.ArgumentParser:
+    """A subcommand whose ``--help`` opens with its one-line help (and lists its example in the epilog)."""
+    kwargs.setdefault("description", kwargs.get("help"))
+    return sub.add_parser(name, parents=[common], **kwargs)
+
+
 def make_parser() -> argparse.ArgumentParser:
     parser = Parser(
         prog="shipyard",
@@ -107,12 +124,28 @@ def make_parser() -> argparse.ArgumentParser:
     common = Parser(add_help=False)
     _add_common(common, argparse.SUPPRESS)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    add = functools.partial(sub.add_parser, parents=[common])
+    add = functools.partial(_add_command, sub, common)
 
-    add("up", help="install and start the Docker engine and the local registry (idempotent)")
-    add("down", help="stop the local registry and the engine started by `up`")
-    p = add("base", help="build and push the local base images (mmdebstrap)")
-    p.add_argument("--registry", metavar="HOST/NAMESPACE")
+    add(
+        "up",
+        help="install and start the Docker engine and the local registry (idempotent)",
+        epilog="example: shipyard up   (Debian as root installs what is missing; elsewhere it names it)",
+    )
+    add(
+        "down",
+        help="stop the local registry and the engine started by `up`",
+        epilog="example: shipyard down",
+    )
+    p = add(
+        "base",
+        help="build and push the local base images (mmdebstrap)",
+        epilog="example: shipyard base --registry localhost:5000/shipyard --rebuild",
+    )
+    p.add_argument(
+        "--registry",
+        metavar="HOST/NAMESPACE",
+        help="where the bases go (env SHIPYARD_REGISTRY; default localhost:5000/shipyard)",
+    )
     p.add_argument("--rebuild", action="store_true", help="build even when the registry has it")
     p = add(
         "plan",
@@ -120,8 +153,11 @@ def make_parser() -> argparse.ArgumentParser:
         epilog="example: shipyard plan --profile pc2 --json",
     )
     _add_selection(p)
-    p.add_argument("--json", action="store_true", help="machine-readable output")
-    p = add("render", help="render the Dockerfiles of the plan into .shipyard/rendered/")
+    p = add(
+        "render",
+        help="render the Dockerfiles of the plan into .shipyard/rendered/",
+        epilog="example: shipyard render --profile mainpc --image family-web",
+    )
     _add_selection(p)
     p = add(
         "build",
@@ -143,7 +179,6 @@ def make_parser() -> argparse.ArgumentParser:
         help="build every unit even when the registry has an image with the same inputs",
     )
     p.add_argument("--dry-run", action="store_true", help="print the plan and the exact commands; run nothing")
-    p.add_argument("--json", action="store_true", help="print the release record as JSON at the end")
     p = add(
         "bake-file",
         help="write the plan as a docker-bake.json (same targets, args, tags, cache) for docker buildx bake",
@@ -164,7 +199,6 @@ def make_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--release", metavar="TAG", help="the release to verify (default: the newest record)")
     p.add_argument("--registry", metavar="HOST/NAMESPACE", help="registry of the release (default: the record's)")
-    p.add_argument("--json", action="store_true", help="print the report as JSON")
     p = add(
         "scan",
         help="scan every image of a release with Trivy and gate on severity",
@@ -204,7 +238,7 @@ def make_parser() -> argparse.ArgumentParser:
     p = add(
         "canary",
         help="run the release's services of one profile, hardened, and check health, answers and latency",
-        epilog="example: shipyard canary --profile cpu   (DOCKER_HOST=ssh://mainpc runs it on mainpc)",
+        epilog="example: shipyard canary --profile cpu --release 20250111-656873b3   (the engine of DOCKER_HOST)",
     )
     p.add_argument("--release", metavar="TAG", help="the release (default: the newest record)")
     p.add_argument("--profile", metavar="NAME", help="profile to canary (default: the first of the release)")
@@ -228,24 +262,48 @@ def make_parser() -> argparse.ArgumentParser:
         help="point a channel back at the release before its current one",
         epilog="example: shipyard rollback --channel stable",
     )
-    p.add_argument("--channel", required=True, metavar="NAME")
+    p.add_argument("--channel", required=True, metavar="NAME", help="the channel to move back, e.g. stable")
     p.add_argument("--registry", metavar="HOST/NAMESPACE", help="default: SHIPYARD_REGISTRY or localhost:5000/shipyard")
     p = add(
         "history",
         help="who promoted which release to a channel, and when (from the registry)",
         epilog="example: shipyard history --channel stable",
     )
-    p.add_argument("--channel", required=True, metavar="NAME")
+    p.add_argument("--channel", required=True, metavar="NAME", help="the channel whose ledger to show")
     p.add_argument("--registry", metavar="HOST/NAMESPACE", help="default: SHIPYARD_REGISTRY or localhost:5000/shipyard")
-    p.add_argument("--json", action="store_true", help="the ledger as JSON")
+    p = add(
+        "report",
+        help="write a release's report: self-contained HTML and Markdown (digests, gates, latency, promotions)",
+        epilog="example: shipyard report 20250111-656873b3 --channel stable   "
+        "(writes .shipyard/reports/<release>/report.html and report.md)",
+    )
+    p.add_argument("release", nargs="?", metavar="RELEASE", help="release tag (default: the newest record)")
+    p.add_argument(
+        "--channel",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="a channel whose ledger entries about this release to show (repeatable; default: canary and stable)",
+    )
+    p.add_argument(
+        "--registry",
+        metavar="HOST/NAMESPACE",
+        help="where the ledgers are, if not under the record's registry address",
+    )
     p = add(
         "trivy-db",
         help="mirror a Trivy vulnerability DB into an OCI registry (air-gapped sites)",
         epilog="example: shipyard trivy-db push ~/.cache/trivy/db --to localhost:5000/mirror/trivy-db:2",
     )
-    p.add_argument("action", choices=["push"])
+    p.add_argument("action", choices=["push"], help="push: upload the DB as the OCI artifact Trivy pulls")
     p.add_argument("source", type=Path, help="a directory with trivy.db and metadata.json, or a .tar.gz of them")
     p.add_argument("--to", required=True, metavar="HOST/REPO:TAG", help="where to push it")
+    p = add(
+        "completion",
+        help="print a shell completion script (bash, zsh or tcsh)",
+        epilog="example: shipyard completion bash > /etc/bash_completion.d/shipyard",
+    )
+    p.add_argument("shell", choices=["bash", "zsh", "tcsh"], help="the shell to complete for")
     return parser
 
 
@@ -263,15 +321,18 @@ COMMANDS = {
     "promote": ("release_commands", "cmd_promote"),
     "rollback": ("release_commands", "cmd_rollback"),
     "history": ("release_commands", "cmd_history"),
+    "report": ("report_commands", "cmd_report"),
+    "completion": ("completion", "cmd_completion"),
 }
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = make_parser().parse_args(argv)
-    # --json: stdout carries only the JSON document, so progress events are not printed
-    console = Console(Console.SILENT if getattr(args, "json", False) else -1 if args.quiet else args.verbose)
+    console = make_console(
+        select_output(os.environ, sys.stdout.isatty(), json=args.json, quiet=args.quiet, verbose=args.verbose)
+    )
     if args.command in ("up", "down"):
-        return run_script(f"{args.command}.sh")
+        return run_script(f"{args.command}.sh", console if args.json else None)
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _raise_terminated)
     try:
@@ -281,6 +342,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return command(args, console)
     except ShipyardError as exc:
+        console.failed(exc, args.command, args.project)
         first, *rest = str(exc).splitlines() or [type(exc).__name__]
         print(f"shipyard: error: {first}", file=sys.stderr)
         for line in rest:

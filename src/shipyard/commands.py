@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import json
+import sys
 from importlib import resources
 from pathlib import Path
 
@@ -15,11 +17,16 @@ from .runner import Runner
 from .target import RegistryTarget, parse_target
 
 
-def run_script(name: str) -> int:
-    """scripts/up.sh or down.sh, shipped inside the package, through the one runner, output streamed."""
+def run_script(name: str, json_console: Console | None = None) -> int:
+    """scripts/up.sh or down.sh, shipped inside the package, through the one runner, output streamed
+    (to stderr under --json, whose stdout is ``{"script": …, "returncode": …}``)."""
     script = resources.files("shipyard") / "resources" / name
     with resources.as_file(script) as path:
-        return Runner().run(["bash", str(path)], on_line=print, check=False).returncode
+        echo = print if json_console is None else (lambda line: print(line, file=sys.stderr, flush=True))
+        code = Runner().run(["bash", str(path)], on_line=echo, check=False).returncode
+    if json_console is not None:
+        json_console.data(json.dumps({"script": name, "returncode": code}))
+    return code
 
 
 def _target(args: argparse.Namespace) -> RegistryTarget:
@@ -33,7 +40,11 @@ def _registry(target: RegistryTarget) -> RegistryClient:
 def _reachable_registry(target: RegistryTarget, console: Console) -> RegistryClient:
     """A client whose registry answered /v2/ with these credentials: a refusal is one clear error up front."""
     registry = _registry(target)
-    check_registry(registry, console.event)
+    try:
+        check_registry(registry, console.event)
+    except BaseException:
+        registry.close()
+        raise
     return registry
 
 

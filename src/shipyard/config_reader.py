@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import difflib
 import json
+import re
 import tomllib
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -54,12 +55,34 @@ def load_document(path: Path, *, display: str | None = None) -> Table:
         else:
             data = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise ConfigError(f"{shown}:{exc.lineno}:{exc.colno}: invalid JSON: {exc.msg}") from None
+        raise ConfigError(
+            f"{shown}:{exc.lineno}:{exc.colno}: invalid JSON: {exc.msg}", file=shown, line=exc.lineno
+        ) from None
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{shown}: invalid TOML: {exc}") from None
+        at = re.search(r"\(at line (\d+)", str(exc))
+        raise ConfigError(f"{shown}: invalid TOML: {exc}", file=shown, line=int(at[1]) if at else None) from None
     if not isinstance(data, dict):
-        raise ConfigError(f"{shown}: expected a table at the top level, got {describe(data)}")
-    return Table(data, shown, "")
+        raise ConfigError(f"{shown}: expected a table at the top level, got {describe(data)}", file=shown, line=1)
+    return Table(data, shown, "", text)
+
+
+def locate(text: str, path: str) -> int | None:
+    """Best-effort 1-based line of ``path`` (``a.b[0].c``) in a JSON or TOML document, for annotations.
+
+    Each key is looked for from where its parent was found (``"key":``, ``key =``, ``[a.key]``); a key that
+    is not there (a missing required key) gives its parent's line; None when not even the first is found.
+    """
+    lines = text.splitlines()
+    start, found = 0, None
+    for part in re.sub(r"\[\d+\]", "", path).split("."):
+        if not part:
+            continue
+        key = re.compile(rf'(?:^|[\s{{,."\[])"?{re.escape(part)}"?\s*(?:[:=.\]])')
+        hit = next((i for i in range(start, len(lines)) if key.search(lines[i])), None)
+        if hit is None:
+            break
+        start, found = hit, hit + 1
+    return found
 
 
 @dataclass(frozen=True)
@@ -67,13 +90,15 @@ class Table:
     data: Mapping[str, Any]
     file: str
     prefix: str
+    text: str = field(default="", repr=False, compare=False)  # the document's source, to locate keys
 
     def where(self, key: str | None = None) -> str:
         path = ".".join(p for p in (self.prefix, key or "") if p)
         return f"{self.file}: {path}" if path else self.file
 
     def error(self, key: str | None, message: str) -> ConfigError:
-        return ConfigError(f"{self.where(key)}: {message}")
+        path = ".".join(p for p in (self.prefix, key or "") if p)
+        return ConfigError(f"{self.where(key)}: {message}", file=self.file, line=locate(self.text, path) or None)
 
     def only(self, allowed: Iterable[str]) -> None:
         allowed = list(allowed)
@@ -104,8 +129,8 @@ class Table:
         if key not in self.data:
             if required:
                 raise self.error(key, f"missing (required): expected a [{self._join(key)}] table")
-            return Table({}, self.file, self._join(key))
-        return Table(self._typed(key, self.data[key], dict), self.file, self._join(key))
+            return Table({}, self.file, self._join(key), self.text)
+        return Table(self._typed(key, self.data[key], dict), self.file, self._join(key), self.text)
 
     def str_map(self, key: str) -> dict[str, str]:
         """A table whose values are all strings (build args, env)."""

@@ -1,13 +1,32 @@
-"""How results reach a person: plain, timestamped, line-oriented output (CI-friendly) and tables."""
+"""How results reach a person: plain, timestamped, line-oriented output (CI-friendly) and tables.
+
+``Console`` is the plain renderer, and the interface commands talk to; ``shipyard.output`` has the
+terminal (rich live view) and GitHub Actions variants and picks one (output/mode.py).
+
+Verbosity: ``-q`` (-1) results only: tables, the final line of a command and the result events
+(``RESULT_KINDS``); default (0) adds progress; ``-v`` (1) every command run and each unit's current
+build step; ``-vv`` (2) the buildx output. ``SILENT`` (--json): nothing but ``data()``.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import sys
+import threading
 import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import TextIO
 
 from .events import Event
 from .release.record import ReleaseRecord, reports_dir
+
+# results: shown even with -q (a build's unit lines are results too, but its summary table repeats them)
+RESULT_KINDS = frozenset({"record", "unit.failed", "promote.done", "promote.noop", "rollback.done"})
+# the live view's fine-grained progress: plain output shows them from -v on
+DETAIL_KINDS = frozenset({"unit.checking", "unit.reusing", "unit.step", "unit.attested"})
 
 
 class Console:
@@ -15,41 +34,106 @@ class Console:
 
     SILENT = -2
 
-    def __init__(self, verbosity: int) -> None:
+    def __init__(
+        self,
+        verbosity: int,
+        *,
+        stream: TextIO | None = None,
+        utc: bool = False,
+        step_summary: Path | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
         self.verbosity = verbosity
-        self.started = time.monotonic()
+        self.stream = stream  # None: sys.stdout at the time of writing (pytest's capsys swaps it)
+        self.utc = utc  # CI logs without timestamps of their own: an absolute UTC time on every event line
+        self.step_summary = step_summary  # GitHub Actions' $GITHUB_STEP_SUMMARY: Markdown appended there
+        self.clock, self.wall = clock, wall
+        self.started = clock()
+        self._lock = threading.Lock()  # events come from the build's threads; a line is written whole
+
+    def write(self, text: str) -> None:
+        with self._lock:
+            print(text, file=self.stream or sys.stdout, flush=True)
 
     def line(self, text: str) -> None:
-        """Human output; not printed under --json."""
+        """A result (a table row, a command's last line): shown with -q, not under --json."""
         if self.verbosity > self.SILENT:
-            print(text, flush=True)
+            self.write(text)
+
+    def info(self, text: str) -> None:
+        """Progress a person follows (what a command is about to do): hidden by -q."""
+        if self.verbosity >= 0:
+            self.write(text)
 
     def data(self, text: str) -> None:
         """Machine output (--json): always printed, alone on stdout."""
         print(text, flush=True)
 
-    def event(self, event: Event) -> None:
+    def shows(self, event: Event) -> bool:
+        """Whether this verbosity shows the event as a line."""
         if event.kind == "build.output":
-            if self.verbosity > 1:
-                self.line(f"  {event.unit} | {event.message}")
-            return
+            return self.verbosity > 1
         if self.verbosity <= self.SILENT:
-            return
-        if self.verbosity < 0 and event.kind not in ("unit.built", "record"):
-            return
-        self.line(f"[{time.monotonic() - self.started:6.1f}s] {event.message}")
+            return False
+        if self.verbosity < 0:
+            return event.kind in RESULT_KINDS
+        return self.verbosity > 0 or event.kind not in DETAIL_KINDS
+
+    def stamp(self) -> str:
+        elapsed = f"[{self.clock() - self.started:6.1f}s]"
+        return f"{self.wall().strftime('%Y-%m-%dT%H:%M:%SZ')} {elapsed}" if self.utc else elapsed
+
+    def format(self, event: Event) -> str:
+        if event.kind == "build.output":
+            return f"  {event.unit} | {event.message}"
+        return f"{self.stamp()} {event.message}"
+
+    def event(self, event: Event) -> None:
+        if self.shows(event):
+            self.write(self.format(event))
 
     def command(self, text: str) -> None:
         if self.verbosity > 0:
             self.line(text)
 
+    def table(self, rows: Sequence[tuple[str, ...]]) -> None:
+        """The first row is the header."""
+        widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+        for i, row in enumerate(rows):
+            self.line("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+            if i == 0:
+                self.line("  ".join("-" * w for w in widths))
+
+    @contextlib.contextmanager
+    def live_build(self) -> Iterator[None]:
+        """Around a build: the terminal console shows the DAG live; plain output needs nothing."""
+        yield
+
+    def summarize(
+        self, record: ReleaseRecord, stage: str, promotions: Mapping[str, Sequence[str]] | None = None
+    ) -> None:
+        """After a stage: the release as a Markdown table in the GitHub job summary, when there is one."""
+        if self.step_summary is not None:
+            from .output.summary import markdown_summary
+
+            self._append_summary(markdown_summary(record, stage, promotions or {}))
+
+    def failed(self, error: BaseException, command: str, project: Path) -> None:
+        """Before the one ``shipyard: error:`` line: what else should know (the job summary; annotations)."""
+        if self.step_summary is not None:
+            from .output.summary import markdown_failure
+
+            self._append_summary(markdown_failure(command, str(error)))
+
+    def _append_summary(self, text: str) -> None:
+        assert self.step_summary is not None
+        with contextlib.suppress(OSError), self.step_summary.open("a", encoding="utf-8") as handle:
+            handle.write(text)
+
 
 def table(console: Console, rows: list[tuple[str, ...]]) -> None:
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    for i, row in enumerate(rows):
-        console.line("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
-        if i == 0:
-            console.line("  ".join("-" * w for w in widths))
+    console.table(rows)
 
 
 def print_summary(console: Console, record: ReleaseRecord) -> None:

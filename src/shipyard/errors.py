@@ -15,9 +15,18 @@ class ShipyardError(Exception):
 
 
 class ConfigError(ShipyardError):
-    """A profile, the catalog, a template or a command-line flag is wrong."""
+    """A profile, the catalog, a template or a command-line flag is wrong.
+
+    ``file`` (as the message shows it, relative to the project where it can be) and ``line`` say where,
+    when a file is at fault: GitHub Actions annotations point there. The message is unchanged by them.
+    """
 
     exit_code = 2
+
+    def __init__(self, message: str, *, file: str | None = None, line: int | None = None) -> None:
+        super().__init__(message)
+        self.file = file
+        self.line = line
 
 
 class CycleError(ConfigError):

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
+import os
+import socket
+import subprocess
+import threading
 from dataclasses import replace
 from pathlib import Path
 
@@ -85,11 +90,12 @@ def test_broken_variant_fails_with_its_reason(built, variant: str, tmp_path: Pat
 
 def test_hardening_of_the_canary_container(built) -> None:  # type: ignore[no-untyped-def]
     from shipyard.release.canary import running
+    from shipyard.release.engine import endpoint
 
     _, record, _ = built
     client = docker.from_env()
     try:
-        with running(client, UNIT, record.units[UNIT], "hardening-check") as (container, _):
+        with running(client, endpoint(), UNIT, record.units[UNIT], "hardening-check") as (container, _):
             host = container.attrs["HostConfig"]
             assert host["ReadonlyRootfs"] is True and host["CapDrop"] == ["ALL"]
             assert "no-new-privileges" in host["SecurityOpt"][0]
@@ -101,14 +107,83 @@ def test_hardening_of_the_canary_container(built) -> None:  # type: ignore[no-un
         client.close()
 
 
-def test_leftovers_of_a_killed_run_are_removed(built) -> None:  # type: ignore[no-untyped-def]
+def test_leftovers_of_a_killed_run_are_removed_and_a_running_canary_is_not(built) -> None:  # type: ignore[no-untyped-def]
+    from shipyard.release.canary import OWNER_LABEL
+
     root, record, _ = built
+    dead = subprocess.Popen(["true"])
+    dead.wait()
     client = docker.from_env()
     try:
-        client.containers.create(record.units[UNIT].ref, labels={LABEL: "killed-run"})
+        ref = record.units[UNIT].ref
+        killed = {LABEL: "killed-run", OWNER_LABEL: f"{socket.gethostname()}:{dead.pid}"}
+        alive = {LABEL: "running-run", OWNER_LABEL: f"{socket.gethostname()}:{os.getpid()}"}
+        client.containers.create(ref, labels=killed)
+        concurrent = client.containers.create(ref, labels=alive)
+        try:
+            result = shipyard("--project", str(root), "canary", "--release", record.release)
+            assert "removed 1 canary container(s) left by an earlier run" in result.stdout
+            concurrent.reload()  # still there: another canary's container is not a leftover
+        finally:
+            concurrent.remove(force=True)
     finally:
         client.close()
-    result = shipyard("--project", str(root), "canary", "--release", record.release)
-    assert "removed 1 canary container(s) left by an earlier run" in result.stdout
     assert not leftovers()
     assert json.loads((root / ".shipyard" / "releases" / f"{record.release}.json").read_text())
+
+
+class EngineOverTcp:
+    """The local engine's socket relayed to tcp://127.0.0.2:PORT: to the canary, a remote engine whose
+    host is 127.0.0.2 (published ports are then reached at 127.0.0.2, not 127.0.0.1)."""
+
+    def __init__(self) -> None:
+        self.server = socket.create_server(("127.0.0.2", 0))
+        self.port = self.server.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.server.accept()
+            except OSError:
+                return
+            engine = socket.socket(socket.AF_UNIX)
+            engine.connect("/var/run/docker.sock")
+            for a, b in ((client, engine), (engine, client)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pipe(src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            with contextlib.suppress(OSError):
+                dst.shutdown(socket.SHUT_WR)
+
+    def close(self) -> None:
+        self.server.close()
+
+
+@pytest.mark.parametrize("via", ["DOCKER_HOST", "docker context"])
+def test_canary_on_a_remote_engine(gated, tmp_path: Path, via: str) -> None:  # type: ignore[no-untyped-def]
+    root, record = gated
+    engine = EngineOverTcp()
+    try:
+        url = f"tcp://127.0.0.2:{engine.port}"
+        env = {"DOCKER_CONFIG": str(tmp_path / "docker")}
+        if via == "DOCKER_HOST":
+            env["DOCKER_HOST"] = url
+        else:
+            cli = {**os.environ, **env}
+            cli.pop("DOCKER_HOST", None)
+            subprocess.run(["docker", "context", "create", "mainpc-it", "--docker", f"host={url}"], env=cli, check=True)
+            subprocess.run(["docker", "context", "use", "mainpc-it"], env=cli, check=True, capture_output=True)
+        assert "DOCKER_HOST" not in os.environ  # the context case relies on it
+        result = shipyard("--project", str(root), "canary", "--release", record.release, "--profile", "cpu", env=env)
+        assert f"engine {url}: probing the services at 127.0.0.2" in result.stdout, result.stdout
+        assert "service(s) healthy, answering right and within their SLO" in result.stdout
+    finally:
+        engine.close()

@@ -112,3 +112,21 @@ def test_build_secrets_go_as_buildkit_secrets_by_env_name_never_their_value(tmp_
     argv = request.argv()
     assert argv[argv.index("--secret") + 1] == "id=HF_TOKEN,env=HF_TOKEN"
     assert not any("hf_value_never_in_argv" in a for a in argv)
+
+
+def test_progress_follows_the_export_phases() -> None:
+    progress = BuildProgress()
+    phases = []
+    for line in [
+        "#8 [install 3/3] RUN pip install",
+        "#13 exporting to image",
+        "#13 exporting layers 0.3s done",
+        "#13 pushing layers 0.1s done",
+        "#13 pushing manifest for localhost:5000/x:t@sha256:4ef9 0.0s done",
+        "#14 exporting cache to registry",
+        "#14 writing layer sha256:46ce 0.0s done",
+    ]:
+        progress.feed(line)
+        phases.append(progress.phase)
+    assert phases == ["building", "exporting", "exporting", "pushing", "pushing", "caching", "caching"]
+    assert progress.current == "RUN pip install"

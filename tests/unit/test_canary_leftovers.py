@@ -30,4 +30,4 @@ def test_another_hosts_container_is_a_leftover_only_when_old() -> None:
     labels = {OWNER_LABEL: "ci-runner-7:1234"}
     assert not _is_leftover(labels, "2026-11-23T11:30:00.5Z", NOW)
     assert _is_leftover(labels, "2026-11-23T10:30:00.123456789Z", NOW)
-    assert _is_leftover({}, "not a date", NOW)  # an older shipyard's container without an owner
+    assert _is_leftover({}, "2026-11-23T11:59:59Z", NOW)  # an older shipyard's container, without an owner

@@ -234,3 +234,38 @@ def test_a_failed_sbom_fails_the_build_but_keeps_the_pushed_units(ctx) -> None: 
     saved = load_record(context.project.root / ".shipyard" / "releases" / f"{context.revision.release_tag}.json")
     assert len(saved.units) == 4 and saved.units["cpu/family-web"].attestations == {}
     assert saved.units["cpu/family-ml"].attestations, "children were built and attested all the same"
+
+
+def test_events_tell_the_live_view_each_units_state(ctx) -> None:  # type: ignore[no-untyped-def]
+    context, _, events = ctx
+    build_release(context, BuildOptions(target=parse_target("localhost:5000/acme"), profiles=["cpu"]))
+    plan = next(e for e in events if e.kind == "plan")
+    assert plan.data["parents"]["cpu/family-ml"] == "cpu/family-web" and plan.data["attest"] is True
+    mine = [(e.kind, e.data.get("step"), e.data.get("phase")) for e in events if e.unit == "cpu/family-web"]
+    kinds = [kind for kind, _, _ in mine if kind != "build.output"]
+    assert kinds[:2] == ["unit.checking", "unit.started"] and "unit.built" in kinds and "unit.attested" in kinds
+    assert ("unit.step", "COPY a b", "building") in mine and ("unit.step", "RUN true", "building") in mine
+
+
+def test_a_failed_unit_is_told_at_once_and_its_descendants_as_skipped(ctx) -> None:  # type: ignore[no-untyped-def]
+    from shipyard.errors import BuildError, CommandFailed
+
+    context, runner, events = ctx
+
+    def fail(argv: Sequence[str], **kwargs: Any) -> Completed:
+        if "buildx" in argv and "/family-web:" in " ".join(argv):
+            raise CommandFailed(list(argv), 1, "ERROR: boom")
+        return FakeBuildx.run(runner, argv, **kwargs)
+
+    runner.run = fail  # type: ignore[method-assign]
+    with pytest.raises(BuildError):
+        build_release(context, BuildOptions(target=parse_target("localhost:5000/acme"), profiles=["cpu"]))
+    told = {e.unit: e for e in events if e.kind in ("unit.failed", "unit.skipped")}
+    assert told["cpu/family-web"].kind == "unit.failed"
+    assert told["cpu/family-web"].message.startswith("[2/4] cpu/family-web: FAILED (docker buildx build failed")
+    assert {k: e.data.get("because") for k, e in told.items() if e.kind == "unit.skipped"} == {
+        "cpu/family-ml": "cpu/family-web",
+        "cpu/affective-processing-center": "cpu/family-web",
+    }
+    failed_at = [e.kind for e in events].index("unit.failed")
+    assert failed_at < [e.kind for e in events].index("unit.skipped")

@@ -68,6 +68,12 @@ class BuildRequest:
 _STEP_RE = re.compile(r"^#(\d+) \[(?:(?P<stage>[\w.-]+) )?(?P<n>\d+)/(?P<total>\d+)\] (?P<what>.+)$")
 _CACHED_RE = re.compile(r"^#(\d+) CACHED$")
 _DONE_RE = re.compile(r"^#(\d+) DONE ")
+# what the export vertices print: "#15 exporting to image", "#15 pushing layers", "#16 exporting cache to registry"
+_PHASES = (
+    (re.compile(r"^#\d+ exporting cache"), "caching"),
+    (re.compile(r"^#\d+ exporting to (?:image|oci)"), "exporting"),
+    (re.compile(r"^#\d+ pushing (?:layers|manifest|\S+ with docker)"), "pushing"),
+)
 
 
 @dataclass
@@ -78,6 +84,7 @@ class BuildProgress:
     cached: set[str] = field(default_factory=set)
     done: set[str] = field(default_factory=set)
     current: str = ""
+    phase: str = "building"  # then "exporting" (the image), "pushing", "caching" (--cache-to)
 
     def feed(self, line: str) -> None:
         if m := _STEP_RE.match(line):
@@ -85,6 +92,8 @@ class BuildProgress:
             if vertex not in self.steps:
                 self.steps[vertex] = m.group("what")
                 self.current = m.group("what")
+        elif line.startswith("#") and (phase := next((p for r, p in _PHASES if r.match(line)), None)):
+            self.phase = phase
         elif m := _CACHED_RE.match(line):
             self.cached.add(m.group(1))
         elif m := _DONE_RE.match(line):

@@ -174,6 +174,7 @@ class UnitBuilder:
     def __call__(self, key: str) -> UnitRecord:
         unit = self.plan.unit(key)
         started = time.monotonic()
+        self.ctx.emit(Event("unit.checking", f"{self._label(unit)}: computing its input digest", unit=key))
         parent = self.parent_ref(unit)
         with self._lock:
             contexts = {"tools": prepare_tools(self.ctx.cache_dir, unit.profile.platform)}
@@ -219,6 +220,7 @@ class UnitBuilder:
         image = registry.for_platform(unit.repository_path, found, unit.profile.platform)
         if self.attacher is not None and not has_provenance(found, image.digest):
             return "the image with these inputs has no provenance attestation"  # pushed before they were on
+        self.ctx.emit(Event("unit.reusing", f"{self._label(unit)}: reusing {inputs.tag}", unit=unit.key))
         registry.put_manifest(unit.repository_path, unit.tag, found.raw, found.media_type)  # server-side re-tag
         config = registry.config_of(unit.repository_path, image)
         labels = dict((config.get("config") or {}).get("Labels") or {})
@@ -359,7 +361,12 @@ def build_release(ctx: BuildContext, options: BuildOptions) -> ReleaseRecord:
             "plan",
             f"release {plan.release_tag}: {len(plan.units)} units ({', '.join(plan.profiles)}) → "
             f"{plan.target}, {options.jobs} in parallel",
-            data={"units": [u.key for u in plan.units], "release": plan.release_tag},
+            data={
+                "units": [u.key for u in plan.units],
+                "parents": {u.key: u.parent_unit for u in plan.units},
+                "release": plan.release_tag,
+                "attest": options.attest and not ctx.runner.dry_run,  # unit.attested follows unit.built
+            },
         )
     )
     engine_ready = Once(ctx.before_first_build)
@@ -372,7 +379,19 @@ def build_release(ctx: BuildContext, options: BuildOptions) -> ReleaseRecord:
     attacher = _attacher(ctx, options)
     builder = UnitBuilder(ctx, plan, options, base_refs, _previous_inputs(ctx, plan), engine_ready, attacher)
     jobs = 1 if ctx.runner.dry_run else max(options.jobs, REUSE_LOOKUPS)  # dry run: commands in plan order
-    outcomes = run_dag([u.key for u in plan.units], {u.key: u.parent_unit for u in plan.units}, builder, jobs)
+    outcomes = run_dag(
+        [u.key for u in plan.units], {u.key: u.parent_unit for u in plan.units}, _told(ctx, builder), jobs
+    )
+    for outcome in outcomes.values():
+        if outcome.skipped_because:
+            ctx.emit(
+                Event(
+                    "unit.skipped",
+                    f"{outcome.key}: skipped ({outcome.skipped_because} failed)",
+                    unit=outcome.key,
+                    data={"because": outcome.skipped_because},
+                )
+            )
     attested, unattested = attacher.wait() if attacher is not None else ({}, {})
     for key, outcome in outcomes.items():
         if outcome.ok and outcome.result is not None:
@@ -448,10 +467,36 @@ def _start_record(ctx: BuildContext, plan: Plan) -> ReleaseRecord:
     return existing
 
 
+def _told(ctx: BuildContext, builder: UnitBuilder) -> Callable[[str], UnitRecord]:
+    """``builder``, telling the outside world the moment a unit fails (the BuildError comes at the end)."""
+
+    def work(key: str) -> UnitRecord:
+        try:
+            return builder(key)
+        except Exception as exc:
+            first = (str(exc).splitlines() or [type(exc).__name__])[0].removeprefix(f"{key}: ")
+            label = builder._label(builder.plan.unit(key))
+            ctx.emit(Event("unit.failed", f"{label}: FAILED ({first})", unit=key, data={"error": str(exc)}))
+            raise
+
+    return work
+
+
 def _reader(ctx: BuildContext, unit: BuildUnit, progress: BuildProgress) -> Callable[[str], None]:
     def on_line(line: str) -> None:
+        before = (progress.current, progress.phase)
         progress.feed(line)
         ctx.emit(Event("build.output", line, unit=unit.key))
+        if (progress.current, progress.phase) != before:  # the live view's "building: <step>" / "pushing"
+            step = progress.current if progress.phase == "building" else progress.phase
+            ctx.emit(
+                Event(
+                    "unit.step",
+                    f"{unit.key}: {step}",
+                    unit=unit.key,
+                    data={"step": progress.current, "phase": progress.phase},
+                )
+            )
 
     return on_line
 

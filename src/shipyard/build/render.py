@@ -67,12 +67,15 @@ class TemplateRenderer:
             return self.env.get_template(image.template).render(context)
         except jinja2.TemplateSyntaxError as exc:
             where = self._display(exc.filename or image.template)
-            raise ConfigError(f"{where}:{exc.lineno}: template syntax error: {exc.message}") from None
+            raise ConfigError(
+                f"{where}:{exc.lineno}: template syntax error: {exc.message}", file=where, line=exc.lineno
+            ) from None
         except jinja2.TemplateNotFound as exc:
             raise ConfigError(f"dockerfiles/{exc.name}: template not found (used by image {image.name!r})") from None
         except jinja2.UndefinedError as exc:
+            file, line = self._template_line(exc, image.template)
             raise ConfigError(
-                f"{self._template_line(exc, image.template)}: undefined variable: {exc.message}"
+                f"{file}{f':{line}' if line else ''}: undefined variable: {exc.message}", file=file, line=line
             ) from None
 
     def _display(self, filename: str) -> str:
@@ -81,12 +84,12 @@ class TemplateRenderer:
             return path.relative_to(self.templates.parent).as_posix()
         return f"{self.templates.name}/{filename}"
 
-    def _template_line(self, exc: BaseException, fallback: str) -> str:
-        """file:line of the innermost template frame (jinja rewrites tracebacks to point there)."""
+    def _template_line(self, exc: BaseException, fallback: str) -> tuple[str, int | None]:
+        """File and line of the innermost template frame (jinja rewrites tracebacks to point there)."""
         frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename.endswith(".j2")]
         if frames:
-            return f"{self._display(frames[-1].filename)}:{frames[-1].lineno}"
-        return self._display(fallback)
+            return self._display(frames[-1].filename), frames[-1].lineno
+        return self._display(fallback), None
 
 
 def check_templates(renderer: TemplateRenderer, units: Iterable[tuple[Profile, ImageSpec]]) -> None:

@@ -2,7 +2,8 @@
 
 Containers get the image's own non-root user, a read-only root file system with a tmpfs
 for /tmp, no capabilities, no-new-privileges, the profile's memory/CPU/pids limits, ports
-on 127.0.0.1 only, and a label by which leftovers of a killed run are found and removed.
+on 127.0.0.1 only (all interfaces of a remote engine's host: see engine.py), and labels by
+which leftovers of a killed run are found and removed.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import httpx
 
 from ..errors import CanaryFailed, ConfigError, EngineError
 from ..events import Emit, Event
+from .engine import Endpoint, connect, endpoint
 from .probes import Crashed, Golden, NotReady, http_health, percentile, send_golden, wait_until_ready
 from .record import UnitRecord, load_record, write_atomic
 
@@ -46,20 +48,6 @@ class CanaryVerdict:
         return {k: v for k, v in self.__dict__.items() if k not in ("unit", "logs")} | {"logs": self.logs[-20:]}
 
 
-def docker_client() -> Any:
-    """The engine of DOCKER_HOST / the current docker context (a remote mainpc works the same)."""
-    import docker
-
-    try:
-        client = docker.from_env()
-        client.ping()
-        return client
-    except docker.errors.DockerException as exc:
-        raise EngineError(
-            f"Docker engine not reachable for the canary ({exc}); start it with `nox -s up` or set DOCKER_HOST"
-        ) from None
-
-
 def owner() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
@@ -67,7 +55,9 @@ def owner() -> str:
 def _is_leftover(labels: dict[str, str], created: str, now: datetime) -> bool:
     """A container of a run that is gone: its process on this host is dead, or it is older than
     STALE_AFTER (a run on another host). A canary running at the same time is left alone."""
-    host, _, pid = labels.get(OWNER_LABEL, "").rpartition(":")
+    if OWNER_LABEL not in labels:
+        return True  # made by a shipyard before owners were recorded
+    host, _, pid = labels[OWNER_LABEL].rpartition(":")
     if host == socket.gethostname() and pid.isdigit():
         try:
             os.kill(int(pid), 0)
@@ -139,7 +129,7 @@ def remove_own(client: Any) -> int:
 
 
 @contextmanager
-def running(client: Any, key: str, unit: UnitRecord, release: str) -> Iterator[tuple[Any, str]]:
+def running(client: Any, where: Endpoint, key: str, unit: UnitRecord, release: str) -> Iterator[tuple[Any, str]]:
     """The unit's container, hardened, removed on the way out whatever happens."""
     service, limits = unit.expect["service"], unit.expect["canary"]
     port = f"{service['port']}/tcp"
@@ -154,13 +144,13 @@ def running(client: Any, key: str, unit: UnitRecord, release: str) -> Iterator[t
         mem_limit=_memory_bytes(limits["memory"]),
         nano_cpus=int(float(limits["cpus"]) * 1e9),
         pids_limit=int(limits["pids"]),
-        ports={port: ("127.0.0.1", None)},
+        ports={port: (where.bind, None)},
         labels={LABEL: release, "io.shipyard.unit": key, OWNER_LABEL: owner()},
     )
     try:
         container.reload()
         host_port = container.ports[port][0]["HostPort"]
-        yield container, f"http://127.0.0.1:{host_port}"
+        yield container, f"http://{where.probe_host}:{host_port}"
     finally:
         container.remove(force=True)
 
@@ -178,7 +168,7 @@ def _ready_check(container: Any, base_url: str, health_path: str, client: httpx.
     return check
 
 
-def canary_unit(client: Any, key: str, unit: UnitRecord, release: str) -> CanaryVerdict:
+def canary_unit(client: Any, where: Endpoint, key: str, unit: UnitRecord, release: str) -> CanaryVerdict:
     service, limits = unit.expect["service"], unit.expect["canary"]
     golden_doc = service["golden"]
     golden = Golden(
@@ -186,7 +176,7 @@ def canary_unit(client: Any, key: str, unit: UnitRecord, release: str) -> Canary
     )
     slo_ms = float(service["slo_p95_ms"])
     verdict = CanaryVerdict(key, passed=False, slo_p95_ms=slo_ms)
-    with running(client, key, unit, release) as (container, base_url), httpx.Client() as http:
+    with running(client, where, key, unit, release) as (container, base_url), httpx.Client() as http:
         try:
             verdict.ready_s = round(
                 wait_until_ready(
@@ -218,12 +208,14 @@ def canary_unit(client: Any, key: str, unit: UnitRecord, release: str) -> Canary
     return verdict
 
 
-def _canary_units(client: Any, units: dict[str, UnitRecord], release: str, emit: Emit) -> list[CanaryVerdict]:
+def _canary_units(
+    client: Any, where: Endpoint, units: dict[str, UnitRecord], release: str, emit: Emit
+) -> list[CanaryVerdict]:
     verdicts = []
     for key, unit in units.items():
         started = time.monotonic()
         emit(Event("canary.started", f"{key}: starting {unit.ref[:90]}", unit=key))
-        verdict = canary_unit(client, key, unit, release)
+        verdict = canary_unit(client, where, key, unit, release)
         outcome = "ok" if verdict.passed else f"FAIL {verdict.reason}"
         emit(
             Event(
@@ -252,10 +244,13 @@ def canary_release(record_path: Path, profile: str | None, emit: Emit) -> list[C
             f"{record_path}: {', '.join(missing)}: no service probes in the record (built by an older "
             f"shipyard); rebuild the release"
         )
-    client = docker_client()
+    where = endpoint()
+    client = connect(where)
+    if where.is_remote:
+        emit(Event("canary.engine", f"engine {where.url}: probing the services at {where.probe_host}"))
     remove_leftovers(client, emit)
     try:
-        verdicts = _canary_units(client, units, record.release, emit)
+        verdicts = _canary_units(client, where, units, record.release, emit)
     finally:
         remove_own(client)  # one interrupted mid-request (create answered after Ctrl-C) included
     for verdict in verdicts:

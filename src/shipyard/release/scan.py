@@ -8,7 +8,9 @@ import queue
 import shutil
 import sys
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -96,34 +98,36 @@ class Trivy:
 
     def scan_image(self, ref: str, platform: str, cache: Path, out: Path, *, insecure: bool) -> None:
         scanners = "secret" if self.options.skip_vulnerabilities else "vuln,secret"
-        output = ["--quiet", "--format", "json", "--output", str(out), "--list-all-pkgs"]
         offline = ["--skip-db-update", "--skip-java-db-update", "--offline-scan"]
         source = ["--image-src", "remote", "--platform", platform, *(["--insecure"] if insecure else [])]
-        argv = [self.binary, "image", *output, "--scanners", scanners, "--cache-dir", str(cache), *offline, *source]
-        self.runner.run([*argv, ref], env=self._env())
+        with atomic_output(out) as partial:
+            output = ["--quiet", "--format", "json", "--output", str(partial), "--list-all-pkgs"]
+            argv = [self.binary, "image", *output, "--scanners", scanners, "--cache-dir", str(cache), *offline, *source]
+            self.runner.run([*argv, ref], env=self._env())
 
     def scan_config(self, directory: Path, cache: Path, out: Path) -> None:
-        self.runner.run(
-            [
-                self.binary,
-                "config",
-                "--quiet",
-                "--format",
-                "json",
-                "--output",
-                str(out),
-                "--skip-check-update",
-                "--cache-dir",
-                str(cache),
-                str(directory),
-            ],
-            env=self._env(),
-        )
+        with atomic_output(out) as partial:
+            argv = [self.binary, "config", "--quiet", "--format", "json", "--output", str(partial)]
+            argv += ["--skip-check-update", "--cache-dir", str(cache), str(directory)]
+            self.runner.run(argv, env=self._env())
 
     def convert(self, report: Path, fmt: str, out: Path) -> None:
-        self.runner.run(
-            [self.binary, "convert", "--quiet", "--format", fmt, "--output", str(out), str(report)], env=self._env()
-        )
+        with atomic_output(out) as partial:
+            argv = [self.binary, "convert", "--quiet", "--format", fmt, "--output", str(partial), str(report)]
+            self.runner.run(argv, env=self._env())
+
+
+@contextmanager
+def atomic_output(out: Path) -> Iterator[Path]:
+    """A path for a tool to write to, renamed to ``out`` only when the tool succeeded: an interrupted
+    scan leaves the previous report or none, never a truncated one."""
+    partial = out.with_name(f".{out.name}.partial")
+    try:
+        yield partial
+        if partial.exists():
+            os.replace(partial, out)
+    finally:
+        partial.unlink(missing_ok=True)
 
 
 def _unit_dir(project: Path, release: str, key: str) -> Path:

@@ -100,6 +100,22 @@ install_packages() {
   fi
 }
 
+# A headless browser for the test that renders `shipyard report`'s HTML page (and a font for its
+# screenshot). Only the tests need it, so without root on Debian it is named, not required.
+chromium_ok() { command -v chromium >/dev/null && [ -d /usr/share/fonts/truetype/dejavu ]; }
+
+install_browser() {
+  chromium_ok && return 0
+  if ! can_install; then
+    say "note: chromium (and fonts-dejavu-core) missing: tests/integration/test_report.py needs them"
+    return 0
+  fi
+  say "installing: chromium fonts-dejavu-core"
+  export DEBIAN_FRONTEND=noninteractive
+  apt_update_once
+  apt-get install -y -qq --no-install-recommends chromium fonts-dejavu-core >/dev/null
+}
+
 # --- engine --------------------------------------------------------------------
 DOCKER=/usr/bin/docker
 [ -x "$DOCKER" ] || DOCKER=$(command -v docker || true)
@@ -166,6 +182,7 @@ YML
 }
 
 install_packages
+install_browser
 start_engine
 start_registry
 say "ok (state: $STATE_DIR)"

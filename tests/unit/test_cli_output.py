@@ -1,0 +1,131 @@
+"""--json on every command (stdout is one JSON document) and what -q / default / -v / -vv show."""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+from pathlib import Path
+
+import pytest
+
+from shipyard.cli import main, make_parser
+from shipyard.console import Console
+from shipyard.events import Event
+from tests.conftest import make_project
+
+
+def subcommands() -> dict[str, argparse.ArgumentParser]:
+    action = next(a for a in make_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    return dict(action.choices)
+
+
+def test_every_command_takes_json_before_or_after_its_name() -> None:
+    for name, parser in subcommands().items():
+        assert "--json" in parser._option_string_actions, name
+    assert make_parser().parse_args(["--json", "history", "--channel", "c"]).json is True
+    assert make_parser().parse_args(["history", "--channel", "c", "--json"]).json is True
+    assert make_parser().parse_args(["history", "--channel", "c"]).json is False
+
+
+@pytest.fixture
+def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("SHIPYARD_REGISTRY", "registry.invalid:5999/acme")  # nothing answers there
+    monkeypatch.setenv("SHIPYARD_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("SHIPYARD_BASE_OVERRIDE", "")  # pc2's pinned upstream bases: no registry look-up
+    for name in ("CI", "GITHUB_ACTIONS", "GITHUB_STEP_SUMMARY"):
+        monkeypatch.delenv(name, raising=False)
+    return make_project(tmp_path / "p", services=("affective-processing-center",), profiles=("pc2",))
+
+
+def run_json(capsys: pytest.CaptureFixture[str], *argv: str) -> object:
+    assert main(list(argv)) == 0
+    out, err = capsys.readouterr()
+    assert err == ""  # no progress anywhere without -v
+    return json.loads(out)  # exactly one document: json.loads refuses trailing text
+
+
+def test_render_json(env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = run_json(capsys, "--json", "--project", str(env), "render")
+    assert isinstance(data, dict)
+    assert data["rendered"]["pc2/family-web"] == ".shipyard/rendered/pc2/family-web/Dockerfile"
+    assert (env / data["rendered"]["pc2/family-web"]).is_file()
+
+
+def test_bake_file_json(
+    env: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("shipyard.build.bake.Wheelhouse.prepare", lambda self, lock, py, plat: (tmp_path / "w", False))
+    out = tmp_path / "bake.json"
+    data = run_json(capsys, "--project", str(env), "bake-file", "--output", str(out), "--json")
+    assert data == {"path": str(out)} and out.is_file()
+
+
+def test_dry_run_json_lists_the_exact_commands(env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = run_json(capsys, "--project", str(env), "build", "--dry-run", "--json")
+    assert isinstance(data, dict) and data["dry_run"] is True and data["release"].startswith("20250111-")
+    builds = [argv for argv in data["commands"] if argv[:3] == ["docker", "buildx", "build"]]
+    assert len(builds) == 4 and "--push" in builds[0]
+
+
+def test_json_with_v_puts_progress_on_stderr(env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--project", str(env), "build", "--dry-run", "--json", "-v"]) == 0
+    out, err = capsys.readouterr()
+    assert json.loads(out)["dry_run"] is True
+    assert "4 units (pc2)" in err and "+ docker buildx build" in err
+
+
+def test_errors_under_json_are_the_one_line_on_stderr(env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--project", str(env), "build", "--profile", "pc3", "--json", "--dry-run"]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.startswith("shipyard: error: --profile: unknown profile 'pc3'") and err.count("\n") == 1
+
+
+EVENTS = [
+    Event("plan", "release x: 4 units"),
+    Event("unit.checking", "[1/4] cpu/a: computing its input digest", unit="cpu/a"),
+    Event("unit.started", "[1/4] cpu/a: building (no earlier build)", unit="cpu/a"),
+    Event("unit.step", "cpu/a: RUN pip install", unit="cpu/a"),
+    Event("build.output", "#8 [2/3] RUN pip install", unit="cpu/a"),
+    Event("unit.built", "[1/4] cpu/a: built in 3.0s", unit="cpu/a"),
+    Event("unit.failed", "[2/4] cpu/b: FAILED (exit 1)", unit="cpu/b"),
+    Event("record", "release record: r.json"),
+    Event("promote.done", "stable -> x: 4 tag(s) moved"),
+]
+
+
+@pytest.mark.parametrize(
+    ("verbosity", "shown"),
+    [
+        (Console.SILENT, []),
+        (-1, ["unit.failed", "record", "promote.done"]),
+        (0, ["plan", "unit.started", "unit.built", "unit.failed", "record", "promote.done"]),
+        (
+            1,
+            [
+                "plan",
+                "unit.checking",
+                "unit.started",
+                "unit.step",
+                "unit.built",
+                "unit.failed",
+                "record",
+                "promote.done",
+            ],
+        ),
+        (2, [e.kind for e in EVENTS]),
+    ],
+)
+def test_what_each_level_shows(verbosity: int, shown: list[str]) -> None:
+    out = io.StringIO()
+    console = Console(verbosity, stream=out, clock=lambda: 0.0)
+    for event in EVENTS:
+        console.event(event)
+    console.info("verifying 4 units")  # what a command is about to do: progress
+    console.line("verify: all 12 checks passed")  # its result
+    console.command("+ docker buildx build")
+    printed = out.getvalue()
+    assert [e.kind for e in EVENTS if e.message in printed] == shown
+    assert ("verifying 4 units" in printed) == (verbosity >= 0)
+    assert ("verify: all 12 checks passed" in printed) == (verbosity >= -1)
+    assert ("+ docker buildx build" in printed) == (verbosity >= 1)
