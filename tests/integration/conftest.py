@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -9,7 +10,10 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import bcrypt
+import httpx
 import pytest
+import tenacity
 
 from shipyard.release.attestations import push_sbom
 from shipyard.release.record import ReleaseRecord, load_record
@@ -139,3 +143,30 @@ def gated(built) -> tuple[Path, ReleaseRecord]:  # type: ignore[no-untyped-def]
     shipyard("--project", str(root), "scan", "--release", record.release, "--skip-vulnerabilities")
     shipyard("--project", str(root), "canary", "--release", record.release, "--profile", "cpu")
     return root, load_record(root / ".shipyard" / "releases" / f"{record.release}.json")
+
+
+@contextlib.contextmanager
+def htpasswd_registry(work: Path, port: int, user: str, password: str) -> Iterator[str]:
+    """A second real registry on 127.0.0.1:``port`` that wants ``user``/``password`` (htpasswd);
+    yields its ``localhost:port`` host, stopped on the way out."""
+    work.mkdir(parents=True, exist_ok=True)
+    (work / "htpasswd").write_bytes(user.encode() + b":" + bcrypt.hashpw(password.encode(), bcrypt.gensalt(5)) + b"\n")
+    (work / "config.yml").write_text(
+        f"version: 0.1\nlog: {{level: warn}}\nstorage: {{filesystem: {{rootdirectory: {work / 'data'}}}}}\n"
+        f"http: {{addr: 127.0.0.1:{port}}}\n"
+        f"auth: {{htpasswd: {{realm: shipyard-test, path: {work / 'htpasswd'}}}}}\n"
+    )
+    proc = subprocess.Popen(
+        ["docker-registry", "serve", str(work / "config.yml")], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        for attempt in tenacity.Retrying(
+            stop=tenacity.stop_after_delay(20), wait=tenacity.wait_fixed(0.1), reraise=True
+        ):
+            with attempt:
+                assert proc.poll() is None, f"docker-registry exited {proc.returncode} (port {port} taken?)"
+                assert httpx.get(f"http://127.0.0.1:{port}/v2/", timeout=1).status_code == 401
+        yield f"localhost:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)

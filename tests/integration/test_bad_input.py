@@ -26,12 +26,12 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import bcrypt
 import httpx
 import pytest
 import tenacity
 
 from tests.conftest import git, make_project
+from tests.integration.conftest import htpasswd_registry
 
 EXIT_CODES = {2, 3, 4, 5, 6, 7, 10, 11, 12, 13}  # README, "Exit codes"
 RUN = secrets.token_hex(3)  # a fresh namespace per run: leftovers of an earlier run cannot hide a push
@@ -478,27 +478,8 @@ def classic_engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[st
 @pytest.fixture(scope="module")
 def auth_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     """A registry that wants htpasswd credentials, on 127.0.0.1:5003."""
-    work = tmp_path_factory.mktemp("auth-registry")
-    password = bcrypt.hashpw(AUTH_PASSWORD.encode(), bcrypt.gensalt(5))
-    (work / "htpasswd").write_bytes(AUTH_USER.encode() + b":" + password + b"\n")
-    (work / "config.yml").write_text(
-        f"version: 0.1\nlog: {{level: warn}}\nstorage: {{filesystem: {{rootdirectory: {work / 'data'}}}}}\n"
-        f"http: {{addr: 127.0.0.1:{AUTH_PORT}}}\n"
-        f"auth: {{htpasswd: {{realm: shipyard-test, path: {work / 'htpasswd'}}}}}\n"
-    )
-    proc = subprocess.Popen(
-        ["docker-registry", "serve", str(work / "config.yml")], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    try:
-
-        def answers_401() -> bool:
-            assert proc.poll() is None, f"docker-registry exited {proc.returncode} (port {AUTH_PORT} taken?)"
-            return httpx.get(f"http://127.0.0.1:{AUTH_PORT}/v2/", timeout=1).status_code == 401
-
-        wait_for(answers_401, 20)
-        yield {"host": f"localhost:{AUTH_PORT}"}
-    finally:
-        stop(proc)
+    with htpasswd_registry(tmp_path_factory.mktemp("auth-registry"), AUTH_PORT, AUTH_USER, AUTH_PASSWORD) as host:
+        yield {"host": host}
 
 
 @pytest.fixture(scope="module")

@@ -9,15 +9,13 @@ import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
-import bcrypt
 import httpx
 import pytest
-import tenacity
 
 from shipyard.release.record import load_record
 from shipyard.release.registry import RegistryClient
 from tests.conftest import git
-from tests.integration.conftest import shipyard
+from tests.integration.conftest import htpasswd_registry, shipyard
 
 CHANNEL = "stable-it"
 
@@ -94,26 +92,8 @@ USER, PASSWORD = "releaser", "Pa55-not-in-logs-7f3a"
 
 @pytest.fixture(scope="module")
 def auth_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    work = tmp_path_factory.mktemp("auth-registry")
-    (work / "htpasswd").write_bytes(USER.encode() + b":" + bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(5)) + b"\n")
-    (work / "config.yml").write_text(
-        f"version: 0.1\nlog: {{level: warn}}\nstorage: {{filesystem: {{rootdirectory: {work / 'data'}}}}}\n"
-        f"http: {{addr: 127.0.0.1:{AUTH_PORT}}}\n"
-        f"auth: {{htpasswd: {{realm: shipyard-test, path: {work / 'htpasswd'}}}}}\n"
-    )
-    proc = subprocess.Popen(
-        ["docker-registry", "serve", str(work / "config.yml")], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    try:
-        for attempt in tenacity.Retrying(
-            stop=tenacity.stop_after_delay(20), wait=tenacity.wait_fixed(0.1), reraise=True
-        ):
-            with attempt:
-                assert httpx.get(f"http://127.0.0.1:{AUTH_PORT}/v2/", timeout=1).status_code == 401
-        yield f"localhost:{AUTH_PORT}/team"
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+    with htpasswd_registry(tmp_path_factory.mktemp("auth-registry"), AUTH_PORT, USER, PASSWORD) as host:
+        yield f"{host}/team"
 
 
 def test_htpasswd_registry_end_to_end(auth_registry: str, built, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

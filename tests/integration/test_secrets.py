@@ -12,22 +12,18 @@ from __future__ import annotations
 import gzip
 import json
 import secrets
-import subprocess
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 
-import bcrypt
-import httpx
 import pytest
-import tenacity
 
 from shipyard.credentials import Credentials, Secret
 from shipyard.release.record import load_record
 from shipyard.release.registry import RegistryClient
 from shipyard.target import parse_target
 from tests.conftest import git, make_project
-from tests.integration.conftest import shipyard
+from tests.integration.conftest import htpasswd_registry, shipyard
 
 PORT = 5004
 USER = "releaser"
@@ -36,26 +32,8 @@ TOKEN = "shipyard-fake-token-" + secrets.token_hex(8)
 
 @pytest.fixture(scope="module")
 def token_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    work = tmp_path_factory.mktemp("secret-registry")
-    (work / "htpasswd").write_bytes(USER.encode() + b":" + bcrypt.hashpw(TOKEN.encode(), bcrypt.gensalt(5)) + b"\n")
-    (work / "config.yml").write_text(
-        f"version: 0.1\nlog: {{level: warn}}\nstorage: {{filesystem: {{rootdirectory: {work / 'data'}}}}}\n"
-        f"http: {{addr: 127.0.0.1:{PORT}}}\n"
-        f"auth: {{htpasswd: {{realm: shipyard-secrets, path: {work / 'htpasswd'}}}}}\n"
-    )
-    proc = subprocess.Popen(
-        ["docker-registry", "serve", str(work / "config.yml")], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    try:
-        for attempt in tenacity.Retrying(
-            stop=tenacity.stop_after_delay(20), wait=tenacity.wait_fixed(0.1), reraise=True
-        ):
-            with attempt:
-                assert httpx.get(f"http://127.0.0.1:{PORT}/v2/", timeout=1).status_code == 401
-        yield f"localhost:{PORT}/team"
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+    with htpasswd_registry(tmp_path_factory.mktemp("secret-registry"), PORT, USER, TOKEN) as host:
+        yield f"{host}/team"
 
 
 class ArgvWatch:

@@ -34,13 +34,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import VerifyFailed
+from .artifact import MANIFEST_TYPE, artifact_manifest, canonical
 from .registry import INDEX_TYPES, Manifest, RegistryClient
 
 INDEX_TYPE = "application/vnd.oci.image.index.v1+json"
-MANIFEST_TYPE = "application/vnd.oci.image.manifest.v1+json"
 CYCLONEDX_TYPE = "application/vnd.cyclonedx+json"
-EMPTY_CONFIG = b"{}"
-EMPTY_CONFIG_TYPE = "application/vnd.oci.empty.v1+json"
 REFERENCE_TYPE = "vnd.docker.reference.type"
 REFERENCE_DIGEST = "vnd.docker.reference.digest"
 PREDICATE_TYPE = "in-toto.io/predicate-type"
@@ -157,25 +155,16 @@ def push_sbom(
     registry: RegistryClient, repository: str, subject: Manifest, document: bytes, annotations: dict[str, str]
 ) -> str:
     """Push ``document`` as a referrer of ``subject`` and list it under the referrers tag; its digest."""
-    layer = registry.upload_blob(repository, document)
-    config = registry.upload_blob(repository, EMPTY_CONFIG)
-    manifest = {
-        "schemaVersion": 2,
-        "mediaType": MANIFEST_TYPE,
-        "artifactType": CYCLONEDX_TYPE,
-        "config": {"mediaType": EMPTY_CONFIG_TYPE, "digest": config, "size": len(EMPTY_CONFIG), "data": "e30="},
-        "layers": [
-            {
-                "mediaType": CYCLONEDX_TYPE,
-                "digest": layer,
-                "size": len(document),
-                "annotations": {"org.opencontainers.image.title": "sbom.cdx.json"},
-            }
-        ],
-        "subject": {"mediaType": subject.media_type, "digest": subject.digest, "size": len(subject.raw)},
-        "annotations": annotations,
-    }
-    raw = _canonical(manifest)
+    raw = artifact_manifest(
+        registry,
+        repository,
+        document,
+        layer_type=CYCLONEDX_TYPE,
+        title="sbom.cdx.json",
+        artifact_type=CYCLONEDX_TYPE,
+        subject=subject,
+        annotations=annotations,
+    )
     digest = registry.put_manifest(repository, _digest_of(raw), raw, MANIFEST_TYPE)
     _add_referrer(
         registry,
@@ -196,11 +185,7 @@ def _add_referrer(registry: RegistryClient, repository: str, subject: str, descr
     """Read-modify-write of the referrers index (the spec's tag schema has no atomic update)."""
     kept = [d for d in _referrers(registry, repository, subject) if d.get("digest") != descriptor["digest"]]
     index = {"schemaVersion": 2, "mediaType": INDEX_TYPE, "manifests": [*kept, descriptor]}
-    registry.put_manifest(repository, referrers_tag(subject), _canonical(index), INDEX_TYPE)
-
-
-def _canonical(document: dict[str, Any]) -> bytes:
-    return json.dumps(document, separators=(",", ":"), sort_keys=True).encode()
+    registry.put_manifest(repository, referrers_tag(subject), canonical(index), INDEX_TYPE)
 
 
 def _digest_of(raw: bytes) -> str:

@@ -18,12 +18,10 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from ..errors import RegistryError
+from .artifact import MANIFEST_TYPE, artifact_manifest
 from .registry import RegistryClient
 
 LEDGER_TYPE = "application/vnd.shipyard.ledger.v1+json"
-MANIFEST_TYPE = "application/vnd.oci.image.manifest.v1+json"
-EMPTY_CONFIG = b"{}"
-EMPTY_CONFIG_TYPE = "application/vnd.oci.empty.v1+json"
 State = Literal["in-progress", "complete"]
 
 
@@ -89,21 +87,7 @@ def load_ledger(registry: RegistryClient, namespace: str, channel: str) -> Ledge
 def save_ledger(registry: RegistryClient, namespace: str, ledger: Ledger) -> str:
     repository = ledger_repository(namespace)
     body = ledger.to_json()
-    layer_digest = registry.upload_blob(repository, body)
-    config_digest = registry.upload_blob(repository, EMPTY_CONFIG)
-    manifest = {
-        "schemaVersion": 2,
-        "mediaType": MANIFEST_TYPE,
-        "artifactType": LEDGER_TYPE,
-        "config": {"mediaType": EMPTY_CONFIG_TYPE, "digest": config_digest, "size": len(EMPTY_CONFIG)},
-        "layers": [
-            {
-                "mediaType": LEDGER_TYPE,
-                "digest": layer_digest,
-                "size": len(body),
-                "annotations": {"org.opencontainers.image.title": f"{ledger.channel}.json"},
-            }
-        ],
-    }
-    raw = json.dumps(manifest, separators=(",", ":"), sort_keys=True).encode()
+    raw = artifact_manifest(
+        registry, repository, body, layer_type=LEDGER_TYPE, title=f"{ledger.channel}.json", artifact_type=LEDGER_TYPE
+    )
     return registry.put_manifest(repository, ledger.channel, raw, MANIFEST_TYPE)

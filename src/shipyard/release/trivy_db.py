@@ -7,16 +7,15 @@ An air-gapped site downloads ``trivy.db`` + ``metadata.json`` once, pushes them 
 from __future__ import annotations
 
 import io
-import json
 import tarfile
 from pathlib import Path
 
 from ..errors import ConfigError
+from .artifact import MANIFEST_TYPE, artifact_manifest
 from .registry import RegistryClient
 
 DB_LAYER_TYPE = "application/vnd.aquasec.trivy.db.layer.v1.tar+gzip"
 DB_CONFIG_TYPE = "application/vnd.aquasec.trivy.config.v1+json"
-MANIFEST_TYPE = "application/vnd.oci.image.manifest.v1+json"
 DB_FILES = ("trivy.db", "metadata.json")
 
 
@@ -44,21 +43,7 @@ def db_archive(source: Path) -> bytes:
 def push_db(registry: RegistryClient, repository: str, tag: str, source: Path) -> str:
     """Push the DB as Trivy expects it: one tar+gzip layer titled *.tar.gz, Trivy's config type."""
     layer = db_archive(source)
-    config = b"{}"
-    layer_digest = registry.upload_blob(repository, layer)
-    config_digest = registry.upload_blob(repository, config)
-    manifest = {
-        "schemaVersion": 2,
-        "mediaType": MANIFEST_TYPE,
-        "config": {"mediaType": DB_CONFIG_TYPE, "digest": config_digest, "size": len(config)},
-        "layers": [
-            {
-                "mediaType": DB_LAYER_TYPE,
-                "digest": layer_digest,
-                "size": len(layer),
-                "annotations": {"org.opencontainers.image.title": "db.tar.gz"},
-            }
-        ],
-    }
-    raw = json.dumps(manifest, separators=(",", ":")).encode()
+    raw = artifact_manifest(
+        registry, repository, layer, layer_type=DB_LAYER_TYPE, title="db.tar.gz", config_type=DB_CONFIG_TYPE
+    )
     return registry.put_manifest(repository, tag, raw, MANIFEST_TYPE)
