@@ -129,3 +129,40 @@ def test_what_each_level_shows(verbosity: int, shown: list[str]) -> None:
     assert ("verifying 4 units" in printed) == (verbosity >= 0)
     assert ("verify: all 12 checks passed" in printed) == (verbosity >= -1)
     assert ("+ docker buildx build" in printed) == (verbosity >= 1)
+
+
+def test_promote_and_rollback_json_are_the_ledger_entries(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from shipyard.release.record import save_record
+    from shipyard.release.registry import RegistryClient
+    from shipyard.target import parse_target
+    from tests.memregistry import MemoryRegistry
+    from tests.unit.test_promote import release
+
+    mem = MemoryRegistry()
+    monkeypatch.setattr(
+        "shipyard.commands.RegistryClient",
+        lambda target, credentials=None: RegistryClient(parse_target("localhost:5000/acme"), transport=mem.transport()),
+    )
+    monkeypatch.setenv("SHIPYARD_REGISTRY", "localhost:5000/acme")
+    summary = tmp_path / "summary.md"
+    for name, value in {"GITHUB_ACTIONS": "true", "GITHUB_STEP_SUMMARY": str(summary)}.items():
+        monkeypatch.setenv(name, value)
+    for tag in ("20250110-aaaaaaaa", "20250111-bbbbbbbb"):
+        save_record(tmp_path, release(mem, tag))
+        assert main(["--project", str(tmp_path), "promote", tag, "--channel", "stable", "--json"]) == 0
+        entry = json.loads(capsys.readouterr().out)
+        assert (entry["channel"], entry["action"], entry["release"], entry["state"]) == (
+            "stable",
+            "promote",
+            tag,
+            "complete",
+        )
+        assert entry["digests"]["cpu/svc"] == mem.tags[("acme/cpu/svc", tag)]
+    assert main(["--project", str(tmp_path), "--json", "rollback", "--channel", "stable"]) == 0
+    entry = json.loads(capsys.readouterr().out)
+    assert (entry["action"], entry["release"]) == ("rollback", "20250110-aaaaaaaa")
+    # under GitHub Actions, each promotion's table names the channel, --json or not
+    assert summary.read_text().count("### shipyard promote: release `") == 2
+    assert "| pc2 | " in summary.read_text() and "| stable |" in summary.read_text()

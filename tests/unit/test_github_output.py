@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from shipyard.build.render import TemplateRenderer
+from shipyard.build.render import TemplateRenderer, check_templates
 from shipyard.cli import main
 from shipyard.errors import BuildError, ConfigError
 from shipyard.events import Event
@@ -92,8 +92,6 @@ def test_a_template_error_is_annotated_at_its_file_and_line(tmp_path: Path) -> N
     template.write_text("\n".join(lines) + "\n")
     project = load_project(root)
     with pytest.raises(ConfigError) as err:
-        from shipyard.build.render import check_templates
-
         check_templates(
             TemplateRenderer(project.templates), [(project.profiles["cpu"], project.catalog.image("base-python"))]
         )

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import io
 import itertools
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from shipyard.console import Console
+from shipyard.events import Event
 from shipyard.output.factory import make_console
 from shipyard.output.github import GitHubConsole
 from shipyard.output.live import TtyConsole
@@ -87,14 +89,10 @@ def test_json_mode_sends_progress_to_stderr_and_data_to_stdout(capsys: pytest.Ca
 
 
 def test_plain_lines_carry_utc_time_in_ci() -> None:
-    from datetime import UTC, datetime
-
     stream = io.StringIO()
     ticks = iter([10.0, 22.5])
     console = Console(
         0, stream=stream, utc=True, clock=lambda: next(ticks), wall=lambda: datetime(2026, 11, 23, 4, 40, 1, tzinfo=UTC)
     )
-    from shipyard.events import Event
-
     console.event(Event("unit.built", "[1/4] cpu/base-python: built in 12.5s"))
     assert stream.getvalue() == "2026-11-23T04:40:01Z [  12.5s] [1/4] cpu/base-python: built in 12.5s\n"
