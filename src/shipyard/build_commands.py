@@ -8,7 +8,8 @@ import json
 
 from .build.bake import write_bake_file
 from .build.base import LOCAL_BASES, LocalBases
-from .build.pipeline import BuildContext, BuildOptions, build_release, plan_for, render_unit
+from .build.options import BuildContext, BuildOptions, plan_for, render_unit
+from .build.pipeline import build_release
 from .build.render import TemplateRenderer, check_templates
 from .commands import _reachable_registry, _registry, _target
 from .console import Console, print_summary

@@ -11,7 +11,8 @@ from typing import Any
 import httpx
 import pytest
 
-from shipyard.build.pipeline import BuildContext, BuildOptions, build_release
+from shipyard.build.options import BuildContext, BuildOptions
+from shipyard.build.pipeline import build_release
 from shipyard.events import Event
 from shipyard.gitinfo import read_revision
 from shipyard.project import load_project
@@ -89,7 +90,7 @@ def ctx(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[BuildContext, 
     root = make_project(tmp_path / "p", services=("affective-processing-center",), profiles=("cpu", "pc2"))
     # the wheelhouse is tested on its own; here it is already "downloaded"
     monkeypatch.setattr(
-        "shipyard.build.pipeline.Wheelhouse.prepare", lambda self, lock, py, plat: (tmp_path / "w", False)
+        "shipyard.build.contexts.Wheelhouse.prepare", lambda self, lock, py, plat: (tmp_path / "w", False)
     )
     mem = MemoryRegistry()
     runner = FakeBuildx(mem)

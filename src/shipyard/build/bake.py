@@ -13,7 +13,7 @@ from typing import Any
 
 from .base import LocalBases
 from .contexts import Wheelhouse, prepare_tools
-from .pipeline import BuildContext, BuildOptions, plan_for, unit_labels
+from .options import BuildContext, BuildOptions, plan_for, unit_labels
 from .plan import BuildUnit
 from .render import RenderInputs, TemplateRenderer
 

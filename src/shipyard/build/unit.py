@@ -1,0 +1,263 @@
+"""One build unit: reuse an image with the same inputs, or build and push it with buildx."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from ..events import Event
+from ..release.attestations import has_provenance
+from ..release.record import UnitRecord
+from .attest import Attacher, Pushed
+from .buildx import BuildProgress, BuildRequest, read_metadata
+from .contexts import Wheelhouse, prepare_tools
+from .inputs import InputSet, compute_inputs, why_changed
+from .options import (
+    INPUTS_LABEL,
+    RELEASE_LABELS,
+    BuildContext,
+    BuildOptions,
+    Once,
+    expectations,
+    render_unit,
+    unit_labels,
+)
+from .plan import BuildUnit, Plan
+from .render import RenderInputs, TemplateRenderer
+from .retry_build import run_buildx
+
+
+class UnitBuilder:
+    """Builds (or reuses) one unit once its parent is done. Called from the scheduler's threads."""
+
+    def __init__(
+        self,
+        ctx: BuildContext,
+        plan: Plan,
+        options: BuildOptions,
+        base_refs: Mapping[str, str],
+        previous_inputs: Mapping[str, Mapping[str, Any]],
+        engine_ready: Once,
+        attacher: Attacher | None = None,
+    ) -> None:
+        self.ctx, self.plan, self.options = ctx, plan, options
+        self.base_refs = base_refs
+        self.previous_inputs = previous_inputs
+        self.renderer = TemplateRenderer(ctx.project.templates)
+        self.wheelhouse = Wheelhouse(ctx.cache_dir, ctx.runner)
+        self.records: dict[str, UnitRecord] = {}
+        self._lock = threading.Lock()  # the wheelhouse and tools dirs are shared between units
+        # The pool is wider than --jobs so that reuse look-ups (registry round trips) run side by side;
+        # this semaphore keeps the number of buildx builds at --jobs.
+        self._builds = threading.Semaphore(options.jobs)
+        self.engine_ready = engine_ready
+        self.attacher = attacher
+        self.index = {u.key: i for i, u in enumerate(plan.units, 1)}
+
+    def parent_ref(self, unit: BuildUnit) -> str:
+        if unit.base is not None:
+            return self.base_refs[unit.base.ref]
+        assert unit.parent_unit is not None
+        parent = self.records.get(unit.parent_unit)
+        return parent.ref if parent else f"{self.plan.unit(unit.parent_unit).repository}@<digest>"
+
+    def _label(self, unit: BuildUnit) -> str:
+        return f"[{self.index[unit.key]}/{len(self.plan.units)}] {unit.key}"
+
+    def __call__(self, key: str) -> UnitRecord:
+        unit = self.plan.unit(key)
+        started = time.monotonic()
+        self.ctx.emit(Event("unit.checking", f"{self._label(unit)}: computing its input digest", unit=key))
+        parent = self.parent_ref(unit)
+        with self._lock:
+            contexts = {"tools": prepare_tools(self.ctx.cache_dir, unit.profile.platform)}
+            if unit.image.lock is not None:
+                contexts["wheels"], _ = self.wheelhouse.prepare(
+                    unit.image.lock, unit.profile.python_version, unit.profile.platform
+                )
+        labels = unit_labels(self.ctx, unit)
+        identity = {**labels, **{name: "<release>" for name in RELEASE_LABELS}}
+        identity_text = self.renderer.render(RenderInputs(unit.profile, unit.image, parent, identity))
+        inputs = compute_inputs(
+            dockerfile=identity_text,
+            build_args=unit.profile.build_args,
+            platform=unit.profile.platform,
+            parent=parent,
+            context=unit.image.context,
+            named_contexts=contexts,
+        )
+        labels[INPUTS_LABEL] = inputs.digest
+        refused = ""
+        if self.options.reuse and not self.ctx.runner.dry_run:
+            reused = self._reuse(unit, parent, inputs, started)
+            if isinstance(reused, UnitRecord):
+                return reused
+            refused = reused or ""
+        reasons = [refused] if refused else why_changed(self.previous_inputs.get(key), inputs)
+        self.ctx.emit(
+            Event(
+                "unit.started",
+                f"{self._label(unit)}: building ({'; '.join(reasons)})",
+                unit=key,
+                data={"reasons": reasons},
+            )
+        )
+        return self._build(unit, parent, labels, contexts, inputs, started)
+
+    def _reuse(self, unit: BuildUnit, parent: str, inputs: InputSet, started: float) -> UnitRecord | str | None:
+        """The reused unit's record; else why not (None: no image with these inputs)."""
+        registry = self.ctx.registry
+        found = registry.manifest(unit.repository_path, inputs.tag)
+        if found is None:
+            return None
+        image = registry.for_platform(unit.repository_path, found, unit.profile.platform)
+        if self.attacher is not None and not has_provenance(found, image.digest):
+            return "the image with these inputs has no provenance attestation"  # pushed before they were on
+        self.ctx.emit(Event("unit.reusing", f"{self._label(unit)}: reusing {inputs.tag}", unit=unit.key))
+        registry.put_manifest(unit.repository_path, unit.tag, found.raw, found.media_type)  # server-side re-tag
+        config = registry.config_of(unit.repository_path, image)
+        labels = dict((config.get("config") or {}).get("Labels") or {})
+        image_labels = {k: labels.get(k, v) for k, v in unit_labels(self.ctx, unit).items()}
+        record = self._record(
+            unit,
+            parent,
+            inputs,
+            started,
+            found.digest,
+            image.compressed_size,
+            image_labels | {INPUTS_LABEL: inputs.digest},
+            BuildProgress(),
+            reused_from=labels.get("org.opencontainers.image.version", "?"),
+        )
+        self.records[unit.key] = record
+        self._attach(unit, record)
+        self.ctx.emit(
+            Event(
+                "unit.built",
+                f"{self._label(unit)}: reused {record.reused_from} "
+                f"({found.digest[:19]}, inputs unchanged) in {record.duration_s:.1f}s",
+                unit=unit.key,
+                data={"record": record},
+            )
+        )
+        return record
+
+    def _record(
+        self,
+        unit: BuildUnit,
+        parent: str,
+        inputs: InputSet,
+        started: float,
+        digest: str,
+        size: int,
+        labels: Mapping[str, str],
+        progress: BuildProgress,
+        reused_from: str = "",
+    ) -> UnitRecord:
+        return UnitRecord(
+            profile=unit.profile.name,
+            image=unit.image.name,
+            kind=unit.image.kind,
+            platform=unit.profile.platform,
+            repository=unit.repository,
+            tag=unit.tag,
+            digest=digest,
+            size=size,
+            parent=parent,
+            duration_s=round(time.monotonic() - started, 2),
+            steps=len(progress.build_steps),
+            cache_hits=progress.cache_hits,
+            expect=expectations(self.ctx, unit, labels),
+            inputs=inputs.to_record(),
+            reused_from=reused_from,
+        )
+
+    def _build(
+        self,
+        unit: BuildUnit,
+        parent: str,
+        labels: dict[str, str],
+        contexts: dict[str, Path],
+        inputs: InputSet,
+        started: float,
+    ) -> UnitRecord:
+        dockerfile = render_unit(self.ctx, self.renderer, unit, parent, labels)
+        metadata = dockerfile.with_name("metadata.json")
+        metadata.unlink(missing_ok=True)
+        request = BuildRequest(
+            context=unit.image.context,
+            dockerfile=dockerfile,
+            tag=unit.ref,
+            platform=unit.profile.platform,
+            cache_ref=unit.cache_ref,
+            metadata_file=metadata,
+            build_args=dict(unit.profile.build_args),
+            build_contexts=contexts,
+            builder=self.options.builder,
+            extra_tags=(f"{unit.repository}:{inputs.tag}",),  # looked up by later releases, even with --no-reuse
+            provenance="mode=max" if self.options.attest else None,
+            secrets=unit.image.build_secrets,
+        )
+        self.engine_ready()
+        progress = run_buildx(
+            self.ctx.runner,
+            request,
+            unit=unit.key,
+            slot=self._builds,
+            on_line=lambda progress: _reader(self.ctx, unit, progress),
+            emit=self.ctx.emit,
+        )
+        if self.ctx.runner.dry_run:
+            digest, size = "sha256:<digest>", 0
+        else:
+            digest = read_metadata(metadata)
+            manifest = self.ctx.registry.image_manifest(unit.repository_path, digest, unit.profile.platform)
+            size = manifest.compressed_size if manifest else 0
+        duration = time.monotonic() - started
+        record = self._record(unit, parent, inputs, started, digest, size, labels, progress)
+        self.records[unit.key] = record
+        if not self.ctx.runner.dry_run:
+            self._attach(unit, record)
+            self.ctx.emit(
+                Event(
+                    "unit.built",
+                    f"{self._label(unit)}: {_outcome(progress)} in {duration:.1f}s, "
+                    f"{progress.cache_hits}/{len(progress.build_steps)} steps cached, "
+                    f"{digest[:19]}",
+                    unit=unit.key,
+                    data={"record": record},
+                )
+            )
+        return record
+
+    def _attach(self, unit: BuildUnit, record: UnitRecord) -> None:
+        if self.attacher is not None:
+            self.attacher.submit(Pushed(unit.key, unit.repository_path, record.ref, record.digest, record.platform))
+
+
+def _reader(ctx: BuildContext, unit: BuildUnit, progress: BuildProgress) -> Callable[[str], None]:
+    def on_line(line: str) -> None:
+        before = (progress.current, progress.phase)
+        progress.feed(line)
+        ctx.emit(Event("build.output", line, unit=unit.key))
+        if (progress.current, progress.phase) != before:  # the live view's "building: <step>" / "pushing"
+            step = progress.current if progress.phase == "building" else progress.phase
+            ctx.emit(
+                Event(
+                    "unit.step",
+                    f"{unit.key}: {step}",
+                    unit=unit.key,
+                    data={"step": progress.current, "phase": progress.phase},
+                )
+            )
+
+    return on_line
+
+
+def _outcome(progress: BuildProgress) -> str:
+    """'cached' when every layer step came from the build cache, else 'built'."""
+    steps = progress.build_steps
+    return "cached" if steps and progress.cache_hits == len(steps) else "built"
