@@ -31,6 +31,11 @@ _live_lock = threading.Lock()
 _stopping = threading.Event()
 
 
+def stopping() -> bool:
+    """True once ``stop_all`` was called: work still in flight should end quietly."""
+    return _stopping.is_set()
+
+
 def stop_all(grace_s: float = 10.0) -> int:
     """Terminate every child still running (then kill what outlives ``grace_s``); start no new one."""
     _stopping.set()

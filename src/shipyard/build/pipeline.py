@@ -11,6 +11,7 @@ from ..errors import BuildError, ConfigError
 from ..events import Event
 from ..release.record import ReleaseRecord, UnitRecord, load_record, records_dir, save_record
 from ..release.sbom import SbomGenerator
+from ..runner import stopping
 from .attest import Attacher
 from .base import LocalBases
 from .options import REUSE_LOOKUPS, BuildContext, BuildOptions, Once, plan_for
@@ -151,6 +152,8 @@ def _told(ctx: BuildContext, builder: UnitBuilder) -> Callable[[str], UnitRecord
         try:
             return builder(key)
         except Exception as exc:
+            if stopping():  # interrupted: the unit did not fail, shipyard is on its way out
+                raise
             first = (str(exc).splitlines() or [type(exc).__name__])[0].removeprefix(f"{key}: ")
             label = builder._label(builder.plan.unit(key))
             ctx.emit(Event("unit.failed", f"{label}: FAILED ({first})", unit=key, data={"error": str(exc)}))
