@@ -12,22 +12,11 @@ from shipyard.errors import CommandFailed
 from shipyard.events import Event
 from shipyard.release.attestations import find_sbom, read_sbom
 from shipyard.release.registry import RegistryClient
-from shipyard.target import parse_target
 from tests.attested import CYCLONEDX, IMAGE_TYPE, push_like_buildx
 from tests.memregistry import MemoryRegistry
 
 REPO = "acme/cpu/svc"
 IMAGE = json.dumps({"schemaVersion": 2, "mediaType": IMAGE_TYPE, "config": {}, "layers": []}).encode()
-
-
-@pytest.fixture
-def mem() -> MemoryRegistry:
-    return MemoryRegistry()
-
-
-@pytest.fixture
-def registry(mem: MemoryRegistry) -> RegistryClient:
-    return RegistryClient(parse_target("localhost:5000/acme"), transport=mem.transport(), sleep=lambda _: None)
 
 
 def pushed(digest: str, key: str = "cpu/svc") -> Pushed:

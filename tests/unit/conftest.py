@@ -1,0 +1,19 @@
+from __future__ import annotations
+
+import pytest
+
+from shipyard.release.registry import RegistryClient
+from shipyard.target import parse_target
+from tests.memregistry import MemoryRegistry
+
+
+@pytest.fixture
+def mem() -> MemoryRegistry:
+    """An in-memory registry (tests/memregistry.py)."""
+    return MemoryRegistry()
+
+
+@pytest.fixture
+def registry(mem: MemoryRegistry) -> RegistryClient:
+    """A real client on ``mem``, retries without waiting."""
+    return RegistryClient(parse_target("localhost:5000/acme"), transport=mem.transport(), sleep=lambda _: None)
