@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
 
@@ -62,14 +64,8 @@ def cmd_scan(args: argparse.Namespace, console: Console) -> int:
         skip_vulnerabilities=args.skip_vulnerabilities,
     )
     console.info(f"scanning {len(record.units)} units of {record.release} ({args.jobs} in parallel)")
-    try:
+    with _gate(args, console, path, "scan", print_scan_summary):
         verdicts = scan_release(root, path, Runner(echo=console.command), options, console.event)
-    except ScanFailed:
-        _gate_results(args, console, path, "scan")
-        raise
-    finally:
-        print_scan_summary(console, load_record(path))
-    _gate_results(args, console, path, "scan")
     scope = (
         "secrets and misconfigurations only, vulnerabilities NOT scanned"
         if args.skip_vulnerabilities
@@ -102,14 +98,8 @@ def cmd_trivy_db(args: argparse.Namespace, console: Console) -> int:
 def cmd_canary(args: argparse.Namespace, console: Console) -> int:
     root, path, record = _release(args)
     console.info(f"canary of {record.release} on profile {args.profile or 'first in the release'}")
-    try:
+    with _gate(args, console, path, "canary", print_canary_summary):
         verdicts = canary_release(path, args.profile, console.event)
-    except CanaryFailed:
-        _gate_results(args, console, path, "canary")
-        raise
-    finally:
-        print_canary_summary(console, load_record(path))
-    _gate_results(args, console, path, "canary")
     console.line(f"canary: {len(verdicts)} service(s) healthy, answering right and within their SLO")
     return 0
 
@@ -164,12 +154,30 @@ def cmd_history(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
-def _gate_results(args: argparse.Namespace, console: Console, path: Path, stage: str) -> None:
-    """After a gate ran, passed or not: the job summary, and under --json the stage's verdicts by unit."""
-    record = load_record(path)
-    console.summarize(record, stage)
-    if args.json:
-        console.data(json.dumps(_verdicts(record, stage), indent=2, sort_keys=True))
+@contextmanager
+def _gate(
+    args: argparse.Namespace,
+    console: Console,
+    path: Path,
+    stage: str,
+    print_table: Callable[[Console, ReleaseRecord], None],
+) -> Iterator[None]:
+    """Run a gate. Whatever happened, its table from the record; when it ran to a verdict (passed, or
+    failed at the gate), the job summary and under --json the stage's verdicts by unit."""
+    verdict = False
+    try:
+        yield
+        verdict = True
+    except (ScanFailed, CanaryFailed):
+        verdict = True
+        raise
+    finally:
+        record = load_record(path)
+        print_table(console, record)
+        if verdict:
+            console.summarize(record, stage)
+            if args.json:
+                console.data(json.dumps(_verdicts(record, stage), indent=2, sort_keys=True))
 
 
 def _verdicts(record: ReleaseRecord, stage: str) -> dict[str, object]:
