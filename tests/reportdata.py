@@ -12,9 +12,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from shipyard.release.findings import ScanFinding, parse_report
-from shipyard.release.ledger import Entry, Ledger
-from shipyard.release.record import ReleaseRecord, load_record, records_dir, reports_dir, save_record
+from shipyard.record import ReleaseRecord, load_record, records_dir, reports_dir, save_record
+from shipyard.release.channels.ledger import Entry, Ledger
+from shipyard.release.gates.findings import ScanFinding, parse_report
 
 DATA = Path(__file__).parent / "data" / "report"
 RELEASE = "20250111-4f2c9a1e"

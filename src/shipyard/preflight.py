@@ -7,9 +7,9 @@ import os
 
 from .errors import CommandFailed, EngineError, RegistryError
 from .events import Emit, Event
-from .release.registry import RegistryClient
+from .oci.client import RegistryClient
+from .oci.reference import RegistryTarget
 from .runner import Runner
-from .target import RegistryTarget
 
 SNAPSHOTTER = "io.containerd.snapshotter.v1"
 

@@ -15,12 +15,13 @@ import httpx
 import pytest
 import tenacity
 
-from shipyard.release.attestations import push_sbom
-from shipyard.release.record import ReleaseRecord, load_record
-from shipyard.release.registry import RegistryClient
-from shipyard.release.sbom import SbomGenerator
+from shipyard.build.sbom import SbomGenerator
+from shipyard.config.target import parse_target
+from shipyard.oci.attestations import push_sbom
+from shipyard.oci.client import RegistryClient
+from shipyard.oci.reference import RegistryTarget
+from shipyard.record import ReleaseRecord, load_record
 from shipyard.runner import Runner
-from shipyard.target import RegistryTarget, parse_target
 from tests.conftest import git, make_project
 
 IT_REGISTRY = "localhost:5000/shipyard-it"

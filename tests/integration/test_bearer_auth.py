@@ -18,11 +18,12 @@ import httpx
 import pytest
 import tenacity
 
-from shipyard.credentials import Credentials, Secret
+from shipyard.config.target import parse_target
 from shipyard.errors import RegistryError
-from shipyard.release.ledger import Entry, Ledger, ledger_repository, load_ledger, save_ledger
-from shipyard.release.registry import RegistryClient
-from shipyard.target import RegistryTarget, parse_target
+from shipyard.oci.client import RegistryClient
+from shipyard.oci.credentials import Credentials, Secret
+from shipyard.oci.reference import RegistryTarget
+from shipyard.release.channels.ledger import Entry, Ledger, ledger_repository, load_ledger, save_ledger
 from tests.integration.conftest import shipyard
 from tests.tokenservice import Account, SigningKey, TokenService
 

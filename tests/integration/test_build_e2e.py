@@ -11,10 +11,10 @@ import httpx
 import pytest
 import tenacity
 
-from shipyard.release.attestations import find_provenance, read_sbom
-from shipyard.release.record import load_record
-from shipyard.release.registry import RegistryClient
-from shipyard.release.scan import trivy_binary
+from shipyard.build.sbom import trivy_binary
+from shipyard.oci.attestations import find_provenance, read_sbom
+from shipyard.oci.client import RegistryClient
+from shipyard.record import load_record
 from tests.conftest import git
 from tests.integration.conftest import PROFILES, SERVICES, shipyard
 

@@ -15,8 +15,8 @@ from pathlib import Path
 import docker
 import pytest
 
-from shipyard.release.canary import LABEL
-from shipyard.release.record import load_record, save_record
+from shipyard.record import load_record, save_record
+from shipyard.release.gates.canary import LABEL
 from tests.integration.conftest import push_variant, shipyard
 
 UNIT = "cpu/affective-processing-center"
@@ -89,8 +89,8 @@ def test_broken_variant_fails_with_its_reason(built, variant: str, tmp_path: Pat
 
 
 def test_hardening_of_the_canary_container(built) -> None:  # type: ignore[no-untyped-def]
-    from shipyard.release.canary import running
-    from shipyard.release.engine import endpoint
+    from shipyard.release.gates.canary import running
+    from shipyard.release.gates.engine import endpoint
 
     _, record, _ = built
     client = docker.from_env()
@@ -108,7 +108,7 @@ def test_hardening_of_the_canary_container(built) -> None:  # type: ignore[no-un
 
 
 def test_leftovers_of_a_killed_run_are_removed_and_a_running_canary_is_not(built) -> None:  # type: ignore[no-untyped-def]
-    from shipyard.release.canary import OWNER_LABEL
+    from shipyard.release.gates.canary import OWNER_LABEL
 
     root, record, _ = built
     dead = subprocess.Popen(["true"])

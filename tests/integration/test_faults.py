@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from shipyard.release.record import ReleaseRecord, load_record, save_record
-from shipyard.release.registry import RegistryClient
+from shipyard.oci.client import RegistryClient
+from shipyard.record import ReleaseRecord, load_record, save_record
 from tests.conftest import make_project
 from tests.faultproxy import FaultProxy
 from tests.integration.conftest import shipyard

@@ -25,10 +25,10 @@ from pathlib import Path
 
 import pytest
 
-from shipyard.release.canary import OWNER_LABEL
-from shipyard.release.promote import gate_problems
-from shipyard.release.record import ReleaseRecord, load_record
-from shipyard.release.registry import RegistryClient
+from shipyard.oci.client import RegistryClient
+from shipyard.record import ReleaseRecord, load_record
+from shipyard.release.channels.promote import gate_problems
+from shipyard.release.gates.canary import OWNER_LABEL
 from tests.conftest import make_project
 from tests.faultproxy import FaultProxy
 from tests.integration.conftest import IT_REGISTRY, shipyard

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from shipyard.release.record import ReleaseRecord, load_record
+from shipyard.record import ReleaseRecord, load_record
 from tests.integration.conftest import shipyard
 
 LOCAL = {"SHIPYARD_BASE_OVERRIDE": "local"}

@@ -12,8 +12,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from shipyard.release.record import load_record
-from shipyard.release.registry import RegistryClient
+from shipyard.oci.client import RegistryClient
+from shipyard.record import load_record
 from tests.conftest import git
 from tests.integration.conftest import htpasswd_registry, shipyard
 

@@ -25,10 +25,10 @@ import httpx
 import numpy as np
 import pytest
 
-from shipyard.release.ledger import ledger_repository, save_ledger
-from shipyard.release.record import ReleaseRecord, load_record
-from shipyard.release.registry import RegistryClient
-from shipyard.release.report_text import short_digest
+from shipyard.oci.client import RegistryClient
+from shipyard.record import ReleaseRecord, load_record
+from shipyard.release.channels.ledger import ledger_repository, save_ledger
+from shipyard.report.text import short_digest
 from tests import reportdata
 from tests.integration.conftest import IT_REGISTRY, shipyard
 from tests.reportdata import NEXT, RELEASE

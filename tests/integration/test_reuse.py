@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from shipyard.release.record import ReleaseRecord, load_record
+from shipyard.record import ReleaseRecord, load_record
 from tests.conftest import git, make_project
 from tests.integration.conftest import isolated, shipyard
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from shipyard.release.record import ReleaseRecord, load_record, save_record
+from shipyard.record import ReleaseRecord, load_record, save_record
 from tests.integration.conftest import IT_REGISTRY, installed_source, push_variant, shipyard
 from tests.trivydb import Advisory, make_trivy_db
 

@@ -18,10 +18,10 @@ from pathlib import Path
 
 import pytest
 
-from shipyard.credentials import Credentials, Secret
-from shipyard.release.record import load_record
-from shipyard.release.registry import RegistryClient
-from shipyard.target import parse_target
+from shipyard.config.target import parse_target
+from shipyard.oci.client import RegistryClient
+from shipyard.oci.credentials import Credentials, Secret
+from shipyard.record import load_record
 from tests.conftest import git, make_project
 from tests.integration.conftest import htpasswd_registry, shipyard
 

@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from shipyard.release.scan import trivy_binary
+from shipyard.build.sbom import trivy_binary
 from tests.integration.conftest import installed_source
 from tests.trivydb import Advisory, make_trivy_db
 

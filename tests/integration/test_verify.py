@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from shipyard.release.record import ReleaseRecord, load_record, save_record
+from shipyard.record import ReleaseRecord, load_record, save_record
 from tests.integration.conftest import push_variant, shipyard
 
 GOOD = "cpu/affective-processing-center"

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from shipyard.release.registry import RegistryClient
-from shipyard.target import parse_target
+from shipyard.config.target import parse_target
+from shipyard.oci.client import RegistryClient
 from tests.memregistry import MemoryRegistry
 
 

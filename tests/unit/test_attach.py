@@ -10,8 +10,8 @@ import pytest
 from shipyard.build.attest import Attacher, Pushed
 from shipyard.errors import CommandFailed
 from shipyard.events import Event
-from shipyard.release.attestations import find_sbom, read_sbom
-from shipyard.release.registry import RegistryClient
+from shipyard.oci.attestations import find_sbom, read_sbom
+from shipyard.oci.client import RegistryClient
 from tests.attested import CYCLONEDX, IMAGE_TYPE, push_like_buildx
 from tests.memregistry import MemoryRegistry
 

@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from shipyard.release.attestations import (
+from shipyard.oci.attestations import (
     CYCLONEDX_TYPE,
     AttestationMissing,
     find_provenance,
@@ -17,7 +17,7 @@ from shipyard.release.attestations import (
     read_sbom,
     referrers_tag,
 )
-from shipyard.release.registry import Manifest, RegistryClient
+from shipyard.oci.client import Manifest, RegistryClient
 from tests.attested import CYCLONEDX, IMAGE_TYPE, push_like_buildx
 from tests.memregistry import MemoryRegistry
 

@@ -5,7 +5,7 @@ import socket
 import subprocess
 from datetime import UTC, datetime
 
-from shipyard.release.canary import OWNER_LABEL, _is_leftover
+from shipyard.release.gates.canary import OWNER_LABEL, _is_leftover
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 

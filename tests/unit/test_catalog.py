@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from shipyard.catalog import load_catalog
+from shipyard.config.catalog import load_catalog
 from shipyard.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[2]

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from shipyard.cli import main
+from shipyard.cli.main import main
 from tests.conftest import make_project
 
 

@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from shipyard.cli import main, make_parser
-from shipyard.console import Console
+from shipyard.cli.console import Console
+from shipyard.cli.main import main
+from shipyard.cli.parser import make_parser
 from shipyard.events import Event
 from tests.conftest import make_project
 
@@ -134,15 +135,15 @@ def test_what_each_level_shows(verbosity: int, shown: list[str]) -> None:
 def test_promote_and_rollback_json_are_the_ledger_entries(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from shipyard.release.record import save_record
-    from shipyard.release.registry import RegistryClient
-    from shipyard.target import parse_target
+    from shipyard.config.target import parse_target
+    from shipyard.oci.client import RegistryClient
+    from shipyard.record import save_record
     from tests.memregistry import MemoryRegistry
     from tests.unit.test_promote import release
 
     mem = MemoryRegistry()
     monkeypatch.setattr(
-        "shipyard.commands.RegistryClient",
+        "shipyard.cli.shared.RegistryClient",
         lambda target, credentials=None: RegistryClient(parse_target("localhost:5000/acme"), transport=mem.transport()),
     )
     monkeypatch.setenv("SHIPYARD_REGISTRY", "localhost:5000/acme")

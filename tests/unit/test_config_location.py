@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from shipyard.catalog import load_catalog
-from shipyard.config_reader import load_document, locate
+from shipyard.config.catalog import load_catalog
+from shipyard.config.profiles import load_profiles
+from shipyard.config.reader import load_document, locate
 from shipyard.errors import ConfigError
-from shipyard.profiles import load_profiles
 from tests.conftest import make_project
 
 JSON = """{

@@ -8,10 +8,11 @@ from typing import Any
 
 import pytest
 
-from shipyard.credentials import Secret, credentials_for, docker_login
+from shipyard.build.buildx import docker_login
+from shipyard.config.target import parse_target
 from shipyard.errors import ConfigError
+from shipyard.oci.credentials import Secret, credentials_for
 from shipyard.runner import Completed, Runner
-from shipyard.target import parse_target
 
 TOKEN = "ghp_FAKEtoken1234567890"
 

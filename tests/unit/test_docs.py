@@ -14,8 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from shipyard import catalog, errors, profiles
-from shipyard.cli import COMMANDS, make_parser
+from shipyard import errors
+from shipyard.cli.main import COMMANDS
+from shipyard.cli.parser import make_parser
+from shipyard.config import catalog, profiles
 from shipyard.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from shipyard.errors import EngineError
-from shipyard.release.engine import endpoint
+from shipyard.release.gates.engine import endpoint
 
 
 def test_a_local_engine_publishes_and_is_probed_on_loopback_only() -> None:

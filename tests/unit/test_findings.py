@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from shipyard.build.sbom import trivy_binary
 from shipyard.errors import ConfigError
-from shipyard.release.findings import GatePolicy, ScanFinding, judge, load_allowlist, parse_report
-from shipyard.release.scan import trivy_binary
+from shipyard.release.gates.findings import GatePolicy, ScanFinding, judge, load_allowlist, parse_report
 
 REPORT = {
     "SchemaVersion": 2,

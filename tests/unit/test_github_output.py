@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 
 from shipyard.build.render import TemplateRenderer, check_templates
-from shipyard.cli import main
+from shipyard.cli.main import main
+from shipyard.cli.output.github import GitHubConsole, annotation_path, error_command, escape_data
+from shipyard.config.project import load_project
 from shipyard.errors import BuildError, ConfigError
 from shipyard.events import Event
-from shipyard.output.github import GitHubConsole, annotation_path, error_command, escape_data
-from shipyard.project import load_project
 from tests.conftest import make_project
 
 
@@ -60,7 +60,7 @@ def test_a_reused_unit_without_output_is_a_plain_line_and_quiet_keeps_only_failu
 
 
 def test_a_huge_log_keeps_its_end(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("shipyard.output.github.MAX_GROUP_LINES", 3)
+    monkeypatch.setattr("shipyard.cli.output.github.MAX_GROUP_LINES", 3)
     gh, out = console()
     for i in range(5):
         gh.event(Event("build.output", f"line {i}", unit="u"))

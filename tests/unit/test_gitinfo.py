@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
+from shipyard.build.revision import read_revision
 from shipyard.errors import GitStateError
-from shipyard.gitinfo import read_revision
 from tests.conftest import git
 
 

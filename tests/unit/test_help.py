@@ -11,7 +11,8 @@ import subprocess
 
 import pytest
 
-from shipyard.cli import main, make_parser
+from shipyard.cli.main import main
+from shipyard.cli.parser import make_parser
 
 
 def subcommands() -> dict[str, argparse.ArgumentParser]:

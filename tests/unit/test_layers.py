@@ -5,8 +5,8 @@ import tarfile
 
 import pytest
 
-from shipyard.release.layers import apply_layers, layer_entries
-from shipyard.release.verify import BUILD_TOOL_RE, PRIVILEGE_TOOL_RE, _in_bin
+from shipyard.oci.layers import apply_layers, layer_entries
+from shipyard.release.gates.verify import BUILD_TOOL_RE, PRIVILEGE_TOOL_RE, _in_bin
 
 
 def tar_layer(*members: tuple[str, int]) -> bytes:

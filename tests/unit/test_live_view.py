@@ -8,9 +8,9 @@ from types import SimpleNamespace
 import pytest
 from rich.console import Console as RichConsole
 
+from shipyard.cli.output.dag import DagState
+from shipyard.cli.output.live import DagView, TtyConsole
 from shipyard.events import Event
-from shipyard.output.dag import DagState
-from shipyard.output.live import DagView, TtyConsole
 
 UNITS = ["cpu/base-python", "cpu/family-web", "cpu/family-ml", "cpu/svc", "pc2/base-python", "pc2/family-web"]
 PARENTS = {

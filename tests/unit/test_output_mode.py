@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from shipyard.console import Console
+from shipyard.cli.console import Console
+from shipyard.cli.output.factory import make_console
+from shipyard.cli.output.github import GitHubConsole
+from shipyard.cli.output.live import TtyConsole
+from shipyard.cli.output.mode import Mode, select_output
 from shipyard.events import Event
-from shipyard.output.factory import make_console
-from shipyard.output.github import GitHubConsole
-from shipyard.output.live import TtyConsole
-from shipyard.output.mode import Mode, select_output
 
 GITHUB = {"GITHUB_ACTIONS": "true", "CI": "true", "GITHUB_STEP_SUMMARY": "/s.md", "GITHUB_WORKSPACE": "/w"}
 ENVS = {

@@ -13,14 +13,14 @@ import pytest
 
 from shipyard.build.options import BuildContext, BuildOptions
 from shipyard.build.pipeline import build_release
+from shipyard.build.revision import read_revision
+from shipyard.config.project import load_project
+from shipyard.config.target import parse_target
 from shipyard.events import Event
-from shipyard.gitinfo import read_revision
-from shipyard.project import load_project
-from shipyard.release.attestations import find_sbom
-from shipyard.release.record import load_record
-from shipyard.release.registry import RegistryClient
+from shipyard.oci.attestations import find_sbom
+from shipyard.oci.client import RegistryClient
+from shipyard.record import load_record
 from shipyard.runner import Completed, Runner
-from shipyard.target import parse_target
 from tests.attested import CYCLONEDX, push_like_buildx
 from tests.conftest import make_project
 from tests.memregistry import MemoryRegistry

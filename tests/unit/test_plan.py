@@ -5,12 +5,12 @@ from pathlib import Path
 
 import pytest
 
-from shipyard.build.dag import toposort
 from shipyard.build.plan import make_plan
-from shipyard.catalog import load_catalog
+from shipyard.config.catalog import load_catalog
+from shipyard.config.profiles import load_profiles
+from shipyard.config.target import parse_target
+from shipyard.dag import toposort
 from shipyard.errors import ConfigError, CycleError
-from shipyard.profiles import load_profiles
-from shipyard.target import parse_target
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -7,13 +7,13 @@ from typing import Any
 import httpx
 import pytest
 
-from shipyard.credentials import Credentials, Secret
+from shipyard.config.target import parse_target
 from shipyard.errors import CommandFailed, EngineError, RegistryError
 from shipyard.events import Event
+from shipyard.oci.client import RegistryClient
+from shipyard.oci.credentials import Credentials, Secret
 from shipyard.preflight import check_engine, check_registry
-from shipyard.release.registry import RegistryClient
 from shipyard.runner import Completed, Runner
-from shipyard.target import parse_target
 
 CONTAINERD = {"ServerVersion": "26.1.5", "DriverStatus": [["driver-type", "io.containerd.snapshotter.v1"]]}
 

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from shipyard.release.probes import Crashed, NotReady, matches, percentile, wait_until_ready
+from shipyard.release.gates.probes import Crashed, NotReady, matches, percentile, wait_until_ready
 
 
 class FakeTime:

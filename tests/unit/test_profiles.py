@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
+from shipyard.config.profiles import apply_base_override, load_profiles
 from shipyard.errors import ConfigError
-from shipyard.profiles import apply_base_override, load_profiles
 
 REPO = Path(__file__).resolve().parents[2]
 

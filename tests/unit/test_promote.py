@@ -4,13 +4,13 @@ import json
 
 import pytest
 
+from shipyard.config.target import parse_target
 from shipyard.errors import ConfigError, PromoteRefused
 from shipyard.events import Event
-from shipyard.release.ledger import load_ledger
-from shipyard.release.promote import Promoter, gate_problems
-from shipyard.release.record import ReleaseRecord, UnitRecord
-from shipyard.release.registry import RegistryClient
-from shipyard.target import parse_target
+from shipyard.oci.client import RegistryClient
+from shipyard.record import ReleaseRecord, UnitRecord
+from shipyard.release.channels.ledger import load_ledger
+from shipyard.release.channels.promote import Promoter, gate_problems
 from tests.memregistry import MemoryRegistry
 
 OCI = "application/vnd.oci.image.manifest.v1+json"

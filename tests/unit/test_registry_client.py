@@ -6,11 +6,11 @@ import json
 import httpx
 import pytest
 
-from shipyard.credentials import Credentials, Secret
+from shipyard.config.target import parse_target
 from shipyard.errors import RegistryError
-from shipyard.release.registry import RegistryClient
-from shipyard.release.retry import RetryPolicy, retry_after_seconds
-from shipyard.target import parse_target
+from shipyard.oci.client import RegistryClient
+from shipyard.oci.credentials import Credentials, Secret
+from shipyard.oci.retry import RetryPolicy, retry_after_seconds
 
 MANIFEST = json.dumps(
     {

@@ -7,10 +7,10 @@ import pytest
 
 from shipyard.build.plan import make_plan
 from shipyard.build.render import RenderInputs, TemplateRenderer, oci_labels
-from shipyard.catalog import load_catalog
+from shipyard.config.catalog import load_catalog
+from shipyard.config.profiles import load_profiles
+from shipyard.config.target import parse_target
 from shipyard.errors import ConfigError
-from shipyard.profiles import load_profiles
-from shipyard.target import parse_target
 
 REPO = Path(__file__).resolve().parents[2]
 PROFILES = load_profiles(REPO / "profiles", root=REPO)

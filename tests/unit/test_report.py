@@ -10,18 +10,18 @@ from pathlib import Path
 import httpx
 import pytest
 
-from shipyard.cli import main
-from shipyard.release.findings import ScanFinding
-from shipyard.release.ledger import Entry, save_ledger
-from shipyard.release.record import ReleaseRecord
-from shipyard.release.registry import RegistryClient
-from shipyard.release.report import ReleaseReport, build_report, concerning
-from shipyard.release.report_html import latency_chart, render_html
-from shipyard.release.report_md import render_markdown
-from shipyard.release.report_text import short_digest
-from shipyard.release.retry import RetryPolicy
-from shipyard.report_commands import fetch_ledgers
-from shipyard.target import parse_target
+from shipyard.cli.main import main
+from shipyard.cli.report_commands import fetch_ledgers
+from shipyard.config.target import parse_target
+from shipyard.oci.client import RegistryClient
+from shipyard.oci.retry import RetryPolicy
+from shipyard.record import ReleaseRecord
+from shipyard.release.channels.ledger import Entry, save_ledger
+from shipyard.release.gates.findings import ScanFinding
+from shipyard.report.html import latency_chart, render_html
+from shipyard.report.markdown import render_markdown
+from shipyard.report.model import ReleaseReport, build_report, concerning
+from shipyard.report.text import short_digest
 from tests import reportdata
 from tests.memregistry import MemoryRegistry
 from tests.reportdata import NEXT, RELEASE

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from shipyard.credentials import Credentials, Secret
-from shipyard.release.sbom import InvalidSbom, SbomGenerator, components
+from shipyard.build.sbom import InvalidSbom, SbomGenerator, components
+from shipyard.oci.credentials import Credentials, Secret
 from shipyard.runner import Completed, Runner
 from tests.attested import CYCLONEDX
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from shipyard.output.summary import markdown_failure, markdown_summary
-from shipyard.release.record import ReleaseRecord, load_record
+from shipyard.cli.output.summary import markdown_failure, markdown_summary
+from shipyard.record import ReleaseRecord, load_record
 
 RECORD = Path(__file__).parent.parent / "data" / "summary-release.json"
 

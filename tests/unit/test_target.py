@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
+from shipyard.config.target import parse_target
 from shipyard.errors import ConfigError
-from shipyard.target import parse_target
 
 
 def test_default_is_local(monkeypatch: pytest.MonkeyPatch) -> None:

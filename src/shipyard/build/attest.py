@@ -1,7 +1,7 @@
 """Attach the attestations to pushed units, off the DAG's critical path.
 
 The provenance comes out of buildx with the push; the SBOM is made after it (see
-release/attestations.py for the formats and why the SBOM is our own). That runs in a pool of
+oci/attestations.py for the formats and why the SBOM is our own). That runs in a pool of
 its own so a unit's children start building as soon as the unit is pushed, not after Trivy
 has read it. A reused image already has its SBOM (it is keyed by the digest), so it is looked
 up and only made when missing, e.g. for an image pushed before shipyard made SBOMs.
@@ -18,9 +18,9 @@ from dataclasses import dataclass
 
 from ..errors import RegistryError, ShipyardError
 from ..events import Emit, Event
-from ..release.attestations import find_provenance, find_sbom, push_sbom
-from ..release.registry import RegistryClient
-from ..release.sbom import InvalidSbom, components
+from ..oci.attestations import find_provenance, find_sbom, push_sbom
+from ..oci.client import RegistryClient
+from .sbom import InvalidSbom, components
 
 Generate = Callable[[str, str], bytes]  # (ref by digest, platform) -> CycloneDX JSON
 

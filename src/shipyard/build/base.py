@@ -14,9 +14,9 @@ from pathlib import Path
 
 from ..errors import ConfigError, EngineError, RegistryError
 from ..events import Emit, Event
-from ..release.registry import RegistryClient
+from ..oci.client import RegistryClient
+from ..oci.reference import RegistryTarget
 from ..runner import Runner
-from ..target import RegistryTarget
 
 
 @dataclass(frozen=True)

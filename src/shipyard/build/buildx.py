@@ -15,6 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import BuildError
+from ..oci.credentials import Credentials
+from ..oci.reference import RegistryTarget
+from ..runner import Runner
 
 
 @dataclass(frozen=True)
@@ -123,3 +126,11 @@ def read_metadata(path: Path) -> str:
     if not isinstance(digest, str) or not digest.startswith("sha256:"):
         raise BuildError(f"{path}: no containerimage.digest in buildx metadata")
     return digest
+
+
+def docker_login(runner: Runner, target: RegistryTarget, creds: Credentials) -> None:
+    """Log the docker CLI (and so buildx) in; the password goes by stdin, never argv."""
+    runner.run(
+        ["docker", "login", target.host, "--username", creds.username, "--password-stdin"],
+        stdin=creds.password.reveal(),
+    )

@@ -10,15 +10,15 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..credentials import Credentials
+from ..config.project import Project
 from ..events import Emit
-from ..gitinfo import Revision
-from ..project import Project
-from ..release.registry import RegistryClient
+from ..oci.client import RegistryClient
+from ..oci.credentials import Credentials
+from ..oci.reference import RegistryTarget
 from ..runner import Runner
-from ..target import RegistryTarget
 from .plan import BuildUnit, Plan, make_plan
 from .render import APP_UID, RenderInputs, TemplateRenderer, oci_labels
+from .revision import Revision
 
 INPUTS_LABEL = "io.shipyard.inputs"
 REUSE_LOOKUPS = 8  # units looked up in the registry at once; builds stay at --jobs

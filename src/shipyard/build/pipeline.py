@@ -6,16 +6,16 @@ import os
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from ..catalog import CATALOG_FILE
+from ..config.catalog import CATALOG_FILE
 from ..errors import BuildError, ConfigError
 from ..events import Event
-from ..release.record import ReleaseRecord, UnitRecord, load_record, records_dir, save_record
-from ..release.sbom import SbomGenerator
+from ..record import ReleaseRecord, UnitRecord, load_record, records_dir, save_record
 from ..runner import stopping
 from .attest import Attacher
 from .base import LocalBases
 from .options import REUSE_LOOKUPS, BuildContext, BuildOptions, Once, plan_for
 from .plan import Plan
+from .sbom import SbomGenerator
 from .scheduler import run_dag
 from .unit import UnitBuilder
 

@@ -8,13 +8,12 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from ..catalog import Catalog, ImageSpec
-from ..config_reader import did_you_mean
+from ..config.catalog import Catalog, ImageSpec
+from ..config.profiles import BaseImage, Profile
+from ..config.reader import did_you_mean
+from ..dag import ancestors, toposort
 from ..errors import ConfigError
-from ..gitinfo import OCI_TAG_RE
-from ..profiles import BaseImage, Profile
-from ..target import RegistryTarget
-from .dag import ancestors, toposort
+from ..oci.reference import OCI_TAG_RE, RegistryTarget
 
 
 @dataclass(frozen=True)

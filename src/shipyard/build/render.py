@@ -9,9 +9,9 @@ from pathlib import Path
 
 import jinja2
 
-from ..catalog import ImageSpec
+from ..config.catalog import ImageSpec
+from ..config.profiles import Profile
 from ..errors import ConfigError
-from ..profiles import Profile
 
 APP_UID = 10001
 MODEL_CACHE_DIR = "/models"

@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from ..events import Event
-from ..release.attestations import has_provenance
-from ..release.record import UnitRecord
+from ..oci.attestations import has_provenance
+from ..record import UnitRecord
 from .attest import Attacher, Pushed
 from .buildx import BuildProgress, BuildRequest, read_metadata
 from .contexts import Wheelhouse, prepare_tools

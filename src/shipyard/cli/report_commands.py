@@ -1,0 +1,68 @@
+"""``shipyard report``: the release report (HTML and Markdown) from the record, its reports and the ledgers."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+from ..config.target import parse_target
+from ..errors import RegistryError
+from ..oci.client import RegistryClient
+from ..oci.credentials import credentials_for
+from ..oci.retry import RetryPolicy
+from ..record import find_record, load_record
+from ..release.channels.ledger import Entry, load_ledger
+from ..release.channels.promote import check_channel
+from ..report.html import render_html
+from ..report.markdown import render_markdown
+from ..report.model import build_report, load_findings, load_verify, write_report
+from .console import Console
+
+DEFAULT_CHANNELS = ("canary", "stable")
+# The history is one part of the report, not a gate: a registry that does not answer is said so in the
+# report after a few seconds, rather than holding up the end of a release for the default 90 s deadline.
+LEDGER_POLICY = RetryPolicy(attempts=2, deadline_s=10.0, timeout_s=5.0)
+Ledgers = dict[str, list[Entry] | str]
+
+
+def fetch_ledgers(registry: RegistryClient, namespace: str, channels: Sequence[str]) -> tuple[Ledgers, str]:
+    """Each channel's ledger entries (or why that ledger is unreadable), and a note when the registry is not
+    reachable at all."""
+    try:
+        registry.ping()
+    except RegistryError as exc:
+        return {}, f"Promotion history not shown: the registry {registry.target} is not reachable ({exc})."
+    ledgers: Ledgers = {}
+    for channel in channels:
+        try:
+            ledgers[channel] = load_ledger(registry, namespace, channel).entries
+        except RegistryError as exc:
+            ledgers[channel] = f"The {channel} ledger could not be read: {exc}"
+    return ledgers, ""
+
+
+def cmd_report(args: argparse.Namespace, console: Console) -> int:
+    root = args.project.resolve()
+    record = load_record(find_record(root, args.release, flag="RELEASE"))
+    channels = list(dict.fromkeys(check_channel(c) for c in args.channel or DEFAULT_CHANNELS))
+    target = parse_target(args.registry or record.registry)
+    with RegistryClient(target, credentials_for(target), policy=LEDGER_POLICY) as registry:
+        ledgers, note = fetch_ledgers(registry, target.namespace, channels)
+    if note:
+        console.line(note)
+    report = build_report(
+        record,
+        verify=load_verify(root, record.release),
+        findings=load_findings(root, record),
+        ledgers=ledgers,
+        history_note=note,
+        generated=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+    )
+    html_path, md_path = write_report(root, record.release, render_markdown(report), render_html(report))
+    if args.json:
+        console.data(json.dumps({"html": str(html_path), "markdown": str(md_path)}))
+    else:
+        console.line(f"report of {record.release}: {html_path} (open in a browser) and {md_path}")
+    return 0

@@ -1,0 +1,1 @@
+"""What the user wrote: the catalog, the profiles, the project and the registry setting, typed and checked."""

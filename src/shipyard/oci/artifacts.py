@@ -1,0 +1,61 @@
+"""One-file OCI artifacts: the channel ledger, SBOM referrers, a mirrored Trivy DB.
+
+An image manifest whose config is ``{}`` and whose single layer is the file, pushed with the
+blobs first, as the OCI distribution spec wants.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from .client import Manifest, RegistryClient
+
+MANIFEST_TYPE = "application/vnd.oci.image.manifest.v1+json"
+EMPTY_CONFIG = b"{}"
+EMPTY_CONFIG_TYPE = "application/vnd.oci.empty.v1+json"
+
+
+def canonical(document: dict[str, Any]) -> bytes:
+    """Compact, key-sorted JSON: the same document always has the same digest."""
+    return json.dumps(document, separators=(",", ":"), sort_keys=True).encode()
+
+
+def artifact_manifest(
+    registry: RegistryClient,
+    repository: str,
+    body: bytes,
+    *,
+    layer_type: str,
+    title: str,
+    artifact_type: str | None = None,
+    config_type: str = EMPTY_CONFIG_TYPE,
+    subject: Manifest | None = None,
+    annotations: dict[str, str] | None = None,
+) -> bytes:
+    """Upload ``body`` and the empty config; the manifest's bytes, ready to PUT under any reference."""
+    layer = registry.upload_blob(repository, body)
+    config = registry.upload_blob(repository, EMPTY_CONFIG)
+    config_descriptor: dict[str, Any] = {"mediaType": config_type, "digest": config, "size": len(EMPTY_CONFIG)}
+    if config_type == EMPTY_CONFIG_TYPE:
+        config_descriptor["data"] = "e30="  # the spec's inline form of the empty config
+    manifest: dict[str, Any] = {
+        "schemaVersion": 2,
+        "mediaType": MANIFEST_TYPE,
+        "config": config_descriptor,
+        "layers": [
+            {
+                "mediaType": layer_type,
+                "digest": layer,
+                "size": len(body),
+                "annotations": {"org.opencontainers.image.title": title},
+            }
+        ],
+    }
+    if artifact_type:
+        manifest["artifactType"] = artifact_type
+    if subject is not None:
+        manifest["subject"] = {"mediaType": subject.media_type, "digest": subject.digest, "size": len(subject.raw)}
+    if annotations:
+        manifest["annotations"] = annotations
+    return canonical(manifest)

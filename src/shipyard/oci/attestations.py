@@ -1,0 +1,192 @@
+"""Attestations of a pushed image: SLSA provenance inside its index, a CycloneDX SBOM beside it.
+
+**Provenance** is BuildKit's (``buildx build --provenance=mode=max``). The pushed image is an
+OCI index holding the platform manifest and an *attestation manifest* (platform
+``unknown/unknown``, annotations ``vnd.docker.reference.type: attestation-manifest`` and
+``vnd.docker.reference.digest: <platform manifest>``) whose layer is an in-toto statement
+annotated ``in-toto.io/predicate-type: https://slsa.dev/provenance/v0.2``. mode=max records
+the build args and the whole Dockerfile; shipyard refuses secret-like build args
+(config/profiles.py), so nothing secret goes into it.
+
+**SBOM**: ``buildx --sbom`` runs the ``docker/buildkit-syft-scanner`` image inside the build,
+which a machine that cannot pull public images cannot run. Trivy is already shipyard's
+scanner (from a wheel, works offline), so after the push shipyard has trivy write a CycloneDX
+SBOM of the pushed image by digest (build/sbom.py) and pushes it as an OCI 1.1 artifact that
+*refers* to the image: ``artifactType: application/vnd.cyclonedx+json``, the empty config
+descriptor, one CycloneDX layer, ``subject`` = the image index's descriptor.
+
+**Where the SBOM is found**: Distribution 2.8 (the embedded registry) and GHCR have no
+referrers API, so shipyard keeps the distribution spec's *referrers tag schema*: the tag
+``sha256-<hex of the image digest>`` in the image's repository holds an OCI index listing every
+referrer of that image (descriptor + ``artifactType``), updated read-modify-write. shipyard
+writes and reads that tag on every registry (on one with the API it is one extra tag), so
+verify has one code path; oras, cosign, regctl and go-containerregistry read it too.
+
+Both attestations are keyed by the image's digest in its own repository: a server-side
+re-tag (input-digest reuse, promotion) keeps them, and a reused image needs no new SBOM.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from ..errors import VerifyFailed
+from .artifacts import MANIFEST_TYPE, artifact_manifest, canonical
+from .client import INDEX_TYPES, Manifest, RegistryClient
+
+INDEX_TYPE = "application/vnd.oci.image.index.v1+json"
+CYCLONEDX_TYPE = "application/vnd.cyclonedx+json"
+REFERENCE_TYPE = "vnd.docker.reference.type"
+REFERENCE_DIGEST = "vnd.docker.reference.digest"
+PREDICATE_TYPE = "in-toto.io/predicate-type"
+SLSA_PROVENANCE = "https://slsa.dev/provenance/"
+
+
+class AttestationMissing(VerifyFailed):
+    """An attestation is absent or does not belong to the image; the message says which and why."""
+
+
+@dataclass(frozen=True)
+class Provenance:
+    manifest: str  # digest of the attestation manifest inside the index
+    predicate_type: str
+
+
+@dataclass(frozen=True)
+class Sbom:
+    manifest: str  # digest of the SBOM artifact manifest
+    subject: str  # digest of the image it describes
+    document: bytes  # the CycloneDX JSON
+
+
+def referrers_tag(digest: str) -> str:
+    """The referrers tag schema's tag for ``digest``: ``<alg>-<hex>``."""
+    algorithm, _, hex_digest = digest.partition(":")
+    if not algorithm or not hex_digest:
+        raise ValueError(f"{digest!r} is not a digest")
+    return f"{algorithm}-{hex_digest}"
+
+
+def _attestation_entries(index: Manifest, image_digest: str) -> list[dict[str, Any]]:
+    if not index.is_index:
+        return []
+    return [
+        entry
+        for entry in index.json.get("manifests", [])
+        if (entry.get("annotations") or {}).get(REFERENCE_TYPE) == "attestation-manifest"
+        and entry["annotations"].get(REFERENCE_DIGEST) == image_digest
+    ]
+
+
+def has_provenance(index: Manifest, image_digest: str) -> bool:
+    """Whether ``index`` lists an attestation manifest for ``image_digest`` (no request: a cheap pre-check)."""
+    return bool(_attestation_entries(index, image_digest))
+
+
+def find_provenance(registry: RegistryClient, repository: str, index: Manifest, image_digest: str) -> Provenance:
+    """The SLSA provenance BuildKit put in ``index`` for the platform manifest ``image_digest``."""
+    if not index.is_index:
+        raise AttestationMissing(f"{index.digest[:19]} is a single manifest, not an index with attestations")
+    entries = _attestation_entries(index, image_digest)
+    if not entries:
+        raise AttestationMissing(f"no attestation manifest for {image_digest[:19]} in index {index.digest[:19]}")
+    for entry in entries:
+        manifest = registry.manifest(repository, entry["digest"])
+        if manifest is None:
+            raise AttestationMissing(f"attestation manifest {entry['digest'][:19]} is not in the registry")
+        for layer in manifest.json.get("layers", []):
+            predicate = (layer.get("annotations") or {}).get(PREDICATE_TYPE, "")
+            if predicate.startswith(SLSA_PROVENANCE):
+                _check_statement(registry.blob(repository, layer["digest"]), predicate, image_digest)
+                return Provenance(manifest.digest, predicate)
+    raise AttestationMissing(f"attestation of {image_digest[:19]} has no {SLSA_PROVENANCE}* statement")
+
+
+def _check_statement(raw: bytes, predicate: str, image_digest: str) -> None:
+    try:
+        statement = json.loads(raw)
+        subjects = {"sha256:" + s["digest"]["sha256"] for s in statement.get("subject", [])}
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise AttestationMissing(f"unreadable in-toto statement ({exc})") from None
+    if statement.get("predicateType") != predicate:
+        raise AttestationMissing(f"statement predicateType {statement.get('predicateType')!r}, annotated {predicate}")
+    if image_digest not in subjects:
+        raise AttestationMissing(f"provenance statement is about {sorted(subjects)}, not {image_digest[:19]}")
+
+
+def _referrers(registry: RegistryClient, repository: str, subject: str) -> list[dict[str, Any]]:
+    """The descriptors listed under the referrers tag of ``subject`` (none when the tag is absent)."""
+    found = registry.manifest(repository, referrers_tag(subject))
+    if found is None:
+        return []
+    if found.media_type not in INDEX_TYPES:
+        raise AttestationMissing(f"tag {referrers_tag(subject)} holds a {found.media_type}, not a referrers index")
+    return list(found.json.get("manifests") or [])
+
+
+def find_sbom(registry: RegistryClient, repository: str, subject: str) -> str | None:
+    """The digest of the newest CycloneDX referrer of ``subject``, from the referrers tag only."""
+    sboms = [d for d in _referrers(registry, repository, subject) if d.get("artifactType") == CYCLONEDX_TYPE]
+    return str(sboms[-1]["digest"]) if sboms else None
+
+
+def read_sbom(registry: RegistryClient, repository: str, subject: str) -> Sbom:
+    """The SBOM of ``subject`` with its document, checked to name ``subject`` as its subject."""
+    digest = find_sbom(registry, repository, subject)
+    if digest is None:
+        raise AttestationMissing(f"no {CYCLONEDX_TYPE} referrer under tag {referrers_tag(subject)}")
+    manifest = registry.manifest(repository, digest)
+    if manifest is None:
+        raise AttestationMissing(f"referrer {digest[:19]} is listed but not in the registry")
+    doc = manifest.json
+    named = (doc.get("subject") or {}).get("digest")
+    if named != subject:
+        raise AttestationMissing(f"SBOM {digest[:19]} has subject {named}, not {subject[:19]}")
+    layers = [layer for layer in doc.get("layers", []) if layer.get("mediaType") == CYCLONEDX_TYPE]
+    if doc.get("artifactType") != CYCLONEDX_TYPE or not layers:
+        raise AttestationMissing(f"SBOM {digest[:19]} is not a {CYCLONEDX_TYPE} artifact")
+    return Sbom(manifest.digest, subject, registry.blob(repository, layers[0]["digest"]))
+
+
+def push_sbom(
+    registry: RegistryClient, repository: str, subject: Manifest, document: bytes, annotations: dict[str, str]
+) -> str:
+    """Push ``document`` as a referrer of ``subject`` and list it under the referrers tag; its digest."""
+    raw = artifact_manifest(
+        registry,
+        repository,
+        document,
+        layer_type=CYCLONEDX_TYPE,
+        title="sbom.cdx.json",
+        artifact_type=CYCLONEDX_TYPE,
+        subject=subject,
+        annotations=annotations,
+    )
+    digest = registry.put_manifest(repository, _digest_of(raw), raw, MANIFEST_TYPE)
+    _add_referrer(
+        registry,
+        repository,
+        subject.digest,
+        {
+            "mediaType": MANIFEST_TYPE,
+            "digest": digest,
+            "size": len(raw),
+            "artifactType": CYCLONEDX_TYPE,
+            "annotations": annotations,
+        },
+    )
+    return digest
+
+
+def _add_referrer(registry: RegistryClient, repository: str, subject: str, descriptor: dict[str, Any]) -> None:
+    """Read-modify-write of the referrers index (the spec's tag schema has no atomic update)."""
+    kept = [d for d in _referrers(registry, repository, subject) if d.get("digest") != descriptor["digest"]]
+    index = {"schemaVersion": 2, "mediaType": INDEX_TYPE, "manifests": [*kept, descriptor]}
+    registry.put_manifest(repository, referrers_tag(subject), canonical(index), INDEX_TYPE)
+
+
+def _digest_of(raw: bytes) -> str:
+    return "sha256:" + hashlib.sha256(raw).hexdigest()

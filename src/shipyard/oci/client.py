@@ -1,0 +1,337 @@
+"""A small OCI distribution API client: manifests, blobs and tags, no layer pulls.
+
+Anonymous, basic and bearer-token (``WWW-Authenticate: Bearer realm=…``, as GHCR does)
+authentication. Transient failures are retried as ``retry.RetryPolicy`` says (backoff with
+jitter, bounded attempts and time, ``Retry-After`` honoured); 401/403/404 and digest
+mismatches are answers and are not.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import re
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from ..errors import RegistryError
+from .credentials import Credentials
+from .reference import RegistryTarget
+from .retry import RETRYABLE_STATUS, RetryPolicy, Transient, retry_after_seconds
+
+MANIFEST_TYPES = (
+    "application/vnd.oci.image.index.v1+json",
+    "application/vnd.docker.distribution.manifest.list.v2+json",
+    "application/vnd.oci.image.manifest.v1+json",
+    "application/vnd.docker.distribution.manifest.v2+json",
+)
+INDEX_TYPES = MANIFEST_TYPES[:2]
+_CHALLENGE_RE = re.compile(r'(\w+)="([^"]*)"')
+
+
+@dataclass(frozen=True)
+class Manifest:
+    digest: str
+    media_type: str
+    raw: bytes
+
+    @property
+    def json(self) -> Any:
+        return json.loads(self.raw)
+
+    @property
+    def is_index(self) -> bool:
+        return self.media_type in INDEX_TYPES
+
+    @property
+    def compressed_size(self) -> int:
+        """Layers plus config, as stored in the registry (single-platform manifests)."""
+        doc = self.json
+        return int(doc["config"]["size"]) + sum(int(layer["size"]) for layer in doc.get("layers", []))
+
+
+class RegistryClient:
+    def __init__(
+        self,
+        target: RegistryTarget,
+        credentials: Credentials | None = None,
+        *,
+        transport: httpx.BaseTransport | None = None,
+        policy: RetryPolicy | None = None,
+        sleep: Callable[[float], None] | None = None,
+    ) -> None:
+        self.target = target
+        self._credentials = credentials
+        self.policy = policy or RetryPolicy.from_env()
+        # plain-HTTP local registries need no TLS context (building one costs ~70 ms per process)
+        verify: bool = not target.is_local
+        self._http = httpx.Client(
+            base_url=target.api_base, transport=transport, timeout=self.policy.timeout_s, verify=verify
+        )
+        self._token: str | None = None
+        self._basic = False  # set once a Basic challenge was answered
+        self._sleep = sleep
+        self._lock = threading.Lock()
+        self.retried = 0  # attempts that failed transiently and were tried again, over the client's life
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> RegistryClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- transport -----------------------------------------------------------
+    def _send(self, method: str, url: str, *, headers: dict[str, str] | None = None, **kwargs: Any) -> httpx.Response:
+        def once() -> httpx.Response:
+            try:
+                response = self._http.request(method, url, headers={**(headers or {}), **self._auth_header()}, **kwargs)
+                if response.status_code == 401 and self._authenticate(response):
+                    response = self._http.request(
+                        method, url, headers={**(headers or {}), **self._auth_header()}, **kwargs
+                    )
+            except httpx.TimeoutException as exc:
+                raise Transient(f"no answer within {self.policy.timeout_s:g} s ({type(exc).__name__})") from None
+            except httpx.TransportError as exc:
+                raise Transient(f"{type(exc).__name__}: {exc or 'connection failed'}") from None
+            if response.status_code in RETRYABLE_STATUS:
+                hint = retry_after_seconds(response.headers.get("Retry-After"))
+                after = f", Retry-After {hint:g} s" if hint is not None else ""
+                raise Transient(f"HTTP {response.status_code}{after}", retry_after=hint)
+            return response
+
+        retrying = self.policy.retrying(sleep=self._sleep)
+        started = time.monotonic()
+        try:
+            return retrying(once)
+        except Transient as exc:
+            tries = retrying.statistics.get("attempt_number", 1)
+            raise RegistryError(
+                f"registry {self.target.host}: {method} {_path_of(url)} failed {tries} time(s) in "
+                f"{time.monotonic() - started:.1f} s, giving up (last: {exc.what})"
+            ) from None
+        finally:
+            failed = retrying.statistics.get("attempt_number", 1) - 1
+            if failed:
+                with self._lock:
+                    self.retried += failed
+
+    def _auth_header(self) -> dict[str, str]:
+        if self._token:
+            return {"Authorization": f"Bearer {self._token}"}
+        if self._credentials and self._basic:
+            return {"Authorization": "Basic " + _basic_value(self._credentials)}
+        return {}
+
+    def _authenticate(self, response: httpx.Response) -> bool:
+        """Answer a 401 challenge once; False when there is nothing new to try."""
+        challenge = response.headers.get("WWW-Authenticate", "")
+        scheme = challenge.split(" ", 1)[0].lower()
+        if scheme == "basic":
+            if self._credentials is None or self._basic:
+                return False
+            self._basic = True
+            return True
+        if scheme == "bearer":
+            params = dict(_CHALLENGE_RE.findall(challenge))
+            realm = params.get("realm", "")
+            if not realm:
+                return False
+            headers = {"Authorization": "Basic " + _basic_value(self._credentials)} if self._credentials else {}
+            token_response = self._http.get(realm, params=_token_query(params), headers=headers)
+            if token_response.status_code in RETRYABLE_STATUS:  # the token service is flaky, not refusing
+                hint = retry_after_seconds(token_response.headers.get("Retry-After"))
+                raise Transient(f"token service HTTP {token_response.status_code}", retry_after=hint)
+            token = _token_from(token_response, self.target.host, realm, self._credentials)
+            if token == self._token:
+                return False  # the same token again: it does not grant what this request needs
+            self._token = token
+            return True
+        return False
+
+    # --- API -----------------------------------------------------------------
+    def ping(self) -> None:
+        response = self._send("GET", "/v2/")
+        if response.status_code == 401:
+            raise RegistryError(f"registry {self.target.host} refused the credentials (HTTP 401)")
+        if response.status_code != 200:
+            raise RegistryError(f"registry {self.target.host}: GET /v2/ answered HTTP {response.status_code}")
+
+    def manifest(self, repository: str, reference: str) -> Manifest | None:
+        """The manifest (or index) at a tag or digest; None when it does not exist."""
+        response = self._send(
+            "GET", f"/v2/{repository}/manifests/{reference}", headers={"Accept": ", ".join(MANIFEST_TYPES)}
+        )
+        if response.status_code == 404:
+            return None
+        self._raise_for(response, f"manifest {repository}:{reference}")
+        digest = "sha256:" + hashlib.sha256(response.content).hexdigest()
+        header = response.headers.get("Docker-Content-Digest")
+        if reference.startswith("sha256:") and digest != reference:
+            raise RegistryError(f"registry {self.target.host}: manifest {repository}@{reference} has digest {digest}")
+        if header and header != digest:
+            raise RegistryError(
+                f"registry {self.target.host}: {repository}:{reference}: header digest {header} "
+                f"does not match the content ({digest})"
+            )
+        media_type = json.loads(response.content).get("mediaType") or response.headers.get("Content-Type", "")
+        return Manifest(digest=digest, media_type=media_type, raw=response.content)
+
+    def head_digest(self, repository: str, reference: str) -> str | None:
+        """The digest a tag points at, from a HEAD request's Docker-Content-Digest (no body)."""
+        response = self._send(
+            "HEAD", f"/v2/{repository}/manifests/{reference}", headers={"Accept": ", ".join(MANIFEST_TYPES)}
+        )
+        if response.status_code == 404:
+            return None
+        self._raise_for(response, f"manifest {repository}:{reference}")
+        digest = response.headers.get("Docker-Content-Digest")
+        return digest if digest else self.resolve(repository, reference)
+
+    def resolve(self, repository: str, reference: str) -> str | None:
+        found = self.manifest(repository, reference)
+        return found.digest if found else None
+
+    def image_manifest(self, repository: str, reference: str, platform: str) -> Manifest | None:
+        """The single-platform manifest, following an index to ``platform`` (os/arch)."""
+        found = self.manifest(repository, reference)
+        return None if found is None else self.for_platform(repository, found, platform)
+
+    def for_platform(self, repository: str, found: Manifest, platform: str) -> Manifest:
+        """``found`` itself, or the entry of an index for ``platform``, without fetching ``found`` again."""
+        if not found.is_index:
+            return found
+        os_name, _, arch = platform.partition("/")
+        for entry in found.json.get("manifests", []):
+            plat = entry.get("platform", {})
+            if plat.get("os") == os_name and plat.get("architecture") == arch:
+                chosen = self.manifest(repository, entry["digest"])
+                if chosen is not None:
+                    return chosen
+        raise RegistryError(f"{repository}@{found.digest}: no manifest for platform {platform} in the index")
+
+    def blob(self, repository: str, digest: str) -> bytes:
+        response = self._send("GET", f"/v2/{repository}/blobs/{digest}", follow_redirects=True)
+        self._raise_for(response, f"blob {repository}@{digest}")
+        if "sha256:" + hashlib.sha256(response.content).hexdigest() != digest:
+            raise RegistryError(f"registry {self.target.host}: blob {repository}@{digest} does not match its digest")
+        return response.content
+
+    def image_config(self, repository: str, reference: str, platform: str) -> dict[str, Any]:
+        manifest = self.image_manifest(repository, reference, platform)
+        if manifest is None:
+            raise RegistryError(f"{self.target.host}/{repository}:{reference} does not exist")
+        return self.config_of(repository, manifest)
+
+    def config_of(self, repository: str, manifest: Manifest) -> dict[str, Any]:
+        """The image config blob of a single-platform manifest already in hand."""
+        config: dict[str, Any] = json.loads(self.blob(repository, manifest.json["config"]["digest"]))
+        return config
+
+    def tags(self, repository: str) -> list[str]:
+        response = self._send("GET", f"/v2/{repository}/tags/list")
+        if response.status_code == 404:
+            return []
+        self._raise_for(response, f"tags of {repository}")
+        return list(response.json().get("tags") or [])
+
+    def blob_exists(self, repository: str, digest: str) -> bool:
+        return self._send("HEAD", f"/v2/{repository}/blobs/{digest}").status_code == 200
+
+    def upload_blob(self, repository: str, data: bytes) -> str:
+        """Monolithic upload (POST then PUT ?digest=); a blob already there is not sent again."""
+        digest = "sha256:" + hashlib.sha256(data).hexdigest()
+        if self.blob_exists(repository, digest):
+            return digest
+        start = self._send("POST", f"/v2/{repository}/blobs/uploads/")
+        self._raise_for(start, f"blob upload to {repository}")
+        location = start.headers.get("Location", "")
+        if not location:
+            raise RegistryError(f"registry {self.target.host}: blob upload to {repository}: no Location header")
+        separator = "&" if "?" in location else "?"
+        done = self._send(
+            "PUT",
+            f"{location}{separator}digest={digest}",
+            content=data,
+            headers={"Content-Type": "application/octet-stream"},
+        )
+        if done.status_code == 404 and self.blob_exists(repository, digest):
+            return digest  # an earlier attempt completed the upload but its answer was lost
+        self._raise_for(done, f"blob upload to {repository}")
+        return digest
+
+    def put_manifest(self, repository: str, reference: str, raw: bytes, media_type: str) -> str:
+        """PUT the exact bytes, so the digest stays what it is (a promotion moves a tag, not content)."""
+        response = self._send(
+            "PUT", f"/v2/{repository}/manifests/{reference}", content=raw, headers={"Content-Type": media_type}
+        )
+        self._raise_for(response, f"manifest {repository}:{reference}")
+        digest = "sha256:" + hashlib.sha256(raw).hexdigest()
+        header = response.headers.get("Docker-Content-Digest")
+        if header and header != digest:
+            raise RegistryError(
+                f"registry {self.target.host}: {repository}:{reference} stored as {header}, expected {digest}"
+            )
+        return digest
+
+    def _raise_for(self, response: httpx.Response, what: str) -> None:
+        if response.status_code in (401, 403):
+            raise RegistryError(
+                f"registry {self.target.host}: {what}: access denied (HTTP {response.status_code}); "
+                f"check the credentials (docker login / GITHUB_TOKEN)"
+            )
+        if response.status_code >= 400:
+            raise RegistryError(f"registry {self.target.host}: {what}: HTTP {response.status_code}")
+
+
+def _path_of(url: str) -> str:
+    """The request path without the query (upload URLs carry long opaque state)."""
+    return httpx.URL(url).path
+
+
+def _basic_value(creds: Credentials | None) -> str:
+    assert creds is not None
+    return base64.b64encode(f"{creds.username}:{creds.password.reveal()}".encode()).decode()
+
+
+def _token_query(challenge: dict[str, str]) -> dict[str, str]:
+    """A token request carries the challenge's ``service`` and ``scope`` only.
+
+    Not ``realm``, and not the ``error="insufficient_scope"`` or ``error="invalid_token"`` that
+    distribution adds when a token did not do: those describe the last answer, not the request.
+    """
+    return {key: challenge[key] for key in ("service", "scope") if challenge.get(key)}
+
+
+def _token_from(response: httpx.Response, host: str, realm: str, creds: Credentials | None) -> str:
+    """The bearer token of a token service's answer, or a one-line error that names who was refused."""
+    if response.status_code not in (200, 401, 403):
+        raise RegistryError(f"registry {host}: its token service {realm} answered HTTP {response.status_code}")
+    if response.status_code != 200:
+        if creds is None:
+            raise RegistryError(
+                f"registry {host}: no credentials given, and its token service {realm} refused anonymous "
+                f"access (HTTP {response.status_code}); set SHIPYARD_REGISTRY_USERNAME and "
+                f"SHIPYARD_REGISTRY_PASSWORD, or docker login {host}"
+            )
+        raise RegistryError(
+            f"registry {host}: its token service {realm} refused the credentials of {creds.username!r} "
+            f"(HTTP {response.status_code})"
+        )
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    # the Docker token spec says ``token``; OAuth2-style token services say ``access_token``
+    token = (body.get("token") or body.get("access_token")) if isinstance(body, dict) else None
+    if not isinstance(token, str) or not token:
+        raise RegistryError(f"registry {host}: its token service {realm} answered HTTP 200 without a token")
+    return token

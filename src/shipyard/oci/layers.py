@@ -1,0 +1,87 @@
+"""The final file system of an image, from its layer blobs in the registry (no pull, no engine).
+
+Layers are applied in order with OCI whiteouts (``.wh.<name>`` deletes a path,
+``.wh..wh..opq`` empties a directory), so a file removed or re-moded in a later layer is
+seen as the image really has it.
+"""
+
+from __future__ import annotations
+
+import io
+import stat
+import tarfile
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import PurePosixPath
+
+from ..errors import RegistryError
+from .client import RegistryClient
+
+WHITEOUT = ".wh."
+OPAQUE = ".wh..wh..opq"
+
+
+@dataclass(frozen=True)
+class FileEntry:
+    path: str  # without a leading slash, e.g. "usr/bin/gcc"
+    mode: int
+    is_file: bool
+
+    @property
+    def setuid_or_setgid(self) -> bool:
+        return self.is_file and bool(self.mode & (stat.S_ISUID | stat.S_ISGID))
+
+
+def layer_entries(blob: bytes) -> list[tuple[str, int, bool]]:
+    """(path, mode, is_regular_file) of every entry of a (gzip or plain) tar layer."""
+    try:
+        with tarfile.open(fileobj=io.BytesIO(blob), mode="r:*") as tar:
+            return [(_norm(m.name), m.mode, m.isfile()) for m in tar.getmembers()]
+    except (tarfile.TarError, EOFError, OSError) as exc:
+        raise RegistryError(f"layer is not a readable tar archive: {exc}") from None
+
+
+def _norm(name: str) -> str:
+    return str(PurePosixPath("/", name)).lstrip("/")
+
+
+def apply_layers(layers: Iterable[list[tuple[str, int, bool]]]) -> dict[str, FileEntry]:
+    files: dict[str, FileEntry] = {}
+    for entries in layers:
+        # A layer's whiteouts hide what the layers below it had, never its own entries.
+        hidden: list[str] = []  # exact paths (and everything below them)
+        emptied: list[str] = []  # directories whose lower contents are hidden
+        added: list[FileEntry] = []
+        for path, mode, is_file in entries:
+            parent, _, base = path.rpartition("/")
+            if base == OPAQUE:
+                emptied.append(f"{parent}/" if parent else "")
+            elif base.startswith(WHITEOUT):
+                hidden.append(f"{parent}/{base[len(WHITEOUT) :]}" if parent else base[len(WHITEOUT) :])
+            else:
+                added.append(FileEntry(path, mode, is_file))
+        if hidden or emptied:
+            for existing in list(files):
+                if any(existing == h or existing.startswith(h + "/") for h in hidden) or any(
+                    existing.startswith(d) and existing != d.rstrip("/") for d in emptied
+                ):
+                    del files[existing]
+        for entry in added:
+            files[entry.path] = entry
+    return files
+
+
+class LayerCache:
+    """Listings by layer digest: images of one release share most layers, so each is read once."""
+
+    def __init__(self, registry: RegistryClient) -> None:
+        self.registry = registry
+        self._listings: dict[str, list[tuple[str, int, bool]]] = {}
+
+    def listing(self, repository: str, digest: str) -> list[tuple[str, int, bool]]:
+        if digest not in self._listings:
+            self._listings[digest] = layer_entries(self.registry.blob(repository, digest))
+        return self._listings[digest]
+
+    def filesystem(self, repository: str, layer_digests: Iterable[str]) -> dict[str, FileEntry]:
+        return apply_layers(self.listing(repository, d) for d in layer_digests)

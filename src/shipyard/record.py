@@ -1,0 +1,132 @@
+"""Release records: every build unit of a release → pushed digest and what is known of it.
+
+Written atomically (temp file + ``os.replace``) so a reader never sees a truncated record.
+Every stage after the build reads the record, not the engine's local state.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+from .oci.reference import OCI_TAG_RE
+
+SCHEMA = 1
+
+
+@dataclass
+class UnitRecord:
+    profile: str
+    image: str
+    kind: str
+    platform: str
+    repository: str
+    tag: str
+    digest: str
+    size: int
+    parent: str  # parent reference by digest
+    duration_s: float
+    steps: int  # RUN/COPY/ADD steps of the Dockerfile
+    cache_hits: int  # of those, served from the (local or registry) build cache
+    # What the image must show, fixed at build time from the inputs that rendered it
+    # (user, env, labels, port, size budget), so verify needs only the record and the registry.
+    expect: dict[str, Any] = field(default_factory=dict)
+    verdicts: dict[str, Any] = field(default_factory=dict)
+    inputs: dict[str, Any] = field(default_factory=dict)  # the input digest and what went into it
+    reused_from: str = ""  # release that built this image when it was reused instead of built
+    # kind ("provenance", "sbom") -> digest of the attestation's manifest in the unit's repository
+    attestations: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def ref(self) -> str:
+        return f"{self.repository}@{self.digest}"
+
+
+@dataclass
+class ReleaseRecord:
+    release: str
+    revision: str
+    created: str
+    registry: str
+    units: dict[str, UnitRecord] = field(default_factory=dict)
+    schema: int = SCHEMA
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2, sort_keys=True) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str, *, source: str) -> ReleaseRecord:
+        try:
+            data = json.loads(text)
+            units = {key: UnitRecord(**value) for key, value in data.pop("units").items()}
+            return cls(units=units, **data)
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+            raise ConfigError(f"{source}: not a shipyard release record ({exc})") from None
+
+
+def records_dir(project: Path) -> Path:
+    return project / ".shipyard" / "releases"
+
+
+def write_atomic(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_record(project: Path, record: ReleaseRecord) -> Path:
+    path = records_dir(project) / f"{record.release}.json"
+    write_atomic(path, record.to_json())
+    return path
+
+
+def load_record(path: Path) -> ReleaseRecord:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: release record not found") from None
+    return ReleaseRecord.from_json(text, source=str(path))
+
+
+def find_record(project: Path, release: str | None, *, flag: str = "--release") -> Path:
+    """The record of ``release``, or the newest one when no release is named.
+
+    ``release`` becomes a file name and a tag, so it must be an OCI tag (no ``/``, no ``..``).
+    ``flag`` is how the command line spells it, for the error.
+    """
+    directory = records_dir(project)
+    if release:
+        if not OCI_TAG_RE.match(release):
+            raise ConfigError(
+                f"{flag} {release!r}: not a valid OCI tag; expected [A-Za-z0-9_][A-Za-z0-9_.-]{{0,127}}, "
+                f"a release tag like 20250111-656873b3"
+            )
+        path = directory / f"{release}.json"
+        if not path.is_file():
+            known = sorted(p.stem for p in directory.glob("*.json")) if directory.is_dir() else []
+            raise ConfigError(
+                f"{flag} {release}: no release record {path}"
+                + (f"; known: {', '.join(known[-5:])}" if known else "; run `shipyard build` first")
+            )
+        return path
+    records = sorted(directory.glob("*.json"), key=lambda p: p.stat().st_mtime) if directory.is_dir() else []
+    if not records:
+        raise ConfigError(f"{directory}: no release records; run `shipyard build` first")
+    return records[-1]
+
+
+def reports_dir(project: Path, release: str) -> Path:
+    return project / ".shipyard" / "reports" / release

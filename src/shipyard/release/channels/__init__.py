@@ -1,0 +1,1 @@
+"""Channels: moving tags set by digest, their ledgers, promotion and rollback."""

@@ -1,0 +1,265 @@
+"""Canary: run the service images of one profile as hardened containers and check real inference.
+
+Containers get the image's own non-root user, a read-only root file system with a tmpfs
+for /tmp, no capabilities, no-new-privileges, the profile's memory/CPU/pids limits, ports
+on 127.0.0.1 only (all interfaces of a remote engine's host: see engine.py), and labels by
+which leftovers of a killed run are found and removed.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from ...errors import CanaryFailed, ConfigError, EngineError
+from ...events import Emit, Event
+from ...record import UnitRecord, load_record, write_atomic
+from .engine import Endpoint, connect, endpoint
+from .probes import Crashed, Golden, NotReady, http_health, percentile, send_golden, wait_until_ready
+
+LABEL = "io.shipyard.canary"
+OWNER_LABEL = "io.shipyard.canary.owner"  # host:pid of the shipyard process that started it
+STALE_AFTER = timedelta(hours=1)
+
+
+@dataclass
+class CanaryVerdict:
+    unit: str
+    passed: bool
+    reason: str = ""
+    ready_s: float | None = None
+    p50_ms: float | None = None
+    p95_ms: float | None = None
+    slo_p95_ms: float | None = None
+    error_rate: float | None = None
+    requests: int = 0
+    logs: list[str] = field(default_factory=list)
+
+    def to_record(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if k not in ("unit", "logs")} | {"logs": self.logs[-20:]}
+
+
+def owner() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _is_leftover(labels: dict[str, str], created: str, now: datetime) -> bool:
+    """A container of a run that is gone: its process on this host is dead, or it is older than
+    STALE_AFTER (a run on another host). A canary running at the same time is left alone."""
+    if OWNER_LABEL not in labels:
+        return True  # made by a shipyard before owners were recorded
+    host, _, pid = labels[OWNER_LABEL].rpartition(":")
+    if host == socket.gethostname() and pid.isdigit():
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:
+            return False
+        return False
+    try:
+        started = datetime.fromisoformat(created[:26].rstrip("Z")).replace(tzinfo=UTC)
+    except ValueError:
+        return True
+    return now - started > STALE_AFTER
+
+
+def remove_leftovers(client: Any, emit: Emit) -> int:
+    now = datetime.now(UTC)
+    leftovers = [
+        c
+        for c in client.containers.list(all=True, filters={"label": LABEL})
+        if _is_leftover(c.labels, c.attrs.get("Created", ""), now)
+    ]
+    for container in leftovers:
+        container.remove(force=True)
+    if leftovers:
+        emit(Event("canary.cleanup", f"removed {len(leftovers)} canary container(s) left by an earlier run"))
+    return len(leftovers)
+
+
+def _memory_bytes(text: str) -> int:
+    units = {"k": 1024, "m": 1024**2, "g": 1024**3}
+    try:
+        return int(float(text[:-1]) * units[text[-1].lower()]) if text[-1].lower() in units else int(text)
+    except (ValueError, IndexError):
+        raise ConfigError(f"canary.memory: expected e.g. 512m or 1g, got {text!r}") from None
+
+
+def _start(client: Any, key: str, image: str, **options: Any) -> Any:
+    """Pull if needed, create, start; the engine's refusal (pull, network, limits) as one line, and a
+    container that was created but could not start is removed at once."""
+    import docker
+
+    container = None
+    try:
+        try:
+            container = client.containers.create(image, **options)
+        except docker.errors.ImageNotFound:
+            client.images.pull(image)
+            container = client.containers.create(image, **options)
+        container.start()
+        return container
+    except docker.errors.APIError as exc:
+        if container is not None:
+            container.remove(force=True)
+        explanation = str(exc.explanation or exc).splitlines()[0][:300]
+        raise EngineError(f"canary {key}: the engine could not start {image}: {explanation}") from None
+    except BaseException:  # Ctrl-C between create and start: the container must not outlive us
+        if container is not None:
+            container.remove(force=True)
+        raise
+
+
+def remove_own(client: Any) -> int:
+    """Remove this process's canary containers (on the way out, whatever happened)."""
+    own = client.containers.list(all=True, filters={"label": f"{OWNER_LABEL}={owner()}"})
+    for container in own:
+        container.remove(force=True)
+    return len(own)
+
+
+@contextmanager
+def running(client: Any, where: Endpoint, key: str, unit: UnitRecord, release: str) -> Iterator[tuple[Any, str]]:
+    """The unit's container, hardened, removed on the way out whatever happens."""
+    service, limits = unit.expect["service"], unit.expect["canary"]
+    port = f"{service['port']}/tcp"
+    container = _start(
+        client,
+        key,
+        unit.ref,
+        read_only=True,
+        tmpfs={"/tmp": "rw,noexec,nosuid,size=64m"},
+        cap_drop=["ALL"],
+        security_opt=["no-new-privileges"],
+        mem_limit=_memory_bytes(limits["memory"]),
+        nano_cpus=int(float(limits["cpus"]) * 1e9),
+        pids_limit=int(limits["pids"]),
+        ports={port: (where.bind, None)},
+        labels={LABEL: release, "io.shipyard.unit": key, OWNER_LABEL: owner()},
+    )
+    try:
+        container.reload()
+        host_port = container.ports[port][0]["HostPort"]
+        yield container, f"http://{where.probe_host}:{host_port}"
+    finally:
+        container.remove(force=True)
+
+
+def _ready_check(container: Any, base_url: str, health_path: str, client: httpx.Client) -> Any:
+    def check() -> None:
+        container.reload()
+        state = container.attrs["State"]
+        if state["Status"] in ("exited", "dead"):
+            raise Crashed(int(state.get("ExitCode", -1)))
+        if (state.get("Health") or {}).get("Status") != "healthy":
+            raise NotReady("docker health: " + str((state.get("Health") or {}).get("Status")))
+        http_health(base_url, health_path, client)
+
+    return check
+
+
+def canary_unit(client: Any, where: Endpoint, key: str, unit: UnitRecord, release: str) -> CanaryVerdict:
+    service, limits = unit.expect["service"], unit.expect["canary"]
+    golden_doc = service["golden"]
+    golden = Golden(
+        service["protocol"], golden_doc["path"], golden_doc["method"], golden_doc["request"], golden_doc["expect"]
+    )
+    slo_ms = float(service["slo_p95_ms"])
+    verdict = CanaryVerdict(key, passed=False, slo_p95_ms=slo_ms)
+    with running(client, where, key, unit, release) as (container, base_url), httpx.Client() as http:
+        try:
+            verdict.ready_s = round(
+                wait_until_ready(
+                    _ready_check(container, base_url, service["health"], http), float(service["ready_timeout_s"])
+                ),
+                2,
+            )
+        except NotReady as exc:
+            verdict.reason = f"not healthy by the deadline ({service['ready_timeout_s']}s): {exc}"
+        except Crashed as exc:
+            verdict.reason = f"crashed (exit code {exc.exit_code})"
+        if not verdict.reason:
+            load = send_golden(base_url, golden, int(limits["requests"]))
+            verdict.requests = load.requests
+            verdict.error_rate = round(load.error_rate, 3)
+            if load.latencies_ms:
+                verdict.p50_ms = round(percentile(load.latencies_ms, 50), 1)
+                verdict.p95_ms = round(percentile(load.latencies_ms, 95), 1)
+            if load.wrong:
+                verdict.reason = f"wrong answer: expected {golden.expect}, got {str(load.first_answer)[:200]}"
+            elif load.errors:
+                verdict.reason = f"{load.errors} of {load.requests} requests failed"
+            elif verdict.p95_ms is not None and verdict.p95_ms > slo_ms:
+                verdict.reason = f"SLO missed: p95 {verdict.p95_ms} ms > {slo_ms} ms"
+            else:
+                verdict.passed = True
+        if not verdict.passed:
+            verdict.logs = container.logs(tail=20).decode(errors="replace").splitlines()
+    return verdict
+
+
+def _canary_units(
+    client: Any, where: Endpoint, units: dict[str, UnitRecord], release: str, emit: Emit
+) -> list[CanaryVerdict]:
+    verdicts = []
+    for key, unit in units.items():
+        started = time.monotonic()
+        emit(Event("canary.started", f"{key}: starting {unit.ref[:90]}", unit=key))
+        verdict = canary_unit(client, where, key, unit, release)
+        outcome = "ok" if verdict.passed else f"FAIL {verdict.reason}"
+        emit(
+            Event(
+                "canary.unit",
+                f"{key}: {outcome} (ready {verdict.ready_s}s, p50 {verdict.p50_ms} ms, "
+                f"p95 {verdict.p95_ms} ms, {time.monotonic() - started:.1f}s to verdict)",
+                unit=key,
+            )
+        )
+        verdicts.append(verdict)
+    return verdicts
+
+
+def canary_release(record_path: Path, profile: str | None, emit: Emit) -> list[CanaryVerdict]:
+    record = load_record(record_path)
+    profiles = list(dict.fromkeys(u.profile for u in record.units.values()))
+    chosen = profile or (profiles[0] if profiles else "")
+    if chosen not in profiles:
+        raise ConfigError(f"--profile: {chosen!r} is not in release {record.release} (it has {', '.join(profiles)})")
+    units = {k: u for k, u in record.units.items() if u.profile == chosen and u.kind == "service"}
+    if not units:
+        raise ConfigError(f"release {record.release} has no service of profile {chosen!r} to canary")
+    missing = [k for k, u in units.items() if "service" not in u.expect]
+    if missing:
+        raise ConfigError(
+            f"{record_path}: {', '.join(missing)}: no service probes in the record (built by an older "
+            f"shipyard); rebuild the release"
+        )
+    where = endpoint()
+    client = connect(where)
+    if where.is_remote:
+        emit(Event("canary.engine", f"engine {where.url}: probing the services at {where.probe_host}"))
+    remove_leftovers(client, emit)
+    try:
+        verdicts = _canary_units(client, where, units, record.release, emit)
+    finally:
+        remove_own(client)  # one interrupted mid-request (create answered after Ctrl-C) included
+    for verdict in verdicts:
+        record.units[verdict.unit].verdicts["canary"] = verdict.to_record()
+    write_atomic(record_path, record.to_json())
+    failed = [v for v in verdicts if not v.passed]
+    if failed:
+        raise CanaryFailed(
+            f"canary: {len(failed)} of {len(verdicts)} service(s) failed on {chosen}: "
+            + "; ".join(f"{v.unit}: {v.reason}" for v in failed)[:400]
+        )
+    return verdicts

@@ -1,0 +1,202 @@
+"""Trivy's JSON report read into findings, and the gate that decides which of them block a release."""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+from typing import Any, Literal
+
+from ...config.reader import Table, load_document
+from ...errors import ConfigError
+
+SEVERITIES = ("CRITICAL", "HIGH", "MEDIUM", "LOW", "UNKNOWN")
+Kind = Literal["vulnerability", "secret", "misconfig"]
+
+
+@dataclass(frozen=True)
+class ScanFinding:
+    kind: Kind
+    id: str  # CVE id, secret rule id or misconfiguration id
+    severity: str
+    target: str  # package name, file path or Dockerfile
+    installed: str = ""
+    fixed: str = ""  # "" when no fix is available
+    title: str = ""
+
+    @property
+    def has_fix(self) -> bool:
+        return bool(self.fixed)
+
+
+def parse_report(data: dict[str, Any]) -> list[ScanFinding]:
+    """Findings of one ``trivy image|config --format json`` report. Secret matches are never kept."""
+    findings: list[ScanFinding] = []
+    for result in data.get("Results") or []:
+        target = result.get("Target", "")
+        for v in result.get("Vulnerabilities") or []:
+            findings.append(
+                ScanFinding(
+                    "vulnerability",
+                    v["VulnerabilityID"],
+                    v.get("Severity", "UNKNOWN"),
+                    v.get("PkgName", target),
+                    v.get("InstalledVersion", ""),
+                    v.get("FixedVersion", "") or "",
+                    v.get("Title", ""),
+                )
+            )
+        for s in result.get("Secrets") or []:
+            findings.append(
+                ScanFinding(
+                    "secret",
+                    s.get("RuleID", "secret"),
+                    s.get("Severity", "UNKNOWN"),
+                    f"{target}:{s.get('StartLine', '?')}",
+                    title=s.get("Title", ""),
+                )
+            )
+        for m in result.get("Misconfigurations") or []:
+            if m.get("Status", "FAIL") == "FAIL":
+                findings.append(
+                    ScanFinding(
+                        "misconfig",
+                        m.get("ID") or m.get("AVDID", "?"),
+                        m.get("Severity", "UNKNOWN"),
+                        target,
+                        title=m.get("Title", ""),
+                    )
+                )
+    return findings
+
+
+@dataclass(frozen=True)
+class GatePolicy:
+    """Severities that block; those in ``only_fixed`` block only when a fix exists.
+
+    Default: every CRITICAL, and HIGH with a fix available (a HIGH nobody can fix yet is
+    reported, not blocking). ``ignore_unfixed`` makes every unfixed vulnerability non-blocking.
+    """
+
+    severities: frozenset[str] = frozenset({"CRITICAL", "HIGH"})
+    only_fixed: frozenset[str] = frozenset({"HIGH"})
+    ignore_unfixed: bool = False
+
+    @classmethod
+    def parse(cls, text: str, *, ignore_unfixed: bool = False) -> GatePolicy:
+        """``CRITICAL,HIGH:fixed`` → CRITICAL always, HIGH when fixable."""
+        severities, only_fixed = set(), set()
+        for item in filter(None, (p.strip().upper() for p in text.split(","))):
+            name, _, qualifier = item.partition(":")
+            if name not in SEVERITIES or qualifier not in ("", "FIXED"):
+                raise ConfigError(
+                    f"--severity: {item!r}: expected a list of {', '.join(SEVERITIES)}, "
+                    f"each optionally with ':fixed' (e.g. CRITICAL,HIGH:fixed)"
+                )
+            severities.add(name)
+            if qualifier:
+                only_fixed.add(name)
+        return cls(frozenset(severities), frozenset(only_fixed), ignore_unfixed)
+
+    def blocks(self, finding: ScanFinding) -> bool:
+        if finding.severity not in self.severities:
+            return False
+        if finding.kind != "vulnerability":
+            return True
+        unfixed_allowed = self.ignore_unfixed or finding.severity in self.only_fixed
+        return finding.has_fix or not unfixed_allowed
+
+
+@dataclass(frozen=True)
+class AllowEntry:
+    id: str
+    reason: str
+    expires: date
+    units: tuple[str, ...] = ("*",)
+
+    def covers(self, unit: str, finding: ScanFinding) -> bool:
+        return finding.id == self.id and any(fnmatch.fnmatchcase(unit, pattern) for pattern in self.units)
+
+
+def load_allowlist(path: Path | None) -> list[AllowEntry]:
+    """``[[allow]]`` entries: id, reason and expires are required; units (globs) optional."""
+    if path is None:
+        return []
+    doc = load_document(path, display=str(path))
+    doc.only(("allow",))
+    raw = doc.data.get("allow", [])
+    if not isinstance(raw, list):
+        raise doc.error("allow", "expected [[allow]] entries")
+    entries = []
+    for index, item in enumerate(raw):
+        t = Table(item if isinstance(item, dict) else {}, doc.file, f"allow[{index}]")
+        t.only(("id", "reason", "expires", "units"))
+        entry_id = t.req("id", str, expected='the finding\'s id, e.g. "CVE-2024-0001"')
+        why = f"a reason: why {entry_id} is accepted"
+        reason = t.req("reason", str, expected=why).strip()
+        if not reason:
+            raise t.error("reason", f"empty; expected {why}")
+        expires = t.data.get("expires")
+        if not isinstance(expires, date):
+            raise t.error("expires", f"missing or not a date (write expires = 2026-12-31) for {entry_id}")
+        entries.append(AllowEntry(entry_id, reason, expires, tuple(t.str_list("units", ["*"]))))
+    return entries
+
+
+@dataclass
+class UnitVerdict:
+    unit: str
+    findings: list[ScanFinding]
+    blocking: list[ScanFinding]
+    suppressed: list[tuple[ScanFinding, AllowEntry]]
+    expired: list[tuple[ScanFinding, AllowEntry]]
+
+    @property
+    def passed(self) -> bool:
+        return not self.blocking
+
+    def counts(self) -> dict[str, int]:
+        tally = Counter(f.severity for f in self.findings)
+        return {s: tally.get(s, 0) for s in SEVERITIES}
+
+    def to_record(self) -> dict[str, Any]:
+        return {
+            "passed": self.passed,
+            "counts": self.counts(),
+            "secrets": sum(f.kind == "secret" for f in self.findings),
+            "misconfigs": sum(f.kind == "misconfig" for f in self.findings),
+            "blocking": sorted({f.id for f in self.blocking}),
+            "suppressed": sorted({f.id for f, _ in self.suppressed}),
+            "expired_allowances": sorted({f.id for f, _ in self.expired}),
+        }
+
+
+def judge(
+    unit: str, findings: Iterable[ScanFinding], policy: GatePolicy, allow: list[AllowEntry], today: date
+) -> UnitVerdict:
+    findings = list(findings)
+    verdict = UnitVerdict(unit, findings, [], [], [])
+    for finding in findings:
+        if not policy.blocks(finding):
+            continue
+        entry = next((e for e in allow if e.covers(unit, finding)), None)
+        if entry is None:
+            verdict.blocking.append(finding)
+        elif entry.expires < today:
+            verdict.expired.append((finding, entry))
+            verdict.blocking.append(finding)
+        else:
+            verdict.suppressed.append((finding, entry))
+    return verdict
+
+
+def read_json_report(path: Path) -> dict[str, Any]:
+    try:
+        data: dict[str, Any] = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"{path}: unreadable trivy report ({exc})") from None
+    return data

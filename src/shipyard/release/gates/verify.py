@@ -1,0 +1,300 @@
+"""Verify what was pushed, from the registry only: every check on every unit, all failures reported."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from ...build.sbom import InvalidSbom, components
+from ...errors import RegistryError, VerifyFailed
+from ...events import Emit, Event
+from ...oci.attestations import AttestationMissing, find_provenance, read_sbom
+from ...oci.client import Manifest, RegistryClient
+from ...oci.layers import LayerCache
+from ...record import ReleaseRecord, UnitRecord, load_record, reports_dir, write_atomic
+
+Status = Literal["pass", "fail", "skip"]
+BIN_DIRS = ("bin/", "sbin/", "usr/bin/", "usr/sbin/", "usr/local/bin/", "usr/local/sbin/", "opt/venv/bin/")
+BUILD_TOOL_RE = re.compile(
+    r"^(?:[\w.-]+-)?(?:gcc|g\+\+|cc|c\+\+|clang|clang\+\+)(?:-\d+(?:\.\d+)*)?$|^(?:make|gmake|cmake|ninja)$"
+)
+PRIVILEGE_TOOL_RE = re.compile(r"^(?:sudo|doas|pkexec|sudoedit)$")
+MB = 1_000_000
+
+
+@dataclass(frozen=True)
+class Finding:
+    unit: str
+    check: str
+    status: Status
+    expected: str = ""
+    found: str = ""
+
+
+@dataclass
+class VerifyReport:
+    release: str
+    findings: list[Finding] = field(default_factory=list)
+
+    @property
+    def failures(self) -> list[Finding]:
+        return [f for f in self.findings if f.status == "fail"]
+
+    @property
+    def passed(self) -> bool:
+        return not self.failures
+
+    def to_json(self) -> str:
+        return (
+            json.dumps(
+                {"release": self.release, "passed": self.passed, "findings": [asdict(f) for f in self.findings]},
+                indent=2,
+            )
+            + "\n"
+        )
+
+
+@dataclass
+class _Image:
+    """One unit as the registry has it."""
+
+    key: str
+    unit: UnitRecord
+    repository: str  # path inside the registry
+    manifest: Manifest  # the platform's image manifest
+    config: dict[str, Any]
+    index: Manifest  # what the unit's digest names: the index holding ``manifest``, or ``manifest`` itself
+
+    @property
+    def cfg(self) -> dict[str, Any]:
+        return self.config.get("config") or {}
+
+    @property
+    def layers(self) -> list[str]:
+        return [layer["digest"] for layer in self.manifest.json.get("layers", [])]
+
+    @property
+    def env(self) -> dict[str, str]:
+        return dict(item.split("=", 1) for item in self.cfg.get("Env") or [] if "=" in item)
+
+
+Check = Callable[["Verifier", _Image], Iterator[Finding]]
+
+
+def _result(image: _Image, check: str, ok: bool, expected: object, found: object) -> Finding:
+    return Finding(image.key, check, "pass" if ok else "fail", str(expected), str(found))
+
+
+def check_tag(v: Verifier, image: _Image) -> Iterator[Finding]:
+    found = v.registry.resolve(image.repository, image.unit.tag)
+    yield _result(image, "tag", found == image.unit.digest, f"{image.unit.tag} -> {image.unit.digest}", found)
+
+
+def check_platform(v: Verifier, image: _Image) -> Iterator[Finding]:
+    found = f"{image.config.get('os')}/{image.config.get('architecture')}"
+    yield _result(image, "platform", found == image.unit.platform, image.unit.platform, found)
+
+
+def check_user(v: Verifier, image: _Image) -> Iterator[Finding]:
+    expected = image.unit.expect.get("user", "10001:10001")
+    found = image.cfg.get("User") or "(root)"
+    yield _result(image, "user", found == expected, expected, found)
+
+
+def check_healthcheck(v: Verifier, image: _Image) -> Iterator[Finding]:
+    test = (image.cfg.get("Healthcheck") or {}).get("Test") or []
+    ok = bool(test) and test[0] in ("CMD", "CMD-SHELL") and len(test) > 1
+    yield _result(image, "healthcheck", ok, "a HEALTHCHECK command", " ".join(test) or "(none)")
+
+
+def check_tini(v: Verifier, image: _Image) -> Iterator[Finding]:
+    entrypoint = image.cfg.get("Entrypoint") or []
+    ok = bool(entrypoint) and entrypoint[0].rsplit("/", 1)[-1] in ("tini", "tini-static")
+    yield _result(image, "tini", ok, "entrypoint starting with tini", entrypoint or "(none)")
+
+
+def check_env(v: Verifier, image: _Image) -> Iterator[Finding]:
+    env = image.env
+    expected: dict[str, str] = image.unit.expect.get("env") or {"PYTHONUNBUFFERED": "1"}
+    wrong = {k: env.get(k, "(unset)") for k, value in expected.items() if env.get(k) != value}
+    yield _result(image, "env", not wrong, {k: expected[k] for k in wrong} or "profile env", wrong or "as expected")
+
+
+def check_port(v: Verifier, image: _Image) -> Iterator[Finding]:
+    port = image.unit.expect.get("port")
+    if port is None:
+        return
+    exposed = sorted(image.cfg.get("ExposedPorts") or {})
+    yield _result(image, "port", f"{port}/tcp" in exposed, f"{port}/tcp exposed", exposed or "(none)")
+
+
+def check_labels(v: Verifier, image: _Image) -> Iterator[Finding]:
+    labels = image.cfg.get("Labels") or {}
+    expected: dict[str, str] = dict(image.unit.expect.get("labels") or {})
+    if not image.unit.reused_from:  # a reused image keeps the revision and version of the release that built it
+        expected["org.opencontainers.image.revision"] = v.record.revision
+        expected["org.opencontainers.image.version"] = image.unit.tag
+    wrong = {k: labels.get(k, "(unset)") for k, value in expected.items() if labels.get(k) != value}
+    yield _result(
+        image, "labels", not wrong, {k: expected[k] for k in wrong} or "OCI + shipyard labels", wrong or "as expected"
+    )
+
+
+def check_parent(v: Verifier, image: _Image) -> Iterator[Finding]:
+    parent = image.unit.parent
+    pinned = "@sha256:" in parent
+    yield _result(image, "parent-pinned", pinned, "parent referenced by digest", parent)
+    host, _, rest = parent.partition("/")
+    if not pinned or host != v.host:
+        yield Finding(
+            image.key,
+            "parent-layers",
+            "skip",
+            "parent's layers a prefix of the image's",
+            f"parent in another registry ({host})",
+        )
+        return
+    repository, _, digest = rest.partition("@")
+    parent_manifest = v.registry.image_manifest(repository, digest, image.unit.platform)
+    parent_layers = [layer["digest"] for layer in (parent_manifest.json if parent_manifest else {}).get("layers", [])]
+    ok = bool(parent_layers) and image.layers[: len(parent_layers)] == parent_layers
+    yield _result(
+        image,
+        "parent-layers",
+        ok,
+        f"{len(parent_layers)} layers of {parent[:80]} first",
+        "prefix" if ok else f"{len(image.layers)} layers, not starting with the parent's",
+    )
+
+
+def check_size(v: Verifier, image: _Image) -> Iterator[Finding]:
+    budget = image.unit.expect.get("size_budget_mb")
+    if budget is None:
+        return
+    size = image.manifest.compressed_size
+    yield _result(image, "size", size <= budget * MB, f"<= {budget} MB", f"{size / MB:.1f} MB")
+
+
+def check_files(v: Verifier, image: _Image) -> Iterator[Finding]:
+    files = v.layers.filesystem(image.repository, image.layers)
+    tools = sorted(p for p in files if _in_bin(p) and BUILD_TOOL_RE.match(p.rsplit("/", 1)[-1]))
+    yield _result(image, "no-build-tools", not tools, "no compiler or build tool", tools or "none")
+    privileged = sorted(p for p in files if _in_bin(p) and PRIVILEGE_TOOL_RE.match(p.rsplit("/", 1)[-1]))
+    privileged += sorted(p for p, e in files.items() if e.setuid_or_setgid)
+    yield _result(
+        image, "no-privilege-tools", not privileged, "no sudo/doas and no setuid/setgid file", privileged or "none"
+    )
+
+
+def check_provenance(v: Verifier, image: _Image) -> Iterator[Finding]:
+    expected = "SLSA provenance attestation of the image in its index"
+    try:
+        found = find_provenance(v.registry, image.repository, image.index, image.manifest.digest)
+    except AttestationMissing as exc:
+        yield _result(image, "provenance", False, expected, exc)
+        return
+    yield _result(image, "provenance", True, expected, f"{found.predicate_type} ({found.manifest[:19]})")
+
+
+def check_sbom(v: Verifier, image: _Image) -> Iterator[Finding]:
+    expected = "CycloneDX SBOM referrer with components"
+    try:
+        sbom = read_sbom(v.registry, image.repository, image.unit.digest)
+        count = components(sbom.document)
+    except (AttestationMissing, InvalidSbom) as exc:
+        yield _result(image, "sbom", False, expected, exc)
+        return
+    yield _result(image, "sbom", True, expected, f"{count} components ({sbom.manifest[:19]})")
+
+
+def _in_bin(path: str) -> bool:
+    return path.rpartition("/")[0] + "/" in BIN_DIRS
+
+
+CHECKS: tuple[Check, ...] = (
+    check_tag,
+    check_platform,
+    check_user,
+    check_healthcheck,
+    check_tini,
+    check_env,
+    check_port,
+    check_labels,
+    check_parent,
+    check_size,
+    check_files,
+    check_provenance,
+    check_sbom,
+)
+
+
+class Verifier:
+    def __init__(self, record: ReleaseRecord, registry: RegistryClient, emit: Emit) -> None:
+        self.record = record
+        self.registry = registry
+        self.emit = emit
+        self.host = record.registry.split("/", 1)[0]
+        self.layers = LayerCache(registry)
+
+    def run(self) -> VerifyReport:
+        report = VerifyReport(self.record.release)
+        for key, unit in self.record.units.items():
+            findings = list(self._unit(key, unit))
+            report.findings += findings
+            failed = [f.check for f in findings if f.status == "fail"]
+            self.emit(
+                Event(
+                    "verify.unit",
+                    f"{key}: {'FAIL ' + ', '.join(failed) if failed else 'ok'} "
+                    f"({sum(f.status == 'pass' for f in findings)} checks passed)",
+                    unit=key,
+                    data={"failed": failed},
+                )
+            )
+        return report
+
+    def _unit(self, key: str, unit: UnitRecord) -> Iterator[Finding]:
+        repository = unit.repository.removeprefix(self.host + "/")
+        try:
+            index = self.registry.manifest(repository, unit.digest)
+            if index is None:
+                yield Finding(key, "manifest", "fail", f"{unit.repository}@{unit.digest}", "not in the registry")
+                return
+            manifest = self.registry.for_platform(repository, index, unit.platform)
+            config = self.registry.config_of(repository, manifest)
+        except (RegistryError, KeyError, ValueError) as exc:
+            yield Finding(key, "manifest", "fail", "readable manifest and config", str(exc))
+            return
+        yield Finding(key, "manifest", "pass", "readable manifest and config", manifest.media_type)
+        image = _Image(key, unit, repository, manifest, config, index)
+        for check in CHECKS:
+            try:
+                yield from check(self, image)
+            except RegistryError as exc:
+                yield Finding(key, check.__name__.removeprefix("check_"), "fail", "registry answer", str(exc))
+
+
+def verify_release(project: Path, record_path: Path, registry: RegistryClient, emit: Emit) -> VerifyReport:
+    """Run every check, store the verdicts in the record and a JSON report; raise when any failed."""
+    record = load_record(record_path)
+    report = Verifier(record, registry, emit).run()
+    for key, unit in record.units.items():
+        mine = [f for f in report.findings if f.unit == key]
+        unit.verdicts["verify"] = {
+            "passed": all(f.status != "fail" for f in mine),
+            "failed": [f.check for f in mine if f.status == "fail"],
+        }
+    write_atomic(record_path, record.to_json())
+    out = reports_dir(project, record.release) / "verify.json"
+    write_atomic(out, report.to_json())
+    emit(Event("record", f"verify report: {out}", data={"path": str(out)}))
+    if not report.passed:
+        raise VerifyFailed(
+            f"verify: {len(report.failures)} check(s) failed on "
+            f"{len({f.unit for f in report.failures})} unit(s) of {record.release}; see {out}"
+        )
+    return report

@@ -1,0 +1,217 @@
+"""The release report: what a release is, from its record, its verify and scan reports and the channels' ledgers.
+
+``build_report`` is pure (the record, the verify report, the scan findings and the ledger entries in; a
+``ReleaseReport`` out); ``report_md`` and ``report_html`` render it (with the plain-text pieces of
+``report_text``), and ``write_report`` stores both next to the release's other reports. The inputs on disk
+are read by ``load_verify`` and ``load_findings``; the ledgers come from the registry, which the command
+reaches (or says it could not).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..record import ReleaseRecord, UnitRecord, reports_dir, write_atomic
+from ..release.channels.ledger import Entry
+from ..release.gates.findings import SEVERITIES, ScanFinding, parse_report
+
+TOP_FINDINGS = 15
+_RANK = {severity: rank for rank, severity in enumerate(SEVERITIES)}
+
+
+@dataclass(frozen=True)
+class VerifyTally:
+    """One unit's verify results: counts from verify.json, or only the record's verdict when that is all."""
+
+    passed: int | None  # None: only the record's verdict is known, not the checks
+    failed: tuple[str, ...] = ()  # "check: expected …, found …"
+    skipped: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+
+@dataclass(frozen=True)
+class TopFinding:
+    finding: ScanFinding
+    units: tuple[str, ...]
+    blocking: bool
+    suppressed: bool
+
+
+@dataclass(frozen=True)
+class HistoryRow:
+    entry: Entry
+    relation: str  # "promoted", "rolled back to" or "replaced by <release>"
+    units: tuple[str, ...]  # this release's units the entry moved the channel to or away from
+
+
+@dataclass(frozen=True)
+class ChannelHistory:
+    channel: str
+    rows: tuple[HistoryRow, ...] = ()
+    entries: int = 0  # in the channel's whole ledger
+    error: str = ""  # the channel's ledger could not be read
+
+    def empty_text(self) -> str:
+        if not self.entries:
+            return f"No promotions to {self.channel} yet."
+        return f"The {self.channel} ledger has {self.entries} entries; none of them mentions this release."
+
+
+@dataclass(frozen=True)
+class ReleaseReport:
+    record: ReleaseRecord
+    verify: Mapping[str, VerifyTally]
+    top_findings: tuple[TopFinding, ...]
+    more_findings: int  # distinct findings beyond the top ones
+    history: tuple[ChannelHistory, ...]
+    history_note: str = ""  # why there is no history (the registry was not reachable)
+    generated: str = ""
+    profiles: tuple[str, ...] = ()
+
+    def units_of(self, profile: str) -> list[tuple[str, UnitRecord]]:
+        """The profile's units, parents before children (the record itself is sorted by name)."""
+        units = self.record.units
+        by_repository = {u.repository: k for k, u in units.items()}
+
+        def depth(key: str, seen: frozenset[str] = frozenset()) -> int:
+            parent = by_repository.get(units[key].parent.partition("@")[0])
+            return 0 if parent is None or parent in seen else 1 + depth(parent, seen | {key})
+
+        mine = [k for k, u in units.items() if u.profile == profile]
+        return [(k, units[k]) for k in sorted(mine, key=lambda k: (depth(k), units[k].kind != "family", k))]
+
+    def units_text(self, units: Sequence[str], shown: int = 3) -> str:
+        if len(units) == len(self.record.units) > 1:
+            return f"all {len(units)} units"
+        return ", ".join(units[:shown]) + (f" and {len(units) - shown} more" if len(units) > shown else "")
+
+    def canaried(self) -> list[tuple[str, dict[str, Any]]]:
+        return [(k, u.verdicts["canary"]) for k, u in self.record.units.items() if "canary" in u.verdicts]
+
+
+def tally_verify(record: ReleaseRecord, document: Mapping[str, Any] | None) -> dict[str, VerifyTally]:
+    """Per unit: verify.json's findings when it has the unit, else the record's verdict; absent: not verified."""
+    by_unit: dict[str, list[Mapping[str, Any]]] = {}
+    for finding in (document or {}).get("findings") or []:
+        by_unit.setdefault(str(finding.get("unit")), []).append(finding)
+    tallies = {}
+    for key, unit in record.units.items():
+        found = by_unit.get(key)
+        if found:
+            failed = tuple(
+                f"{f.get('check')}: expected {f.get('expected')}, found {f.get('found')}"
+                for f in found
+                if f.get("status") == "fail"
+            )
+            passed = sum(f.get("status") == "pass" for f in found)
+            tallies[key] = VerifyTally(passed, failed, sum(f.get("status") == "skip" for f in found))
+        elif "verify" in unit.verdicts:
+            tallies[key] = VerifyTally(None, tuple(str(c) for c in unit.verdicts["verify"].get("failed", [])))
+    return tallies
+
+
+def _order(top: TopFinding) -> tuple[int, bool, bool, int, str]:
+    f = top.finding
+    return (_RANK.get(f.severity, len(_RANK)), not top.blocking, not f.has_fix, -len(top.units), f.id)
+
+
+def top_findings(
+    record: ReleaseRecord, findings: Mapping[str, Sequence[ScanFinding]], limit: int = TOP_FINDINGS
+) -> tuple[tuple[TopFinding, ...], int]:
+    """Distinct findings of the release, worst first, each with the units that have it; and how many more."""
+    units: dict[ScanFinding, list[str]] = {}
+    for key in record.units:
+        for finding in dict.fromkeys(findings.get(key, ())):
+            units.setdefault(finding, []).append(key)
+    tops = []
+    for finding, keys in units.items():
+        verdicts = [record.units[k].verdicts.get("scan") or {} for k in keys]
+        tops.append(
+            TopFinding(
+                finding,
+                tuple(keys),
+                blocking=any(finding.id in v.get("blocking", ()) for v in verdicts),
+                suppressed=any(finding.id in v.get("suppressed", ()) for v in verdicts),
+            )
+        )
+    tops.sort(key=_order)
+    return tuple(tops[:limit]), max(0, len(tops) - limit)
+
+
+def concerning(record: ReleaseRecord, entries: Iterable[Entry]) -> tuple[HistoryRow, ...]:
+    """The ledger entries that moved a channel to this release's digests, or away from them."""
+    mine = {key: unit.digest for key, unit in record.units.items()}
+    rows = []
+    for entry in entries:
+        if entry.release == record.release:
+            keys = tuple(k for k in entry.digests if k in mine)
+            rows.append(HistoryRow(entry, "promoted" if entry.action == "promote" else "rolled back to", keys))
+            continue
+        replaced = tuple(
+            k for k, before in entry.previous.items() if before == mine.get(k) and entry.digests.get(k) != before
+        )
+        if replaced:
+            rows.append(HistoryRow(entry, f"replaced by {entry.release}", replaced))
+    return tuple(rows)
+
+
+def build_report(
+    record: ReleaseRecord,
+    *,
+    verify: Mapping[str, Any] | None,
+    findings: Mapping[str, Sequence[ScanFinding]],
+    ledgers: Mapping[str, Sequence[Entry] | str],
+    history_note: str = "",
+    generated: str = "",
+) -> ReleaseReport:
+    """``ledgers``: channel -> its entries, or a string saying why that channel's ledger could not be read."""
+    tops, more = top_findings(record, findings)
+    history = tuple(
+        ChannelHistory(channel, error=value)
+        if isinstance(value, str)
+        else ChannelHistory(channel, concerning(record, value), len(value))
+        for channel, value in ledgers.items()
+    )
+    profiles = tuple(dict.fromkeys(u.profile for u in record.units.values()))
+    return ReleaseReport(record, tally_verify(record, verify), tops, more, history, history_note, generated, profiles)
+
+
+# --- inputs and outputs -----------------------------------------------------------------------
+
+
+def load_verify(project: Path, release: str) -> dict[str, Any] | None:
+    path = reports_dir(project, release) / "verify.json"
+    try:
+        data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data
+
+
+def load_findings(project: Path, record: ReleaseRecord) -> dict[str, list[ScanFinding]]:
+    """Every unit's findings from its trivy JSON reports (image and Dockerfile); none when it was not scanned."""
+    found: dict[str, list[ScanFinding]] = {}
+    for key in record.units:
+        directory = reports_dir(project, record.release) / "scan" / key
+        for name in ("image.trivy.json", "dockerfile.trivy.json"):
+            try:
+                data = json.loads((directory / name).read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                continue
+            found.setdefault(key, []).extend(parse_report(data))
+    return found
+
+
+def write_report(project: Path, release: str, markdown: str, html: str) -> tuple[Path, Path]:
+    directory = reports_dir(project, release)
+    html_path, md_path = directory / "report.html", directory / "report.md"
+    write_atomic(html_path, html)
+    write_atomic(md_path, markdown)
+    return html_path, md_path

@@ -1,0 +1,126 @@
+"""Plain-text pieces of the release report that the Markdown and the HTML pages share."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from ..record import UnitRecord
+from ..release.gates.findings import SEVERITIES
+from .model import ReleaseReport, VerifyTally
+
+MB = 1_000_000
+
+
+def number(value: float | None, unit: str = "") -> str:
+    if value is None:
+        return "—"
+    text = f"{value:.1f}".removesuffix(".0")
+    return f"{text} {unit}".rstrip()
+
+
+def size_text(size: int) -> str:
+    return f"{size / MB:.1f} MB" if size else "—"
+
+
+def short_digest(digest: str, length: int = 12) -> str:
+    algorithm, _, hexpart = digest.partition(":")
+    return f"{algorithm}:{hexpart[:length]}" if hexpart else digest
+
+
+def short_parent(parent: str, registry: str) -> str:
+    """``cpu/family-ml@sha256:4afb651117`` for a parent in the release's namespace, else host-less and short."""
+    name, _, digest = parent.partition("@")
+    for prefix in (f"{registry}/", f"{registry.split('/', 1)[0]}/"):
+        if name.startswith(prefix):
+            name = name[len(prefix) :]
+            break
+    return f"{name}@{short_digest(digest)}" if digest else name
+
+
+def build_text(unit: UnitRecord) -> str:
+    if unit.reused_from:
+        return f"reused from {unit.reused_from}"
+    return f"built in {number(unit.duration_s, 's')}, {unit.cache_hits}/{unit.steps} steps cached"
+
+
+def verify_text(tally: VerifyTally | None) -> str:
+    if tally is None:
+        return "not verified"
+    if tally.passed is None:
+        return "passed" if tally.ok else f"FAILED: {', '.join(tally.failed)}"
+    total = tally.passed + len(tally.failed)
+    skipped = f", {tally.skipped} skipped" if tally.skipped else ""
+    if tally.ok:
+        return f"{tally.passed}/{total} passed{skipped}"
+    names = ", ".join(f.split(":", 1)[0] for f in tally.failed)
+    return f"{tally.passed}/{total} passed{skipped}, FAILED: {names}"
+
+
+def counts_text(verdict: Mapping[str, Any]) -> str:
+    counts = verdict.get("counts") or {}
+    return " ".join(f"{s[0]}{counts.get(s, 0)}" for s in SEVERITIES[:4])
+
+
+def scan_text(verdict: Mapping[str, Any] | None) -> str:
+    if not verdict:
+        return "not scanned"
+    parts = [("passed" if verdict.get("passed") else "BLOCKED") + " " + counts_text(verdict)]
+    if verdict.get("blocking"):
+        parts.append("blocked by " + ", ".join(verdict["blocking"]))
+    if verdict.get("suppressed"):
+        parts.append("allowed: " + ", ".join(verdict["suppressed"]))
+    if verdict.get("secrets"):
+        parts.append(f"{verdict['secrets']} secret(s)")
+    if verdict.get("vulnerabilities") == "skipped":
+        parts.append("vulnerabilities not scanned")
+    return "; ".join(parts)
+
+
+def canary_text(verdict: Mapping[str, Any] | None) -> str:
+    if not verdict:
+        return "—"
+    outcome = "passed" if verdict.get("passed") else f"FAILED: {verdict.get('reason', '')}"
+    return f"p95 {number(verdict.get('p95_ms'))}/{number(verdict.get('slo_p95_ms'), 'ms')} {outcome}"
+
+
+def profiles_text(units: Iterable[str]) -> str:
+    """``cpu (6), pc2 (6)``: units (``profile/image`` keys) counted by profile."""
+    counts: dict[str, int] = {}
+    for key in units:
+        profile = key.split("/", 1)[0]
+        counts[profile] = counts.get(profile, 0) + 1
+    return ", ".join(f"{p} ({n})" for p, n in counts.items())
+
+
+@dataclass(frozen=True)
+class Gate:
+    stage: str
+    passed: int
+    judged: int  # units with a verdict of this stage; 0: the stage did not run
+    note: str = ""
+
+    @property
+    def ok(self) -> bool | None:
+        return None if not self.judged else self.passed == self.judged
+
+    def __str__(self) -> str:
+        if not self.judged:
+            return f"{self.stage}: not run"
+        return f"{self.stage}: {self.passed}/{self.judged} passed" + (f" ({self.note})" if self.note else "")
+
+
+def gates(report: ReleaseReport) -> list[Gate]:
+    """Per stage: how many units passed it, of how many that went through it."""
+    units = report.record.units.values()
+    out = []
+    for stage in ("verify", "scan", "canary"):
+        judged = [u.verdicts[stage] for u in units if stage in u.verdicts]
+        note = ""
+        if stage == "scan" and any(v.get("vulnerabilities") == "skipped" for v in judged):
+            note = "vulnerabilities not scanned"
+        if stage == "canary" and judged:
+            note = "profile " + ", ".join(sorted({u.profile for u in units if stage in u.verdicts}))
+        out.append(Gate(stage, sum(bool(v.get("passed")) for v in judged), len(judged), note))
+    return out
