@@ -31,8 +31,10 @@ def make_project(
     services: tuple[str, ...] = (),
     profiles: tuple[str, ...] = ("cpu", "mainpc", "pc2"),
     commit: bool = True,
+    gitignore: bool = True,
 ) -> Path:
-    """A copy of this repo's catalog, reduced to the families and the given services, as a git repo."""
+    """A copy of this repo's catalog, reduced to the families and the given services, as a git repo
+    (``gitignore=False``: one that does not ignore ``.shipyard/``, as a team's repository would not)."""
     dest.mkdir(parents=True, exist_ok=True)
     shutil.copytree(REPO / "dockerfiles", dest / "dockerfiles")
     shutil.copytree(REPO / "families", dest / "families")
@@ -53,7 +55,8 @@ def make_project(
             dest / "services" / svc,
             ignore=shutil.ignore_patterns("__pycache__", "tests", "conftest.py"),
         )
-    (dest / ".gitignore").write_text(".shipyard/\n")
+    if gitignore:
+        (dest / ".gitignore").write_text(".shipyard/\n")
     if commit:
         git(dest, "init", "-q", "-b", "main")
         git(dest, "add", "-A")

@@ -15,6 +15,7 @@ from typing import Any
 
 from .errors import ConfigError
 from .oci.reference import OCI_TAG_RE
+from .state import make_dirs, state_dir
 
 SCHEMA = 1
 
@@ -70,11 +71,11 @@ class ReleaseRecord:
 
 
 def records_dir(project: Path) -> Path:
-    return project / ".shipyard" / "releases"
+    return state_dir(project) / "releases"
 
 
 def write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_dirs(path.parent)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
@@ -129,4 +130,4 @@ def find_record(project: Path, release: str | None, *, flag: str = "--release") 
 
 
 def reports_dir(project: Path, release: str) -> Path:
-    return project / ".shipyard" / "reports" / release
+    return state_dir(project) / "reports" / release

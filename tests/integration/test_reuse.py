@@ -76,3 +76,16 @@ def test_exported_bake_file_builds_with_docker_buildx_bake(project, tmp_path: Pa
         ["skopeo", "inspect", "--tls-verify=false", f"docker://{tag}"], capture_output=True, text=True, check=True
     )
     assert json.loads(inspect.stdout)["Labels"]["io.shipyard.image"] == SERVICE
+
+
+def test_a_repository_that_does_not_ignore_shipyards_state_builds_twice(tmp_path: Path) -> None:
+    """shipyard's own .shipyard/ never dirties the tree: the second build of the commit reuses every unit."""
+    root = isolated(make_project(tmp_path / "team", profiles=("cpu",), gitignore=False))
+    assert not (root / ".gitignore").exists()
+    first = shipyard("--project", str(root), "build", env=LOCAL)
+    assert git(root, "status", "--porcelain", "--untracked-files=all") == "", "the build dirtied the tree"
+    second = shipyard("--project", str(root), "build", "-v", env=LOCAL)
+    assert "docker buildx build" not in second.stdout, second.stdout
+    record = release_of(root)
+    assert "-dirty-" not in record.release and record.units, first.stdout
+    assert all(unit.reused_from for unit in record.units.values()), second.stdout

@@ -9,10 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from shipyard.cli.console import Console
+from shipyard.cli.console import Console, print_summary
 from shipyard.cli.main import main
 from shipyard.cli.parser import make_parser
 from shipyard.events import Event
+from shipyard.record import ReleaseRecord, UnitRecord
 from tests.conftest import make_project
 
 
@@ -167,3 +168,43 @@ def test_promote_and_rollback_json_are_the_ledger_entries(
     # under GitHub Actions, each promotion's table names the channel, --json or not
     assert summary.read_text().count("### shipyard promote: release `") == 2
     assert "| pc2 | " in summary.read_text() and "| stable |" in summary.read_text()
+
+
+def _unit(profile: str, image: str, *, reused_from: str = "") -> UnitRecord:
+    return UnitRecord(
+        profile=profile,
+        image=image,
+        kind="family",
+        platform="linux/amd64",
+        repository=f"r/{profile}/{image}",
+        tag="t",
+        digest="sha256:" + "a" * 64,
+        size=10**6,
+        parent="",
+        duration_s=1.0,
+        steps=3,
+        cache_hits=0,
+        reused_from=reused_from,
+    )
+
+
+def test_a_subset_build_counts_what_it_did_apart_from_what_the_record_holds() -> None:
+    record = ReleaseRecord(release="20250111-abcdef12", revision="x", created="c", registry="localhost:5000/s")
+    record.units = {
+        "cpu/base": _unit("cpu", "base", reused_from="20250110-00000000"),
+        "cpu/web": _unit("cpu", "web"),
+        "pc2/base": _unit("pc2", "base", reused_from="20250110-00000000"),
+        "pc2/web": _unit("pc2", "web", reused_from="20250110-00000000"),
+        "mainpc/web": _unit("mainpc", "web"),
+    }
+    out = io.StringIO()
+    print_summary(Console(0, stream=out), record, ran={"cpu/base", "cpu/web"})
+    text = out.getvalue()
+    assert "pc2/web" not in text and "cpu/web" in text
+    assert (
+        "2 units pushed as 20250111-abcdef12 to localhost:5000/s (1 built, 1 reused); the release record now "
+        "holds 5 units (3 from earlier runs; 2 built, 3 reused in all)"
+    ) in text
+    whole = io.StringIO()
+    print_summary(Console(0, stream=whole), record, ran=set(record.units))
+    assert "5 units pushed as 20250111-abcdef12 to localhost:5000/s (2 built, 3 reused)\n" in whole.getvalue()

@@ -53,3 +53,30 @@ def test_no_commits_and_no_repo(tmp_path: Path) -> None:
     (tmp_path / "plain").mkdir()
     with pytest.raises(GitStateError, match="not a git repository"):
         read_revision(tmp_path / "plain")
+
+
+def test_shipyards_own_state_never_makes_the_tree_dirty(tmp_path: Path) -> None:
+    """No .gitignore in the repository: what shipyard writes under .shipyard/ is still not a change."""
+    root = repo(tmp_path)
+    (root / ".shipyard" / "releases").mkdir(parents=True)
+    (root / ".shipyard" / "releases" / "20250112-abc.json").write_text("{}")
+    clean = read_revision(root)
+    assert not clean.dirty and "-dirty-" not in clean.release_tag
+    (root / "new.txt").write_text("x")  # a change of the user's still counts, and only it is named
+    with pytest.raises(GitStateError, match=r"uncommitted changes \(new.txt\)"):
+        read_revision(root)
+    dirty = read_revision(root, allow_dirty=True)
+    (root / ".shipyard" / "releases" / "20250112-abc.json").write_text('{"more": 1}')
+    assert read_revision(root, allow_dirty=True).release_tag == dirty.release_tag
+
+
+def test_a_project_in_a_subfolder_leaves_out_its_own_state_only(tmp_path: Path) -> None:
+    root = repo(tmp_path)
+    project = root / "images"
+    (project / ".shipyard").mkdir(parents=True)
+    (project / ".shipyard" / "x.json").write_text("{}")
+    assert not read_revision(project).dirty
+    (root / ".shipyard").mkdir()  # not this project's state folder: an ordinary untracked file
+    (root / ".shipyard" / "y").write_text("y")
+    with pytest.raises(GitStateError, match=r"\.shipyard/"):
+        read_revision(project)

@@ -18,7 +18,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[2] / "src" / "shipyard"
 
 BASE = {"errors", "events", "package"}  # every room may raise shipyard's errors, emit events, read __version__
-TOOLS = BASE | {"runner", "dag"}
+TOOLS = BASE | {"runner", "dag", "state"}
 # room -> the rooms it may import besides itself
 MAY_IMPORT: dict[str, set[str]] = {
     "package": set(),  # shipyard/__init__.py: the version
@@ -27,13 +27,14 @@ MAY_IMPORT: dict[str, set[str]] = {
     "events": {"package"},
     "runner": BASE,
     "dag": BASE,
+    "state": BASE,  # the project's .shipyard/ folder
     "oci": BASE,  # the registry protocol: nothing of shipyard above it
     "config": TOOLS | {"oci"},
-    "record": BASE | {"oci"},
+    "record": BASE | {"oci", "state"},
     "preflight": TOOLS | {"oci", "config"},
     "build": TOOLS | {"oci", "config", "record", "preflight"},  # never release/, report/ or cli/
     "release": TOOLS | {"oci", "config", "record", "build"},  # reads what the build made; never cli/
-    "report": BASE | {"oci", "config", "record", "release"},  # never cli/
+    "report": BASE | {"oci", "config", "record", "release", "state"},  # never cli/
     "cli": TOOLS | {"oci", "config", "record", "preflight", "build", "release", "report"},
 }
 PRINTS = {"cli"}  # the only room that talks to a person

@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from ..state import make_dirs
 from .base import LocalBases
 from .contexts import Wheelhouse, prepare_tools
 from .options import BuildContext, BuildOptions, plan_for, unit_labels
@@ -46,7 +47,7 @@ def bake_document(ctx: BuildContext, options: BuildOptions) -> dict[str, Any]:
             contexts[PARENT_CONTEXT] = "target:" + target_name(plan.unit(unit.parent_unit))
         text = renderer.render(RenderInputs(unit.profile, unit.image, parent, unit_labels(ctx, unit)))
         dockerfile = ctx.project.work_dir / "bake" / unit.profile.name / unit.image.name / "Dockerfile"
-        dockerfile.parent.mkdir(parents=True, exist_ok=True)
+        make_dirs(dockerfile.parent)
         dockerfile.write_text(text)
         targets[target_name(unit)] = {
             "context": str(unit.image.context),

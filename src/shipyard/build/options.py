@@ -16,6 +16,7 @@ from ..oci.client import RegistryClient
 from ..oci.credentials import Credentials
 from ..oci.reference import RegistryTarget
 from ..runner import Runner
+from ..state import make_dirs
 from .plan import BuildUnit, Plan, make_plan
 from .render import APP_UID, RenderInputs, TemplateRenderer, oci_labels
 from .revision import Revision
@@ -102,7 +103,7 @@ def render_unit(
     labels = dict(labels or unit_labels(ctx, unit))
     text = renderer.render(RenderInputs(profile=unit.profile, image=unit.image, parent=parent, labels=labels))
     path = ctx.project.work_dir / "rendered" / unit.profile.name / unit.image.name / "Dockerfile"
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_dirs(path.parent)
     path.write_text(text)
     return path
 

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import GitStateError
+from ..state import state_dir
 
 if TYPE_CHECKING:
     import git
@@ -53,24 +54,37 @@ def read_revision(root: Path, *, allow_dirty: bool = False) -> Revision:
                 f"{root}: the repository has no commits yet; commit first (git add -A && git commit -m 'first')"
             ) from None
         committed = datetime.fromtimestamp(commit.committed_date, tz=UTC)
-        dirty = repo.is_dirty(untracked_files=True)
+        own_state = _own_state(repo, root)
+        changed = [line[3:] for line in repo.git.status("--porcelain", "--", *own_state).splitlines()]
+        dirty = bool(changed)
         if dirty and not allow_dirty:
-            changed = [line[3:] for line in repo.git.status("--porcelain").splitlines()]
             shown = ", ".join(changed[:3]) + (" …" if len(changed) > 3 else "")
             raise GitStateError(
                 f"{root}: work tree has uncommitted changes ({shown}); commit them "
                 f"(git add -A && git commit) or pass --allow-dirty to tag …-dirty-<hash>"
             )
-        dirty_hash = _dirty_hash(repo) if dirty else ""
+        dirty_hash = _dirty_hash(repo, own_state) if dirty else ""
         return Revision(sha=commit.hexsha, committed=committed, dirty=dirty, dirty_hash=dirty_hash)
 
 
-def _dirty_hash(repo: git.Repo) -> str:
+def _own_state(repo: git.Repo, root: Path) -> list[str]:
+    """The pathspec that leaves the project's ``.shipyard/`` out of git's view: shipyard writes it, so it
+    is never a change of the user's (their repository need not ignore it)."""
+    top = Path(repo.working_tree_dir or repo.git_dir).resolve()
+    try:
+        state = state_dir(root.resolve()).relative_to(top)
+    except ValueError:  # the project is not inside this work tree
+        return []
+    return [f":(top,exclude){state.as_posix()}"]
+
+
+def _dirty_hash(repo: git.Repo, pathspec: list[str]) -> str:
     """A short hash of the uncommitted state: the diff against HEAD plus untracked files."""
     h = hashlib.sha256()
-    h.update(repo.git.diff("HEAD", "--binary").encode())
+    h.update(repo.git.diff("HEAD", "--binary", "--", *pathspec).encode())
     workdir = Path(repo.working_tree_dir or repo.git_dir)  # a bare repository has no work tree
-    for rel in sorted(repo.untracked_files):
+    untracked = repo.git.ls_files("--others", "--exclude-standard", "-z", "--", *pathspec).split("\0")
+    for rel in sorted(filter(None, untracked)):
         h.update(rel.encode())
         with contextlib.suppress(OSError):
             h.update((workdir / rel).read_bytes())

@@ -121,7 +121,7 @@ def cmd_build(args: argparse.Namespace, console: Console) -> int:
         if args.json:  # nothing was built: the plan's exact commands instead of a record
             console.data(json.dumps({"release": record.release, "dry_run": True, "commands": ctx.runner.history}))
         return 0
-    print_summary(console, record)
+    print_summary(console, record, ran={unit.key for unit in plan.units})
     console.summarize(record, "build")
     if args.json:
         console.data(record.to_json())

@@ -15,7 +15,7 @@ import json
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TextIO
@@ -136,9 +136,13 @@ def table(console: Console, rows: list[tuple[str, ...]]) -> None:
     console.table(rows)
 
 
-def print_summary(console: Console, record: ReleaseRecord) -> None:
+def print_summary(console: Console, record: ReleaseRecord, ran: Collection[str] | None = None) -> None:
+    """The units this run (``ran``: its plan's keys; default every unit) pushed, built or reused, then
+    what the release record now holds, when earlier runs of the release (other profiles) added to it."""
+    keys = [key for key in record.units if ran is None or key in ran]
     rows: list[tuple[str, ...]] = [("unit", "outcome", "digest", "size", "time")]
-    for key, unit in record.units.items():
+    for key in keys:
+        unit = record.units[key]
         if unit.reused_from:
             outcome = f"reused {unit.reused_from}"
         else:
@@ -151,11 +155,16 @@ def print_summary(console: Console, record: ReleaseRecord) -> None:
         rows.append((key, outcome, unit.digest[:19], f"{unit.size / 1e6:.1f} MB", f"{unit.duration_s:.1f}s"))
     console.line("")
     table(console, rows)
-    reused = sum(bool(u.reused_from) for u in record.units.values())
-    console.line(
-        f"\n{len(record.units)} units pushed as {record.release} to {record.registry} "
-        f"({len(record.units) - reused} built, {reused} reused)"
-    )
+    reused = sum(bool(record.units[key].reused_from) for key in keys)
+    line = f"\n{len(keys)} units pushed as {record.release} to {record.registry} "
+    line += f"({len(keys) - reused} built, {reused} reused)"
+    if earlier := len(record.units) - len(keys):
+        held = sum(bool(u.reused_from) for u in record.units.values())
+        line += (
+            f"; the release record now holds {len(record.units)} units ({earlier} from earlier runs; "
+            f"{len(record.units) - held} built, {held} reused in all)"
+        )
+    console.line(line)
 
 
 def print_verify_failures(console: Console, root: Path, release: str) -> None:

@@ -20,6 +20,7 @@ from ...events import Emit, Event
 from ...oci.credentials import Credentials
 from ...record import ReleaseRecord, UnitRecord, load_record, reports_dir, write_atomic
 from ...runner import Runner
+from ...state import make_dirs, state_dir
 from .findings import AllowEntry, GatePolicy, UnitVerdict, judge, parse_report, read_json_report
 
 DB_FILES = ("trivy.db", "metadata.json")
@@ -132,13 +133,13 @@ def scan_unit(
     trivy: Trivy, project: Path, record: ReleaseRecord, key: str, unit: UnitRecord, cache: Path, insecure: bool
 ) -> UnitVerdict:
     out = _unit_dir(project, record.release, key)
-    out.mkdir(parents=True, exist_ok=True)
+    make_dirs(out)
     image_json = out / "image.trivy.json"
     trivy.scan_image(unit.ref, unit.platform, cache, image_json, insecure=insecure)
     trivy.convert(image_json, "sarif", out / "image.sarif")
     trivy.convert(image_json, "cyclonedx", out / "sbom.cdx.json")
     findings = parse_report(read_json_report(image_json))
-    rendered = project / ".shipyard" / "rendered" / key
+    rendered = state_dir(project) / "rendered" / key
     if (rendered / "Dockerfile").is_file():
         config_json = out / "dockerfile.trivy.json"
         trivy.scan_config(rendered, cache, config_json)
