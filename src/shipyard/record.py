@@ -56,6 +56,8 @@ class ReleaseRecord:
     registry: str
     units: dict[str, UnitRecord] = field(default_factory=dict)
     schema: int = SCHEMA
+    # semver tags ("1.4.2", "1.4") every unit was also pushed under, from the git tags on the commit
+    aliases: list[str] = field(default_factory=list)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True) + "\n"
@@ -103,7 +105,8 @@ def load_record(path: Path) -> ReleaseRecord:
 
 
 def find_record(project: Path, release: str | None, *, flag: str = "--release") -> Path:
-    """The record of ``release``, or the newest one when no release is named.
+    """The record of ``release`` (a release tag, or an alias such as ``1.4``), or the newest one when no
+    release is named.
 
     ``release`` becomes a file name and a tag, so it must be an OCI tag (no ``/``, no ``..``).
     ``flag`` is how the command line spells it, for the error.
@@ -116,17 +119,33 @@ def find_record(project: Path, release: str | None, *, flag: str = "--release") 
                 f"a release tag like 20250111-656873b3"
             )
         path = directory / f"{release}.json"
-        if not path.is_file():
-            known = sorted(p.stem for p in directory.glob("*.json")) if directory.is_dir() else []
-            raise ConfigError(
-                f"{flag} {release}: no release record {path}"
-                + (f"; known: {', '.join(known[-5:])}" if known else "; run `shipyard build` first")
-            )
-        return path
+        if path.is_file():
+            return path
+        if aliased := _newest_with_alias(directory, release):
+            return aliased
+        known = sorted(p.stem for p in directory.glob("*.json")) if directory.is_dir() else []
+        raise ConfigError(
+            f"{flag} {release}: no release record {path}, nor one with the alias {release}"
+            + (f"; known: {', '.join(known[-5:])}" if known else "; run `shipyard build` first")
+        )
     records = sorted(directory.glob("*.json"), key=lambda p: p.stat().st_mtime) if directory.is_dir() else []
     if not records:
         raise ConfigError(f"{directory}: no release records; run `shipyard build` first")
     return records[-1]
+
+
+def _newest_with_alias(directory: Path, alias: str) -> Path | None:
+    """The newest record that lists ``alias``: ``1.4`` is on every 1.4.x release, the registry's tag on the
+    last one. Newest by commit date, not by the file's time, which verify, scan and canary change."""
+    found: list[tuple[str, float, Path]] = []
+    for path in directory.glob("*.json") if directory.is_dir() else []:
+        try:
+            record = load_record(path)
+        except ConfigError:  # an unreadable record names no alias; it fails when it is named itself
+            continue
+        if alias in record.aliases:
+            found.append((record.created, path.stat().st_mtime, path))
+    return max(found)[2] if found else None
 
 
 def reports_dir(project: Path, release: str) -> Path:

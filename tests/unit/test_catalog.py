@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from shipyard.config.catalog import load_catalog
+from shipyard.config.catalog import check_image_profiles, load_catalog
 from shipyard.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -98,6 +98,43 @@ def test_small_catalog(tmp_path: Path) -> None:
             'parent = "svc"',
             "shipyard.toml: images.svc.parent: parents form a cycle: svc -> svc; expected a chain that ends at base:",
         ),
+        (
+            'module = "svc"',
+            'module = "svc"\ncommand = ["/app/server"]',
+            "shipyard.toml: images.svc.service.command: give either module (a Python service) or command",
+        ),
+        ('module = "svc"', "command = []", "shipyard.toml: images.svc.service.command: expected the service's command"),
+        ('module = "svc"\n', "", "shipyard.toml: images.svc.service.module: missing: a Jinja-templated service"),
+        (
+            'parent = "family-web"',
+            'parent = "family-web"\nskip_checks = [{check = "tinni", reason = "own init"}]',
+            "shipyard.toml: images.svc.skip_checks[0].check: unknown check 'tinni' (did you mean 'tini'?)",
+        ),
+        (
+            'parent = "family-web"',
+            'parent = "family-web"\nskip_checks = [{check = "tini"}]',
+            "shipyard.toml: images.svc.skip_checks[0].reason: missing (required)",
+        ),
+        (
+            'parent = "family-web"',
+            'parent = "family-web"\nskip_checks = [{check = "tag", reason = "x"}]',
+            "shipyard.toml: images.svc.skip_checks[0].check: unknown check 'tag'",
+        ),
+        (
+            'parent = "family-web"',
+            'parent = "family-web"\nprofiles = []',
+            "shipyard.toml: images.svc.profiles: expected at least one profile",
+        ),
+        (
+            'parent = "family-web"',
+            'parent = "family-web"\nbuild_args = {HF_TOKEN = "x"}',
+            "shipyard.toml: images.svc.build_args.HF_TOKEN: looks like a secret",
+        ),
+        (
+            'template = "service.Dockerfile.j2"',
+            'template = "Dockerfile"',
+            "shipyard.toml: images.svc.template: no Dockerfile 'Dockerfile' in dockerfiles/ or in services/svc/",
+        ),
     ],
 )
 def test_catalog_errors(tmp_path: Path, old: str, new: str, message: str) -> None:
@@ -106,3 +143,83 @@ def test_catalog_errors(tmp_path: Path, old: str, new: str, message: str) -> Non
     with pytest.raises(ConfigError) as err:
         load_catalog(root)
     assert str(err.value).startswith(message), str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("policy", "message"),
+    [
+        ('user = "0:0"', 'shipyard.toml: policy.user: expected a non-root "uid:gid"'),
+        ('user = "app"', 'shipyard.toml: policy.user: expected a non-root "uid:gid" like "10001:10001", got \'app\''),
+        ("required_labels = ['Bad Label']", "shipyard.toml: policy.required_labels[0]: expected a label key"),
+        ("size_budget_mb = 0", "shipyard.toml: policy.size_budget_mb: expected a positive number of MB, got 0"),
+        ("uid = 1", "shipyard.toml: policy.uid: unknown key; allowed: user, required_labels, size_budget_mb"),
+    ],
+)
+def test_policy_errors(tmp_path: Path, policy: str, message: str) -> None:
+    root = catalog_with(tmp_path, SERVICE)
+    text = (root / "shipyard.toml").read_text()
+    (root / "shipyard.toml").write_text(
+        text.replace("[images.base-python]", f"[policy]\n{policy}\n\n[images.base-python]")
+    )
+    with pytest.raises(ConfigError) as err:
+        load_catalog(root)
+    assert str(err.value).startswith(message), str(err.value)
+
+
+def test_policy_and_per_image_settings_are_read(tmp_path: Path) -> None:
+    extra = 'profiles = ["cpu"]\nbuild_args = {MODE = "fast"}\nskip_checks = [{check = "tini", reason = " own init "}]'
+    root = catalog_with(tmp_path, SERVICE.replace('parent = "family-web"', f'parent = "family-web"\n{extra}'))
+    text = (root / "shipyard.toml").read_text()
+    policy = (
+        '[policy]\nuser = "1000:2000"\nrequired_labels = ["org.opencontainers.image.licenses"]\nsize_budget_mb = 900\n'
+    )
+    (root / "shipyard.toml").write_text(text.replace("[images.base-python]", policy + "\n[images.base-python]"))
+    catalog = load_catalog(root)
+    assert catalog.policy.user == "1000:2000" and catalog.policy.size_budget_mb == 900
+    assert catalog.policy.required_labels == ("org.opencontainers.image.licenses",)
+    svc = catalog.images["svc"]
+    assert svc.profiles == ("cpu",) and svc.on("cpu") and not svc.on("pc2")
+    assert svc.build_args == {"MODE": "fast"} and svc.skip_checks == {"tini": "own init"}
+    assert catalog.images["family-web"].on("pc2")  # no profiles key: every profile
+
+
+@pytest.mark.parametrize(
+    ("svc_profiles", "web_profiles", "message"),
+    [
+        (
+            '["cpu", "pc3"]',
+            None,
+            "shipyard.toml: images.svc.profiles[1]: unknown profile 'pc3' (did you mean 'pc2'?); "
+            "profiles/ has: cpu, pc2",
+        ),
+        (
+            None,
+            '["cpu"]',
+            "shipyard.toml: images.family-ml.profiles: family-ml is built for pc2 but its parent family-web is not "
+            "(family-web.profiles = ['cpu'])",
+        ),
+        (
+            '["pc2"]',
+            '["cpu"]',
+            "shipyard.toml: images.family-ml.profiles: family-ml is built for pc2",
+        ),
+    ],
+)
+def test_a_child_needs_its_parent_on_each_of_its_profiles(
+    tmp_path: Path, svc_profiles: str | None, web_profiles: str | None, message: str
+) -> None:
+    root = catalog_with(tmp_path, SERVICE.replace('parent = "family-web"', 'parent = "family-ml"'))
+    text = (root / "shipyard.toml").read_text()
+    if svc_profiles:
+        text = text.replace(
+            'parent = "family-ml"\n[images.svc.service]',
+            f'parent = "family-ml"\nprofiles = {svc_profiles}\n[images.svc.service]',
+        )
+    if web_profiles:
+        text = text.replace('parent = "base-python"', f'parent = "base-python"\nprofiles = {web_profiles}')
+    (root / "shipyard.toml").write_text(text)
+    catalog = load_catalog(root)
+    with pytest.raises(ConfigError) as err:
+        check_image_profiles(catalog, ["cpu", "pc2"])
+    assert str(err.value).startswith(message), str(err.value)
+    assert err.value.file == "shipyard.toml" and err.value.line

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from shipyard.build.revision import read_revision
+from shipyard.build.revision import read_revision, semver_aliases
 from shipyard.errors import GitStateError
 from tests.conftest import git
 
@@ -80,3 +80,53 @@ def test_a_project_in_a_subfolder_leaves_out_its_own_state_only(tmp_path: Path) 
     (root / ".shipyard" / "y").write_text("y")
     with pytest.raises(GitStateError, match=r"\.shipyard/"):
         read_revision(project)
+
+
+@pytest.mark.parametrize(
+    ("tags", "aliases"),
+    [
+        (["v1.4.2"], ("1.4.2", "1.4")),
+        (["1.4.2"], ("1.4.2", "1.4")),
+        (["v0.1.0"], ("0.1.0", "0.1")),
+        (["v1.4.2-rc.1"], ("1.4.2-rc.1",)),  # a prerelease never takes major.minor
+        (["v1.4.2+build.7"], ("1.4.2", "1.4")),  # build metadata: no OCI tag can hold the '+'
+        (["v1.4.2+build.7", "v1.4.2-rc.1+b"], ("1.4.2", "1.4", "1.4.2-rc.1")),
+        (["latest", "release-7", "v1.4", "v1.4.2.1", "v01.4.2", "V1.4.2", "v1.4.2-", "vv1.4.2", ""], ()),
+        (["v1.4.2", "1.4.2", "v1.4.2"], ("1.4.2", "1.4")),  # the same version twice: once
+        (["v1.4.2", "nightly", "v1.10.0", "v1.4.3-rc.1"], ("1.10.0", "1.10", "1.4.3-rc.1", "1.4.2", "1.4")),
+        (["v2.0.0-rc.2", "v2.0.0", "v2.0.0-rc.10"], ("2.0.0", "2.0", "2.0.0-rc.10", "2.0.0-rc.2")),
+        # semver precedence: numeric identifiers below alphanumeric ones, a longer list above its prefix
+        (
+            ["v1.0.0-1", "v1.0.0-alpha.1", "v1.0.0-alpha", "v1.0.0-alpha.beta"],
+            (
+                "1.0.0-alpha.beta",
+                "1.0.0-alpha.1",
+                "1.0.0-alpha",
+                "1.0.0-1",
+            ),
+        ),
+    ],
+)
+def test_semver_aliases_as_metadata_action_tags_them(tags: list[str], aliases: tuple[str, ...]) -> None:
+    assert semver_aliases(tags) == aliases
+
+
+def test_git_tags_on_head_give_the_aliases(tmp_path: Path) -> None:
+    root = repo(tmp_path)
+    git(root, "tag", "v1.4.1")  # on the first commit only
+    git(root, "commit", "-q", "--allow-empty", "-m", "two")
+    assert read_revision(root).aliases == ()
+    git(root, "tag", "v1.4.2")  # lightweight
+    git(root, "tag", "-a", "v1.5.0-rc.1", "-m", "rc")  # annotated
+    git(root, "tag", "deployed-friday")
+    rev = read_revision(root)
+    assert rev.aliases == ("1.5.0-rc.1", "1.4.2", "1.4") and rev.unapplied == ()
+
+
+def test_a_dirty_tree_gets_no_aliases_and_says_which_tags_it_left_out(tmp_path: Path) -> None:
+    root = repo(tmp_path)
+    git(root, "tag", "v1.4.2")
+    git(root, "tag", "not-semver")
+    (root / "a.txt").write_text("changed")
+    rev = read_revision(root, allow_dirty=True)
+    assert rev.dirty and rev.aliases == () and rev.unapplied == ("v1.4.2",)

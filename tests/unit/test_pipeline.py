@@ -22,7 +22,7 @@ from shipyard.oci.client import RegistryClient
 from shipyard.record import load_record
 from shipyard.runner import Completed, Runner
 from tests.attested import CYCLONEDX, push_like_buildx
-from tests.conftest import make_project
+from tests.conftest import git, make_project
 from tests.memregistry import MemoryRegistry
 
 CONFIG = b'{"config": {}}'
@@ -270,3 +270,75 @@ def test_a_failed_unit_is_told_at_once_and_its_descendants_as_skipped(ctx) -> No
     }
     failed_at = [e.kind for e in events].index("unit.failed")
     assert failed_at < [e.kind for e in events].index("unit.skipped")
+
+
+def tags_of(argv: list[str]) -> list[str]:
+    return [argv[i + 1] for i, a in enumerate(argv) if a == "--tag"]
+
+
+def test_semver_tags_on_head_go_with_every_unit_built_or_reused(ctx) -> None:  # type: ignore[no-untyped-def]
+    from shipyard.release.gates.verify import Verifier, _Image, check_tag
+
+    context, runner, events = ctx
+    root, target = context.project.root, parse_target("localhost:5000/acme")
+    git(root, "tag", "v1.4.2")
+    context.revision = read_revision(root)
+    record = build_release(context, BuildOptions(target=target, profiles=["cpu"]))
+    builds = [argv for argv in runner.history if argv[:3] == ["docker", "buildx", "build"]]
+    assert len(builds) == 4
+    for argv in builds:  # release tag, inputs tag, then the aliases
+        repository = tags_of(argv)[0].rsplit(":", 1)[0]
+        assert tags_of(argv)[2:] == [f"{repository}:1.4.2", f"{repository}:1.4"]
+    assert record.aliases == ["1.4.2", "1.4"]
+    assert load_record(root / ".shipyard" / "releases" / f"{record.release}.json").aliases == ["1.4.2", "1.4"]
+    assert next(e for e in events if e.kind == "plan").message.startswith(
+        f"release {record.release} (also 1.4.2, 1.4):"
+    )
+    for key, unit in record.units.items():
+        assert runner.mem.tags[(f"acme/{key}", "1.4.2")] == runner.mem.tags[(f"acme/{key}", "1.4")] == unit.digest
+
+    # the next patch release, inputs unchanged: every unit reused, its aliases moved server-side
+    git(root, "commit", "-q", "--allow-empty", "-m", "docs", date="2025-01-12T12:00:00+00:00")
+    git(root, "tag", "v1.4.3")
+    context.revision = read_revision(root)
+    runner.history.clear()
+    again = build_release(context, BuildOptions(target=target, profiles=["cpu"]))
+    assert runner.history == [] and again.aliases == ["1.4.3", "1.4"]
+    for key, unit in again.units.items():
+        assert unit.reused_from, key  # (the fake images have no version label to say which release)
+        assert runner.mem.tags[(f"acme/{key}", "1.4.3")] == runner.mem.tags[(f"acme/{key}", "1.4")] == unit.digest
+
+    # verify's tag check: one finding per tag, an alias at an unknown digest fails on its own
+    unit = again.units["cpu/family-web"]
+    runner.mem.tags[("acme/cpu/family-web", "1.4")] = "sha256:" + "0" * 64
+    image = _Image("cpu/family-web", unit, "acme/cpu/family-web", None, {}, None)  # type: ignore[arg-type]
+    findings = list(check_tag(Verifier(again, context.registry, events.append), image))
+    assert [(f.check, f.status, f.expected.split(" ")[0]) for f in findings] == [
+        ("tag", "pass", again.release),
+        ("tag", "pass", "1.4.3"),
+        ("tag", "fail", "1.4"),
+    ]
+    # X.Y taken by a newer patch release (a manifest the registry has): no failure of this release
+    newer = runner.mem.put(
+        "acme/cpu/family-web", "1.4", b'{"schemaVersion": 2}', "application/vnd.oci.image.manifest.v1+json"
+    )
+    findings = list(check_tag(Verifier(again, context.registry, events.append), image))
+    assert [(f.status, f.found) for f in findings][2] == ("skip", f"1.4 moved on to {newer}")
+    runner.mem.tags[("acme/cpu/family-web", "1.4.3")] = newer  # the exact version must never move
+    findings = list(check_tag(Verifier(again, context.registry, events.append), image))
+    assert [f.status for f in findings] == ["pass", "fail", "skip"]
+
+
+def test_a_dirty_tree_pushes_no_semver_tag_and_says_so(ctx) -> None:  # type: ignore[no-untyped-def]
+    context, runner, events = ctx
+    root = context.project.root
+    git(root, "tag", "v1.4.2")
+    (root / "notes.txt").write_text("work in progress")
+    context.revision = read_revision(root, allow_dirty=True)
+    record = build_release(context, BuildOptions(target=parse_target("localhost:5000/acme"), profiles=["cpu"]))
+    builds = [argv for argv in runner.history if argv[:3] == ["docker", "buildx", "build"]]
+    assert builds and all(len(tags_of(argv)) == 2 for argv in builds)
+    assert record.aliases == [] and "-dirty-" in record.release
+    assert not [tag for _, tag in runner.mem.tags if tag in ("1.4.2", "1.4")]
+    told = [e.message for e in events if e.kind == "aliases.skipped"]
+    assert told == ["tag v1.4.2 on HEAD not applied: the tree is dirty (commit, then build again)"]

@@ -6,9 +6,10 @@ from pathlib import Path
 import pytest
 
 from shipyard.build.plan import make_plan
-from shipyard.build.render import RenderInputs, TemplateRenderer, oci_labels
+from shipyard.build.render import PACKAGED, RenderInputs, TemplateRenderer, oci_labels
 from shipyard.config.catalog import load_catalog
 from shipyard.config.profiles import load_profiles
+from shipyard.config.project import Project, load_project
 from shipyard.config.target import parse_target
 from shipyard.errors import ConfigError
 
@@ -77,11 +78,83 @@ def test_undefined_variable_names_template_and_line(tmp_path: Path) -> None:
 
 
 def test_syntax_error_names_template_and_line(tmp_path: Path) -> None:
-    (tmp_path / "dockerfiles").mkdir()
-    for src in (REPO / "dockerfiles").iterdir():
+    """A project's own dockerfiles/shipyard/macros.j2 comes before the packaged one (and its error is its own)."""
+    (tmp_path / "dockerfiles" / "shipyard").mkdir(parents=True)
+    for src in (REPO / "dockerfiles").glob("*.j2"):
         (tmp_path / "dockerfiles" / src.name).write_text(src.read_text())
-    path = tmp_path / "dockerfiles" / "_macros.j2"
-    path.write_text(path.read_text() + "\n{% if %}\n")
+    path = tmp_path / "dockerfiles" / "shipyard" / "macros.j2"
+    path.write_text((PACKAGED / "shipyard" / "macros.j2").read_text() + "\n{% if %}\n")
     with pytest.raises(ConfigError) as err:
         render("cpu/family-web", tmp_path / "dockerfiles")
-    assert re.match(r"^dockerfiles/_macros.j2:\d+: template syntax error", str(err.value)), str(err.value)
+    assert re.match(r"^dockerfiles/shipyard/macros.j2:\d+: template syntax error", str(err.value)), str(err.value)
+
+
+def test_the_packaged_macros_serve_a_project_without_any_of_its_own(tmp_path: Path) -> None:
+    (tmp_path / "dockerfiles").mkdir()
+    for src in (REPO / "dockerfiles").glob("*.j2"):
+        (tmp_path / "dockerfiles" / src.name).write_text(src.read_text())
+    assert not list((tmp_path / "dockerfiles").glob("*macros*"))
+    assert render("cpu/family-web", tmp_path / "dockerfiles") == render("cpu/family-web")
+    packaged = PACKAGED / "shipyard" / "macros.j2"
+    assert packaged.is_file()  # shipped with the package (pyproject's package-data)
+
+
+def _team(tmp_path: Path, catalog: str, dockerfile: str | None = None) -> Project:
+    (tmp_path / "profiles").mkdir()
+    for name in ("cpu", "pc2"):
+        (tmp_path / "profiles" / f"{name}.json").write_text((REPO / "profiles" / f"{name}.json").read_text())
+    (tmp_path / "dockerfiles").mkdir()
+    (tmp_path / "dockerfiles" / "base.Dockerfile.j2").write_text(
+        (REPO / "dockerfiles" / "base-python.Dockerfile.j2").read_text()
+    )
+    (tmp_path / "app").mkdir()
+    if dockerfile is not None:
+        (tmp_path / "app" / "Dockerfile").write_text(dockerfile)
+    (tmp_path / "shipyard.toml").write_text(catalog)
+    return load_project(tmp_path, base_override="local")
+
+
+TEAM = """
+[policy]
+user = "4242:4343"
+
+[images.base]
+kind = "family"
+template = "base.Dockerfile.j2"
+context = "app"
+parent = "base:python"
+build_args = {EXTRA = "from-image", TORCH_CUDA_ARCH_LIST = "image-wins"}
+
+[images.web]
+kind = "family"
+template = "Dockerfile"
+context = "app"
+parent = "base"
+profiles = ["pc2"]
+"""
+PLAIN = "ARG BASE_IMAGE\nFROM ${BASE_IMAGE}\nRUN echo {{ not jinja }}\n"
+
+
+def test_policy_uid_and_image_build_args_reach_the_template(tmp_path: Path) -> None:
+    project = _team(tmp_path, TEAM, PLAIN)
+    plan = make_plan(project.profiles, project.catalog, release_tag="20250111-656873b3", target=parse_target(None))
+    unit = plan.unit("pc2/base")
+    assert unit.build_args["EXTRA"] == "from-image" and unit.build_args["TORCH_CUDA_ARCH_LIST"] == "image-wins"
+    labels = {"org.opencontainers.image.version": "20250111-656873b3"}
+    text = TemplateRenderer(project.templates, project.catalog.policy).render(
+        RenderInputs(unit.profile, unit.image, "base@sha256:" + "c" * 64, labels)
+    )
+    assert "useradd --system --uid 4242 --gid 4343" in text
+    assert text.rstrip().endswith("USER 4242:4343")
+    assert "ARG EXTRA" in text and "ENV EXTRA=${EXTRA}" in text
+
+
+def test_a_plain_dockerfile_is_used_as_it_is_with_the_labels_appended(tmp_path: Path) -> None:
+    project = _team(tmp_path, TEAM, PLAIN)
+    plan = make_plan(project.profiles, project.catalog, release_tag="20250111-656873b3", target=parse_target(None))
+    assert [u.key for u in plan.units] == ["cpu/base", "pc2/base", "pc2/web"]  # web: pc2 only
+    unit = plan.unit("pc2/web")
+    labels = {"io.shipyard.image": "web"}
+    text = TemplateRenderer(project.templates).render(RenderInputs(unit.profile, unit.image, "x@sha256:1", labels))
+    assert text.startswith(PLAIN) and "{{ not jinja }}" in text
+    assert text.rstrip().endswith('LABEL io.shipyard.image="web"')

@@ -16,7 +16,7 @@ from .base import LocalBases
 from .contexts import Wheelhouse, prepare_tools
 from .options import BuildContext, BuildOptions, plan_for, unit_labels
 from .plan import BuildUnit
-from .render import RenderInputs, TemplateRenderer
+from .render import BASE_IMAGE_ARG, RenderInputs, TemplateRenderer
 
 PARENT_CONTEXT = "shipyard-parent"
 
@@ -27,7 +27,7 @@ def target_name(unit: BuildUnit) -> str:
 
 def bake_document(ctx: BuildContext, options: BuildOptions) -> dict[str, Any]:
     plan = plan_for(ctx.project, ctx.revision, options)
-    renderer = TemplateRenderer(ctx.project.templates)
+    renderer = TemplateRenderer(ctx.project.templates, ctx.project.catalog.policy)
     bases = LocalBases(plan.target, ctx.registry, ctx.runner, ctx.cache_dir, ctx.emit)
     wheelhouse = Wheelhouse(ctx.cache_dir, ctx.runner)
     base_refs: dict[str, str] = {}
@@ -52,8 +52,8 @@ def bake_document(ctx: BuildContext, options: BuildOptions) -> dict[str, Any]:
         targets[target_name(unit)] = {
             "context": str(unit.image.context),
             "dockerfile": str(dockerfile),
-            "args": dict(unit.profile.build_args),
-            "tags": [unit.ref],
+            "args": unit.build_args if unit.image.dockerfile is None else {**unit.build_args, BASE_IMAGE_ARG: parent},
+            "tags": [unit.ref, *(f"{unit.repository}:{alias}" for alias in ctx.revision.aliases)],
             "platforms": [unit.profile.platform],
             "contexts": contexts,
             "cache-from": [f"type=registry,ref={unit.cache_ref}"],

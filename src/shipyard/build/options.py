@@ -18,7 +18,7 @@ from ..oci.reference import RegistryTarget
 from ..runner import Runner
 from ..state import make_dirs
 from .plan import BuildUnit, Plan, make_plan
-from .render import APP_UID, RenderInputs, TemplateRenderer, oci_labels
+from .render import RenderInputs, TemplateRenderer, oci_labels
 from .revision import Revision
 
 INPUTS_LABEL = "io.shipyard.inputs"
@@ -83,14 +83,20 @@ def unit_labels(ctx: BuildContext, unit: BuildUnit) -> dict[str, str]:
 
 
 def expectations(ctx: BuildContext, unit: BuildUnit, labels: Mapping[str, str]) -> dict[str, Any]:
-    """What verify and canary will hold the pushed image to (see UnitRecord.expect)."""
+    """What verify and canary will hold the pushed image to (see UnitRecord.expect): the policy the image
+    is built with, so a later change to ``[policy]`` does not change the verdict on this release."""
+    policy = ctx.project.catalog.policy
     expect: dict[str, Any] = {
-        "user": f"{APP_UID}:{APP_UID}",
-        "env": {**unit.profile.build_args, **unit.profile.env, "PYTHONUNBUFFERED": "1"},
+        "user": policy.user,
+        # a plain Dockerfile sets its own ENV: shipyard only holds it to what its templates write
+        "env": {} if unit.image.dockerfile else {**unit.build_args, **unit.profile.env, "PYTHONUNBUFFERED": "1"},
         "labels": dict(labels),
+        "required_labels": list(policy.required_labels),
         "port": unit.image.service.port if unit.image.service else None,
-        "size_budget_mb": unit.image.size_budget_mb,
+        "size_budget_mb": unit.image.size_budget_mb or policy.size_budget_mb,
     }
+    if unit.image.skip_checks:
+        expect["skip_checks"] = dict(unit.image.skip_checks)
     if unit.image.service is not None:
         expect["service"] = asdict(unit.image.service)
         expect["canary"] = asdict(unit.profile.canary)

@@ -34,19 +34,31 @@ def check_build_secrets(plan: Plan, environ: Mapping[str, str]) -> None:
 def build_release(ctx: BuildContext, options: BuildOptions) -> ReleaseRecord:
     plan = plan_for(ctx.project, ctx.revision, options)
     check_build_secrets(plan, os.environ)
+    aliases = ctx.revision.aliases
+    also = f" (also {', '.join(aliases)})" if aliases else ""
     ctx.emit(
         Event(
             "plan",
-            f"release {plan.release_tag}: {len(plan.units)} units ({', '.join(plan.profiles)}) → "
-            f"{plan.target}, {options.jobs} in parallel",
+            f"release {plan.release_tag}{also}: "
+            f"{len(plan.units)} units ({', '.join(plan.profiles)}) → {plan.target}, {options.jobs} in parallel",
             data={
                 "units": [u.key for u in plan.units],
                 "parents": {u.key: u.parent_unit for u in plan.units},
                 "release": plan.release_tag,
+                "aliases": list(aliases),
                 "attest": options.attest and not ctx.runner.dry_run,  # unit.attested follows unit.built
             },
         )
     )
+    if unapplied := ctx.revision.unapplied:
+        ctx.emit(
+            Event(
+                "aliases.skipped",
+                f"tag{'s' if len(unapplied) > 1 else ''} {', '.join(unapplied)} on HEAD not applied: the tree is "
+                f"dirty (commit, then build again)",
+                data={"tags": list(unapplied)},
+            )
+        )
     engine_ready = Once(ctx.before_first_build)
     bases = LocalBases(plan.target, ctx.registry, ctx.runner, ctx.cache_dir, ctx.emit, before_build=engine_ready)
     base_refs: dict[str, str] = {}
@@ -134,7 +146,11 @@ def _previous_inputs(ctx: BuildContext, plan: Plan) -> dict[str, Mapping[str, An
 def _start_record(ctx: BuildContext, plan: Plan) -> ReleaseRecord:
     """A new record, or the existing one of this release: building a subset adds to it, never drops units."""
     fresh = ReleaseRecord(
-        release=plan.release_tag, revision=ctx.revision.sha, created=ctx.revision.created, registry=str(plan.target)
+        release=plan.release_tag,
+        revision=ctx.revision.sha,
+        created=ctx.revision.created,
+        registry=str(plan.target),
+        aliases=list(ctx.revision.aliases),
     )
     path = records_dir(ctx.project.root) / f"{plan.release_tag}.json"
     if not path.is_file():
@@ -142,6 +158,7 @@ def _start_record(ctx: BuildContext, plan: Plan) -> ReleaseRecord:
     existing = load_record(path)
     if (existing.revision, existing.registry) != (fresh.revision, fresh.registry):
         return fresh
+    existing.aliases = fresh.aliases  # the git tags on HEAD now; verify tells a unit an earlier run left without
     return existing
 
 

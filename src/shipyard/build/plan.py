@@ -35,6 +35,10 @@ class BuildUnit:
     def ref(self) -> str:
         return f"{self.repository}:{self.tag}"
 
+    @property
+    def build_args(self) -> dict[str, str]:
+        return build_args_of(self.profile, self.image)
+
 
 @dataclass(frozen=True)
 class Plan:
@@ -48,6 +52,11 @@ class Plan:
     @property
     def profiles(self) -> list[str]:
         return list(dict.fromkeys(u.profile.name for u in self.units))
+
+
+def build_args_of(profile: Profile, image: ImageSpec) -> dict[str, str]:
+    """The profile's build args with the image's own merged over them (the image's win)."""
+    return {**profile.build_args, **image.build_args}
 
 
 def unit_key(profile: str, image: str) -> str:
@@ -73,7 +82,12 @@ def make_plan(
                 f"profiles/ has: {', '.join(profiles)}"
             )
     for name in only_images:
-        catalog.image(name)  # raises with a hint
+        spec = catalog.image(name)  # raises with a hint
+        if not any(spec.on(profile) for profile in chosen_profiles):
+            raise ConfigError(
+                f"--image {name}: not built for {', '.join(chosen_profiles)} "
+                f"(images.{name}.profiles = {list(spec.profiles)}); choose one of those profiles"
+            )
 
     image_parents = {name: ([] if spec.parent_is_base else [spec.parent]) for name, spec in catalog.images.items()}
     image_order = toposort(image_parents)
@@ -86,6 +100,8 @@ def make_plan(
             if image_name not in wanted:
                 continue
             spec = catalog.images[image_name]
+            if not spec.on(profile_name):
+                continue
             base = None
             if spec.parent_is_base:
                 if spec.base_role not in profile.bases:

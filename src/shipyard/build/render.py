@@ -1,20 +1,30 @@
-"""Rendering of the Jinja Dockerfile templates for one build unit."""
+"""Rendering of the Dockerfile templates for one build unit: Jinja, or a plain Dockerfile as it is.
+
+Templates are looked up in the project's ``dockerfiles/`` first, then in the package, so a team
+imports shipyard's building blocks (``{% import "shipyard/macros.j2" as m with context %}``)
+instead of copying them, and can still override them with a ``dockerfiles/shipyard/macros.j2``.
+"""
 
 from __future__ import annotations
 
+import json
 import traceback
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 
 import jinja2
 
 from ..config.catalog import ImageSpec
+from ..config.policy import Policy
 from ..config.profiles import Profile
 from ..errors import ConfigError
+from .plan import build_args_of
 
-APP_UID = 10001
 MODEL_CACHE_DIR = "/models"
+BASE_IMAGE_ARG = "BASE_IMAGE"  # a plain Dockerfile's parent: ``ARG BASE_IMAGE`` / ``FROM ${BASE_IMAGE}``
+PACKAGED = Path(str(resources.files("shipyard") / "resources" / "templates"))
 
 
 @dataclass(frozen=True)
@@ -40,10 +50,12 @@ def oci_labels(
 
 
 class TemplateRenderer:
-    def __init__(self, templates: Path) -> None:
-        self.templates = templates
+    def __init__(self, templates: Path, policy: Policy | None = None) -> None:
+        self.templates, self.policy = templates, policy or Policy()
         self.env = jinja2.Environment(
-            loader=jinja2.FileSystemLoader(str(templates)),
+            loader=jinja2.ChoiceLoader(
+                [jinja2.FileSystemLoader(str(templates)), jinja2.FileSystemLoader(str(PACKAGED))]
+            ),
             undefined=jinja2.StrictUndefined,
             trim_blocks=True,
             lstrip_blocks=True,
@@ -53,15 +65,19 @@ class TemplateRenderer:
 
     def render(self, inputs: RenderInputs) -> str:
         image = inputs.image
+        if image.dockerfile is not None:  # a plain Dockerfile: no Jinja; its parent comes as BASE_IMAGE
+            return plain_dockerfile(image.dockerfile, inputs.labels)
         context = {
             "profile": inputs.profile,
             "image": image,
             "parent": inputs.parent,
             "labels": dict(inputs.labels),
-            "uid": APP_UID,
+            "uid": self.policy.uid,
+            "gid": self.policy.gid,
+            "build_args": build_args_of(inputs.profile, image),
             "model_cache_dir": MODEL_CACHE_DIR,
             "lock": image.lock.relative_to(image.context).as_posix() if image.lock else "",
-            "package_dir": image.service.module.split(".")[0] if image.service else "",
+            "package_dir": image.service.module.split(".")[0] if image.service and image.service.module else "",
         }
         try:
             return self.env.get_template(image.template).render(context)
@@ -80,6 +96,8 @@ class TemplateRenderer:
 
     def _display(self, filename: str) -> str:
         path = Path(filename)
+        if path.is_absolute() and path.is_relative_to(PACKAGED):
+            return f"{path.relative_to(PACKAGED).as_posix()} (shipyard's packaged template)"
         if path.is_absolute() and path.is_relative_to(self.templates.parent):
             return path.relative_to(self.templates.parent).as_posix()
         return f"{self.templates.name}/{filename}"
@@ -90,6 +108,14 @@ class TemplateRenderer:
         if frames:
             return self._display(frames[-1].filename), frames[-1].lineno
         return self._display(fallback), None
+
+
+def plain_dockerfile(path: Path, labels: Mapping[str, str]) -> str:
+    """The team's own Dockerfile as it is, with shipyard's labels appended: a ``LABEL`` step at the end
+    changes no step before it, so the build cache of the Dockerfile's own steps stays valid."""
+    text = path.read_text(encoding="utf-8")
+    lines = [f"LABEL {name}={json.dumps(value)}" for name, value in labels.items()]
+    return text.rstrip("\n") + "\n# added by shipyard: the release's labels\n" + "\n".join(lines) + "\n"
 
 
 def check_templates(renderer: TemplateRenderer, units: Iterable[tuple[Profile, ImageSpec]]) -> None:

@@ -1,9 +1,12 @@
-"""The release tag of a work tree: ``YYYYMMDD-<sha>`` from the HEAD commit."""
+"""The release tag of a work tree: ``YYYYMMDD-<sha>`` from the HEAD commit, and the semver aliases
+(``1.4.2``, ``1.4``) of the ``v1.4.2`` git tags on it."""
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -16,6 +19,12 @@ if TYPE_CHECKING:
     import git
 
 SHA_LEN = 8
+# semver.org's regex, with the leading "v" git tags usually have
+SEMVER_RE = re.compile(
+    r"^v?(?P<major>0|[1-9]\d*)\.(?P<minor>0|[1-9]\d*)\.(?P<patch>0|[1-9]\d*)"
+    r"(?:-(?P<pre>(?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*)(?:\.(?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*))*))?"
+    r"(?:\+(?P<build>[0-9a-zA-Z-]+(?:\.[0-9a-zA-Z-]+)*))?$"
+)
 
 
 @dataclass(frozen=True)
@@ -24,6 +33,8 @@ class Revision:
     committed: datetime  # UTC
     dirty: bool
     dirty_hash: str = ""
+    aliases: tuple[str, ...] = ()  # semver tags pushed next to the release tag ("1.4.2", "1.4")
+    unapplied: tuple[str, ...] = ()  # semver git tags on HEAD that give no alias: the tree is dirty
 
     @property
     def release_tag(self) -> str:
@@ -36,7 +47,7 @@ class Revision:
 
 
 def read_revision(root: Path, *, allow_dirty: bool = False) -> Revision:
-    """HEAD's sha and UTC commit date; refuses a dirty tree unless ``allow_dirty``."""
+    """HEAD's sha, UTC commit date and semver aliases; refuses a dirty tree unless ``allow_dirty``."""
     import git  # gitpython is slow to import; only commands that tag need it
 
     try:
@@ -64,7 +75,47 @@ def read_revision(root: Path, *, allow_dirty: bool = False) -> Revision:
                 f"(git add -A && git commit) or pass --allow-dirty to tag …-dirty-<hash>"
             )
         dirty_hash = _dirty_hash(repo, own_state) if dirty else ""
-        return Revision(sha=commit.hexsha, committed=committed, dirty=dirty, dirty_hash=dirty_hash)
+        tags = repo.git.tag("--points-at", "HEAD").splitlines()
+        semver = tuple(tag for tag in tags if SEMVER_RE.match(tag))
+        return Revision(
+            sha=commit.hexsha,
+            committed=committed,
+            dirty=dirty,
+            dirty_hash=dirty_hash,
+            aliases=() if dirty else semver_aliases(semver),  # a dirty tree never gets a release's name
+            unapplied=semver if dirty else (),
+        )
+
+
+def semver_aliases(tags: Iterable[str]) -> tuple[str, ...]:
+    """The image tags of git tags, as docker/metadata-action's ``{{version}}`` and ``{{major}}.{{minor}}``:
+    ``v1.4.2`` gives ``1.4.2`` and ``1.4``; a prerelease (``v1.4.2-rc.1``) only itself; build metadata
+    (``+build.5``, which no OCI tag can hold) is left out, as node-semver's ``version`` leaves it out.
+    Tags that are not semver give nothing; several give all their aliases, highest version first, each once.
+    """
+    versions = sorted({m for tag in tags if (m := _version(tag))}, key=_precedence, reverse=True)
+    aliases: dict[str, None] = {}
+    for major, minor, patch, pre in versions:
+        aliases[f"{major}.{minor}.{patch}" + (f"-{pre}" if pre else "")] = None
+        if not pre:
+            aliases[f"{major}.{minor}"] = None
+    return tuple(aliases)
+
+
+_Version = tuple[int, int, int, str]
+
+
+def _version(tag: str) -> _Version | None:
+    m = SEMVER_RE.match(tag)
+    return None if m is None else (int(m["major"]), int(m["minor"]), int(m["patch"]), m["pre"] or "")
+
+
+def _precedence(version: _Version) -> tuple[int, int, int, bool, tuple[tuple[int, int, str], ...]]:
+    """semver.org §11: a release above its prereleases; prerelease fields compared one by one,
+    numbers numerically and below words, a shorter list below a longer one it starts."""
+    major, minor, patch, pre = version
+    fields = tuple((0, int(f), "") if f.isdigit() else (1, 0, f) for f in pre.split(".")) if pre else ()
+    return major, minor, patch, not pre, fields
 
 
 def _own_state(repo: git.Repo, root: Path) -> list[str]:

@@ -26,7 +26,7 @@ from .options import (
     unit_labels,
 )
 from .plan import BuildUnit, Plan
-from .render import RenderInputs, TemplateRenderer
+from .render import BASE_IMAGE_ARG, RenderInputs, TemplateRenderer
 from .retry_build import run_buildx
 
 
@@ -46,7 +46,7 @@ class UnitBuilder:
         self.ctx, self.plan, self.options = ctx, plan, options
         self.base_refs = base_refs
         self.previous_inputs = previous_inputs
-        self.renderer = TemplateRenderer(ctx.project.templates)
+        self.renderer = TemplateRenderer(ctx.project.templates, ctx.project.catalog.policy)
         self.wheelhouse = Wheelhouse(ctx.cache_dir, ctx.runner)
         self.records: dict[str, UnitRecord] = {}
         self._lock = threading.Lock()  # the wheelhouse and tools dirs are shared between units
@@ -63,6 +63,11 @@ class UnitBuilder:
         assert unit.parent_unit is not None
         parent = self.records.get(unit.parent_unit)
         return parent.ref if parent else f"{self.plan.unit(unit.parent_unit).repository}@<digest>"
+
+    @staticmethod
+    def _build_args(unit: BuildUnit, parent: str) -> dict[str, str]:
+        """A plain Dockerfile learns its parent as the build arg BASE_IMAGE (``FROM ${BASE_IMAGE}``)."""
+        return unit.build_args if unit.image.dockerfile is None else {**unit.build_args, BASE_IMAGE_ARG: parent}
 
     def _label(self, unit: BuildUnit) -> str:
         return f"[{self.index[unit.key]}/{len(self.plan.units)}] {unit.key}"
@@ -83,7 +88,7 @@ class UnitBuilder:
         identity_text = self.renderer.render(RenderInputs(unit.profile, unit.image, parent, identity))
         inputs = compute_inputs(
             dockerfile=identity_text,
-            build_args=unit.profile.build_args,
+            build_args=unit.build_args,
             platform=unit.profile.platform,
             parent=parent,
             context=unit.image.context,
@@ -117,7 +122,8 @@ class UnitBuilder:
         if self.attacher is not None and not has_provenance(found, image.digest):
             return "the image with these inputs has no provenance attestation"  # pushed before they were on
         self.ctx.emit(Event("unit.reusing", f"{self._label(unit)}: reusing {inputs.tag}", unit=unit.key))
-        registry.put_manifest(unit.repository_path, unit.tag, found.raw, found.media_type)  # server-side re-tag
+        for tag in (unit.tag, *self.ctx.revision.aliases):  # server-side re-tag: the release's, then its semver
+            registry.put_manifest(unit.repository_path, tag, found.raw, found.media_type)
         config = registry.config_of(unit.repository_path, image)
         labels = dict((config.get("config") or {}).get("Labels") or {})
         image_labels = {k: labels.get(k, v) for k, v in unit_labels(self.ctx, unit).items()}
@@ -187,6 +193,7 @@ class UnitBuilder:
         dockerfile = render_unit(self.ctx, self.renderer, unit, parent, labels)
         metadata = dockerfile.with_name("metadata.json")
         metadata.unlink(missing_ok=True)
+        aliases = tuple(f"{unit.repository}:{alias}" for alias in self.ctx.revision.aliases)
         request = BuildRequest(
             context=unit.image.context,
             dockerfile=dockerfile,
@@ -194,10 +201,11 @@ class UnitBuilder:
             platform=unit.profile.platform,
             cache_ref=unit.cache_ref,
             metadata_file=metadata,
-            build_args=dict(unit.profile.build_args),
+            build_args=self._build_args(unit, parent),
             build_contexts=contexts,
             builder=self.options.builder,
-            extra_tags=(f"{unit.repository}:{inputs.tag}",),  # looked up by later releases, even with --no-reuse
+            # the inputs tag is looked up by later releases, even with --no-reuse
+            extra_tags=(f"{unit.repository}:{inputs.tag}", *aliases),
             provenance="mode=max" if self.options.attest else None,
             secrets=unit.image.build_secrets,
         )

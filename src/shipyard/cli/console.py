@@ -158,6 +158,8 @@ def print_summary(console: Console, record: ReleaseRecord, ran: Collection[str] 
     reused = sum(bool(record.units[key].reused_from) for key in keys)
     line = f"\n{len(keys)} units pushed as {record.release} to {record.registry} "
     line += f"({len(keys) - reused} built, {reused} reused)"
+    if record.aliases:
+        line += f", also tagged {', '.join(record.aliases)}"
     if earlier := len(record.units) - len(keys):
         held = sum(bool(u.reused_from) for u in record.units.values())
         line += (

@@ -42,6 +42,7 @@ COMMANDS = {
     "rollback": ("release_commands", "cmd_rollback"),
     "history": ("release_commands", "cmd_history"),
     "report": ("report_commands", "cmd_report"),
+    "init": ("init_command", "cmd_init"),
     "completion": ("completion", "cmd_completion"),
 }
 

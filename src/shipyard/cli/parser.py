@@ -280,6 +280,14 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("source", type=Path, help="a directory with trivy.db and metadata.json, or a .tar.gz of them")
     p.add_argument("--to", required=True, metavar="HOST/REPO:TAG", help="where to push it")
     p = add(
+        "init",
+        help="write a working project (catalog, cpu profile, templates, one service) without overwriting a file",
+        epilog="example: shipyard init my-images && cd my-images && git init && git add -A && git commit -m init",
+    )
+    p.add_argument(
+        "directory", nargs="?", type=Path, metavar="DIR", help="where (default: --project, else the current directory)"
+    )
+    p = add(
         "completion",
         help="print a shell completion script (bash, zsh or tcsh)",
         epilog="example: shipyard completion bash > /etc/bash_completion.d/shipyard",

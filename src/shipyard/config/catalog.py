@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 from ..dag import toposort
 from ..errors import ConfigError, CycleError
-from .reader import Table, did_you_mean, load_document
+from .policy import Policy, parse_policy, parse_skip_checks
+from .profiles import check_build_args
+from .reader import Table, did_you_mean, load_document, locate
 
 CATALOG_FILE = "shipyard.toml"
 BASE_PREFIX = "base:"
@@ -37,8 +39,9 @@ class Service:
     port: int
     protocol: Protocol
     health: str
-    module: str
     golden: Golden
+    module: str = ""  # a Python service: ``python3 -m module``
+    command: tuple[str, ...] = ()  # any other: the image's command (exec form); neither: the image's own CMD
     ready_timeout_s: float = 60.0
     slo_p95_ms: float = 500.0
 
@@ -55,6 +58,13 @@ class ImageSpec:
     service: Service | None = None
     description: str = ""
     build_secrets: tuple[str, ...] = ()  # env vars passed to the build as BuildKit secrets of the same id
+    profiles: tuple[str, ...] = ()  # the profiles it is built for; empty: every profile
+    build_args: Mapping[str, str] = field(default_factory=dict)  # merged over the profile's (these win)
+    skip_checks: Mapping[str, str] = field(default_factory=dict)  # verify check -> why this image skips it
+    dockerfile: Path | None = None  # a plain Dockerfile (no Jinja): the template, read as it is
+
+    def on(self, profile: str) -> bool:
+        return not self.profiles or profile in self.profiles
 
     @property
     def parent_is_base(self) -> bool:
@@ -72,6 +82,7 @@ class Catalog:
     source: str
     namespace: str
     images: Mapping[str, ImageSpec] = field(default_factory=dict)
+    policy: Policy = Policy()
 
     def image(self, name: str) -> ImageSpec:
         try:
@@ -93,9 +104,12 @@ IMAGE_KEYS = (
     "service",
     "description",
     "build_secrets",
+    "profiles",
+    "build_args",
+    "skip_checks",
 )
 SECRET_ID_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
-SERVICE_KEYS = ("port", "protocol", "health", "module", "golden", "ready_timeout_s", "slo_p95_ms")
+SERVICE_KEYS = ("port", "protocol", "health", "module", "command", "golden", "ready_timeout_s", "slo_p95_ms")
 GOLDEN_KEYS = ("path", "method", "request", "expect")
 
 
@@ -125,14 +139,20 @@ def _parse_service(t: Table) -> Service:
     health = t.req("health", str, expected="an absolute path like /health (the canary polls it)")
     if not HTTP_PATH_RE.match(health):
         raise t.error("health", f"expected an absolute path like /health, got {health!r}")
-    module = t.req("module", str, expected="the Python module of the service, e.g. my_service")
-    if not MODULE_RE.match(module):
+    if "module" in t.data and "command" in t.data:
+        raise t.error("command", "give either module (a Python service) or command (any other), not both")
+    module = t.opt("module", str, "")
+    if "module" in t.data and not MODULE_RE.match(module):
         raise t.error("module", f"expected a Python module name, got {module!r}")
+    command = t.str_list("command")
+    if "command" in t.data and not command:
+        raise t.error("command", 'expected the service\'s command in exec form, e.g. ["/app/server", "--port", "8080"]')
     return Service(
         port=port,
         protocol=protocol,  # type: ignore[arg-type]
         health=health,
         module=module,
+        command=tuple(command),
         golden=_parse_golden(t.table("golden", required=True), protocol),
         ready_timeout_s=t.opt("ready_timeout_s", float, 60.0),
         slo_p95_ms=t.opt("slo_p95_ms", float, 500.0),
@@ -146,12 +166,23 @@ def _parse_image(t: Table, name: str, root: Path, templates: Path) -> ImageSpec:
     kind = t.req("kind", str, expected='"family" or "service"')
     if kind not in ("family", "service"):
         raise t.error("kind", f'expected "family" or "service", got {kind!r}')
-    template = t.req("template", str, expected="a template file in dockerfiles/")
-    if not (templates / template).is_file():
-        raise t.error("template", f"{templates.relative_to(root) / template} does not exist")
     context = root / t.req("context", str, expected="the build context directory, relative to the project")
     if not context.is_dir():
         raise t.error("context", f"directory {t.data['context']!r} does not exist; expected a directory of the project")
+    template = t.req("template", str, expected="a Jinja template in dockerfiles/ (NAME.j2) or a plain Dockerfile")
+    dockerfile = None
+    if template.endswith(".j2"):
+        if not (templates / template).is_file():
+            raise t.error("template", f"{templates.relative_to(root) / template} does not exist")
+    else:  # a plain Dockerfile, in dockerfiles/ or in the image's own context
+        found = [path for path in (templates / template, context / template) if path.is_file()]
+        if not found:
+            raise t.error(
+                "template",
+                f"no Dockerfile {template!r} in {templates.relative_to(root)}/ or in {context.relative_to(root)}/ "
+                f"(a name ending in .j2 is a Jinja template)",
+            )
+        dockerfile = found[0]
     lock = None
     if "lock" in t.data:
         lock = context / t.req("lock", str)
@@ -164,9 +195,19 @@ def _parse_image(t: Table, name: str, root: Path, templates: Path) -> ImageSpec:
     for i, secret in enumerate(build_secrets):
         if not SECRET_ID_RE.match(secret):
             raise t.error(f"build_secrets[{i}]", f"expected an environment variable name, got {secret!r}")
+    profiles = t.str_list("profiles")
+    if "profiles" in t.data and not profiles:
+        raise t.error("profiles", "expected at least one profile (leave the key out for every profile)")
+    build_args = t.str_map("build_args")
+    check_build_args(t, build_args)
     service = None
     if kind == "service":
         service = _parse_service(t.table("service", required=True))
+        if dockerfile is None and not (service.module or service.command):
+            raise t.error(
+                "service.module",
+                "missing: a Jinja-templated service needs module (Python) or command (any language) to run",
+            )
     elif "service" in t.data:
         raise t.error("service", 'only images of kind "service" have a service table')
     return ImageSpec(
@@ -180,13 +221,17 @@ def _parse_image(t: Table, name: str, root: Path, templates: Path) -> ImageSpec:
         service=service,
         description=t.opt("description", str, ""),
         build_secrets=tuple(build_secrets),
+        profiles=tuple(dict.fromkeys(profiles)),
+        build_args=build_args,
+        skip_checks=parse_skip_checks(t),
+        dockerfile=dockerfile,
     )
 
 
 def load_catalog(root: Path) -> Catalog:
     path = root / CATALOG_FILE
     doc = load_document(path, display=CATALOG_FILE)
-    doc.only(("project", "images"))
+    doc.only(("project", "policy", "images"))
     project = doc.table("project")
     project.only(("name", "source", "namespace"))
     namespace = project.opt("namespace", str, "shipyard")
@@ -216,4 +261,36 @@ def load_catalog(root: Path) -> Catalog:
         source=project.opt("source", str, ""),
         namespace=namespace,
         images=images,
+        policy=parse_policy(doc.table("policy")),
     )
+
+
+def check_image_profiles(catalog: Catalog, profiles: Iterable[str]) -> None:
+    """Each image's ``profiles`` name profiles of ``profiles/``, and a child is built only where its parent is."""
+    known = list(profiles)
+    text = catalog.path.read_text(encoding="utf-8") if catalog.path.is_file() else ""
+
+    def error(name: str, key: str, message: str) -> ConfigError:
+        path = f"images.{name}.{key}"
+        return ConfigError(f"{CATALOG_FILE}: {path}: {message}", file=CATALOG_FILE, line=locate(text, path) or None)
+
+    for name, spec in catalog.images.items():
+        for i, profile in enumerate(spec.profiles):
+            if profile not in known:
+                raise error(
+                    name,
+                    f"profiles[{i}]",
+                    f"unknown profile {profile!r}{did_you_mean(profile, known)}; profiles/ has: {', '.join(known)}",
+                )
+        if spec.parent_is_base:
+            continue
+        parent = catalog.images[spec.parent]
+        missing = [p for p in (spec.profiles or known) if not parent.on(p)]
+        if missing:
+            raise error(
+                name,
+                "profiles",
+                f"{name} is built for {', '.join(missing)} but its parent {parent.name} is not "
+                f"({parent.name}.profiles = {list(parent.profiles)}); add the profile to {parent.name} "
+                f"or restrict {name} to {list(parent.profiles)}",
+            )

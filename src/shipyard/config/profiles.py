@@ -61,6 +61,18 @@ class Profile:
 PROFILE_KEYS = ("name", "description", "platform", "python_version", "bases", "hardware", "build_args", "env", "canary")
 
 
+def check_build_args(table: Table, build_args: Mapping[str, str]) -> None:
+    """Build args become ``--build-arg`` and ``ENV``: variable names, and nothing that looks like a secret."""
+    for key in build_args:
+        if not ENV_NAME_RE.match(key):
+            raise table.error(f"build_args.{key}", "not a valid variable name")
+        if any(word in key.upper() for word in SECRET_WORDS):
+            raise table.error(
+                f"build_args.{key}",
+                "looks like a secret; build args end up in the image history. Pass secrets as BuildKit secrets instead",
+            )
+
+
 def parse_profile(table: Table, name: str) -> Profile:
     table.only(PROFILE_KEYS)
     declared = table.opt("name", str, name)
@@ -93,12 +105,7 @@ def parse_profile(table: Table, name: str) -> Profile:
         for key in values:
             if not ENV_NAME_RE.match(key):
                 raise table.error(f"{section}.{key}", "not a valid variable name")
-    for key in build_args:
-        if any(word in key.upper() for word in SECRET_WORDS):
-            raise table.error(
-                f"build_args.{key}",
-                "looks like a secret; build args end up in the image history. Pass secrets as BuildKit secrets instead",
-            )
+    check_build_args(table, build_args)
     hardware = table.str_map("hardware")
     for key in hardware:
         if not ENV_NAME_RE.match(key):

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from ..errors import ConfigError
 from ..state import state_dir
-from .catalog import CATALOG_FILE, Catalog, load_catalog
+from .catalog import CATALOG_FILE, Catalog, check_image_profiles, load_catalog
 from .profiles import Profile, apply_base_override, load_profiles
 
 
@@ -34,7 +34,9 @@ def load_project(root: Path, *, base_override: str | None = None) -> Project:
         raise ConfigError(f"--project {root}: no {CATALOG_FILE} there; point --project at a repository with a catalog")
     profiles = load_profiles(root / "profiles", root=root)
     override = base_override if base_override is not None else os.environ.get("SHIPYARD_BASE_OVERRIDE")
-    return Project(root=root, profiles=apply_base_override(profiles, override), catalog=load_catalog(root))
+    catalog = load_catalog(root)
+    check_image_profiles(catalog, profiles)
+    return Project(root=root, profiles=apply_base_override(profiles, override), catalog=catalog)
 
 
 def cache_dir() -> Path:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -90,8 +90,17 @@ def _result(image: _Image, check: str, ok: bool, expected: object, found: object
 
 
 def check_tag(v: Verifier, image: _Image) -> Iterator[Finding]:
-    found = v.registry.resolve(image.repository, image.unit.tag)
-    yield _result(image, "tag", found == image.unit.digest, f"{image.unit.tag} -> {image.unit.digest}", found)
+    """The release tag and each semver alias of the release resolve to the unit's digest, one finding each.
+
+    ``X.Y`` follows the newest ``X.Y.*`` release (as docker/metadata-action's tags do), so once a newer
+    patch release took it, an older release's ``X.Y`` is no failure of that release: it is reported as a skip.
+    """
+    for tag in (image.unit.tag, *v.record.aliases):
+        found = v.registry.resolve(image.repository, tag)
+        if found != image.unit.digest and found and tag.count(".") == 1:
+            yield Finding(image.key, "tag", "skip", f"{tag} -> {image.unit.digest}", f"{tag} moved on to {found}")
+            continue
+        yield _result(image, "tag", found == image.unit.digest, f"{tag} -> {image.unit.digest}", found)
 
 
 def check_platform(v: Verifier, image: _Image) -> Iterator[Finding]:
@@ -119,7 +128,7 @@ def check_tini(v: Verifier, image: _Image) -> Iterator[Finding]:
 
 def check_env(v: Verifier, image: _Image) -> Iterator[Finding]:
     env = image.env
-    expected: dict[str, str] = image.unit.expect.get("env") or {"PYTHONUNBUFFERED": "1"}
+    expected: dict[str, str] = image.unit.expect.get("env", {"PYTHONUNBUFFERED": "1"})
     wrong = {k: env.get(k, "(unset)") for k, value in expected.items() if env.get(k) != value}
     yield _result(image, "env", not wrong, {k: expected[k] for k in wrong} or "profile env", wrong or "as expected")
 
@@ -139,6 +148,9 @@ def check_labels(v: Verifier, image: _Image) -> Iterator[Finding]:
         expected["org.opencontainers.image.revision"] = v.record.revision
         expected["org.opencontainers.image.version"] = image.unit.tag
     wrong = {k: labels.get(k, "(unset)") for k, value in expected.items() if labels.get(k) != value}
+    for name in image.unit.expect.get("required_labels", []):  # the project's [policy]: any value, not empty
+        if not labels.get(name):
+            expected[name], wrong[name] = "(any value, required by [policy])", "(unset)"
     yield _result(
         image, "labels", not wrong, {k: expected[k] for k in wrong} or "OCI + shipyard labels", wrong or "as expected"
     )
@@ -271,11 +283,16 @@ class Verifier:
             return
         yield Finding(key, "manifest", "pass", "readable manifest and config", manifest.media_type)
         image = _Image(key, unit, repository, manifest, config, index)
+        waived: dict[str, str] = unit.expect.get("skip_checks", {})
         for check in CHECKS:
             try:
-                yield from check(self, image)
+                findings = list(check(self, image))
             except RegistryError as exc:
-                yield Finding(key, check.__name__.removeprefix("check_"), "fail", "registry answer", str(exc))
+                findings = [Finding(key, check.__name__.removeprefix("check_"), "fail", "registry answer", str(exc))]
+            for finding in findings:
+                if finding.check in waived:  # the image's skip_checks, with the reason the catalog gave
+                    finding = replace(finding, status="skip", found=f"skipped by policy: {waived[finding.check]}")
+                yield finding
 
 
 def verify_release(project: Path, record_path: Path, registry: RegistryClient, emit: Emit) -> VerifyReport:
