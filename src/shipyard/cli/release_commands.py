@@ -44,7 +44,12 @@ def cmd_verify(args: argparse.Namespace, console: Console) -> int:
     console.summarize(load_record(path), "verify")
     if args.json:
         console.data(report.to_json())
-    console.line(f"verify: all {len(report.findings)} checks passed on {len(record.units)} units")
+    skipped = [f for f in report.findings if f.status == "skip"]
+    for finding in skipped:  # a check that did not run is said, with its reason: never counted as passed
+        console.line(f"{finding.unit}: {finding.check} not checked ({finding.found})")
+    passed = len(report.findings) - len(skipped)
+    tail = f", {len(skipped)} skipped" if skipped else ""
+    console.line(f"verify: all {passed} checks passed on {len(record.units)} units{tail}")
     return 0
 
 

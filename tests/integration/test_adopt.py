@@ -1,0 +1,213 @@
+"""A team's own repository, not this repo's catalog: ``shipyard init``, then made the team's own.
+
+From an empty git repository: init, commit, build, verify, canary. Then the team's changes: a second
+profile, a custom uid, a plain Dockerfile service built for one profile only that waives a check
+with a reason, and a service that gives a ``command`` instead of a Python module. All of it is read
+back from the registry and the running containers, not from shipyard's own record.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from pathlib import Path
+
+import httpx
+import pytest
+
+from shipyard.record import ReleaseRecord, load_record
+from tests.conftest import git
+from tests.integration.conftest import IT_REGISTRY, shipyard
+
+REGISTRY = "http://" + IT_REGISTRY.split("/")[0]
+ACCEPT = ", ".join(
+    (
+        "application/vnd.oci.image.index.v1+json",
+        "application/vnd.docker.distribution.manifest.list.v2+json",
+        "application/vnd.oci.image.manifest.v1+json",
+        "application/vnd.docker.distribution.manifest.v2+json",
+    )
+)
+
+PLAIN_DOCKERFILE = """\
+# the team's own Dockerfile: no Jinja; shipyard passes the parent by digest
+ARG BASE_IMAGE
+FROM ${BASE_IMAGE}
+WORKDIR /app
+COPY server.py /app/server.py
+ENV PORT=8090
+EXPOSE 8090
+HEALTHCHECK --interval=5s --timeout=2s --start-period=10s --start-interval=1s CMD ["python3", "-c", \
+"import urllib.request; urllib.request.urlopen('http://127.0.0.1:8090/healthz', timeout=2)"]
+ENTRYPOINT []
+CMD ["python3", "/app/server.py"]
+"""
+SERVER = """\
+import json, os
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+class Handler(BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = json.dumps({"status": "ok"} if self.path in ("/health", "/healthz") else {"error": "no"}).encode()
+        self.send_response(200 if self.path in ("/health", "/healthz") else 404)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_POST(self):
+        data = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        body = json.dumps({"sum": sum(data["numbers"]), "who": os.environ.get("WHO", "")}).encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+ThreadingHTTPServer(("0.0.0.0", int(os.environ["PORT"])), Handler).serve_forever()
+"""
+TEAM_IMAGES = """
+[images.adder]
+kind = "service"
+description = "the team's plain Dockerfile"
+template = "Dockerfile"
+context = "services/adder"
+parent = "base"
+profiles = ["cpu"]
+skip_checks = [{check = "tini", reason = "the team's server reaps its own children"}]
+
+[images.adder.service]
+port = 8090
+health = "/healthz"
+
+[images.adder.service.golden]
+path = "/v1/add"
+request = {numbers = [1, 2, 3]}
+expect = {sum = 6}
+
+[images.summer]
+kind = "service"
+description = "a service given by its command"
+template = "service.Dockerfile.j2"
+context = "services/summer"
+parent = "base"
+build_args = {WHO = "summer"}
+
+[images.summer.service]
+port = 8091
+health = "/health"
+command = ["python3", "/app/server.py"]
+
+[images.summer.service.golden]
+path = "/v1/add"
+request = {numbers = [2, 2]}
+expect = {sum = 4, who = "summer"}
+"""
+
+
+def digest_of(repository: str, tag: str) -> str | None:
+    response = httpx.get(f"{REGISTRY}/v2/{repository}/manifests/{tag}", headers={"Accept": ACCEPT}, timeout=10)
+    return response.headers["Docker-Content-Digest"] if response.status_code == 200 else None
+
+
+def image_config(repository: str, digest: str) -> dict[str, object]:
+    """The linux/amd64 image config behind ``digest`` (an index with its attestations, or a manifest)."""
+    manifest = httpx.get(
+        f"{REGISTRY}/v2/{repository}/manifests/{digest}", headers={"Accept": ACCEPT}, timeout=10
+    ).json()
+    for entry in manifest.get("manifests", []):
+        if entry.get("platform", {}).get("architecture") == "amd64":
+            return image_config(repository, entry["digest"])
+    blob = httpx.get(f"{REGISTRY}/v2/{repository}/blobs/{manifest['config']['digest']}", timeout=10)
+    return dict(blob.json()["config"])
+
+
+def newest_record(root: Path) -> ReleaseRecord:
+    records = sorted((root / ".shipyard" / "releases").glob("*.json"), key=lambda p: p.stat().st_mtime)
+    return load_record(records[-1])
+
+
+@pytest.fixture(scope="module")
+def team(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An empty git repository with init's output committed (its name makes its input digests its own)."""
+    root = tmp_path_factory.mktemp("adopt") / f"team-{uuid.uuid4().hex[:8]}"
+    root.mkdir()
+    git(root, "init", "-q", "-b", "main")
+    init = shipyard("init", str(root))
+    assert "created shipyard.toml" in init.stdout and "created .gitignore" in init.stdout, init.stdout
+    git(root, "add", "-A")
+    git(root, "commit", "-q", "-m", "shipyard init")
+    return root
+
+
+def test_init_output_builds_verifies_and_passes_the_canary(team: Path) -> None:
+    build = shipyard("--project", str(team), "build", env={"SHIPYARD_BASE_OVERRIDE": "local"})
+    record = newest_record(team)
+    assert set(record.units) == {"cpu/base", "cpu/hello"}, build.stdout
+    verify = shipyard("--project", str(team), "verify")
+    assert "checks passed on 2 units" in verify.stdout, verify.stdout
+    canary = shipyard("--project", str(team), "canary", "--profile", "cpu")
+    assert "cpu/hello: ok" in canary.stdout, canary.stdout
+    assert git(team, "status", "--porcelain", "--untracked-files=all") == ""
+
+
+def test_the_teams_own_images_profiles_uid_and_waivers(team: Path) -> None:
+    # a second profile, a custom uid, a plain-Dockerfile service on cpu only, a command service
+    (team / "profiles" / "edge.json").write_text(
+        (team / "profiles" / "cpu.json").read_text().replace('"OMP_NUM_THREADS": "2"', '"OMP_NUM_THREADS": "1"')
+    )
+    catalog = (team / "shipyard.toml").read_text()
+    catalog = catalog.replace('# [policy]\n# user = "10001:10001"', '[policy]\nuser = "4242:4243"')
+    (team / "shipyard.toml").write_text(catalog + TEAM_IMAGES)
+    for name in ("adder", "summer"):
+        (team / "services" / name).mkdir(parents=True)
+        (team / "services" / name / "server.py").write_text(SERVER)
+    (team / "services" / "adder" / "Dockerfile").write_text(PLAIN_DOCKERFILE)
+    git(team, "add", "-A")
+    git(team, "commit", "-q", "-m", "our images", date="2025-01-12T12:00:00+00:00")
+
+    shipyard("--project", str(team), "build", env={"SHIPYARD_BASE_OVERRIDE": "local"})
+    record = newest_record(team)
+    assert set(record.units) == {
+        "cpu/base", "cpu/hello", "cpu/adder", "cpu/summer", "edge/base", "edge/hello", "edge/summer"
+    }  # fmt: skip
+    for key, unit in record.units.items():  # every unit in the registry, by its tag, running as the policy's user
+        repository = unit.repository.split("/", 1)[1]
+        assert digest_of(repository, unit.tag) == unit.digest, key
+        assert image_config(repository, unit.digest)["User"] == "4242:4243", key
+    adder = record.units["cpu/adder"]
+    assert adder.parent == record.units["cpu/base"].ref  # the plain Dockerfile's BASE_IMAGE, by digest
+
+    verify = shipyard("--project", str(team), "verify")  # exits 0: every check passed or was waived
+    assert "on 7 units" in verify.stdout, verify.stdout
+    report = json.loads((team / ".shipyard" / "reports" / record.release / "verify.json").read_text())
+    waived = [f for f in report["findings"] if f["unit"] == "cpu/adder" and f["check"] == "tini"]
+    assert waived == [
+        {
+            "unit": "cpu/adder",
+            "check": "tini",
+            "status": "skip",
+            "expected": "entrypoint starting with tini",
+            "found": "skipped by policy: the team's server reaps its own children",
+        }
+    ]
+    canary = shipyard("--project", str(team), "canary", "--profile", "cpu")
+    for service in ("hello", "adder", "summer"):
+        assert f"cpu/{service}: ok" in canary.stdout, canary.stdout
+
+
+def test_a_wrong_parent_profile_is_one_line_naming_both_and_builds_nothing(team: Path) -> None:
+    catalog = (team / "shipyard.toml").read_text()
+    broken = catalog.replace('[images.base]\nkind = "family"', '[images.base]\nkind = "family"\nprofiles = ["cpu"]')
+    broken = broken.replace('[images.hello]\nkind = "service"', '[images.hello]\nkind = "service"\nprofiles = ["edge"]')
+    assert broken.count("profiles = [") == catalog.count("profiles = [") + 2
+    (team / "shipyard.toml").write_text(broken)
+    try:
+        result = shipyard("--project", str(team), "build", "--allow-dirty", check=False)
+    finally:
+        (team / "shipyard.toml").write_text(catalog)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip().splitlines() == [
+        "shipyard: error: shipyard.toml: images.hello.profiles: hello is built for edge but its parent base is not "
+        "(base.profiles = ['cpu']); add the profile to base or restrict hello to ['cpu']"
+    ]
