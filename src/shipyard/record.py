@@ -40,6 +40,7 @@ class UnitRecord:
     verdicts: dict[str, Any] = field(default_factory=dict)
     inputs: dict[str, Any] = field(default_factory=dict)  # the input digest and what went into it
     reused_from: str = ""  # release that built this image when it was reused instead of built
+    platforms: list[str] = field(default_factory=list)  # a multi-platform unit's index: every platform in it
     # kind ("provenance", "sbom") -> digest of the attestation's manifest in the unit's repository
     attestations: dict[str, str] = field(default_factory=dict)
 

@@ -9,6 +9,7 @@ back from the registry and the running containers, not from shipyard's own recor
 from __future__ import annotations
 
 import json
+import subprocess
 import uuid
 from pathlib import Path
 
@@ -116,10 +117,18 @@ def image_config(repository: str, digest: str) -> dict[str, object]:
         f"{REGISTRY}/v2/{repository}/manifests/{digest}", headers={"Accept": ACCEPT}, timeout=10
     ).json()
     for entry in manifest.get("manifests", []):
-        if entry.get("platform", {}).get("architecture") == "amd64":
+        if entry.get("platform", {}).get("architecture") == "amd64":  # the primary platform's image
             return image_config(repository, entry["digest"])
     blob = httpx.get(f"{REGISTRY}/v2/{repository}/blobs/{manifest['config']['digest']}", timeout=10)
     return dict(blob.json()["config"])
+
+
+def platforms_of(repository: str, digest: str) -> set[str]:
+    """The platforms of the images in an index (its attestation manifests, ``unknown/unknown``, left out)."""
+    url = f"{REGISTRY}/v2/{repository}/manifests/{digest}"
+    index = httpx.get(url, headers={"Accept": ACCEPT}, timeout=10).json()
+    found = {f"{m['platform']['os']}/{m['platform']['architecture']}" for m in index.get("manifests", [])}
+    return found - {"unknown/unknown"}
 
 
 def newest_record(root: Path) -> ReleaseRecord:
@@ -152,10 +161,12 @@ def test_init_output_builds_verifies_and_passes_the_canary(team: Path) -> None:
 
 
 def test_the_teams_own_images_profiles_uid_and_waivers(team: Path) -> None:
-    # a second profile, a custom uid, a plain-Dockerfile service on cpu only, a command service
-    (team / "profiles" / "edge.json").write_text(
-        (team / "profiles" / "cpu.json").read_text().replace('"OMP_NUM_THREADS": "2"', '"OMP_NUM_THREADS": "1"')
-    )
+    # a second profile (amd64 and arm64 in one index), a custom uid, a plain-Dockerfile service on cpu only,
+    # a command service
+    edge = (team / "profiles" / "cpu.json").read_text().replace('"OMP_NUM_THREADS": "2"', '"OMP_NUM_THREADS": "1"')
+    edge = edge.replace('"platform": "linux/amd64"', '"platforms": ["linux/amd64", "linux/arm64"]')
+    assert '"platforms"' in edge
+    (team / "profiles" / "edge.json").write_text(edge)
     catalog = (team / "shipyard.toml").read_text()
     catalog = catalog.replace('# [policy]\n# user = "10001:10001"', '[policy]\nuser = "4242:4243"')
     (team / "shipyard.toml").write_text(catalog + TEAM_IMAGES)
@@ -175,6 +186,17 @@ def test_the_teams_own_images_profiles_uid_and_waivers(team: Path) -> None:
         repository = unit.repository.split("/", 1)[1]
         assert digest_of(repository, unit.tag) == unit.digest, key
         assert image_config(repository, unit.digest)["User"] == "4242:4243", key
+    for key in ("edge/base", "edge/hello", "edge/summer"):  # one index, an image per platform, both runnable
+        unit = record.units[key]
+        assert unit.platforms == ["linux/amd64", "linux/arm64"], key
+        assert platforms_of(unit.repository.split("/", 1)[1], unit.digest) == {"linux/amd64", "linux/arm64"}, key
+    summer = record.units["edge/summer"].ref
+    machine = subprocess.run(
+        ["docker", "run", "--rm", "--platform", "linux/arm64", "--entrypoint", "python3", summer]
+        + ["-c", "import os, platform; print(platform.machine(), os.environ['WHO'])"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert machine.stdout.split() == ["aarch64", "summer"], machine.stderr
     adder = record.units["cpu/adder"]
     assert adder.parent == record.units["cpu/base"].ref  # the plain Dockerfile's BASE_IMAGE, by digest
 

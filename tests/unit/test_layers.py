@@ -6,7 +6,7 @@ import tarfile
 import pytest
 
 from shipyard.oci.layers import apply_layers, layer_entries
-from shipyard.release.gates.verify import BUILD_TOOL_RE, PRIVILEGE_TOOL_RE, _in_bin
+from shipyard.release.gates.checks import BUILD_TOOL_RE, PRIVILEGE_TOOL_RE, _in_bin
 
 
 def tar_layer(*members: tuple[str, int]) -> bytes:

@@ -277,7 +277,8 @@ def tags_of(argv: list[str]) -> list[str]:
 
 
 def test_semver_tags_on_head_go_with_every_unit_built_or_reused(ctx) -> None:  # type: ignore[no-untyped-def]
-    from shipyard.release.gates.verify import Verifier, _Image, check_tag
+    from shipyard.release.gates.checks import UnitImage, check_tag
+    from shipyard.release.gates.verify import Verifier
 
     context, runner, events = ctx
     root, target = context.project.root, parse_target("localhost:5000/acme")
@@ -311,7 +312,7 @@ def test_semver_tags_on_head_go_with_every_unit_built_or_reused(ctx) -> None:  #
     # verify's tag check: one finding per tag, an alias at an unknown digest fails on its own
     unit = again.units["cpu/family-web"]
     runner.mem.tags[("acme/cpu/family-web", "1.4")] = "sha256:" + "0" * 64
-    image = _Image("cpu/family-web", unit, "acme/cpu/family-web", None, {}, None)  # type: ignore[arg-type]
+    image = UnitImage("cpu/family-web", unit, "acme/cpu/family-web", None, {}, None)  # type: ignore[arg-type]
     findings = list(check_tag(Verifier(again, context.registry, events.append), image))
     assert [(f.check, f.status, f.expected.split(" ")[0]) for f in findings] == [
         ("tag", "pass", again.release),

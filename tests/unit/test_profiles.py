@@ -71,7 +71,7 @@ def test_profile_errors_name_file_and_key(tmp_path: Path, change: dict[str, obje
 def test_missing_required_key(tmp_path: Path) -> None:
     data = dict(GOOD)
     del data["platform"]
-    expected = r"^profiles/pc2.json: platform: missing \(required\): expected linux/amd64 or linux/arm64$"
+    expected = r"^profiles/pc2.json: platform: missing \(required\): expected linux/amd64 or linux/arm64 \(or platforms"
     with pytest.raises(ConfigError, match=expected):
         load_one(tmp_path, data)
 
@@ -89,3 +89,32 @@ def test_base_override_local_and_by_role(tmp_path: Path) -> None:
     assert by_role["mainpc"].base("python").ref.startswith("registry.example/py:3@")
     with pytest.raises(ConfigError, match="^--base-override: expected 'local' or ROLE=REF"):
         apply_base_override(profiles, "nonsense")
+
+
+def test_platforms_make_one_index_whose_first_is_the_primary(tmp_path: Path) -> None:
+    data = {k: v for k, v in GOOD.items() if k != "platform"}
+    profile = load_one(tmp_path, {**data, "platforms": ["linux/amd64", "linux/arm64"]})
+    assert profile.platforms == ("linux/amd64", "linux/arm64") and profile.platform == "linux/amd64"  # type: ignore[attr-defined]
+    assert profile.multi_platform  # type: ignore[attr-defined]
+    single = load_one(tmp_path, GOOD, name="cpu")
+    assert single.platforms == ("linux/amd64",) and not single.multi_platform  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"platforms": ["linux/amd64"]}, "profiles/pc2.json: platforms: give platform (one) or platforms (several)"),
+        ({"platform": None, "platforms": []}, "profiles/pc2.json: platforms: expected at least one"),
+        ({"platform": None, "platforms": ["linux/s390x"]}, "profiles/pc2.json: platforms[0]: expected linux/amd64"),
+        (
+            {"platform": None, "platforms": ["linux/arm64", "linux/arm64"]},
+            "profiles/pc2.json: platforms: each platform",
+        ),
+    ],
+)
+def test_platforms_errors(tmp_path: Path, change: dict[str, object], message: str) -> None:
+    data = {**GOOD, **change}
+    data = {k: v for k, v in data.items() if v is not None}
+    with pytest.raises(ConfigError) as err:
+        load_one(tmp_path, data)
+    assert str(err.value).startswith(message), str(err.value)

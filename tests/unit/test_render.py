@@ -158,3 +158,19 @@ def test_a_plain_dockerfile_is_used_as_it_is_with_the_labels_appended(tmp_path: 
     text = TemplateRenderer(project.templates).render(RenderInputs(unit.profile, unit.image, "x@sha256:1", labels))
     assert text.startswith(PLAIN) and "{{ not jinja }}" in text
     assert text.rstrip().endswith('LABEL io.shipyard.image="web"')
+
+
+def test_a_multi_platform_profile_builds_one_index_with_a_tini_per_platform(tmp_path: Path) -> None:
+    project = _team(tmp_path, TEAM, PLAIN)
+    pc2 = tmp_path / "profiles" / "pc2.json"
+    pc2.write_text(pc2.read_text().replace('"platform": "linux/amd64"', '"platforms": ["linux/amd64", "linux/arm64"]'))
+    project = load_project(tmp_path, base_override="local")
+    plan = make_plan(project.profiles, project.catalog, release_tag="20250111-656873b3", target=parse_target(None))
+    multi, single = plan.unit("pc2/base"), plan.unit("cpu/base")
+    assert multi.platform == "linux/amd64,linux/arm64" and single.platform == "linux/amd64"
+    assert multi.base_key != single.base_key  # a base of its own: an index of both arches
+    renderer = TemplateRenderer(project.templates, project.catalog.policy)
+    text = renderer.render(RenderInputs(multi.profile, multi.image, "b@sha256:" + "c" * 64, {}))
+    assert "ARG TARGETOS\nARG TARGETARCH\nCOPY --from=tools --chmod=0755 ${TARGETOS}_${TARGETARCH}/tini-static" in text
+    plain = renderer.render(RenderInputs(single.profile, single.image, "b@sha256:" + "c" * 64, {}))
+    assert "COPY --from=tools --chmod=0755 tini-static /usr/bin/tini" in plain and "TARGETARCH" not in plain

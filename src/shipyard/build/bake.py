@@ -33,14 +33,18 @@ def bake_document(ctx: BuildContext, options: BuildOptions) -> dict[str, Any]:
     base_refs: dict[str, str] = {}
     targets: dict[str, Any] = {}
     for unit in plan.units:
-        contexts: dict[str, str] = {"tools": str(prepare_tools(ctx.cache_dir, unit.profile.platform))}
+        tools = prepare_tools(ctx.cache_dir, unit.profile.platforms, runner=ctx.runner)
+        contexts: dict[str, str] = {"tools": str(tools)}
         if unit.image.lock is not None:
-            wheels, _ = wheelhouse.prepare(unit.image.lock, unit.profile.python_version, unit.profile.platform)
+            wheels = wheelhouse.prepare_all(unit.image.lock, unit.profile.python_version, unit.profile.platforms)
             contexts["wheels"] = str(wheels)
         if unit.base is not None:
-            if unit.base.ref not in base_refs:
-                base_refs[unit.base.ref] = bases.ensure(unit.base.local_name) if unit.base.is_local else unit.base.ref
-            parent = base_refs[unit.base.ref]
+            if unit.base_key not in base_refs:
+                local = unit.base.is_local
+                base_refs[unit.base_key] = (
+                    bases.ensure(unit.base.local_name, platforms=unit.profile.platforms) if local else unit.base.ref
+                )
+            parent = base_refs[unit.base_key]
         else:
             assert unit.parent_unit is not None
             parent = PARENT_CONTEXT
@@ -54,7 +58,7 @@ def bake_document(ctx: BuildContext, options: BuildOptions) -> dict[str, Any]:
             "dockerfile": str(dockerfile),
             "args": unit.build_args if unit.image.dockerfile is None else {**unit.build_args, BASE_IMAGE_ARG: parent},
             "tags": [unit.ref, *(f"{unit.repository}:{alias}" for alias in ctx.revision.aliases)],
-            "platforms": [unit.profile.platform],
+            "platforms": list(unit.profile.platforms),
             "contexts": contexts,
             "cache-from": [f"type=registry,ref={unit.cache_ref}"],
             "cache-to": [f"type=registry,ref={unit.cache_ref},mode=max,oci-mediatypes=true,image-manifest=true"],

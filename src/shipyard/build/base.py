@@ -3,20 +3,37 @@
 No public registry can be pulled from on an air-gapped site (or this machine), so the
 ``cpu`` profile, and any profile with ``--base-override local``, starts from a base built
 here. Its tag is a hash of the recipe, so it is built once per registry and reused.
+
+A multi-platform profile gets one index over one image per platform: each arch's rootfs is made
+by mmdebstrap ``--arch`` (a foreign arch's maintainer scripts run under qemu-user through
+binfmt_misc, which scripts/up.sh registers) and pushed under its own tag, then
+``docker buildx imagetools create`` ties them together under a tag of its own for that set.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+import platform as host_machine
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import ConfigError, EngineError, RegistryError
 from ..events import Emit, Event
-from ..oci.client import RegistryClient
+from ..oci.client import Manifest, RegistryClient
 from ..oci.reference import RegistryTarget
 from ..runner import Runner
+
+# Debian's name for a platform's architecture (mmdebstrap --arch, the archive's binary-<arch>).
+DEBIAN_ARCH_BY_PLATFORM = {"linux/amd64": "amd64", "linux/arm64": "arm64"}
+DEFAULT_PLATFORMS = ("linux/amd64",)
+_PLATFORM_BY_MACHINE = {"x86_64": "linux/amd64", "aarch64": "linux/arm64"}
+
+
+def native_platform() -> str:
+    """This host's own platform, as a profile spells it: its programs run without qemu."""
+    machine = host_machine.machine()
+    return _PLATFORM_BY_MACHINE.get(machine, f"linux/{machine}")
 
 
 @dataclass(frozen=True)
@@ -29,6 +46,15 @@ class LocalBaseRecipe:
     def tag(self) -> str:
         text = f"{self.suite}\0{','.join(self.packages)}"
         return f"{self.suite}-{hashlib.sha256(text.encode()).hexdigest()[:10]}"
+
+    def platform_tag(self, platform: str) -> str:
+        """The tag of the recipe's image for one platform; amd64 keeps the tag it has always had."""
+        arch = DEBIAN_ARCH_BY_PLATFORM[platform]
+        return self.tag if arch == "amd64" else f"{self.tag}-{arch}"
+
+    def index_tag(self, platforms: Sequence[str]) -> str:
+        """The tag of the index over ``platforms`` (sorted): one per set, so sets never move each other."""
+        return "-".join([self.tag, *(DEBIAN_ARCH_BY_PLATFORM[p] for p in platforms)])
 
 
 LOCAL_BASES = {
@@ -84,38 +110,111 @@ class LocalBases:
     def repository(self, name: str) -> str:
         return self.target.repository("bases", name)
 
-    def ensure(self, name: str, *, rebuild: bool = False) -> str:
-        """The base's reference by digest, building and pushing it when the registry lacks it."""
+    def ensure(self, name: str, *, platforms: Sequence[str] = DEFAULT_PLATFORMS, rebuild: bool = False) -> str:
+        """The base's reference by digest, building and pushing what the registry lacks.
+
+        One platform: that platform's image. Several: an index over one image per platform, which
+        a multi-platform build's ``FROM`` resolves per platform. The index is looked up first, so a
+        present index is returned without touching its members.
+        """
         recipe = LOCAL_BASES.get(name)
         if recipe is None:
             raise ConfigError(f"local:{name}: unknown local base; known: {', '.join(LOCAL_BASES)}")
+        wanted = _base_platforms(name, platforms)
+        if len(wanted) == 1:
+            return self._images(name, recipe, wanted, rebuild=rebuild)[0]
         repo = self.repository(name)
+        tag = recipe.index_tag(wanted)
         if not rebuild:
-            digest = self._present(repo, recipe.tag)
-            if digest:
-                self.emit(Event("base.ready", f"local base {name} present ({digest[:19]})", data={"digest": digest}))
-                return f"{self.target.host}/{repo}@{digest}"
-        self.emit(Event("base.building", f"building local base {name} with mmdebstrap ({recipe.suite})"))
-        self._build(name, recipe)
+            found = self._present_manifest(repo, tag)
+            if found is not None:
+                self._check_index(name, found, wanted)
+                self._ready(f"local base {name} ({', '.join(wanted)}) present", found.digest, wanted)
+                return f"{self.target.host}/{repo}@{found.digest}"
+        return self._create_index(name, tag, self._images(name, recipe, wanted, rebuild=rebuild), wanted)
+
+    def _images(self, name: str, recipe: LocalBaseRecipe, platforms: list[str], *, rebuild: bool) -> list[str]:
+        """Each platform's image by digest (a dry run that must build: by tag), present ones as they are.
+
+        Emulation is checked before anything is built: a host without qemu fails at once, not after
+        building its own arch's rootfs.
+        """
+        found = {p: None if rebuild else self._present_image(name, recipe, p) for p in platforms}
+        for platform in platforms:
+            if found[platform] is None and platform != native_platform():
+                self._check_emulation(platform)
+        return [found[p] or self._build_image(name, recipe, p) for p in platforms]
+
+    def _present_image(self, name: str, recipe: LocalBaseRecipe, platform: str) -> str | None:
+        repo = self.repository(name)
+        tag = recipe.platform_tag(platform)
+        digest = self._present(repo, tag)
+        if digest:
+            self._ready(f"local base {_what(name, recipe, platform)} present", digest, [platform], tag == recipe.tag)
+            return f"{self.target.host}/{repo}@{digest}"
+        return None
+
+    def _build_image(self, name: str, recipe: LocalBaseRecipe, platform: str) -> str:
+        repo = self.repository(name)
+        tag = recipe.platform_tag(platform)
+        what = _what(name, recipe, platform)
+        native = platform == native_platform()
+        how = recipe.suite if native else f"{recipe.suite}, {DEBIAN_ARCH_BY_PLATFORM[platform]} under qemu"
+        self.emit(Event("base.building", f"building local base {what} with mmdebstrap ({how})"))
+        self._build(name, recipe, platform)
         if self.runner.dry_run:
-            return f"{self.target.host}/{repo}:{recipe.tag}"
-        digest = self.registry.resolve(repo, recipe.tag)
+            return f"{self.target.host}/{repo}:{tag}"
+        digest = self.registry.resolve(repo, tag)
         if not digest:
-            raise EngineError(
-                f"local base {name}: pushed, but {self.target.host}/{repo}:{recipe.tag} is not in the registry"
-            )
-        self.emit(Event("base.ready", f"local base {name} pushed ({digest[:19]})", data={"digest": digest}))
+            raise EngineError(f"local base {name}: pushed, but {self.target.host}/{repo}:{tag} is not in the registry")
+        self._ready(f"local base {what} pushed", digest, [platform], tag == recipe.tag)
         return f"{self.target.host}/{repo}@{digest}"
 
+    def _create_index(self, name: str, tag: str, members: list[str], platforms: list[str]) -> str:
+        repo = self.repository(name)
+        ref = f"{self.target.ref('bases', name)}:{tag}"
+        self.emit(Event("base.building", f"creating the index of local base {name} ({', '.join(platforms)})"))
+        self.runner.run(["docker", "buildx", "imagetools", "create", "--tag", ref, *members])
+        if self.runner.dry_run:
+            return ref
+        found = self.registry.manifest(repo, tag)
+        if found is None:
+            raise EngineError(f"local base {name}: imagetools created {ref}, but the registry does not have it")
+        self._check_index(name, found, platforms)
+        self._ready(f"local base {name} ({', '.join(platforms)}) pushed", found.digest, platforms)
+        return f"{self.target.host}/{repo}@{found.digest}"
+
+    def _check_index(self, name: str, found: Manifest, platforms: list[str]) -> None:
+        """An index tag must name exactly the set it was made for (imagetools flattens indexes it is given)."""
+        listed = sorted(index_platforms(found))
+        if listed != platforms:
+            raise EngineError(
+                f"local base {name}: {self.repository(name)}@{found.digest} lists "
+                f"{', '.join(listed) or 'no platform'}, not {', '.join(platforms)}: delete that tag from the registry"
+            )
+
+    def _ready(self, message: str, digest: str, platforms: list[str], default_tag: bool = False) -> None:
+        """``base.ready``; the single-platform amd64 image's event stays as it always was (no platforms)."""
+        data: dict[str, object] = {"digest": digest}
+        if not default_tag:
+            data["platforms"] = platforms
+        self.emit(Event("base.ready", f"{message} ({digest[:19]})", data=data))
+
     def _present(self, repo: str, tag: str) -> str | None:
+        found = self._present_manifest(repo, tag)
+        return found.digest if found else None
+
+    def _present_manifest(self, repo: str, tag: str) -> Manifest | None:
         try:
-            return self.registry.resolve(repo, tag)
+            return self.registry.manifest(repo, tag)
         except RegistryError:
             if self.runner.dry_run:  # a dry run may be planned without a registry
                 return None
             raise
 
-    def _build(self, name: str, recipe: LocalBaseRecipe) -> None:
+    def _build(self, name: str, recipe: LocalBaseRecipe, platform: str) -> None:
+        """mmdebstrap, docker import, docker push of one platform's image; the host's own platform with
+        exactly the commands a single-platform base has always been built with."""
         if self.before_build is not None:
             self.before_build()
         sources = host_debian_sources(recipe.suite)
@@ -124,15 +223,19 @@ class LocalBases:
                 f"no apt source for Debian {recipe.suite} on this host (/etc/apt/sources.list.d/"
                 f"debian.sources or /etc/apt/sources.list); mmdebstrap needs a mirror"
             )
+        native = platform == native_platform()
         work = self.cache_dir / "bases"
         work.mkdir(parents=True, exist_ok=True)
-        rootfs = work / f"{name}-{recipe.tag}.tar"
-        ref = f"{self.target.ref('bases', name)}:{recipe.tag}"
+        tag = recipe.platform_tag(platform)
+        rootfs = work / f"{name}-{tag}.tar"
+        ref = f"{self.target.ref('bases', name)}:{tag}"
+        arch = [] if native else [f"--arch={DEBIAN_ARCH_BY_PLATFORM[platform]}"]
         self.runner.run(
             [
                 "mmdebstrap",
                 "--quiet",
                 "--variant=minbase",
+                *arch,
                 "--include=" + ",".join(recipe.packages),
                 "--format=tar",
                 recipe.suite,
@@ -140,7 +243,47 @@ class LocalBases:
                 *sources,
             ]
         )
-        self.runner.run(["docker", "import", "--change", 'CMD ["python3"]', str(rootfs), ref])
+        on = [] if native else ["--platform", platform]
+        self.runner.run(["docker", "import", *on, "--change", 'CMD ["python3"]', str(rootfs), ref])
         self.runner.run(["docker", "push", "--quiet", ref])
         if not self.runner.dry_run:
             rootfs.unlink(missing_ok=True)
+
+    def _check_emulation(self, platform: str) -> None:
+        """mmdebstrap runs a foreign arch's maintainer scripts: say so in one line when it cannot."""
+        arch = DEBIAN_ARCH_BY_PLATFORM[platform]
+        if self.runner.run(["arch-test", arch], check=False).returncode != 0:
+            raise EngineError(
+                f"{platform}: this {host_machine.machine()} host cannot run {arch} programs, which a {arch} "
+                f"local base needs: install qemu-user-static and register it in binfmt_misc (scripts/up.sh does)"
+            )
+
+
+def _what(name: str, recipe: LocalBaseRecipe, platform: str) -> str:
+    """How events name one platform's image: the amd64 one by the base's name alone, as always."""
+    return name if recipe.platform_tag(platform) == recipe.tag else f"{name} ({platform})"
+
+
+def index_platforms(found: Manifest) -> list[str]:
+    """The os/arch of each image an index lists (attestation entries, unknown/unknown, left out)."""
+    if not found.is_index:
+        return []
+    listed = []
+    for entry in found.json.get("manifests", []):
+        plat = entry.get("platform") or {}
+        if plat.get("os", "unknown") != "unknown":
+            listed.append(f"{plat['os']}/{plat.get('architecture', '')}")
+    return listed
+
+
+def _base_platforms(name: str, platforms: Sequence[str]) -> list[str]:
+    """The platforms as one sorted list without repeats: the index depends on the set, not its order."""
+    wanted = sorted({platforms} if isinstance(platforms, str) else set(platforms))
+    if not wanted:
+        raise ConfigError(f"local:{name}: no platform to build the base for; give the profile a platform")
+    for platform in wanted:
+        if platform not in DEBIAN_ARCH_BY_PLATFORM:
+            raise ConfigError(
+                f"local:{name}: no local base for platform {platform}; use {', '.join(DEBIAN_ARCH_BY_PLATFORM)}"
+            )
+    return wanted

@@ -63,8 +63,12 @@ def build_release(ctx: BuildContext, options: BuildOptions) -> ReleaseRecord:
     bases = LocalBases(plan.target, ctx.registry, ctx.runner, ctx.cache_dir, ctx.emit, before_build=engine_ready)
     base_refs: dict[str, str] = {}
     for unit in plan.units:
-        if unit.base is not None and unit.base.ref not in base_refs:
-            base_refs[unit.base.ref] = bases.ensure(unit.base.local_name) if unit.base.is_local else unit.base.ref
+        if unit.base is not None and unit.base_key not in base_refs:
+            base_refs[unit.base_key] = (
+                bases.ensure(unit.base.local_name, platforms=unit.profile.platforms)
+                if unit.base.is_local
+                else unit.base.ref
+            )
     record = _start_record(ctx, plan)
     attacher = _attacher(ctx, options)
     builder = UnitBuilder(ctx, plan, options, base_refs, _previous_inputs(ctx, plan), engine_ready, attacher)

@@ -39,6 +39,18 @@ class BuildUnit:
     def build_args(self) -> dict[str, str]:
         return build_args_of(self.profile, self.image)
 
+    @property
+    def platform(self) -> str:
+        """What buildx builds: one platform, or several as one image index (``linux/amd64,linux/arm64``)."""
+        return ",".join(self.profile.platforms)
+
+    @property
+    def base_key(self) -> str:
+        """The profile base this unit starts from, for the platforms it needs (a multi-platform base is
+        another image than the single-platform one of the same name)."""
+        assert self.base is not None
+        return f"{self.base.ref}|{self.platform}"
+
 
 @dataclass(frozen=True)
 class Plan:

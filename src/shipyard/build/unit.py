@@ -59,7 +59,7 @@ class UnitBuilder:
 
     def parent_ref(self, unit: BuildUnit) -> str:
         if unit.base is not None:
-            return self.base_refs[unit.base.ref]
+            return self.base_refs[unit.base_key]
         assert unit.parent_unit is not None
         parent = self.records.get(unit.parent_unit)
         return parent.ref if parent else f"{self.plan.unit(unit.parent_unit).repository}@<digest>"
@@ -78,10 +78,10 @@ class UnitBuilder:
         self.ctx.emit(Event("unit.checking", f"{self._label(unit)}: computing its input digest", unit=key))
         parent = self.parent_ref(unit)
         with self._lock:
-            contexts = {"tools": prepare_tools(self.ctx.cache_dir, unit.profile.platform)}
+            contexts = {"tools": prepare_tools(self.ctx.cache_dir, unit.profile.platforms, runner=self.ctx.runner)}
             if unit.image.lock is not None:
-                contexts["wheels"], _ = self.wheelhouse.prepare(
-                    unit.image.lock, unit.profile.python_version, unit.profile.platform
+                contexts["wheels"] = self.wheelhouse.prepare_all(
+                    unit.image.lock, unit.profile.python_version, unit.profile.platforms
                 )
         labels = unit_labels(self.ctx, unit)
         identity = {**labels, **{name: "<release>" for name in RELEASE_LABELS}}
@@ -89,7 +89,7 @@ class UnitBuilder:
         inputs = compute_inputs(
             dockerfile=identity_text,
             build_args=unit.build_args,
-            platform=unit.profile.platform,
+            platform=unit.platform,
             parent=parent,
             context=unit.image.context,
             named_contexts=contexts,
@@ -168,6 +168,7 @@ class UnitBuilder:
             image=unit.image.name,
             kind=unit.image.kind,
             platform=unit.profile.platform,
+            platforms=list(unit.profile.platforms) if unit.profile.multi_platform else [],
             repository=unit.repository,
             tag=unit.tag,
             digest=digest,
@@ -198,7 +199,7 @@ class UnitBuilder:
             context=unit.image.context,
             dockerfile=dockerfile,
             tag=unit.ref,
-            platform=unit.profile.platform,
+            platform=unit.platform,
             cache_ref=unit.cache_ref,
             metadata_file=metadata,
             build_args=self._build_args(unit, parent),

@@ -7,7 +7,7 @@ import contextlib
 import json
 
 from ..build.bake import write_bake_file
-from ..build.base import LOCAL_BASES, LocalBases
+from ..build.base import DEFAULT_PLATFORMS, LOCAL_BASES, LocalBases
 from ..build.buildx import docker_login
 from ..build.options import BuildContext, BuildOptions, plan_for, render_unit
 from ..build.pipeline import build_release
@@ -39,6 +39,7 @@ def cmd_plan(args: argparse.Namespace, console: Console) -> int:
                             "parent": u.parent_unit or (u.base.ref if u.base else None),
                             "cache": u.cache_ref,
                             "platform": u.profile.platform,
+                            "platforms": list(u.profile.platforms),
                         }
                         for u in plan.units
                     ],
@@ -136,7 +137,8 @@ def cmd_base(args: argparse.Namespace, console: Console) -> int:
     check_engine(runner, console.event)
     registry = _reachable_registry(target, console)
     bases = LocalBases(target, registry, runner, cache_dir(), console.event)
-    refs = {name: bases.ensure(name, rebuild=args.rebuild) for name in LOCAL_BASES}
+    platforms = tuple(args.platform) or DEFAULT_PLATFORMS
+    refs = {name: bases.ensure(name, platforms=platforms, rebuild=args.rebuild) for name in LOCAL_BASES}
     for ref in refs.values():
         console.line(ref)
     if args.json:

@@ -128,6 +128,13 @@ def make_parser() -> argparse.ArgumentParser:
         help="where the bases go (env SHIPYARD_REGISTRY; default localhost:5000/shipyard)",
     )
     p.add_argument("--rebuild", action="store_true", help="build even when the registry has it")
+    p.add_argument(
+        "--platform",
+        action="append",
+        default=[],
+        choices=["linux/amd64", "linux/arm64"],
+        help="the platforms of the base (repeatable; several: one index over an image each; default linux/amd64)",
+    )
     p = add(
         "plan",
         help="print the build units in order, with their tags",

@@ -46,19 +46,59 @@ class CanarySettings:
 class Profile:
     name: str
     description: str
-    platform: str
+    platform: str  # the primary platform: what the canary runs, the scan reads and the size is of
     python_version: str
     bases: Mapping[str, BaseImage]
     hardware: Mapping[str, str] = field(default_factory=dict)
     build_args: Mapping[str, str] = field(default_factory=dict)
     env: Mapping[str, str] = field(default_factory=dict)
     canary: CanarySettings = CanarySettings()
+    platforms: tuple[str, ...] = ()  # every platform of the image index; () means just ``platform``
+
+    def __post_init__(self) -> None:
+        if not self.platforms:
+            object.__setattr__(self, "platforms", (self.platform,))
+
+    @property
+    def multi_platform(self) -> bool:
+        return len(self.platforms) > 1
 
     def base(self, role: str) -> BaseImage:
         return self.bases[role]
 
 
-PROFILE_KEYS = ("name", "description", "platform", "python_version", "bases", "hardware", "build_args", "env", "canary")
+PROFILE_KEYS = (
+    "name",
+    "description",
+    "platform",
+    "platforms",
+    "python_version",
+    "bases",
+    "hardware",
+    "build_args",
+    "env",
+    "canary",
+)
+
+
+def _platforms(table: Table) -> tuple[str, ...]:
+    """``platform`` (one) or ``platforms`` (one image index for all; the first is the primary)."""
+    if "platform" in table.data and "platforms" in table.data:
+        raise table.error("platforms", "give platform (one) or platforms (several), not both")
+    if "platforms" in table.data:
+        platforms = table.str_list("platforms")
+        if not platforms:
+            raise table.error("platforms", 'expected at least one, e.g. ["linux/amd64", "linux/arm64"]')
+        for i, platform in enumerate(platforms):
+            if not PLATFORM_RE.match(platform):
+                raise table.error(f"platforms[{i}]", f"expected linux/amd64 or linux/arm64, got {platform!r}")
+        if len(set(platforms)) != len(platforms):
+            raise table.error("platforms", f"each platform once, got {platforms}")
+        return tuple(platforms)
+    platform = table.req("platform", str, expected="linux/amd64 or linux/arm64 (or platforms, a list of them)")
+    if not PLATFORM_RE.match(platform):
+        raise table.error("platform", f"expected linux/amd64 or linux/arm64, got {platform!r}")
+    return (platform,)
 
 
 def check_build_args(table: Table, build_args: Mapping[str, str]) -> None:
@@ -80,9 +120,7 @@ def parse_profile(table: Table, name: str) -> Profile:
         raise table.error("name", f"{declared!r} does not match the file name {name!r}")
     if not NAME_RE.match(name):
         raise table.error(None, f"profile name {name!r}: use lowercase letters, digits and '-'")
-    platform = table.req("platform", str, expected="linux/amd64 or linux/arm64")
-    if not PLATFORM_RE.match(platform):
-        raise table.error("platform", f"expected linux/amd64 or linux/arm64, got {platform!r}")
+    platforms = _platforms(table)
     python_version = table.req("python_version", str, expected='the Python version of the bases, like "3.11"')
     if not PYTHON_RE.match(python_version):
         raise table.error("python_version", f'expected a version like "3.11", got {python_version!r}')
@@ -121,7 +159,8 @@ def parse_profile(table: Table, name: str) -> Profile:
     return Profile(
         name=name,
         description=table.opt("description", str, ""),
-        platform=platform,
+        platform=platforms[0],
+        platforms=platforms,
         python_version=python_version,
         bases=bases,
         hardware=hardware,

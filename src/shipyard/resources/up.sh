@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Bring up what shipyard needs on this machine: a Docker engine with buildx and the
-# containerd image store, a local OCI registry on 127.0.0.1:5000, and mmdebstrap for
-# local base images. Idempotent: installs only what is missing, starts only what is down.
+# containerd image store, a local OCI registry on 127.0.0.1:5000, mmdebstrap for
+# local base images, and qemu-user (binfmt_misc) for linux/arm64 ones on an x86_64 host.
+# Idempotent: installs only what is missing, starts only what is down.
 #
 # On Debian as root it installs packages itself; anywhere else it uses what is there
 # and says exactly what is missing.
@@ -116,6 +117,66 @@ install_browser() {
   apt-get install -y -qq --no-install-recommends chromium fonts-dejavu-core >/dev/null
 }
 
+# --- linux/arm64 on this host --------------------------------------------------
+# mmdebstrap runs an arm64 base's maintainer scripts, and BuildKit a multi-platform profile's
+# RUN steps, under qemu-user: the kernel hands aarch64 programs to it through binfmt_misc.
+# Only arm64 builds need it, so without root on Debian it is named, not required.
+BINFMT=/proc/sys/fs/binfmt_misc
+QEMU_AARCH64_CONF=/usr/lib/binfmt.d/qemu-aarch64.conf
+
+is_arm64_host() { [ "$(uname -m)" = aarch64 ]; }
+
+install_emulation() {
+  is_arm64_host && return 0
+  local missing=()
+  [ -x /usr/bin/qemu-aarch64-static ] || missing+=(qemu-user-static)
+  command -v arch-test >/dev/null || missing+=(arch-test)
+  [ ${#missing[@]} -eq 0 ] && return 0
+  if ! can_install; then
+    say "note: ${missing[*]} missing: linux/arm64 local bases and multi-platform profiles need them"
+    return 0
+  fi
+  say "installing: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt_update_once
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+# Registered by hand: a container has no systemd-binfmt (or binfmt-support) to read the .conf.
+# The entry carries flag F, so the kernel keeps the interpreter open for chroots and containers.
+register_binfmt() {
+  if is_arm64_host; then
+    say "arm64 programs run natively (no qemu-aarch64 needed)"
+    return 0
+  fi
+  local need="linux/arm64 builds need it"
+  if [ ! -e "$BINFMT/register" ]; then
+    if ! is_root; then
+      say "note: binfmt_misc is not mounted on $BINFMT ($need): run this script as root"
+      return 0
+    fi
+    if ! mount -t binfmt_misc binfmt_misc "$BINFMT"; then
+      say "note: cannot mount binfmt_misc on $BINFMT ($need): give this container the privilege, or mount it on the host"
+      return 0
+    fi
+  fi
+  local entry=$BINFMT/qemu-aarch64
+  if [ -e "$entry" ] && [ "$(head -1 "$entry")" = enabled ]; then
+    say "qemu-aarch64 already registered in binfmt_misc"
+  elif ! is_root; then
+    say "note: qemu-aarch64 is not registered (or disabled) in binfmt_misc ($need): run this script as root"
+  elif [ -e "$entry" ]; then
+    echo 1 >"$entry"
+    say "qemu-aarch64 was disabled in binfmt_misc: enabled it"
+  elif [ ! -r "$QEMU_AARCH64_CONF" ]; then
+    say "note: $QEMU_AARCH64_CONF missing ($need): install qemu-user-static"
+  else
+    grep -m1 '^:qemu-aarch64:' "$QEMU_AARCH64_CONF" >"$BINFMT/register" \
+      || die "could not register qemu-aarch64 from $QEMU_AARCH64_CONF in $BINFMT/register"
+    say "registered qemu-aarch64 in binfmt_misc (from $QEMU_AARCH64_CONF)"
+  fi
+}
+
 # --- engine --------------------------------------------------------------------
 DOCKER=/usr/bin/docker
 [ -x "$DOCKER" ] || DOCKER=$(command -v docker || true)
@@ -182,7 +243,9 @@ YML
 }
 
 install_packages
+install_emulation
 install_browser
+register_binfmt
 start_engine
 start_registry
 say "ok (state: $STATE_DIR)"
