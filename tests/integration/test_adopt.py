@@ -42,6 +42,8 @@ HEALTHCHECK --interval=5s --timeout=2s --start-period=10s --start-interval=1s CM
 "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8090/healthz', timeout=2)"]
 ENTRYPOINT []
 CMD ["python3", "/app/server.py"]
+# trivy's Dockerfile check (DS-0002) wants the user said here, not only inherited from the base
+USER 4242:4243
 """
 SERVER = """\
 import json, os
@@ -216,6 +218,17 @@ def test_the_teams_own_images_profiles_uid_and_waivers(team: Path) -> None:
     canary = shipyard("--project", str(team), "canary", "--profile", "cpu")
     for service in ("hello", "adder", "summer"):
         assert f"cpu/{service}: ok" in canary.stdout, canary.stdout
+
+    # promotion moves the channel to the index itself: every platform of it, nothing pulled or re-pushed
+    shipyard("--project", str(team), "scan", "--skip-vulnerabilities")
+    channel = f"edge-{uuid.uuid4().hex[:6]}"
+    shipyard("--project", str(team), "promote", "--channel", channel, "--profile", "edge")
+    for key in ("edge/base", "edge/hello", "edge/summer"):
+        unit = record.units[key]
+        repository = unit.repository.split("/", 1)[1]
+        assert digest_of(repository, channel) == unit.digest, key
+        assert platforms_of(repository, channel) == {"linux/amd64", "linux/arm64"}, key
+    assert digest_of(record.units["cpu/hello"].repository.split("/", 1)[1], channel) is None  # edge only
 
 
 def test_a_wrong_parent_profile_is_one_line_naming_both_and_builds_nothing(team: Path) -> None:
