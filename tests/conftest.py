@@ -42,6 +42,7 @@ def make_project(
     for name in profiles:
         shutil.copy(REPO / "profiles" / f"{name}.json", dest / "profiles")
     text = (REPO / "shipyard.toml").read_text()
+    text = text.split("\n# Deploy targets")[0].split("\n[targets.")[0] + "\n"  # tests that deploy add their own
     blocks = text.split("\n[images.")
     kept = [blocks[0]]
     for block in blocks[1:]:

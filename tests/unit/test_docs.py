@@ -17,7 +17,7 @@ import pytest
 from shipyard import errors
 from shipyard.cli.main import COMMANDS
 from shipyard.cli.parser import make_parser
-from shipyard.config import catalog, policy, profiles
+from shipyard.config import catalog, policy, profiles, targets
 from shipyard.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -91,10 +91,11 @@ def test_quick_start_is_exactly_two_commands() -> None:
 
 def test_catalog_reference_lists_exactly_the_parsed_keys(tmp_path: Path) -> None:
     project_keys = allowed_keys(tmp_path, "[project]\nnmae = 'x'\n")
-    assert {"project", "policy", "images"} == allowed_keys(tmp_path, "nope = 1\n")
+    assert {"project", "policy", "images", "targets"} == allowed_keys(tmp_path, "nope = 1\n")
     expected = {
         r"^`\[project\]`": project_keys,
         r"^`\[policy\]`": set(policy.POLICY_KEYS),
+        r"^`\[targets\.<name>\]`": set(targets.TARGET_KEYS),
         r"^`\[images\.<name>\]`": set(catalog.IMAGE_KEYS),
         r"^`\[images\.<name>\.service\]`": set(catalog.SERVICE_KEYS),
         r"^`\[images\.<name>\.service\.golden\]`": set(catalog.GOLDEN_KEYS),
@@ -106,6 +107,7 @@ def test_catalog_reference_lists_exactly_the_parsed_keys(tmp_path: Path) -> None
 def test_profile_reference_lists_exactly_the_parsed_keys() -> None:
     assert table_keys(section(r"^The profile object$", nested=False)) == set(profiles.PROFILE_KEYS)
     assert table_keys(section(r"^`canary`$", nested=False)) == {f.name for f in fields(profiles.CanarySettings)}
+    assert table_keys(section(r"^`runtime`$", nested=False)) == {f.name for f in fields(profiles.RuntimeSettings)}
 
 
 def test_profile_reference_states_the_canary_defaults() -> None:

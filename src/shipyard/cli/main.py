@@ -43,6 +43,7 @@ COMMANDS = {
     "history": ("release_commands", "cmd_history"),
     "report": ("report_commands", "cmd_report"),
     "init": ("init_command", "cmd_init"),
+    "compose-file": ("deploy_commands", "cmd_compose_file"),
     "completion": ("completion", "cmd_completion"),
 }
 

@@ -287,6 +287,20 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("source", type=Path, help="a directory with trivy.db and metadata.json, or a .tar.gz of them")
     p.add_argument("--to", required=True, metavar="HOST/REPO:TAG", help="where to push it")
     p = add(
+        "compose-file",
+        help="a deploy target's Docker Compose project: the channel's (or a release's) services by digest, hardened",
+        epilog="example: shipyard compose-file --target local --channel stable --output compose.yaml",
+    )
+    p.add_argument("release", nargs="?", metavar="RELEASE", help="a release tag (gated as promote is); or --channel")
+    p.add_argument("--target", required=True, metavar="NAME", help="a [targets.NAME] of shipyard.toml")
+    p.add_argument("--channel", metavar="NAME", help="deploy what this channel's tags point at in the registry")
+    p.add_argument("--output", type=Path, metavar="FILE", help="write it there (default: stdout)")
+    p.add_argument(
+        "--registry",
+        metavar="HOST/NAMESPACE",
+        help="where the channel's tags are (env SHIPYARD_REGISTRY; default localhost:5000/shipyard)",
+    )
+    p = add(
         "init",
         help="write a working project (catalog, cpu profile, templates, one service) without overwriting a file",
         epilog="example: shipyard init my-images && cd my-images && git init && git add -A && git commit -m init",

@@ -13,6 +13,7 @@ from ..errors import ConfigError, CycleError
 from .policy import Policy, parse_policy, parse_skip_checks
 from .profiles import check_build_args
 from .reader import Table, did_you_mean, load_document, locate
+from .targets import Target, parse_targets
 
 CATALOG_FILE = "shipyard.toml"
 BASE_PREFIX = "base:"
@@ -83,6 +84,11 @@ class Catalog:
     namespace: str
     images: Mapping[str, ImageSpec] = field(default_factory=dict)
     policy: Policy = Policy()
+    targets: Mapping[str, Target] = field(default_factory=dict)
+
+    def services_of(self, profile: str) -> list[str]:
+        """The services built for ``profile``, in catalog order."""
+        return [name for name, spec in self.images.items() if spec.service is not None and spec.on(profile)]
 
     def image(self, name: str) -> ImageSpec:
         try:
@@ -231,7 +237,7 @@ def _parse_image(t: Table, name: str, root: Path, templates: Path) -> ImageSpec:
 def load_catalog(root: Path) -> Catalog:
     path = root / CATALOG_FILE
     doc = load_document(path, display=CATALOG_FILE)
-    doc.only(("project", "policy", "images"))
+    doc.only(("project", "policy", "images", "targets"))
     project = doc.table("project")
     project.only(("name", "source", "namespace"))
     namespace = project.opt("namespace", str, "shipyard")
@@ -262,6 +268,7 @@ def load_catalog(root: Path) -> Catalog:
         namespace=namespace,
         images=images,
         policy=parse_policy(doc.table("policy")),
+        targets=parse_targets(doc.table("targets")),
     )
 
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
+from typing import TypeVar
 
 from ..errors import ConfigError
 from .reader import Table, load_document
@@ -43,6 +44,16 @@ class CanarySettings:
 
 
 @dataclass(frozen=True)
+class RuntimeSettings:
+    """The live deployment's limits (``canary`` holds the canary's): per container, and Swarm replicas."""
+
+    memory: str = "1g"
+    cpus: float = 2.0
+    pids: int = 512
+    replicas: int = 1
+
+
+@dataclass(frozen=True)
 class Profile:
     name: str
     description: str
@@ -54,6 +65,7 @@ class Profile:
     env: Mapping[str, str] = field(default_factory=dict)
     canary: CanarySettings = CanarySettings()
     platforms: tuple[str, ...] = ()  # every platform of the image index; () means just ``platform``
+    runtime: RuntimeSettings = RuntimeSettings()
 
     def __post_init__(self) -> None:
         if not self.platforms:
@@ -78,7 +90,20 @@ PROFILE_KEYS = (
     "build_args",
     "env",
     "canary",
+    "runtime",
 )
+
+
+L = TypeVar("L", CanarySettings, RuntimeSettings)
+
+
+def _limits(table: Table, key: str, kind: type[L]) -> L:
+    """A limits table (``canary``, ``runtime``): its keys are the dataclass's fields, typed by their defaults."""
+    sub = table.table(key)
+    defaults = kind()
+    sub.only(f.name for f in fields(kind))
+    values = {f.name: sub.opt(f.name, type(getattr(defaults, f.name)), getattr(defaults, f.name)) for f in fields(kind)}
+    return kind(**values)
 
 
 def _platforms(table: Table) -> tuple[str, ...]:
@@ -148,14 +173,10 @@ def parse_profile(table: Table, name: str) -> Profile:
     for key in hardware:
         if not ENV_NAME_RE.match(key):
             raise table.error(f"hardware.{key}", "use letters, digits and '_' (it becomes SHIPYARD_HARDWARE_<KEY>)")
-    canary_t = table.table("canary")
-    canary_t.only(("memory", "cpus", "pids", "requests"))
-    canary = CanarySettings(
-        memory=canary_t.opt("memory", str, CanarySettings.memory),
-        cpus=canary_t.opt("cpus", float, CanarySettings.cpus),
-        pids=canary_t.opt("pids", int, CanarySettings.pids),
-        requests=canary_t.opt("requests", int, CanarySettings.requests),
-    )
+    canary = _limits(table, "canary", CanarySettings)
+    runtime = _limits(table, "runtime", RuntimeSettings)
+    if runtime.replicas < 1:
+        raise table.table("runtime").error("replicas", f"expected at least 1, got {runtime.replicas}")
     return Profile(
         name=name,
         description=table.opt("description", str, ""),
@@ -167,6 +188,7 @@ def parse_profile(table: Table, name: str) -> Profile:
         build_args=build_args,
         env=env,
         canary=canary,
+        runtime=runtime,
     )
 
 

@@ -10,6 +10,7 @@ from ..errors import ConfigError
 from ..state import state_dir
 from .catalog import CATALOG_FILE, Catalog, check_image_profiles, load_catalog
 from .profiles import Profile, apply_base_override, load_profiles
+from .targets import check_targets
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,7 @@ def load_project(root: Path, *, base_override: str | None = None) -> Project:
     override = base_override if base_override is not None else os.environ.get("SHIPYARD_BASE_OVERRIDE")
     catalog = load_catalog(root)
     check_image_profiles(catalog, profiles)
+    check_targets(catalog.targets, profiles, {name: catalog.services_of(name) for name in profiles})
     return Project(root=root, profiles=apply_base_override(profiles, override), catalog=catalog)
 
 

@@ -70,17 +70,20 @@ add_trixie_source() {
 }
 
 docker_ok() { [ -x /usr/sbin/dockerd ] && [ -x /usr/bin/docker ] && /usr/bin/docker buildx version >/dev/null 2>&1; }
+# the `docker compose` v2 plugin: `shipyard compose-file` projects are checked (and deployed) with it
+compose_ok() { [ -x /usr/bin/docker ] && /usr/bin/docker compose version >/dev/null 2>&1; }
 
 install_packages() {
   local missing=()
   docker_ok || missing+=("docker engine + buildx")
+  compose_ok || missing+=("docker compose")
   [ -x /usr/bin/docker-registry ] || missing+=("docker-registry")
   command -v mmdebstrap >/dev/null || missing+=("mmdebstrap")
   [ -x /usr/bin/tini-static ] || missing+=("tini")
   command -v skopeo >/dev/null || missing+=("skopeo")
   [ ${#missing[@]} -eq 0 ] && return 0
   if ! can_install; then
-    die "missing: ${missing[*]}. Install them (Debian: docker.io docker-buildx docker-cli docker-registry mmdebstrap) or run as root on Debian"
+    die "missing: ${missing[*]}. Install them (Debian: docker.io docker-buildx docker-cli docker-compose docker-registry mmdebstrap) or run as root on Debian"
   fi
   say "installing: ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
@@ -89,6 +92,11 @@ install_packages() {
     apt_update_once
     apt-get install -y -qq --no-install-recommends \
       docker.io/trixie docker-buildx/trixie docker-cli/trixie >/dev/null
+  fi
+  if ! compose_ok; then
+    add_trixie_source
+    apt_update_once
+    apt-get install -y -qq --no-install-recommends docker-compose/trixie >/dev/null
   fi
   local rest=()
   [ -x /usr/bin/docker-registry ] || rest+=(docker-registry)

@@ -1,0 +1,77 @@
+"""Deploy targets (``[targets.<name>]`` in the catalog): which machine runs which profile's services.
+
+A target names the engine to deploy to (``unix://``, ``tcp://``, ``ssh://`` or ``context:NAME``),
+the profile whose images it runs, the services (default: every service built for the profile),
+whether it is a canary target (rolled out first) and the runtime secrets its services need,
+taken from the deploying environment and never written anywhere.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from ..errors import ConfigError
+from .reader import Table, did_you_mean
+
+TARGET_KEYS = ("profile", "engine", "services", "canary", "secrets")
+ENGINE_RE = re.compile(r"^(?:unix:///\S+|tcp://[^\s/]+|ssh://[^\s/]+|context:[A-Za-z0-9][A-Za-z0-9_.+-]*)$")
+NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+SECRET_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str
+    profile: str
+    engine: str
+    services: tuple[str, ...] = ()  # empty: every service built for the profile
+    canary: bool = False
+    secrets: tuple[str, ...] = ()
+
+
+def parse_targets(t: Table) -> dict[str, Target]:
+    targets = {}
+    for name in t.data:
+        entry = t.table(name, required=True)
+        entry.only(TARGET_KEYS)
+        if not NAME_RE.match(name):
+            raise entry.error(None, f"target name {name!r}: use lowercase letters, digits and '-'")
+        engine = entry.req("engine", str, expected="unix:///path, tcp://host:port, ssh://user@host or context:NAME")
+        if not ENGINE_RE.match(engine):
+            raise entry.error(
+                "engine", f"expected unix:///path, tcp://host:port, ssh://user@host or context:NAME, got {engine!r}"
+            )
+        secrets = entry.str_list("secrets")
+        for i, secret in enumerate(secrets):
+            if not SECRET_RE.match(secret):
+                raise entry.error(f"secrets[{i}]", f"expected an environment variable name, got {secret!r}")
+        targets[name] = Target(
+            name=name,
+            profile=entry.req("profile", str, expected="the profile whose images the target runs"),
+            engine=engine,
+            services=tuple(entry.str_list("services")),
+            canary=entry.opt("canary", bool, False),
+            secrets=tuple(secrets),
+        )
+    return targets
+
+
+def check_targets(targets: Mapping[str, Target], profiles: Iterable[str], services_of: Mapping[str, list[str]]) -> None:
+    """Each target's profile exists and its services are services built for that profile."""
+    known = list(profiles)
+    for target in targets.values():
+        where = f"shipyard.toml: targets.{target.name}"
+        if target.profile not in known:
+            raise ConfigError(
+                f"{where}.profile: unknown profile {target.profile!r}{did_you_mean(target.profile, known)}; "
+                f"profiles/ has: {', '.join(known)}"
+            )
+        built = list(services_of.get(target.profile, ()))
+        for i, service in enumerate(target.services):
+            if service not in built:
+                raise ConfigError(
+                    f"{where}.services[{i}]: {service!r} is not a service built for profile {target.profile}"
+                    f"{did_you_mean(service, built)}; its services: {', '.join(built) or 'none'}"
+                )

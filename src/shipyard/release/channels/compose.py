@@ -1,0 +1,158 @@
+"""A deploy target's Docker Compose project: the channel's (or a release's) services, by digest, hardened.
+
+What a target runs is decided from the registry: for ``--channel C`` each service's ``C`` tag, so the
+project holds what was promoted; for a release, its record's digests, gated as a promotion is. Each
+service runs as the canary runs it (the image's non-root user, a read-only root with a tmpfs
+``/tmp``, no capabilities, no new privileges) with the profile's ``runtime`` limits, restarts
+unless stopped, keeps its models in a named volume, and takes its secrets from the deploying
+environment as ``${NAME:?…}``: Compose fails loudly when one is missing, and no value is written.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from ...config.catalog import Catalog
+from ...config.profiles import Profile
+from ...config.targets import Target
+from ...errors import ConfigError, PromoteRefused
+from ...oci.client import Manifest, RegistryClient
+from ...oci.reference import RegistryTarget
+from ...record import ReleaseRecord
+from .promote import check_channel, gate_problems
+
+MODEL_CACHE_DIR = "/models"  # the templates' model_cache_dir
+RELEASE_LABEL = "io.shipyard.release"
+TARGET_LABEL = "io.shipyard.target"
+
+
+@dataclass(frozen=True)
+class Placed:
+    """One service of a target, at the digest it is to run."""
+
+    service: str
+    ref: str  # host/repository@sha256:…
+    release: str  # the release that built it (its version label)
+    user: str  # the image's own user, uid:gid
+    port: int
+
+
+def target_named(catalog: Catalog, name: str) -> Target:
+    try:
+        return catalog.targets[name]
+    except KeyError:
+        known = ", ".join(catalog.targets) or "none (add a [targets.<name>] table to shipyard.toml)"
+        raise ConfigError(f"--target: unknown target {name!r}; shipyard.toml has: {known}") from None
+
+
+def target_services(catalog: Catalog, target: Target) -> list[str]:
+    return list(target.services) or catalog.services_of(target.profile)
+
+
+def from_channel(
+    registry: RegistryClient, where: RegistryTarget, catalog: Catalog, target: Target, channel: str
+) -> list[Placed]:
+    """Each service at its channel tag, as the registry has it now (what was promoted, not a file)."""
+    check_channel(channel)
+    placed = []
+    for service in target_services(catalog, target):
+        repository = where.repository(target.profile, service)
+        index = registry.manifest(repository, channel)
+        if index is None:
+            raise ConfigError(
+                f"--channel {channel}: {where.host}/{repository} has no {channel} tag; promote a release "
+                f"of profile {target.profile} to {channel} first (shipyard promote --channel {channel})"
+            )
+        spec = catalog.images[service].service  # the port comes from the catalog, the user from the image
+        assert spec is not None
+        manifest = registry.for_platform(repository, index, _primary(index))
+        config = registry.config_of(repository, manifest).get("config") or {}
+        labels = config.get("Labels") or {}
+        placed.append(
+            Placed(
+                service=service,
+                ref=f"{where.host}/{repository}@{index.digest}",
+                release=str(labels.get("org.opencontainers.image.version", "?")),
+                user=str(config.get("User") or ""),
+                port=spec.port,
+            )
+        )
+    return placed
+
+
+def _primary(index: Manifest) -> str:
+    """The platform of an index's first image (the profile's primary), or linux/amd64 for a plain manifest."""
+    for entry in index.json.get("manifests", []) if index.is_index else []:
+        platform = entry.get("platform") or {}
+        if platform.get("os") not in (None, "unknown"):
+            return f"{platform['os']}/{platform['architecture']}"
+    return "linux/amd64"
+
+
+def from_release(record: ReleaseRecord, catalog: Catalog, target: Target, *, force: bool = False) -> list[Placed]:
+    """Each service at its digest in the release record, refused when the release did not pass its gates."""
+    keys = [f"{target.profile}/{service}" for service in target_services(catalog, target)]
+    missing = [key for key in keys if key not in record.units]
+    if missing:
+        raise ConfigError(f"release {record.release} has no {', '.join(missing)}; build that profile first")
+    problems = gate_problems(record, keys)
+    if problems and not force:
+        raise PromoteRefused(f"target {target.name}: {record.release} refused: {'; '.join(problems[:4])}")
+    placed = []
+    for key in keys:
+        unit = record.units[key]
+        placed.append(
+            Placed(
+                service=unit.image,
+                ref=unit.ref,
+                release=unit.reused_from or record.release,
+                user=str(unit.expect.get("user", "")),
+                port=int((unit.expect.get("service") or {})["port"]),
+            )
+        )
+    return placed
+
+
+def compose_project(target: Target, profile: Profile, placed: Iterable[Placed], source: str) -> dict[str, Any]:
+    """The Compose project (a plain mapping, written as YAML) for ``target``; ``source`` says what it
+    deploys (``channel stable`` or a release tag), for the people reading it."""
+    limits = profile.runtime
+    services: dict[str, Any] = {}
+    for item in placed:
+        service: dict[str, Any] = {
+            "image": item.ref,
+            "restart": "unless-stopped",
+            "read_only": True,
+            "tmpfs": ["/tmp:rw,noexec,nosuid,size=64m"],
+            "cap_drop": ["ALL"],
+            "security_opt": ["no-new-privileges:true"],
+            "mem_limit": limits.memory,
+            "cpus": limits.cpus,
+            "pids_limit": limits.pids,
+            "ports": [f"{item.port}:{item.port}"],
+            "volumes": [f"models:{MODEL_CACHE_DIR}"],
+            "labels": {RELEASE_LABEL: item.release, TARGET_LABEL: target.name},
+        }
+        if item.user:
+            service["user"] = item.user
+        if target.secrets:
+            service["environment"] = {name: f"${{{name}:?{name} must be set}}" for name in target.secrets}
+        if _has_gpu(profile.hardware):
+            service["deploy"] = {
+                "resources": {
+                    "reservations": {"devices": [{"driver": "nvidia", "count": "all", "capabilities": ["gpu"]}]}
+                }
+            }
+        services[item.service] = service
+    return {
+        "name": f"shipyard-{target.name}",
+        "services": services,
+        "volumes": {"models": {"labels": {TARGET_LABEL: target.name}}},
+        "x-shipyard": {"target": target.name, "profile": profile.name, "from": source},
+    }
+
+
+def _has_gpu(hardware: Mapping[str, str]) -> bool:
+    return hardware.get("gpu", "none").strip().lower() not in ("", "none")
