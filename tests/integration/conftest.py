@@ -16,7 +16,7 @@ import pytest
 import tenacity
 
 from shipyard.build.sbom import SbomGenerator
-from shipyard.config.target import parse_target
+from shipyard.config.registry import parse_target
 from shipyard.oci.attestations import push_sbom
 from shipyard.oci.client import RegistryClient
 from shipyard.oci.reference import RegistryTarget

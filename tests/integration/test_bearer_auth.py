@@ -18,7 +18,7 @@ import httpx
 import pytest
 import tenacity
 
-from shipyard.config.target import parse_target
+from shipyard.config.registry import parse_target
 from shipyard.errors import RegistryError
 from shipyard.oci.client import RegistryClient
 from shipyard.oci.credentials import Credentials, Secret

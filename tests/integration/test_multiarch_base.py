@@ -16,7 +16,7 @@ import pytest
 
 from shipyard.build.base import LocalBases
 from shipyard.build.contexts import ELF_MACHINE, prepare_tools
-from shipyard.config.target import parse_target
+from shipyard.config.registry import parse_target
 from shipyard.events import Event
 from shipyard.oci.client import INDEX_TYPES, RegistryClient
 from shipyard.runner import Runner

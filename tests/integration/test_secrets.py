@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from shipyard.config.target import parse_target
+from shipyard.config.registry import parse_target
 from shipyard.oci.client import RegistryClient
 from shipyard.oci.credentials import Credentials, Secret
 from shipyard.record import load_record

@@ -136,7 +136,7 @@ def test_what_each_level_shows(verbosity: int, shown: list[str]) -> None:
 def test_promote_and_rollback_json_are_the_ledger_entries(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from shipyard.config.target import parse_target
+    from shipyard.config.registry import parse_target
     from shipyard.oci.client import RegistryClient
     from shipyard.record import save_record
     from tests.memregistry import MemoryRegistry

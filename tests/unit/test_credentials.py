@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from shipyard.build.buildx import docker_login
-from shipyard.config.target import parse_target
+from shipyard.config.registry import parse_target
 from shipyard.errors import ConfigError
 from shipyard.oci.credentials import Secret, credentials_for
 from shipyard.runner import Completed, Runner

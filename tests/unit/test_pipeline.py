@@ -15,7 +15,7 @@ from shipyard.build.options import BuildContext, BuildOptions
 from shipyard.build.pipeline import build_release
 from shipyard.build.revision import read_revision
 from shipyard.config.project import load_project
-from shipyard.config.target import parse_target
+from shipyard.config.registry import parse_target
 from shipyard.events import Event
 from shipyard.oci.attestations import find_sbom
 from shipyard.oci.client import RegistryClient

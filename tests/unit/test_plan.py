@@ -8,7 +8,7 @@ import pytest
 from shipyard.build.plan import make_plan
 from shipyard.config.catalog import load_catalog
 from shipyard.config.profiles import load_profiles
-from shipyard.config.target import parse_target
+from shipyard.config.registry import parse_target
 from shipyard.dag import toposort
 from shipyard.errors import ConfigError, CycleError
 

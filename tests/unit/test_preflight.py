@@ -7,7 +7,7 @@ from typing import Any
 import httpx
 import pytest
 
-from shipyard.config.target import parse_target
+from shipyard.config.registry import parse_target
 from shipyard.errors import CommandFailed, EngineError, RegistryError
 from shipyard.events import Event
 from shipyard.oci.client import RegistryClient

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from shipyard.config.target import parse_target
+from shipyard.config.registry import parse_target
 from shipyard.errors import ConfigError, PromoteRefused
 from shipyard.events import Event
 from shipyard.oci.client import RegistryClient

@@ -6,7 +6,7 @@ import json
 import httpx
 import pytest
 
-from shipyard.config.target import parse_target
+from shipyard.config.registry import parse_target
 from shipyard.errors import RegistryError
 from shipyard.oci.client import RegistryClient
 from shipyard.oci.credentials import Credentials, Secret

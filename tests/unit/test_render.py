@@ -10,7 +10,7 @@ from shipyard.build.render import PACKAGED, RenderInputs, TemplateRenderer, oci_
 from shipyard.config.catalog import load_catalog
 from shipyard.config.profiles import load_profiles
 from shipyard.config.project import Project, load_project
-from shipyard.config.target import parse_target
+from shipyard.config.registry import parse_target
 from shipyard.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[2]

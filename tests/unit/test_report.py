@@ -12,7 +12,7 @@ import pytest
 
 from shipyard.cli.main import main
 from shipyard.cli.report_commands import fetch_ledgers
-from shipyard.config.target import parse_target
+from shipyard.config.registry import parse_target
 from shipyard.oci.client import RegistryClient
 from shipyard.oci.retry import RetryPolicy
 from shipyard.record import ReleaseRecord

@@ -11,7 +11,7 @@ from shipyard.build.plan import make_plan
 from shipyard.build.render import RenderInputs, TemplateRenderer
 from shipyard.cli.main import main
 from shipyard.config.project import load_project
-from shipyard.config.target import parse_target
+from shipyard.config.registry import parse_target
 
 
 def test_init_writes_a_project_that_plans_and_renders(tmp_path: Path) -> None:

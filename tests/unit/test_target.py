@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from shipyard.config.target import parse_target
+from shipyard.config.registry import parse_target
 from shipyard.errors import ConfigError
 
 

@@ -11,7 +11,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from ..config.project import cache_dir
-from ..config.target import parse_target
+from ..config.registry import parse_target
 from ..errors import CanaryFailed, ConfigError, ScanFailed, VerifyFailed
 from ..oci.credentials import credentials_for
 from ..oci.reference import OCI_TAG_RE, RegistryTarget

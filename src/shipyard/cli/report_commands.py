@@ -7,7 +7,7 @@ import json
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
-from ..config.target import parse_target
+from ..config.registry import parse_target
 from ..errors import RegistryError
 from ..oci.client import RegistryClient
 from ..oci.credentials import credentials_for

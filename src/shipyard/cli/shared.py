@@ -8,7 +8,7 @@ import sys
 from importlib import resources
 from pathlib import Path
 
-from ..config.target import parse_target
+from ..config.registry import parse_target
 from ..oci.client import RegistryClient
 from ..oci.credentials import credentials_for
 from ..oci.reference import RegistryTarget
