@@ -29,6 +29,8 @@ def test_init_writes_a_project_that_plans_and_renders(tmp_path: Path) -> None:
         assert text.rstrip().endswith("USER 10001:10001") and "HEALTHCHECK" in text
     assert not list((root / "dockerfiles").rglob("*macros*"))  # the packaged macros serve it
     assert (root / ".gitignore").read_text().splitlines()[-1] == "/.shipyard/"
+    local = project.catalog.targets["local"]  # a deploy target for this host's engine
+    assert (local.profile, local.engine, local.canary) == ("cpu", "unix:///var/run/docker.sock", True)
 
 
 def test_init_never_overwrites_and_says_what_it_skipped(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
