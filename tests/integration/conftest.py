@@ -25,6 +25,30 @@ from shipyard.runner import Runner
 from tests.conftest import git, make_project
 
 IT_REGISTRY = "localhost:5000/shipyard-it"
+MANIFEST_TYPES = ", ".join(
+    (
+        "application/vnd.oci.image.index.v1+json",
+        "application/vnd.docker.distribution.manifest.list.v2+json",
+        "application/vnd.oci.image.manifest.v1+json",
+        "application/vnd.docker.distribution.manifest.v2+json",
+    )
+)
+
+
+def registry_get(repository: str, path: str) -> httpx.Response:
+    """``GET /v2/<repository path>/<path>`` of the registry ``repository`` (host/path, as records name it)
+    is in: what the registry itself answers, not what shipyard says of it."""
+    host, _, name = repository.partition("/")
+    return httpx.get(f"http://{host}/v2/{name}/{path}", headers={"Accept": MANIFEST_TYPES}, timeout=30)
+
+
+def registry_digest(repository: str, reference: str) -> str | None:
+    """What ``<repository>:<reference>`` names in the registry; None when it has no such tag."""
+    response = registry_get(repository, f"manifests/{reference}")
+    if response.status_code == 404:
+        return None
+    response.raise_for_status()
+    return response.headers["Docker-Content-Digest"]
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

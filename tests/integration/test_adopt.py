@@ -13,22 +13,11 @@ import subprocess
 import uuid
 from pathlib import Path
 
-import httpx
 import pytest
 
 from shipyard.record import ReleaseRecord, load_record
 from tests.conftest import git
-from tests.integration.conftest import IT_REGISTRY, shipyard
-
-REGISTRY = "http://" + IT_REGISTRY.split("/")[0]
-ACCEPT = ", ".join(
-    (
-        "application/vnd.oci.image.index.v1+json",
-        "application/vnd.docker.distribution.manifest.list.v2+json",
-        "application/vnd.oci.image.manifest.v1+json",
-        "application/vnd.docker.distribution.manifest.v2+json",
-    )
-)
+from tests.integration.conftest import registry_digest, registry_get, shipyard
 
 PLAIN_DOCKERFILE = """\
 # the team's own Dockerfile: no Jinja; shipyard passes the parent by digest
@@ -108,27 +97,18 @@ expect = {sum = 4, who = "summer"}
 """
 
 
-def digest_of(repository: str, tag: str) -> str | None:
-    response = httpx.get(f"{REGISTRY}/v2/{repository}/manifests/{tag}", headers={"Accept": ACCEPT}, timeout=10)
-    return response.headers["Docker-Content-Digest"] if response.status_code == 200 else None
-
-
 def image_config(repository: str, digest: str) -> dict[str, object]:
     """The linux/amd64 image config behind ``digest`` (an index with its attestations, or a manifest)."""
-    manifest = httpx.get(
-        f"{REGISTRY}/v2/{repository}/manifests/{digest}", headers={"Accept": ACCEPT}, timeout=10
-    ).json()
+    manifest = registry_get(repository, f"manifests/{digest}").json()
     for entry in manifest.get("manifests", []):
         if entry.get("platform", {}).get("architecture") == "amd64":  # the primary platform's image
             return image_config(repository, entry["digest"])
-    blob = httpx.get(f"{REGISTRY}/v2/{repository}/blobs/{manifest['config']['digest']}", timeout=10)
-    return dict(blob.json()["config"])
+    return dict(registry_get(repository, f"blobs/{manifest['config']['digest']}").json()["config"])
 
 
-def platforms_of(repository: str, digest: str) -> set[str]:
+def platforms_of(repository: str, reference: str) -> set[str]:
     """The platforms of the images in an index (its attestation manifests, ``unknown/unknown``, left out)."""
-    url = f"{REGISTRY}/v2/{repository}/manifests/{digest}"
-    index = httpx.get(url, headers={"Accept": ACCEPT}, timeout=10).json()
+    index = registry_get(repository, f"manifests/{reference}").json()
     found = {f"{m['platform']['os']}/{m['platform']['architecture']}" for m in index.get("manifests", [])}
     return found - {"unknown/unknown"}
 
@@ -185,13 +165,12 @@ def test_the_teams_own_images_profiles_uid_and_waivers(team: Path) -> None:
         "cpu/base", "cpu/hello", "cpu/adder", "cpu/summer", "edge/base", "edge/hello", "edge/summer"
     }  # fmt: skip
     for key, unit in record.units.items():  # every unit in the registry, by its tag, running as the policy's user
-        repository = unit.repository.split("/", 1)[1]
-        assert digest_of(repository, unit.tag) == unit.digest, key
-        assert image_config(repository, unit.digest)["User"] == "4242:4243", key
+        assert registry_digest(unit.repository, unit.tag) == unit.digest, key
+        assert image_config(unit.repository, unit.digest)["User"] == "4242:4243", key
     for key in ("edge/base", "edge/hello", "edge/summer"):  # one index, an image per platform, both runnable
         unit = record.units[key]
         assert unit.platforms == ["linux/amd64", "linux/arm64"], key
-        assert platforms_of(unit.repository.split("/", 1)[1], unit.digest) == {"linux/amd64", "linux/arm64"}, key
+        assert platforms_of(unit.repository, unit.digest) == {"linux/amd64", "linux/arm64"}, key
     summer = record.units["edge/summer"].ref
     machine = subprocess.run(
         ["docker", "run", "--rm", "--platform", "linux/arm64", "--entrypoint", "python3", summer]
@@ -225,10 +204,9 @@ def test_the_teams_own_images_profiles_uid_and_waivers(team: Path) -> None:
     shipyard("--project", str(team), "promote", "--channel", channel, "--profile", "edge")
     for key in ("edge/base", "edge/hello", "edge/summer"):
         unit = record.units[key]
-        repository = unit.repository.split("/", 1)[1]
-        assert digest_of(repository, channel) == unit.digest, key
-        assert platforms_of(repository, channel) == {"linux/amd64", "linux/arm64"}, key
-    assert digest_of(record.units["cpu/hello"].repository.split("/", 1)[1], channel) is None  # edge only
+        assert registry_digest(unit.repository, channel) == unit.digest, key
+        assert platforms_of(unit.repository, channel) == {"linux/amd64", "linux/arm64"}, key
+    assert registry_digest(record.units["cpu/hello"].repository, channel) is None  # edge only
 
 
 def test_a_wrong_parent_profile_is_one_line_naming_both_and_builds_nothing(team: Path) -> None:

@@ -7,33 +7,13 @@ import json
 import secrets
 from pathlib import Path
 
-import httpx
 import pytest
 
 from shipyard.record import ReleaseRecord, load_record
 from tests.conftest import git, make_project
-from tests.integration.conftest import isolated, shipyard
+from tests.integration.conftest import isolated, registry_digest, shipyard
 
 LOCAL = {"SHIPYARD_BASE_OVERRIDE": "local"}
-REGISTRY = "http://localhost:5000"
-ACCEPT = ", ".join(
-    (
-        "application/vnd.oci.image.index.v1+json",
-        "application/vnd.docker.distribution.manifest.list.v2+json",
-        "application/vnd.oci.image.manifest.v1+json",
-        "application/vnd.docker.distribution.manifest.v2+json",
-    )
-)
-
-
-def registry_digest(repository: str, tag: str) -> str | None:
-    """What ``<repository>:<tag>`` names in the registry (``repository`` with its host), None when absent."""
-    path = repository.split("/", 1)[1]
-    response = httpx.get(f"{REGISTRY}/v2/{path}/manifests/{tag}", headers={"Accept": ACCEPT}, timeout=30)
-    if response.status_code == 404:
-        return None
-    response.raise_for_status()
-    return response.headers["Docker-Content-Digest"]
 
 
 def release_of(root: Path) -> ReleaseRecord:

@@ -27,7 +27,7 @@ def cmd_compose_file(args: argparse.Namespace, console: Console) -> int:
         where = _target(args)
         with _registry(where) as registry:
             check_registry(registry, lambda event: None)  # stdout may be the project itself: no progress there
-            placed = from_channel(registry, where, project.catalog, target, args.channel)
+            placed = from_channel(registry, where, project.catalog, target, profile, args.channel)
         source = f"channel {args.channel}"
     else:
         record = load_record(find_record(project.root, args.release, flag="RELEASE"))

@@ -275,10 +275,10 @@ def load_catalog(root: Path) -> Catalog:
 def check_image_profiles(catalog: Catalog, profiles: Iterable[str]) -> None:
     """Each image's ``profiles`` name profiles of ``profiles/``, and a child is built only where its parent is."""
     known = list(profiles)
-    text = catalog.path.read_text(encoding="utf-8") if catalog.path.is_file() else ""
 
     def error(name: str, key: str, message: str) -> ConfigError:
         path = f"images.{name}.{key}"
+        text = catalog.path.read_text(encoding="utf-8") if catalog.path.is_file() else ""  # only to say the line
         return ConfigError(f"{CATALOG_FILE}: {path}: {message}", file=CATALOG_FILE, line=locate(text, path) or None)
 
     for name, spec in catalog.images.items():

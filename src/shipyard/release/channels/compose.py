@@ -18,7 +18,7 @@ from ...config.catalog import Catalog
 from ...config.profiles import Profile
 from ...config.targets import Target
 from ...errors import ConfigError, PromoteRefused
-from ...oci.client import Manifest, RegistryClient
+from ...oci.client import RegistryClient
 from ...oci.reference import RegistryTarget
 from ...record import ReleaseRecord
 from .promote import check_channel, gate_problems
@@ -52,7 +52,7 @@ def target_services(catalog: Catalog, target: Target) -> list[str]:
 
 
 def from_channel(
-    registry: RegistryClient, where: RegistryTarget, catalog: Catalog, target: Target, channel: str
+    registry: RegistryClient, where: RegistryTarget, catalog: Catalog, target: Target, profile: Profile, channel: str
 ) -> list[Placed]:
     """Each service at its channel tag, as the registry has it now (what was promoted, not a file)."""
     check_channel(channel)
@@ -67,7 +67,7 @@ def from_channel(
             )
         spec = catalog.images[service].service  # the port comes from the catalog, the user from the image
         assert spec is not None
-        manifest = registry.for_platform(repository, index, _primary(index))
+        manifest = registry.for_platform(repository, index, profile.platform)  # the image the host runs
         config = registry.config_of(repository, manifest).get("config") or {}
         labels = config.get("Labels") or {}
         placed.append(
@@ -80,15 +80,6 @@ def from_channel(
             )
         )
     return placed
-
-
-def _primary(index: Manifest) -> str:
-    """The platform of an index's first image (the profile's primary), or linux/amd64 for a plain manifest."""
-    for entry in index.json.get("manifests", []) if index.is_index else []:
-        platform = entry.get("platform") or {}
-        if platform.get("os") not in (None, "unknown"):
-            return f"{platform['os']}/{platform['architecture']}"
-    return "linux/amd64"
 
 
 def from_release(record: ReleaseRecord, catalog: Catalog, target: Target, *, force: bool = False) -> list[Placed]:
