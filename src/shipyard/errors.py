@@ -83,3 +83,9 @@ class CanaryFailed(ShipyardError):
 
 class PromoteRefused(ShipyardError):
     exit_code = 13
+
+
+class DeployFailed(ShipyardError):
+    """A deploy (or a rollout) did not leave its target healthy and answering; rolled back where it could be."""
+
+    exit_code = 14

@@ -187,3 +187,39 @@ def test_canary_on_a_remote_engine(gated, tmp_path: Path, via: str) -> None:  # 
         assert "service(s) healthy, answering right and within their SLO" in result.stdout
     finally:
         engine.close()
+
+
+def test_a_gpu_canary_on_an_engine_without_nvidia_is_refused_before_anything_starts(built) -> None:  # type: ignore[no-untyped-def]
+    import time
+
+    from shipyard.release.gates.engine import endpoint
+
+    root, record, _ = built
+    client = docker.from_env()
+    try:
+        if "nvidia" in (client.info().get("Runtimes") or {}):
+            pytest.skip("this engine has the NVIDIA runtime: the refusal cannot be seen here")
+        since = int(time.time()) - 1
+        result = shipyard(
+            "--project", str(root), "canary", "--release", record.release, "--profile", "pc2", check=False
+        )
+        until = int(time.time()) + 1
+        events = client.events(since=since, until=until, decode=True, filters={"type": "container", "event": "create"})
+        created = [e for e in events if e["Actor"]["Attributes"].get("io.shipyard.unit", "").startswith("pc2/")]
+    finally:
+        client.close()
+    assert result.returncode == 4, result.stdout + result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("shipyard: error:")]
+    assert len(errors) == 1, result.stderr
+    assert errors[0].startswith(
+        f"shipyard: error: canary pc2 (a GPU profile): the engine at {endpoint().url} has no NVIDIA runtime (runtimes: "
+    ), result.stderr
+    assert errors[0].endswith(
+        "); install the NVIDIA Container Toolkit there and run `nvidia-ctk runtime configure --runtime=docker`, "
+        "then restart dockerd"
+    ), result.stderr
+    assert ": starting " not in result.stdout, result.stdout
+    assert created == [], "a pc2 canary container was created"
+    assert not leftovers()
+    saved = load_record(root / ".shipyard" / "releases" / f"{record.release}.json")
+    assert not [k for k, u in saved.units.items() if u.profile == "pc2" and "canary" in u.verdicts]

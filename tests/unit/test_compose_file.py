@@ -66,7 +66,9 @@ def test_target_errors_name_the_key(tmp_path: Path, targets: str, message: str) 
 
 def test_the_project_is_hardened_by_digest_with_secrets_by_reference(tmp_path: Path) -> None:
     project = load_project(project_with(tmp_path, LOCAL + GPU))
-    placed = [Placed(SERVICE, f"localhost:5000/s/cpu/{SERVICE}@{DIGEST}", "20250111-abcdef12", "10001:10001", 6560)]
+    placed = [
+        Placed(SERVICE, f"localhost:5000/s/cpu/{SERVICE}@{DIGEST}", "20250111-abcdef12", "10001:10001", 6560, {}, 20)
+    ]
     cpu = compose_project(target_named(project.catalog, "local"), project.profiles["cpu"], placed, "channel stable")
     service = cpu["services"][SERVICE]
     assert service["image"].endswith(f"@{DIGEST}") and service["user"] == "10001:10001"

@@ -24,9 +24,11 @@ from ..events import Event
 from ..record import ReleaseRecord, reports_dir
 
 # results: shown even with -q (a build's unit lines are results too, but its summary table repeats them)
-RESULT_KINDS = frozenset({"record", "unit.failed", "promote.done", "promote.noop", "rollback.done"})
+RESULT_KINDS = frozenset(
+    {"record", "unit.failed", "promote.done", "promote.noop", "rollback.done", "deploy.done", "deploy.failed"}
+)
 # the live view's fine-grained progress: plain output shows them from -v on
-DETAIL_KINDS = frozenset({"unit.checking", "unit.reusing", "unit.step", "unit.attested"})
+DETAIL_KINDS = frozenset({"unit.checking", "unit.reusing", "unit.step", "unit.attested", "deploy.output"})
 
 
 class Console:

@@ -1,39 +1,57 @@
-"""Deploy-side commands: ``compose-file`` (a target's Compose project, by digest)."""
+"""Deploy-side commands: ``compose-file``, ``deploy``, ``rollout`` and ``deployments``."""
 
 from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import asdict
 
 import yaml
 
-from ..config.project import load_project
-from ..errors import ConfigError
+from ..config.project import Project, load_project
+from ..config.targets import Target
+from ..errors import ConfigError, DeployFailed
+from ..oci.client import RegistryClient
+from ..oci.reference import RegistryTarget
 from ..preflight import check_registry
 from ..record import find_record, load_record
-from ..release.channels.compose import compose_project, from_channel, from_release, target_named
+from ..release.channels.compose import Placed, compose_project, from_channel, from_release, target_named
+from ..release.channels.deploy import DeployContext, DeployOutcome, TargetDeploy
+from ..release.channels.deployments import load_deployments
+from ..release.channels.promote import check_channel
+from ..release.channels.rollout import roll_out
+from ..runner import Runner
 from ..state import make_dirs
 from .console import Console
-from .shared import _registry, _target
+from .shared import _reachable_registry, _registry, _target
+
+
+def _what(args: argparse.Namespace, command: str) -> None:
+    if bool(args.channel) == bool(args.release):
+        raise ConfigError(f"{command}: name what to deploy: --channel NAME or a RELEASE tag (one of them)")
+
+
+def _placed(
+    args: argparse.Namespace, project: Project, target: Target, registry: RegistryClient, where: RegistryTarget
+) -> tuple[list[Placed], str]:
+    """The target's services at the digests the channel (from the registry) or the release record names."""
+    profile = project.profiles[target.profile]
+    if args.channel:
+        return from_channel(registry, where, project.catalog, target, profile, args.channel), f"channel {args.channel}"
+    record = load_record(find_record(project.root, args.release, flag="RELEASE"))
+    return from_release(record, project.catalog, target, force=getattr(args, "force", False)), record.release
 
 
 def cmd_compose_file(args: argparse.Namespace, console: Console) -> int:
-    if bool(args.channel) == bool(args.release):
-        raise ConfigError("compose-file: name what to deploy: --channel NAME or a RELEASE tag (one of them)")
+    _what(args, "compose-file")
     project = load_project(args.project)
     target = target_named(project.catalog, args.target)
-    profile = project.profiles[target.profile]
-    if args.channel:
-        where = _target(args)
-        with _registry(where) as registry:
+    where = _target(args)
+    with _registry(where) as registry:
+        if args.channel:
             check_registry(registry, lambda event: None)  # stdout may be the project itself: no progress there
-            placed = from_channel(registry, where, project.catalog, target, profile, args.channel)
-        source = f"channel {args.channel}"
-    else:
-        record = load_record(find_record(project.root, args.release, flag="RELEASE"))
-        placed = from_release(record, project.catalog, target)
-        source = record.release
-    document = compose_project(target, profile, placed, source)
+        placed, source = _placed(args, project, target, registry, where)
+    document = compose_project(target, project.profiles[target.profile], placed, source)
     text = f"# shipyard compose-file --target {target.name}: {source}, every image by digest\n"
     text += yaml.safe_dump(document, sort_keys=False, default_flow_style=False)
     if args.output:
@@ -44,4 +62,105 @@ def cmd_compose_file(args: argparse.Namespace, console: Console) -> int:
         console.data(json.dumps(document, indent=2))
     else:
         console.data(text.rstrip("\n"))
+    return 0
+
+
+def _context(project: Project, registry: RegistryClient, where: RegistryTarget, console: Console) -> DeployContext:
+    return DeployContext(registry, where.namespace, project.work_dir, Runner(echo=console.command), console.event)
+
+
+def cmd_deploy(args: argparse.Namespace, console: Console) -> int:
+    _what(args, "deploy")
+    project = load_project(args.project)
+    target = target_named(project.catalog, args.target)
+    where = _target(args)
+    with _reachable_registry(where, console) as registry:
+        placed, source = _placed(args, project, target, registry, where)
+        deploy = TargetDeploy(
+            _context(project, registry, where, console), target, project.profiles[target.profile], placed, source
+        )
+        try:
+            for line in deploy.plan_lines():
+                console.line(line)
+            if args.dry_run:
+                console.line(f"{target.name}: dry run, nothing changed")
+                return 0
+            outcome = deploy.apply()
+        finally:
+            deploy.close()
+    if args.json:
+        console.data(json.dumps(asdict(outcome), indent=2, sort_keys=True))
+    if outcome.failed:
+        raise DeployFailed(outcome.line)
+    return 0
+
+
+def cmd_rollout(args: argparse.Namespace, console: Console) -> int:
+    project = load_project(args.project)
+    check_channel(args.channel)
+    if args.batch_size < 1:
+        raise ConfigError(f"--batch-size: expected 1 or more, got {args.batch_size}")
+    names = args.targets or list(project.catalog.targets)
+    targets = [target_named(project.catalog, name) for name in names]
+    if not targets:
+        raise ConfigError(
+            "rollout: shipyard.toml has no [targets.<name>]: add one (see README, Rollout to the machines)"
+        )
+    where = _target(args)
+    with _reachable_registry(where, console) as registry:
+        ctx = _context(project, registry, where, console)
+        deploys: list[TargetDeploy] = []
+        try:
+            for target in targets:  # every plan, and every target's checks, before any target changes
+                placed, source = _placed(args, project, target, registry, where)
+                deploys.append(TargetDeploy(ctx, target, project.profiles[target.profile], placed, source))
+            for deploy in deploys:
+                for line in deploy.plan_lines():
+                    console.line(line)
+            if args.dry_run:
+                console.line(f"rollout of channel {args.channel}: dry run, nothing changed")
+                return 0
+            outcomes = roll_out(deploys, args.batch_size)
+        finally:
+            for deploy in deploys:
+                deploy.close()
+    _outcome_table(console, outcomes)
+    if args.json:
+        console.data(json.dumps([asdict(o) for o in outcomes], indent=2, sort_keys=True))
+    failed = [o for o in outcomes if o.failed]
+    if failed:
+        unreached = sum(o.outcome == "not reached" for o in outcomes)
+        raise DeployFailed(
+            failed[0].line + (f"; rollout stopped, {unreached} target(s) not reached" if unreached else "")
+        )
+    console.line(f"rollout of channel {args.channel}: {len(outcomes)} target(s) on it")
+    return 0
+
+
+def _outcome_table(console: Console, outcomes: list[DeployOutcome]) -> None:
+    rows: list[tuple[str, ...]] = [("target", "before", "after", "health", "p95", "seconds", "outcome")]
+    for o in outcomes:
+        p95 = f"{o.p95_ms} ms" if o.p95_ms is not None else "-"
+        seconds = f"{o.seconds:.1f}" if o.outcome not in ("not reached", "unchanged") else "-"
+        rows.append((o.target, o.before, o.after, o.health, p95, seconds, o.outcome))
+    console.table(rows)
+
+
+def cmd_deployments(args: argparse.Namespace, console: Console) -> int:
+    project = load_project(args.project)
+    target = target_named(project.catalog, args.target)
+    where = _target(args)
+    with _reachable_registry(where, console) as registry:
+        ledger = load_deployments(registry, where.namespace, target.name)
+    if args.json:
+        console.data(ledger.to_json().decode())
+        return 0
+    if not ledger.entries:
+        console.line(f"{target.name}: no deployments yet in {where}")
+        return 0
+    rows: list[tuple[str, ...]] = [("when", "who", "release", "from", "services", "state", "seconds", "note")]
+    for e in ledger.entries:
+        seconds = f"{e.seconds:.1f}" if e.seconds is not None else "-"
+        rows.append((e.at, e.by[:30], e.release, e.source, str(len(e.images)), e.state, seconds, e.reason[:70]))
+    console.table(rows)
     return 0

@@ -44,6 +44,9 @@ COMMANDS = {
     "report": ("report_commands", "cmd_report"),
     "init": ("init_command", "cmd_init"),
     "compose-file": ("deploy_commands", "cmd_compose_file"),
+    "deploy": ("deploy_commands", "cmd_deploy"),
+    "rollout": ("deploy_commands", "cmd_rollout"),
+    "deployments": ("deploy_commands", "cmd_deployments"),
     "completion": ("completion", "cmd_completion"),
 }
 

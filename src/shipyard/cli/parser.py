@@ -301,6 +301,45 @@ def make_parser() -> argparse.ArgumentParser:
         help="where the channel's tags are (env SHIPYARD_REGISTRY; default localhost:5000/shipyard)",
     )
     p = add(
+        "deploy",
+        help="deploy a channel (or a release) to one target: plan, compose up, live golden check, rollback on failure",
+        epilog="example: shipyard deploy --target mainpc --channel stable --dry-run",
+    )
+    p.add_argument("release", nargs="?", metavar="RELEASE", help="a release tag (gated as promote is); or --channel")
+    p.add_argument("--target", required=True, metavar="NAME", help="a [targets.NAME] of shipyard.toml")
+    p.add_argument("--channel", metavar="NAME", help="deploy what this channel's tags point at in the registry")
+    p.add_argument("--dry-run", action="store_true", help="print the plan (which service moves where); change nothing")
+    p.add_argument(
+        "--registry",
+        metavar="HOST/NAMESPACE",
+        help="where the channels and ledgers are (env SHIPYARD_REGISTRY; default localhost:5000/shipyard)",
+    )
+    p = add(
+        "rollout",
+        help="deploy a channel to every target: canary targets first, then batches; stops at the first failure",
+        epilog="example: shipyard rollout --channel stable --batch-size 2",
+    )
+    p.add_argument("--channel", required=True, metavar="NAME", help="the channel to roll out (from the registry)")
+    p.add_argument("--batch-size", type=int, default=1, metavar="N", help="non-canary targets deployed at a time")
+    p.add_argument("--target", dest="targets", action="append", metavar="NAME", help="only these targets (repeatable)")
+    p.add_argument("--dry-run", action="store_true", help="print every target's plan; change nothing")
+    p.add_argument(
+        "--registry",
+        metavar="HOST/NAMESPACE",
+        help="where the channels and ledgers are (env SHIPYARD_REGISTRY; default localhost:5000/shipyard)",
+    )
+    p = add(
+        "deployments",
+        help="a target's deployment ledger, from the registry: who deployed what, when, and how it went",
+        epilog="example: shipyard deployments --target mainpc",
+    )
+    p.add_argument("--target", required=True, metavar="NAME", help="a [targets.NAME] of shipyard.toml")
+    p.add_argument(
+        "--registry",
+        metavar="HOST/NAMESPACE",
+        help="where the channels and ledgers are (env SHIPYARD_REGISTRY; default localhost:5000/shipyard)",
+    )
+    p = add(
         "init",
         help="write a working project (catalog, cpu profile, templates, one service) without overwriting a file",
         epilog="example: shipyard init my-images && cd my-images && git init && git add -A && git commit -m init",

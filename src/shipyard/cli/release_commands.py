@@ -10,6 +10,7 @@ from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
 
+from ..config.profiles import load_profiles
 from ..config.project import cache_dir
 from ..config.registry import parse_target
 from ..errors import CanaryFailed, ConfigError, ScanFailed, VerifyFailed
@@ -19,6 +20,7 @@ from ..record import ReleaseRecord, load_record, reports_dir
 from ..release.channels.ledger import load_ledger
 from ..release.channels.promote import Promoter, check_channel
 from ..release.gates.canary import canary_release
+from ..release.gates.engine import has_gpu
 from ..release.gates.findings import GatePolicy, load_allowlist
 from ..release.gates.scan import ScanOptions, scan_release
 from ..release.gates.trivy_db import push_db
@@ -103,8 +105,10 @@ def cmd_trivy_db(args: argparse.Namespace, console: Console) -> int:
 def cmd_canary(args: argparse.Namespace, console: Console) -> int:
     root, path, record = _release(args)
     console.info(f"canary of {record.release} on profile {args.profile or 'first in the release'}")
+    # the record does not say which profiles have a GPU: the project's profiles do
+    gpu_profiles = {name for name, p in load_profiles(root / "profiles", root=root).items() if has_gpu(p.hardware)}
     with _gate(args, console, path, "canary", print_canary_summary):
-        verdicts = canary_release(path, args.profile, console.event)
+        verdicts = canary_release(path, args.profile, console.event, gpu_profiles=gpu_profiles)
     console.line(f"canary: {len(verdicts)} service(s) healthy, answering right and within their SLO")
     return 0
 

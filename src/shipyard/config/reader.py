@@ -137,6 +137,11 @@ class Table:
         sub = self.table(key)
         return {name: sub._typed(name, value, str) for name, value in sub.data.items()}
 
+    def int_map(self, key: str) -> dict[str, int]:
+        """A table whose values are all integers (ports by service)."""
+        sub = self.table(key)
+        return {name: sub._typed(name, value, int) for name, value in sub.data.items()}
+
     def str_list(self, key: str, default: list[str] | None = None) -> list[str]:
         if key not in self.data:
             return list(default or [])

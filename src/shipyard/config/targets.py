@@ -2,20 +2,23 @@
 
 A target names the engine to deploy to (``unix://``, ``tcp://``, ``ssh://`` or ``context:NAME``),
 the profile whose images it runs, the services (default: every service built for the profile),
-whether it is a canary target (rolled out first) and the runtime secrets its services need,
-taken from the deploying environment and never written anywhere.
+whether it is a canary target (rolled out first), the runtime secrets its services need (taken from
+the deploying environment and never written anywhere), ``mode`` (``compose`` per host, or ``swarm``
+for a stack on a swarm manager) and ``ports``, the host port a service is published on where it is
+not the service's own (two targets on one host, or a port taken there).
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ..errors import ConfigError
 from .reader import Table, did_you_mean
 
-TARGET_KEYS = ("profile", "engine", "services", "canary", "secrets")
+TARGET_KEYS = ("profile", "engine", "mode", "services", "canary", "secrets", "ports")
+MODES = ("compose", "swarm")
 ENGINE_RE = re.compile(r"^(?:unix:///\S+|tcp://[^\s/]+|ssh://[^\s/]+|context:[A-Za-z0-9][A-Za-z0-9_.+-]*)$")
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 SECRET_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
@@ -29,6 +32,8 @@ class Target:
     services: tuple[str, ...] = ()  # empty: every service built for the profile
     canary: bool = False
     secrets: tuple[str, ...] = ()
+    mode: str = "compose"  # compose: a Compose project on the engine; swarm: a stack on a swarm manager
+    ports: Mapping[str, int] = field(default_factory=dict)  # service -> host port, where not its own port
 
 
 def parse_targets(t: Table) -> dict[str, Target]:
@@ -47,6 +52,13 @@ def parse_targets(t: Table) -> dict[str, Target]:
         for i, secret in enumerate(secrets):
             if not SECRET_RE.match(secret):
                 raise entry.error(f"secrets[{i}]", f"expected an environment variable name, got {secret!r}")
+        mode = entry.opt("mode", str, "compose")
+        if mode not in MODES:
+            raise entry.error("mode", f"expected one of {', '.join(MODES)}, got {mode!r}")
+        ports = entry.int_map("ports")
+        for service, port in ports.items():
+            if not 0 < port < 65536:
+                raise entry.error(f"ports.{service}", f"expected a port number (1-65535), got {port}")
         targets[name] = Target(
             name=name,
             profile=entry.req("profile", str, expected="the profile whose images the target runs"),
@@ -54,6 +66,8 @@ def parse_targets(t: Table) -> dict[str, Target]:
             services=tuple(entry.str_list("services")),
             canary=entry.opt("canary", bool, False),
             secrets=tuple(secrets),
+            mode=mode,
+            ports=ports,
         )
     return targets
 
@@ -69,6 +83,12 @@ def check_targets(targets: Mapping[str, Target], profiles: Iterable[str], servic
                 f"profiles/ has: {', '.join(known)}"
             )
         built = list(services_of.get(target.profile, ()))
+        for service in target.ports:
+            if service not in (target.services or built):
+                raise ConfigError(
+                    f"{where}.ports.{service}: not a service this target runs{did_you_mean(service, built)}; "
+                    f"it runs: {', '.join(target.services or built) or 'none'}"
+                )
         for i, service in enumerate(target.services):
             if service not in built:
                 raise ConfigError(

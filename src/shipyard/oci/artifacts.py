@@ -59,3 +59,25 @@ def artifact_manifest(
     if annotations:
         manifest["annotations"] = annotations
     return canonical(manifest)
+
+
+def push_document(registry: RegistryClient, repository: str, tag: str, body: bytes, *, media_type: str) -> str:
+    """``body`` as a one-file artifact under ``repository:tag`` (a ledger, say); the manifest's digest."""
+    raw = artifact_manifest(
+        registry, repository, body, layer_type=media_type, title=f"{tag}.json", artifact_type=media_type
+    )
+    return registry.put_manifest(repository, tag, raw, MANIFEST_TYPE)
+
+
+def pull_document(registry: RegistryClient, repository: str, tag: str) -> Any | None:
+    """The JSON document :func:`push_document` put under ``repository:tag``; None when there is no such tag.
+
+    ``ValueError`` (with what is wrong) when the tag holds something else."""
+    manifest = registry.manifest(repository, tag)
+    if manifest is None:
+        return None
+    try:
+        layer = manifest.json["layers"][0]["digest"]
+        return json.loads(registry.blob(repository, layer))
+    except (KeyError, IndexError, TypeError) as exc:
+        raise ValueError(f"not a one-file artifact ({exc})") from None

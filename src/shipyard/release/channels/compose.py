@@ -11,16 +11,18 @@ environment as ``${NAME:?…}``: Compose fails loudly when one is missing, and n
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from ...config.catalog import Catalog
-from ...config.profiles import Profile
+from ...config.profiles import CanarySettings, Profile
 from ...config.targets import Target
 from ...errors import ConfigError, PromoteRefused
 from ...oci.client import RegistryClient
 from ...oci.reference import RegistryTarget
 from ...record import ReleaseRecord
+from ..gates.engine import has_gpu
+from .ledger import load_ledger
 from .promote import check_channel, gate_problems
 
 MODEL_CACHE_DIR = "/models"  # the templates' model_cache_dir
@@ -37,6 +39,8 @@ class Placed:
     release: str  # the release that built it (its version label)
     user: str  # the image's own user, uid:gid
     port: int
+    probe: Mapping[str, Any]  # health path, golden request, SLO, ready timeout: the service table of the catalog
+    requests: int  # golden requests the live check sends (the profile's canary.requests)
 
 
 def target_named(catalog: Catalog, name: str) -> Target:
@@ -56,6 +60,7 @@ def from_channel(
 ) -> list[Placed]:
     """Each service at its channel tag, as the registry has it now (what was promoted, not a file)."""
     check_channel(channel)
+    promoted = load_ledger(registry, where.namespace, channel).completed
     placed = []
     for service in target_services(catalog, target):
         repository = where.repository(target.profile, service)
@@ -70,13 +75,21 @@ def from_channel(
         manifest = registry.for_platform(repository, index, profile.platform)  # the image the host runs
         config = registry.config_of(repository, manifest).get("config") or {}
         labels = config.get("Labels") or {}
+        built_by = str(labels.get("org.opencontainers.image.version", "?"))
+        # the release promoted to the channel at this digest (the label names the one that built it)
+        release = next(
+            (e.release for e in reversed(promoted) if e.digests.get(f"{target.profile}/{service}") == index.digest),
+            built_by,
+        )
         placed.append(
             Placed(
                 service=service,
                 ref=f"{where.host}/{repository}@{index.digest}",
-                release=str(labels.get("org.opencontainers.image.version", "?")),
+                release=release,
                 user=str(config.get("User") or ""),
                 port=spec.port,
+                probe=asdict(spec),
+                requests=profile.canary.requests,
             )
         )
     return placed
@@ -101,6 +114,8 @@ def from_release(record: ReleaseRecord, catalog: Catalog, target: Target, *, for
                 release=unit.reused_from or record.release,
                 user=str(unit.expect.get("user", "")),
                 port=int((unit.expect.get("service") or {})["port"]),
+                probe=unit.expect["service"],
+                requests=int((unit.expect.get("canary") or {}).get("requests", CanarySettings.requests)),
             )
         )
     return placed
@@ -122,7 +137,7 @@ def compose_project(target: Target, profile: Profile, placed: Iterable[Placed], 
             "mem_limit": limits.memory,
             "cpus": limits.cpus,
             "pids_limit": limits.pids,
-            "ports": [f"{item.port}:{item.port}"],
+            "ports": [f"{target.ports.get(item.service, item.port)}:{item.port}"],
             "volumes": [f"models:{MODEL_CACHE_DIR}"],
             "labels": {RELEASE_LABEL: item.release, TARGET_LABEL: target.name},
         }
@@ -130,7 +145,7 @@ def compose_project(target: Target, profile: Profile, placed: Iterable[Placed], 
             service["user"] = item.user
         if target.secrets:
             service["environment"] = {name: f"${{{name}:?{name} must be set}}" for name in target.secrets}
-        if _has_gpu(profile.hardware):
+        if has_gpu(profile.hardware):
             service["deploy"] = {
                 "resources": {
                     "reservations": {"devices": [{"driver": "nvidia", "count": "all", "capabilities": ["gpu"]}]}
@@ -144,6 +159,3 @@ def compose_project(target: Target, profile: Profile, placed: Iterable[Placed], 
         "x-shipyard": {"target": target.name, "profile": profile.name, "from": source},
     }
 
-
-def _has_gpu(hardware: Mapping[str, str]) -> bool:
-    return hardware.get("gpu", "none").strip().lower() not in ("", "none")

@@ -15,10 +15,10 @@ import os
 import socket
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Literal
 
 from ...errors import RegistryError
-from ...oci.artifacts import MANIFEST_TYPE, artifact_manifest
+from ...oci.artifacts import pull_document, push_document
 from ...oci.client import RegistryClient
 
 LEDGER_TYPE = "application/vnd.shipyard.ledger.v1+json"
@@ -73,21 +73,14 @@ def ledger_repository(namespace: str) -> str:
 
 def load_ledger(registry: RegistryClient, namespace: str, channel: str) -> Ledger:
     repository = ledger_repository(namespace)
-    manifest = registry.manifest(repository, channel)
-    if manifest is None:
-        return Ledger(channel)
     try:
-        layer = manifest.json["layers"][0]["digest"]
-        data: dict[str, Any] = json.loads(registry.blob(repository, layer))
-        return Ledger(channel, [Entry(**entry) for entry in data["entries"]])
-    except (KeyError, IndexError, TypeError, ValueError) as exc:
+        data = pull_document(registry, repository, channel)
+        return Ledger(channel, [Entry(**entry) for entry in data["entries"]]) if data is not None else Ledger(channel)
+    except (KeyError, TypeError, ValueError) as exc:
         raise RegistryError(f"{repository}:{channel}: unreadable ledger ({exc})") from None
 
 
 def save_ledger(registry: RegistryClient, namespace: str, ledger: Ledger) -> str:
-    repository = ledger_repository(namespace)
-    body = ledger.to_json()
-    raw = artifact_manifest(
-        registry, repository, body, layer_type=LEDGER_TYPE, title=f"{ledger.channel}.json", artifact_type=LEDGER_TYPE
+    return push_document(
+        registry, ledger_repository(namespace), ledger.channel, ledger.to_json(), media_type=LEDGER_TYPE
     )
-    return registry.put_manifest(repository, ledger.channel, raw, MANIFEST_TYPE)

@@ -3,7 +3,9 @@
 Containers get the image's own non-root user, a read-only root file system with a tmpfs
 for /tmp, no capabilities, no-new-privileges, the profile's memory/CPU/pids limits, ports
 on 127.0.0.1 only (all interfaces of a remote engine's host: see engine.py), and labels by
-which leftovers of a killed run are found and removed.
+which leftovers of a killed run are found and removed. A GPU profile's containers also get every
+NVIDIA GPU of the engine's host, and an engine without the NVIDIA runtime is refused before anything
+starts (see engine.py).
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 import os
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -23,8 +25,8 @@ import httpx
 from ...errors import CanaryFailed, ConfigError, EngineError
 from ...events import Emit, Event
 from ...record import UnitRecord, load_record, write_atomic
-from .engine import Endpoint, connect, endpoint
-from .probes import Crashed, Golden, NotReady, http_health, percentile, send_golden, wait_until_ready
+from .engine import Endpoint, connect, endpoint, gpu_device_requests, require_nvidia_runtime
+from .probes import Crashed, NotReady, golden_of, http_health, judge, send_golden, wait_until_ready
 
 LABEL = "io.shipyard.canary"
 OWNER_LABEL = "io.shipyard.canary.owner"  # host:pid of the shipyard process that started it
@@ -129,10 +131,14 @@ def remove_own(client: Any) -> int:
 
 
 @contextmanager
-def running(client: Any, where: Endpoint, key: str, unit: UnitRecord, release: str) -> Iterator[tuple[Any, str]]:
-    """The unit's container, hardened, removed on the way out whatever happens."""
+def running(
+    client: Any, where: Endpoint, key: str, unit: UnitRecord, release: str, *, gpu: bool = False
+) -> Iterator[tuple[Any, str]]:
+    """The unit's container, hardened, removed on the way out whatever happens; ``gpu``: with every
+    NVIDIA GPU of the engine's host."""
     service, limits = unit.expect["service"], unit.expect["canary"]
     port = f"{service['port']}/tcp"
+    gpus: dict[str, Any] = {"device_requests": gpu_device_requests()} if gpu else {}
     container = _start(
         client,
         key,
@@ -146,6 +152,7 @@ def running(client: Any, where: Endpoint, key: str, unit: UnitRecord, release: s
         pids_limit=int(limits["pids"]),
         ports={port: (where.bind, None)},
         labels={LABEL: release, "io.shipyard.unit": key, OWNER_LABEL: owner()},
+        **gpus,
     )
     try:
         container.reload()
@@ -168,15 +175,14 @@ def _ready_check(container: Any, base_url: str, health_path: str, client: httpx.
     return check
 
 
-def canary_unit(client: Any, where: Endpoint, key: str, unit: UnitRecord, release: str) -> CanaryVerdict:
+def canary_unit(
+    client: Any, where: Endpoint, key: str, unit: UnitRecord, release: str, *, gpu: bool = False
+) -> CanaryVerdict:
     service, limits = unit.expect["service"], unit.expect["canary"]
-    golden_doc = service["golden"]
-    golden = Golden(
-        service["protocol"], golden_doc["path"], golden_doc["method"], golden_doc["request"], golden_doc["expect"]
-    )
+    golden = golden_of(service)
     slo_ms = float(service["slo_p95_ms"])
     verdict = CanaryVerdict(key, passed=False, slo_p95_ms=slo_ms)
-    with running(client, where, key, unit, release) as (container, base_url), httpx.Client() as http:
+    with running(client, where, key, unit, release, gpu=gpu) as (container, base_url), httpx.Client() as http:
         try:
             verdict.ready_s = round(
                 wait_until_ready(
@@ -189,33 +195,23 @@ def canary_unit(client: Any, where: Endpoint, key: str, unit: UnitRecord, releas
         except Crashed as exc:
             verdict.reason = f"crashed (exit code {exc.exit_code})"
         if not verdict.reason:
-            load = send_golden(base_url, golden, int(limits["requests"]))
-            verdict.requests = load.requests
-            verdict.error_rate = round(load.error_rate, 3)
-            if load.latencies_ms:
-                verdict.p50_ms = round(percentile(load.latencies_ms, 50), 1)
-                verdict.p95_ms = round(percentile(load.latencies_ms, 95), 1)
-            if load.wrong:
-                verdict.reason = f"wrong answer: expected {golden.expect}, got {str(load.first_answer)[:200]}"
-            elif load.errors:
-                verdict.reason = f"{load.errors} of {load.requests} requests failed"
-            elif verdict.p95_ms is not None and verdict.p95_ms > slo_ms:
-                verdict.reason = f"SLO missed: p95 {verdict.p95_ms} ms > {slo_ms} ms"
-            else:
-                verdict.passed = True
+            judged = judge(send_golden(base_url, golden, int(limits["requests"])), golden, slo_ms)
+            verdict.requests, verdict.error_rate = judged.requests, judged.error_rate
+            verdict.p50_ms, verdict.p95_ms = judged.p50_ms, judged.p95_ms
+            verdict.reason, verdict.passed = judged.reason, not judged.reason
         if not verdict.passed:
             verdict.logs = container.logs(tail=20).decode(errors="replace").splitlines()
     return verdict
 
 
 def _canary_units(
-    client: Any, where: Endpoint, units: dict[str, UnitRecord], release: str, emit: Emit
+    client: Any, where: Endpoint, units: dict[str, UnitRecord], release: str, emit: Emit, *, gpu: bool = False
 ) -> list[CanaryVerdict]:
     verdicts = []
     for key, unit in units.items():
         started = time.monotonic()
         emit(Event("canary.started", f"{key}: starting {unit.ref[:90]}", unit=key))
-        verdict = canary_unit(client, where, key, unit, release)
+        verdict = canary_unit(client, where, key, unit, release, gpu=gpu)
         outcome = "ok" if verdict.passed else f"FAIL {verdict.reason}"
         emit(
             Event(
@@ -229,7 +225,11 @@ def _canary_units(
     return verdicts
 
 
-def canary_release(record_path: Path, profile: str | None, emit: Emit) -> list[CanaryVerdict]:
+def canary_release(
+    record_path: Path, profile: str | None, emit: Emit, *, gpu_profiles: Collection[str] = ()
+) -> list[CanaryVerdict]:
+    """Canary the services of ``profile`` (default: the release's first). ``gpu_profiles``: the project's
+    profiles whose hardware has a GPU (the record does not say); their containers get the GPUs."""
     record = load_record(record_path)
     profiles = list(dict.fromkeys(u.profile for u in record.units.values()))
     chosen = profile or (profiles[0] if profiles else "")
@@ -246,11 +246,14 @@ def canary_release(record_path: Path, profile: str | None, emit: Emit) -> list[C
         )
     where = endpoint()
     client = connect(where)
+    gpu = chosen in gpu_profiles
+    if gpu:  # before any container is removed or started: the engine cannot run this canary at all
+        require_nvidia_runtime(client, f"canary {chosen} (a GPU profile)", where.url)
     if where.is_remote:
         emit(Event("canary.engine", f"engine {where.url}: probing the services at {where.probe_host}"))
     remove_leftovers(client, emit)
     try:
-        verdicts = _canary_units(client, where, units, record.release, emit)
+        verdicts = _canary_units(client, where, units, record.release, emit, gpu=gpu)
     finally:
         remove_own(client)  # one interrupted mid-request (create answered after Ctrl-C) included
     for verdict in verdicts:

@@ -7,6 +7,9 @@ publishes them on all its interfaces and is probed at its own host name, so that
 ``DOCKER_HOST=ssh://me@mainpc shipyard canary --profile mainpc`` checks the service on the
 machine it is built for. ``SHIPYARD_CANARY_HOST`` names another address to probe (a VPN or
 LAN name of the engine's host).
+
+A GPU profile's containers ask the engine for every NVIDIA GPU of its host (``--gpus all``); before
+anything starts, the engine must show an ``nvidia`` runtime (the NVIDIA Container Toolkit, configured).
 """
 
 from __future__ import annotations
@@ -75,3 +78,35 @@ def connect(where: Endpoint) -> Any:
             f"Docker engine {where.url} ({origin}) not reachable for the canary ({exc}); start it with "
             f"`nox -s up`, or point DOCKER_HOST at a running engine"
         ) from None
+
+
+def has_gpu(hardware: Mapping[str, str]) -> bool:
+    """A profile's ``hardware`` table says its machine has a GPU: ``gpu`` set, and not ``none``."""
+    return hardware.get("gpu", "none").strip().lower() not in ("", "none")
+
+
+def gpu_device_requests() -> list[Any]:
+    """``device_requests`` for a container that gets every NVIDIA GPU of the engine's host (``--gpus all``)."""
+    from docker.types import DeviceRequest
+
+    return [DeviceRequest(driver="nvidia", count=-1, capabilities=[["gpu"]])]
+
+
+def require_nvidia_runtime(client: Any, who: str, engine_url: str) -> None:
+    """Refuse, as one line naming ``who`` and the fix, an engine without the NVIDIA runtime: without it a
+    container asking for GPUs fails to start, or a service falls back to the CPU and passes slow."""
+    import docker
+
+    try:
+        info = client.info()
+    except docker.errors.DockerException as exc:
+        detail = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+        raise EngineError(f"{who}: cannot read the runtimes of the engine at {engine_url} ({detail})") from None
+    runtimes = sorted(info.get("Runtimes") or {})
+    if "nvidia" in runtimes:
+        return
+    raise EngineError(
+        f"{who}: the engine at {engine_url} has no NVIDIA runtime (runtimes: {', '.join(runtimes) or 'none'}); "
+        f"install the NVIDIA Container Toolkit there and run `nvidia-ctk runtime configure --runtime=docker`, "
+        f"then restart dockerd"
+    )

@@ -153,3 +153,35 @@ def _record(result: LoadResult, answer: Any, golden: Golden, latency_ms: float) 
         result.latencies_ms.append(latency_ms)
     else:
         result.wrong += 1
+
+
+@dataclass(frozen=True)
+class Judgement:
+    """What a golden load says of a service: no ``reason`` means it passed."""
+
+    reason: str
+    p50_ms: float | None
+    p95_ms: float | None
+    error_rate: float
+    requests: int
+
+
+def judge(load: LoadResult, golden: Golden, slo_p95_ms: float) -> Judgement:
+    """The canary's verdict on a load, also the live check's after a deploy: a wrong answer first, then
+    failed requests, then the SLO."""
+    p50 = round(percentile(load.latencies_ms, 50), 1) if load.latencies_ms else None
+    p95 = round(percentile(load.latencies_ms, 95), 1) if load.latencies_ms else None
+    reason = ""
+    if load.wrong:
+        reason = f"wrong answer: expected {golden.expect}, got {str(load.first_answer)[:200]}"
+    elif load.errors:
+        reason = f"{load.errors} of {load.requests} requests failed"
+    elif p95 is not None and p95 > slo_p95_ms:
+        reason = f"SLO missed: p95 {p95} ms > {slo_p95_ms} ms"
+    return Judgement(reason, p50, p95, round(load.error_rate, 3), load.requests)
+
+
+def golden_of(service: Mapping[str, Any]) -> Golden:
+    """The golden request of a service table (the catalog's, or a record's copy of it)."""
+    doc = service["golden"]
+    return Golden(service["protocol"], doc["path"], doc["method"], doc["request"], doc["expect"])

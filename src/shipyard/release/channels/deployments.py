@@ -1,0 +1,80 @@
+"""The deployment ledger: what each target ran, when and who put it there, kept in the registry.
+
+One JSON document per target under ``<namespace>/shipyard-deployments:<target>``, like the channel
+ledger. An entry is written ``in-progress`` before the engine is touched and gets its outcome after:
+``complete``, ``rolled-back`` (it failed and the target is back on the previous good deployment),
+``failed`` (nothing to go back to: what it started was stopped) or ``interrupted`` (a killed run,
+superseded by the run that finished it). Each entry keeps the Compose project it applied (secrets by
+reference only), so a rollback re-applies exactly what ran, whatever the catalog says today.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from ...errors import RegistryError
+from ...oci.artifacts import pull_document, push_document
+from ...oci.client import RegistryClient
+from .ledger import actor
+
+DEPLOYMENTS_TYPE = "application/vnd.shipyard.deployments.v1+json"
+DeployState = Literal["in-progress", "complete", "rolled-back", "failed", "interrupted"]
+
+
+@dataclass
+class Deployment:
+    release: str
+    source: str  # what was deployed: "channel stable" or a release tag
+    images: dict[str, str]  # service -> image by digest
+    previous: dict[str, str]  # service -> image that ran before ({}: the target's first deploy)
+    project: dict[str, Any]  # the Compose project applied
+    checks: dict[str, dict[str, Any]]  # service -> port, probe, requests: its live check, after it or a rollback
+    at: str = field(default_factory=lambda: datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"))
+    by: str = field(default_factory=actor)
+    state: DeployState = "in-progress"
+    reason: str = ""  # why it failed (and how the rollback went)
+    seconds: float | None = None  # from the first engine call to the outcome
+
+
+@dataclass
+class DeploymentLedger:
+    target: str
+    entries: list[Deployment] = field(default_factory=list)
+
+    @property
+    def last_good(self) -> Deployment | None:
+        """The newest deployment that completed: what a failed deploy goes back to."""
+        return next((e for e in reversed(self.entries) if e.state == "complete"), None)
+
+    @property
+    def last(self) -> Deployment | None:
+        return self.entries[-1] if self.entries else None
+
+    def to_json(self) -> bytes:
+        document = {"target": self.target, "entries": [asdict(e) for e in self.entries]}
+        return json.dumps(document, indent=2, sort_keys=True).encode() + b"\n"
+
+
+def deployments_repository(namespace: str) -> str:
+    return f"{namespace}/shipyard-deployments"
+
+
+def load_deployments(registry: RegistryClient, namespace: str, target: str) -> DeploymentLedger:
+    repository = deployments_repository(namespace)
+    try:
+        data = pull_document(registry, repository, target)
+        if data is None:
+            return DeploymentLedger(target)
+        return DeploymentLedger(target, [Deployment(**entry) for entry in data["entries"]])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise RegistryError(
+            f"{registry.target.host}/{repository}:{target}: unreadable deployment ledger ({exc})"
+        ) from None
+
+
+def save_deployments(registry: RegistryClient, namespace: str, ledger: DeploymentLedger) -> str:
+    repository = deployments_repository(namespace)
+    return push_document(registry, repository, ledger.target, ledger.to_json(), media_type=DEPLOYMENTS_TYPE)
