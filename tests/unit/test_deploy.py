@@ -12,7 +12,7 @@ from shipyard.config.targets import Target
 from shipyard.errors import ConfigError
 from shipyard.oci.client import RegistryClient
 from shipyard.release.channels import rollout
-from shipyard.release.channels.compose_apply import Running, _why
+from shipyard.release.channels.compose_apply import Running, failure_line
 from shipyard.release.channels.deploy import DeployOutcome, plan_changes
 from shipyard.release.channels.deployments import Deployment, load_deployments, save_deployments
 from shipyard.release.channels.rollout import batches, roll_out
@@ -96,8 +96,8 @@ def test_the_deployment_ledger_round_trips_through_the_registry() -> None:
 
 def test_compose_failure_is_named_by_its_line() -> None:
     output = "Container x-1  Creating\nContainer x-1  Started\ncontainer x-1 is unhealthy\n"
-    assert _why(output) == "container x-1 is unhealthy"
-    assert _why("a\nlast words\n") == "last words"
+    assert failure_line(output) == "container x-1 is unhealthy"
+    assert failure_line("a\nlast words\n") == "last words"
 
 
 def test_a_missing_secret_is_refused_naming_the_key() -> None:

@@ -4,8 +4,9 @@ A target names the engine to deploy to (``unix://``, ``tcp://``, ``ssh://`` or `
 the profile whose images it runs, the services (default: every service built for the profile),
 whether it is a canary target (rolled out first), the runtime secrets its services need (taken from
 the deploying environment and never written anywhere), ``mode`` (``compose`` per host, or ``swarm``
-for a stack on a swarm manager) and ``ports``, the host port a service is published on where it is
-not the service's own (two targets on one host, or a port taken there).
+for a stack on a swarm manager, whose ports ``publish`` on the routing mesh or, with ``host``, each
+task on a port of its own node, checked one by one) and ``ports``, the host port a service is
+published on where it is not the service's own (two targets on one host, or a port taken there).
 """
 
 from __future__ import annotations
@@ -17,8 +18,9 @@ from dataclasses import dataclass, field
 from ..errors import ConfigError
 from .reader import Table, did_you_mean
 
-TARGET_KEYS = ("profile", "engine", "mode", "services", "canary", "secrets", "ports")
+TARGET_KEYS = ("profile", "engine", "mode", "publish", "services", "canary", "secrets", "ports")
 MODES = ("compose", "swarm")
+PUBLISH_MODES = ("ingress", "host")
 ENGINE_RE = re.compile(r"^(?:unix:///\S+|tcp://[^\s/]+|ssh://[^\s/]+|context:[A-Za-z0-9][A-Za-z0-9_.+-]*)$")
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 SECRET_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
@@ -34,6 +36,7 @@ class Target:
     secrets: tuple[str, ...] = ()
     mode: str = "compose"  # compose: a Compose project on the engine; swarm: a stack on a swarm manager
     ports: Mapping[str, int] = field(default_factory=dict)  # service -> host port, where not its own port
+    publish: str = "ingress"  # swarm: the routing mesh, or each task on a port of its own node ("host")
 
 
 def parse_targets(t: Table) -> dict[str, Target]:
@@ -55,6 +58,11 @@ def parse_targets(t: Table) -> dict[str, Target]:
         mode = entry.opt("mode", str, "compose")
         if mode not in MODES:
             raise entry.error("mode", f"expected one of {', '.join(MODES)}, got {mode!r}")
+        publish = entry.opt("publish", str, "ingress")
+        if publish not in PUBLISH_MODES:
+            raise entry.error("publish", f"expected one of {', '.join(PUBLISH_MODES)}, got {publish!r}")
+        if "publish" in entry.data and mode != "swarm":
+            raise entry.error("publish", 'applies to mode = "swarm" only (Compose publishes on the host)')
         ports = entry.int_map("ports")
         for service, port in ports.items():
             if not 0 < port < 65536:
@@ -68,6 +76,7 @@ def parse_targets(t: Table) -> dict[str, Target]:
             secrets=tuple(secrets),
             mode=mode,
             ports=ports,
+            publish=publish,
         )
     return targets
 

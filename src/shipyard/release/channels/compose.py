@@ -111,7 +111,7 @@ def from_release(record: ReleaseRecord, catalog: Catalog, target: Target, *, for
             Placed(
                 service=unit.image,
                 ref=unit.ref,
-                release=unit.reused_from or record.release,
+                release=record.release,
                 user=str(unit.expect.get("user", "")),
                 port=int((unit.expect.get("service") or {})["port"]),
                 probe=unit.expect["service"],
@@ -158,4 +158,3 @@ def compose_project(target: Target, profile: Profile, placed: Iterable[Placed], 
         "volumes": {"models": {"labels": {TARGET_LABEL: target.name}}},
         "x-shipyard": {"target": target.name, "profile": profile.name, "from": source},
     }
-

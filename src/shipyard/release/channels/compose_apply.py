@@ -74,6 +74,10 @@ class ComposeApplier:
         argv += ["--wait-timeout", str(int(timeout_s)), "--remove-orphans", "--quiet-pull"]
         self._compose(argv)
 
+    def live_ports(self, service: str, port: int, container_port: int) -> list[int]:
+        """Where the live check reaches ``service``: the host port Compose publishes it on."""
+        return [port]
+
     def down(self) -> None:
         """Stop and remove what the project started; its volumes (the model cache) stay."""
         self._compose(["docker", "compose", "-p", self.name, "down", "--remove-orphans", "--timeout", "10"])
@@ -85,10 +89,10 @@ class ComposeApplier:
         try:
             self.runner.run(argv, env=self.engine.cli_env(self.environ), on_line=log)
         except CommandFailed as exc:
-            raise ApplyFailed(_why(exc.output) or f"docker compose exited {exc.returncode}") from None
+            raise ApplyFailed(failure_line(exc.output) or f"docker compose exited {exc.returncode}") from None
 
 
-def _why(output: str) -> str:
+def failure_line(output: str) -> str:
     """The line of Compose's output that says what went wrong (it ends with the failure)."""
     lines = [line.strip() for line in output.splitlines() if line.strip()]
     for line in reversed(lines):

@@ -16,10 +16,11 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from ...config.profiles import Profile
 from ...config.targets import Target
+from ...errors import ConfigError, EngineError
 from ...events import Emit, Event
 from ...oci.client import RegistryClient
 from ...runner import Runner
@@ -28,6 +29,7 @@ from .compose import Placed, compose_project
 from .compose_apply import ApplyFailed, ComposeApplier, Running
 from .deployments import Deployment, load_deployments, save_deployments
 from .live import ServiceCheck, check_target
+from .swarm_apply import SwarmApplier, stack_project
 from .target_engine import TargetEngine, check_secrets, connect_engine, resolve_engine
 
 Outcome = Literal["deployed", "unchanged", "rolled-back", "stopped", "planned", "not reached"]
@@ -79,7 +81,12 @@ class DeployContext:
 def checks_of(target: Target, placed: Sequence[Placed]) -> dict[str, dict[str, Any]]:
     """Each service's live check: the host port it is published on, its probes, how many golden requests."""
     return {
-        p.service: {"port": target.ports.get(p.service, p.port), "probe": dict(p.probe), "requests": p.requests}
+        p.service: {
+            "port": target.ports.get(p.service, p.port),
+            "container_port": p.port,
+            "probe": dict(p.probe),
+            "requests": p.requests,
+        }
         for p in placed
     }
 
@@ -97,6 +104,30 @@ def plan_changes(running: Sequence[Running], images: Mapping[str, str]) -> list[
     return changes
 
 
+class Applier(Protocol):
+    """How a project reaches an engine: Compose per host, or a Swarm stack."""
+
+    def running(self) -> list[Running]: ...
+    def up(self, project: Mapping[str, Any], timeout_s: float) -> None: ...
+    def live_ports(self, service: str, port: int, container_port: int) -> list[int]: ...
+    def down(self) -> None: ...
+
+
+def check_swarm(target: Target, profile: Profile, engine: TargetEngine, client: Any) -> None:
+    """A swarm target's engine is a manager, and its profile asks for nothing Swarm cannot give."""
+    if has_gpu(profile.hardware):
+        raise ConfigError(
+            f"shipyard.toml: targets.{target.name}.mode: a swarm stack cannot reserve the NVIDIA GPUs profile "
+            f'{profile.name} needs; use mode = "compose" for GPU hosts'
+        )
+    swarm = client.info().get("Swarm") or {}
+    if not swarm.get("ControlAvailable"):
+        raise EngineError(
+            f"target {target.name}: engine {engine.url} is not a swarm manager (swarm state: "
+            f'{swarm.get("LocalNodeState") or "inactive"}); run `docker swarm init` there, or set mode = "compose"'
+        )
+
+
 class TargetDeploy:
     """One target: the checks that come before any change, the plan, then :meth:`apply`."""
 
@@ -111,8 +142,16 @@ class TargetDeploy:
         self.client = connect_engine(self.engine)
         if has_gpu(profile.hardware):
             require_nvidia_runtime(self.client, f"target {target.name}", self.engine.url)
-        self.applier = ComposeApplier(self.engine, self.client, ctx.runner, ctx.work_dir, ctx.environ, ctx.emit)
+        self.applier: Applier
         self.project = compose_project(target, profile, self.placed, source)
+        if target.mode == "swarm":
+            check_swarm(target, profile, self.engine, self.client)
+            self.applier = SwarmApplier(
+                self.engine, self.client, ctx.runner, ctx.work_dir, ctx.environ, ctx.emit, publish=target.publish
+            )
+            self.project = stack_project(self.project, profile.runtime, target.publish)
+        else:
+            self.applier = ComposeApplier(self.engine, self.client, ctx.runner, ctx.work_dir, ctx.environ, ctx.emit)
         self.images = {p.service: p.ref for p in self.placed}
         self.ledger = load_deployments(ctx.registry, ctx.namespace, target.name)
         self.changes = plan_changes(self.applier.running(), self.images)
@@ -170,8 +209,12 @@ class TargetDeploy:
         try:
             self.applier.up(project, timeout)
         except ApplyFailed as exc:
-            return f"docker compose up: {exc}", []
-        results = check_target(self.engine.probe_host, checks)
+            return f"{'docker stack deploy' if self.target.mode == 'swarm' else 'docker compose up'}: {exc}", []
+        ports = {
+            service: self.applier.live_ports(service, int(c["port"]), int(c.get("container_port", c["port"])))
+            for service, c in checks.items()
+        }
+        results = check_target(self.engine.probe_host, checks, ports)
         for check in results:
             outcome = "ok" if check.passed else f"FAIL {check.reason}"
             self.ctx.emit(

@@ -7,7 +7,7 @@ serves, not only that its containers say healthy.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,10 +33,10 @@ class ServiceCheck:
         return f"{self.reason.split(':', 1)[0]} from {self.service}"
 
 
-def check_service(host: str, service: str, check: Mapping[str, Any]) -> ServiceCheck:
-    """``check``: the service's ``port``, ``probe`` (its catalog table) and ``requests`` (golden count)."""
+def check_service(host: str, port: int, service: str, check: Mapping[str, Any]) -> ServiceCheck:
+    """``check``: the service's ``probe`` (its catalog table) and ``requests`` (golden count)."""
     probe = check["probe"]
-    base_url = f"http://{host}:{check['port']}"
+    base_url = f"http://{host}:{port}"
     with httpx.Client() as http:
 
         def healthy() -> None:
@@ -51,6 +51,14 @@ def check_service(host: str, service: str, check: Mapping[str, Any]) -> ServiceC
     return ServiceCheck(service, verdict.reason, verdict.p95_ms, verdict.requests)
 
 
-def check_target(host: str, checks: Mapping[str, Mapping[str, Any]]) -> list[ServiceCheck]:
-    """Every service, in order; all of them are checked so the outcome names each one that fails."""
-    return [check_service(host, service, check) for service, check in checks.items()]
+def check_target(
+    host: str, checks: Mapping[str, Mapping[str, Any]], ports: Mapping[str, Sequence[int]]
+) -> list[ServiceCheck]:
+    """Every service at each of its ``ports`` (one, or one per replica); all are checked, so the outcome
+    names each one that fails. A service with no port to reach fails: nothing of it answers."""
+    results = []
+    for service, check in checks.items():
+        if not ports.get(service):
+            results.append(ServiceCheck(service, "not published: no running task has a port to reach"))
+        results += [check_service(host, port, service, check) for port in ports.get(service, ())]
+    return results
