@@ -194,7 +194,8 @@ class TargetDeploy:
         if not failure:
             entry.state, entry.seconds = "complete", round(time.monotonic() - started, 1)
             self._save()
-            line = f"{name}: {self.release} deployed, {len(checks)} service(s) healthy and answering ({entry.seconds}s)"
+            count = len(self.images)
+            line = f"{name}: {self.release} deployed, {count} service(s) healthy and answering ({entry.seconds}s)"
             self.ctx.emit(Event("deploy.done", line))
             return DeployOutcome(
                 name, self.before, self.release, "deployed", "healthy", _p95(checks), entry.seconds, line=line

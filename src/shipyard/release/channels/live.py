@@ -22,6 +22,7 @@ class ServiceCheck:
     reason: str  # empty: healthy, answering right, within the SLO
     p95_ms: float | None = None
     requests: int = 0
+    port: int = 0  # where it was reached
 
     @property
     def passed(self) -> bool:
@@ -45,10 +46,10 @@ def check_service(host: str, port: int, service: str, check: Mapping[str, Any]) 
         try:
             wait_until_ready(healthy, float(probe["ready_timeout_s"]))
         except NotReady as exc:
-            return ServiceCheck(service, f"not answering at {base_url}{probe['health']} in time: {exc}")
+            return ServiceCheck(service, f"not answering at {base_url}{probe['health']} in time: {exc}", port=port)
     golden = golden_of(probe)
     verdict = judge(send_golden(base_url, golden, int(check["requests"])), golden, float(probe["slo_p95_ms"]))
-    return ServiceCheck(service, verdict.reason, verdict.p95_ms, verdict.requests)
+    return ServiceCheck(service, verdict.reason, verdict.p95_ms, verdict.requests, port)
 
 
 def check_target(

@@ -10,8 +10,10 @@ the new image, or Swarm's own rollback, reported with Swarm's message.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable, Mapping
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +59,16 @@ def stack_project(compose: Mapping[str, Any], runtime: RuntimeSettings, publish:
         }
         services[name] = swarm
     return {**{k: v for k, v in compose.items() if k != "name"}, "services": services}
+
+
+def _instant(text: str) -> datetime | None:
+    """An engine timestamp (RFC 3339 with nanoseconds) to the microsecond; None when there is none."""
+    match = re.match(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?(Z|[+-]\d\d:\d\d)$", text)
+    if not match:
+        return None
+    whole, fraction, zone = match.groups()
+    stamp = f"{whole}.{(fraction or '0')[:6].ljust(6, '0')}{'+00:00' if zone == 'Z' else zone}"
+    return datetime.fromisoformat(stamp)
 
 
 def _published(spec: str, publish: str) -> dict[str, Any]:
@@ -119,24 +131,25 @@ class SwarmApplier:
     def up(self, project: Mapping[str, Any], timeout_s: float) -> None:
         make_dirs(self.file.parent)
         self.file.write_text(yaml.safe_dump(dict(project), sort_keys=False), encoding="utf-8")
-        versions = {self._short(s): s.version for s in self._services()}
+        since = _instant(str(self.client.info().get("SystemTime", "")))  # the engine's clock, not ours
         argv = ["docker", "stack", "deploy", "--compose-file", str(self.file), "--prune"]
         argv += ["--resolve-image", "never", "--detach=true", self.name]
         self._run(argv)
         try:
-            wait_until_ready(self._converged(set(project["services"]), versions), timeout_s, sleep=self.sleep)
+            wait_until_ready(self._converged(set(project["services"]), since), timeout_s, sleep=self.sleep)
         except NotReady as exc:
             raise ApplyFailed(f"not converged in {timeout_s:.0f}s: {exc}") from None
 
-    def _converged(self, names: set[str], versions: Mapping[str, int]) -> Callable[[], None]:
-        """A check: NotReady until each service runs its new spec on every replica; Swarm's rollback of a
-        service this deploy updated (its version moved) is a failure, with Swarm's message."""
+    def _converged(self, names: set[str], since: datetime | None) -> Callable[[], None]:
+        """A check: NotReady until each service runs its new spec on every replica; Swarm's rollback of an
+        update this deploy started (after ``since``, on the engine's clock) is a failure, with Swarm's message."""
 
         def check() -> None:
             services = {self._short(s): s for s in self._services()}
             for name, service in services.items():
                 status = service.attrs.get("UpdateStatus") or {}
-                if status.get("State") in ROLLED_BACK and service.version != versions.get(name):
+                started = _instant(str(status.get("StartedAt", "")))
+                if status.get("State") in ROLLED_BACK and (since is None or (started is not None and started >= since)):
                     raise ApplyFailed(f"Swarm rolled {name} back: {status.get('Message', 'no message')}")
             waiting = sorted(n for n in names if n not in services or not self._settled(services[n]))
             if waiting:
@@ -150,13 +163,14 @@ class SwarmApplier:
             return [port]
         found = [s for s in self._services() if self._short(s) == service]
         tasks = found[0].tasks(filters={"desired-state": "running"}) if found else []
-        return [
+        published = {
             int(p["PublishedPort"])
             for t in tasks
             if t["Status"]["State"] == "running"
             for p in (t["Status"].get("PortStatus") or {}).get("Ports", [])
             if int(p.get("TargetPort", 0)) == container_port
-        ]
+        }
+        return sorted(published)
 
     def down(self) -> None:
         self._run(["docker", "stack", "rm", self.name])

@@ -1,0 +1,112 @@
+"""Swarm targets on a real single-node swarm (a second dockerd in its own network namespace).
+
+A stack of the release's service, two replicas, ``start-first`` updates. This kernel has no IPVS, so
+the routing mesh cannot answer here: the target publishes in ``host`` mode, each task on a port the
+engine picks, and the live check asks every task. Everything is read back from the engine.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import docker
+import pytest
+
+from shipyard.record import ReleaseRecord, save_record
+from tests.integration.conftest import push_variant, shipyard
+from tests.integration.second_engine import SecondEngine, second_engine
+
+SERVICE = "affective-processing-center"
+RUN = uuid.uuid4().hex[:6]
+TARGET = f"fleet-{RUN}"
+
+
+@dataclass(frozen=True)
+class Swarm:
+    root: Path
+    engine: SecondEngine
+    a: ReleaseRecord
+
+
+@pytest.fixture(scope="module")
+def swarm(gated, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Swarm]:  # type: ignore[no-untyped-def]
+    source, a = gated
+    root = tmp_path_factory.mktemp("swarm") / "proj"
+    shutil.copytree(source, root, ignore=shutil.ignore_patterns(".git", ".shipyard"))
+    shutil.copytree(source / ".shipyard" / "releases", root / ".shipyard" / "releases")
+    profile = root / "profiles" / "cpu.json"
+    profile.write_text(json.dumps({**json.loads(profile.read_text()), "runtime": {"replicas": 2}}))
+    with second_engine(tmp_path_factory.mktemp("swarm-engine"), name="shipyard-it-swarm", subnet=79) as engine:
+        engine.swarm_init()
+        with (root / "shipyard.toml").open("a") as catalog:
+            catalog.write(
+                f'\n[targets.{TARGET}]\nprofile = "cpu"\nengine = "{engine.url}"\nmode = "swarm"\n'
+                f'publish = "host"\nservices = ["{SERVICE}"]\n'
+            )
+        yield Swarm(root, engine, a)
+
+
+def service_state(engine: SecondEngine) -> tuple[dict[str, object], list[str]]:
+    """The stack's service as Swarm has it (spec, update status), and the image IDs of its running containers."""
+    client = docker.DockerClient(base_url=engine.url)
+    try:
+        (service,) = client.services.list(filters={"name": f"shipyard-{TARGET}_{SERVICE}"})
+        containers = client.containers.list(filters={"label": f"com.docker.swarm.service.name={service.name}"})
+        return service.attrs, sorted(c.attrs["Image"] for c in containers)
+    finally:
+        client.close()
+
+
+def variant(swarm: Swarm, name: str, lines: list[str], tmp: Path) -> ReleaseRecord:
+    good = swarm.a.units[f"cpu/{SERVICE}"]
+    digest = push_variant(
+        good.ref, [*lines, f"LABEL org.opencontainers.image.version={name}"], tmp, f"{good.repository}:{name}"
+    )
+    record = replace(swarm.a, release=name, units={**swarm.a.units, f"cpu/{SERVICE}": replace(good, digest=digest)})
+    save_record(swarm.root, record)
+    return record
+
+
+def deploy(swarm: Swarm, release: str, check: bool = True):  # type: ignore[no-untyped-def]
+    return shipyard("--project", str(swarm.root), "deploy", "--target", TARGET, release, check=check)
+
+
+def test_a_stack_converges_with_start_first_updates(swarm: Swarm, tmp_path: Path) -> None:
+    first = deploy(swarm, swarm.a.release)
+    assert f"{TARGET}: {swarm.a.release} deployed, 1 service(s) healthy and answering" in first.stdout, first.stdout
+    spec, images = service_state(swarm.engine)
+    digest_a = swarm.a.units[f"cpu/{SERVICE}"].digest
+    assert images == [digest_a, digest_a]  # both replicas
+    update = spec["Spec"]["UpdateConfig"]  # type: ignore[index]
+    assert update["Order"] == "start-first" and update["FailureAction"] == "rollback"
+
+    c = variant(swarm, f"{swarm.a.release}-c", ["LABEL io.shipyard.it.release=c"], tmp_path)
+    result = deploy(swarm, c.release)
+    assert re.search(rf"update +{SERVICE}: {SERVICE}@\w+ -> {SERVICE}@\w+", result.stdout), result.stdout
+    spec, images = service_state(swarm.engine)
+    assert images == [c.units[f"cpu/{SERVICE}"].digest] * 2
+    assert spec["UpdateStatus"]["State"] == "completed"  # type: ignore[index]
+
+
+def test_an_update_swarm_rolls_back_is_reported_and_the_target_stays_good(swarm: Swarm, tmp_path: Path) -> None:
+    before, good_images = service_state(swarm.engine)
+    crash = variant(swarm, f"{swarm.a.release}-crash", ['CMD ["python3", "-c", "raise SystemExit(3)"]'], tmp_path)
+    result = deploy(swarm, crash.release, check=False)
+    assert result.returncode == 14, result.stdout + result.stderr
+    assert f"{TARGET}: {crash.release} failed (docker stack deploy: Swarm rolled {SERVICE} back: " in result.stderr
+    assert f"rolled back to {swarm.a.release}-c (healthy)" in result.stderr, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    spec, images = service_state(swarm.engine)
+    assert images == good_images  # what ran before the bad update
+    assert (
+        spec["Spec"]["TaskTemplate"]["ContainerSpec"]["Image"]
+        == before["Spec"]["TaskTemplate"]["ContainerSpec"]["Image"]
+    )  # type: ignore[index]
+    entries = json.loads(shipyard("--project", str(swarm.root), "deployments", "--target", TARGET, "--json").stdout)
+    assert [e["state"] for e in entries["entries"]] == ["complete", "complete", "rolled-back"]
