@@ -115,9 +115,20 @@ def promote(session: nox.Session) -> None:
 
 
 @nox.session
+def rollout(session: nox.Session) -> None:
+    """Deploy a channel to every target of shipyard.toml, canary targets first, then batches:
+    `nox -s rollout -- --channel stable [--batch-size N]` (default channel: stable)."""
+    install(session)
+    up(session)
+    args = session.posargs if "--channel" in session.posargs else ["--channel", "stable", *session.posargs]
+    session.run("shipyard", "rollout", *args)
+
+
+@nox.session
 def release(session: nox.Session) -> None:
     """The batch rollout: build → verify → scan → canary (canary profile) → promote it to `canary` →
-    promote every profile to `stable`. Stops at the first failed gate; nothing is promoted beyond it.
+    promote every profile to `stable` → roll `stable` out to the targets (the demo's `local`: this
+    host). Stops at the first failed gate; nothing is promoted or deployed beyond it.
 
     The vulnerability DB comes from SHIPYARD_TRIVY_DB_REPOSITORY (a mirror, see README). Without one
     the scan runs with --skip-vulnerabilities, says so, and records "vulnerabilities": "skipped".
@@ -133,6 +144,7 @@ def release(session: nox.Session) -> None:
     session.run("shipyard", "canary", "--profile", canary_profile)
     session.run("shipyard", "promote", "--channel", "canary", "--profile", canary_profile)
     session.run("shipyard", "promote", "--channel", "stable")
+    session.run("shipyard", "rollout", "--channel", "stable")
     # the newest record is the one this session built (and verify, scan and canary just rewrote)
     session.run("shipyard", "report")
 

@@ -4,6 +4,7 @@ import contextlib
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import uuid
@@ -124,6 +125,14 @@ def isolated(root: Path) -> Path:
     assert count == 1, "the catalog has no [project] source to make unique"
     catalog.write_text(text)
     git(root, "commit", "-qam", "this test session's own project")
+    return root
+
+
+def copy_project(source: Path, root: Path) -> Path:
+    """The project's files and release records at ``root``, without its git history or other state: a
+    catalog a test may add to (deploy targets) while the session's project stays as it is."""
+    shutil.copytree(source, root, ignore=shutil.ignore_patterns(".git", ".shipyard"))
+    shutil.copytree(source / ".shipyard" / "releases", root / ".shipyard" / "releases")
     return root
 
 

@@ -59,3 +59,27 @@ def test_the_release_and_the_channel_give_the_same_project_that_compose_accepts(
     channel_file.write_text(from_channel)
     via_channel = json.loads(compose_config(channel_file, {"HF_TOKEN": "x"}).stdout)["services"]
     assert {n: s["image"] for n, s in via_channel.items()} == {n: s["image"] for n, s in services.items()}
+
+
+def test_a_gpu_profile_reserves_nvidia_devices_and_compose_keeps_them(gated, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    root, record = gated
+    catalog = root / "shipyard.toml"
+    original = catalog.read_text()
+    catalog.write_text(original + '\n[targets.gpu]\nprofile = "pc2"\nengine = "ssh://ops@pc2"\n')
+    channel = f"gpu-{uuid.uuid4().hex[:6]}"
+    try:  # pc2's units have no gate verdicts (only cpu's canary ran): promoted with the recorded override
+        shipyard("--project", str(root), "promote", record.release, "--channel", channel, "--profile", "pc2",
+                 "--force", "--reason", "compose-file test of a GPU profile")  # fmt: skip
+        text = shipyard("--project", str(root), "compose-file", "--target", "gpu", "--channel", channel).stdout
+    finally:
+        catalog.write_text(original)
+    path = tmp_path / "gpu.yaml"
+    path.write_text(text)
+    config = compose_config(path, {})
+    assert config.returncode == 0, config.stderr
+    services = json.loads(config.stdout)["services"]
+    assert services
+    for name, service in services.items():
+        (device,) = service["deploy"]["resources"]["reservations"]["devices"]
+        assert device["driver"] == "nvidia" and device["capabilities"] == ["gpu"], name
+        assert service["image"].startswith(record.units[f"pc2/{name}"].repository + "@sha256:")

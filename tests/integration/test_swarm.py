@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
@@ -19,7 +18,7 @@ import docker
 import pytest
 
 from shipyard.record import ReleaseRecord, save_record
-from tests.integration.conftest import push_variant, shipyard
+from tests.integration.conftest import copy_project, push_variant, shipyard
 from tests.integration.second_engine import SecondEngine, second_engine
 
 SERVICE = "affective-processing-center"
@@ -37,9 +36,7 @@ class Swarm:
 @pytest.fixture(scope="module")
 def swarm(gated, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Swarm]:  # type: ignore[no-untyped-def]
     source, a = gated
-    root = tmp_path_factory.mktemp("swarm") / "proj"
-    shutil.copytree(source, root, ignore=shutil.ignore_patterns(".git", ".shipyard"))
-    shutil.copytree(source / ".shipyard" / "releases", root / ".shipyard" / "releases")
+    root = copy_project(source, tmp_path_factory.mktemp("swarm") / "proj")
     profile = root / "profiles" / "cpu.json"
     profile.write_text(json.dumps({**json.loads(profile.read_text()), "runtime": {"replicas": 2}}))
     with second_engine(tmp_path_factory.mktemp("swarm-engine"), name="shipyard-it-swarm", subnet=79) as engine:

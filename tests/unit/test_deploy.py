@@ -12,9 +12,9 @@ from shipyard.config.targets import Target
 from shipyard.errors import ConfigError
 from shipyard.oci.client import RegistryClient
 from shipyard.release.channels import rollout
-from shipyard.release.channels.compose_apply import Running, failure_line
 from shipyard.release.channels.deploy import DeployOutcome, plan_changes
 from shipyard.release.channels.deployments import Deployment, load_deployments, save_deployments
+from shipyard.release.channels.docker_cli import Running, failure_line
 from shipyard.release.channels.rollout import batches, roll_out
 from shipyard.release.channels.target_engine import check_secrets, resolve_engine
 from tests.memregistry import MemoryRegistry

@@ -85,7 +85,7 @@ def test_quick_start_is_exactly_two_commands() -> None:
     assert blocks, "the Quick start has no code block"
     commands = [line for line in blocks[0].splitlines() if line.strip() and not line.lstrip().startswith("#")]
     assert len(commands) == 2, commands
-    assert commands[0].startswith("python3 -m pip install nox") and commands[0].endswith("nox -s build"), commands
+    assert commands[0].startswith("python3 -m pip install nox") and commands[0].endswith("nox -s release"), commands
     assert commands[1] == "nox -s tests"
 
 

@@ -75,11 +75,9 @@ def cmd_deploy(args: argparse.Namespace, console: Console) -> int:
     target = target_named(project.catalog, args.target)
     where = _target(args)
     with _reachable_registry(where, console) as registry:
-        placed, source = _placed(args, project, target, registry, where)
-        deploy = TargetDeploy(
-            _context(project, registry, where, console), target, project.profiles[target.profile], placed, source
-        )
+        deploy = TargetDeploy(_context(project, registry, where, console), target, project.profiles[target.profile])
         try:
+            deploy.plan(*_placed(args, project, target, registry, where))
             for line in deploy.plan_lines():
                 console.line(line)
             if args.dry_run:
@@ -111,9 +109,10 @@ def cmd_rollout(args: argparse.Namespace, console: Console) -> int:
         ctx = _context(project, registry, where, console)
         deploys: list[TargetDeploy] = []
         try:
-            for target in targets:  # every plan, and every target's checks, before any target changes
-                placed, source = _placed(args, project, target, registry, where)
-                deploys.append(TargetDeploy(ctx, target, project.profiles[target.profile], placed, source))
+            for target in targets:  # every target's checks, then every plan, before any target changes
+                deploys.append(TargetDeploy(ctx, target, project.profiles[target.profile]))
+            for deploy in deploys:
+                deploy.plan(*_placed(args, project, deploy.target, registry, where))
             for deploy in deploys:
                 for line in deploy.plan_lines():
                     console.line(line)

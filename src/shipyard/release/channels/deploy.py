@@ -26,8 +26,9 @@ from ...oci.client import RegistryClient
 from ...runner import Runner
 from ..gates.engine import has_gpu, require_nvidia_runtime
 from .compose import Placed, compose_project
-from .compose_apply import ApplyFailed, ComposeApplier, Running
+from .compose_apply import ComposeApplier
 from .deployments import Deployment, load_deployments, save_deployments
+from .docker_cli import ApplyFailed, DockerCli, Running
 from .live import ServiceCheck, check_target
 from .swarm_apply import SwarmApplier, stack_project
 from .target_engine import TargetEngine, check_secrets, connect_engine, resolve_engine
@@ -131,34 +132,44 @@ def check_swarm(target: Target, profile: Profile, engine: TargetEngine, client: 
 class TargetDeploy:
     """One target: the checks that come before any change, the plan, then :meth:`apply`."""
 
-    def __init__(self, ctx: DeployContext, target: Target, profile: Profile, placed: Sequence[Placed], source: str):
+    def __init__(self, ctx: DeployContext, target: Target, profile: Profile) -> None:
+        """The checks that need no digest: secrets, the engine, its GPU runtime, a swarm manager."""
         self.ctx = ctx
         self.target = target
-        self.source = source
-        self.placed = list(placed)
-        self.release = max((p.release for p in self.placed), default="?")
+        self.profile = profile
         check_secrets(target, ctx.environ)
         self.engine: TargetEngine = resolve_engine(target)
         self.client = connect_engine(self.engine)
-        if has_gpu(profile.hardware):
-            require_nvidia_runtime(self.client, f"target {target.name}", self.engine.url)
-        self.applier: Applier
-        self.project = compose_project(target, profile, self.placed, source)
-        if target.mode == "swarm":
-            check_swarm(target, profile, self.engine, self.client)
-            self.applier = SwarmApplier(
-                self.engine, self.client, ctx.runner, ctx.work_dir, ctx.environ, ctx.emit, publish=target.publish
-            )
-            self.project = stack_project(self.project, profile.runtime, target.publish)
-        else:
-            self.applier = ComposeApplier(self.engine, self.client, ctx.runner, ctx.work_dir, ctx.environ, ctx.emit)
+        try:
+            if has_gpu(profile.hardware):
+                require_nvidia_runtime(self.client, f"target {target.name}", self.engine.url)
+            self.applier: Applier
+            cli = DockerCli(self.engine, ctx.runner, ctx.environ, ctx.emit)
+            if target.mode == "swarm":
+                check_swarm(target, profile, self.engine, self.client)
+                self.applier = SwarmApplier(cli, self.client, ctx.work_dir, publish=target.publish)
+            else:
+                self.applier = ComposeApplier(cli, self.client, ctx.work_dir)
+        except BaseException:
+            self.client.close()
+            raise
+
+    def plan(self, placed: Sequence[Placed], source: str) -> TargetDeploy:
+        """What must change, from what the engine runs now and the target's ledger; nothing is touched."""
+        self.source = source
+        self.placed = list(placed)
+        self.release = max((p.release for p in self.placed), default="?")
+        self.project = compose_project(self.target, self.profile, self.placed, source)
+        if self.target.mode == "swarm":
+            self.project = stack_project(self.project, self.profile.runtime, self.target.publish)
         self.images = {p.service: p.ref for p in self.placed}
-        self.ledger = load_deployments(ctx.registry, ctx.namespace, target.name)
+        self.ledger = load_deployments(self.ctx.registry, self.ctx.namespace, self.target.name)
         self.changes = plan_changes(self.applier.running(), self.images)
         last = self.ledger.last
         self.unfinished = last if last is not None and last.state == "in-progress" else None
         good = self.ledger.last_good
         self.before = good.release if good is not None else "-"
+        return self
 
     @property
     def noop(self) -> bool:

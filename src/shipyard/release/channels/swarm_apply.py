@@ -20,13 +20,9 @@ from typing import Any
 import yaml
 
 from ...config.profiles import RuntimeSettings
-from ...errors import CommandFailed
-from ...events import Emit, Event
-from ...runner import Runner
 from ...state import make_dirs
 from ..gates.probes import NotReady, wait_until_ready
-from .compose_apply import ApplyFailed, Running, failure_line
-from .target_engine import TargetEngine
+from .docker_cli import ApplyFailed, DockerCli, Running
 
 STACK_LABEL = "com.docker.stack.namespace"
 MONITOR = "15s"  # how long Swarm watches a new task before the update moves on
@@ -82,25 +78,13 @@ def _published(spec: str, publish: str) -> dict[str, Any]:
 
 class SwarmApplier:
     def __init__(
-        self,
-        engine: TargetEngine,
-        client: Any,
-        runner: Runner,
-        work_dir: Path,
-        environ: Mapping[str, str],
-        emit: Emit,
-        *,
-        publish: str = "ingress",
-        sleep: Sleep = time.sleep,
+        self, cli: DockerCli, client: Any, work_dir: Path, *, publish: str = "ingress", sleep: Sleep = time.sleep
     ) -> None:
-        self.publish = publish
-        self.engine = engine
+        self.cli = cli
         self.client = client
-        self.runner = runner
-        self.file = work_dir / "deploy" / engine.target / "stack.yaml"
-        self.environ = environ
-        self.emit = emit
-        self.name = f"shipyard-{engine.target}"
+        self.publish = publish
+        self.file = work_dir / "deploy" / cli.engine.target / "stack.yaml"
+        self.name = f"shipyard-{cli.engine.target}"
         self.sleep = sleep
 
     def _services(self) -> list[Any]:
@@ -134,7 +118,7 @@ class SwarmApplier:
         since = _instant(str(self.client.info().get("SystemTime", "")))  # the engine's clock, not ours
         argv = ["docker", "stack", "deploy", "--compose-file", str(self.file), "--prune"]
         argv += ["--resolve-image", "never", "--detach=true", self.name]
-        self._run(argv)
+        self.cli.run(argv)
         try:
             wait_until_ready(self._converged(set(project["services"]), since), timeout_s, sleep=self.sleep)
         except NotReady as exc:
@@ -173,13 +157,4 @@ class SwarmApplier:
         return sorted(published)
 
     def down(self) -> None:
-        self._run(["docker", "stack", "rm", self.name])
-
-    def _run(self, argv: list[str]) -> None:
-        def log(line: str) -> None:
-            self.emit(Event("deploy.output", f"{self.engine.target}: {line}"))
-
-        try:
-            self.runner.run(argv, env=self.engine.cli_env(self.environ), on_line=log)
-        except CommandFailed as exc:
-            raise ApplyFailed(failure_line(exc.output) or f"docker stack exited {exc.returncode}") from None
+        self.cli.run(["docker", "stack", "rm", self.name])
