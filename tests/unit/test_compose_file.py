@@ -56,6 +56,16 @@ def test_targets_are_read_with_their_defaults(tmp_path: Path) -> None:
             "shipyard.toml: targets.local.secrets[0]: expected an environment",
         ),
         (LOCAL + "canry = true\n", "shipyard.toml: targets.local.canry: unknown key (did you mean 'canary'?)"),
+        (LOCAL + 'mode = "k8s"\n', "shipyard.toml: targets.local.mode: expected one of compose, swarm, got 'k8s'"),
+        (LOCAL + 'publish = "host"\n', 'shipyard.toml: targets.local.publish: applies to mode = "swarm" only'),
+        (
+            LOCAL + "[targets.local.ports]\nmodel-ops = 8000\n",
+            "shipyard.toml: targets.local.ports.model-ops: not a service",
+        ),
+        (
+            LOCAL + f"[targets.local.ports]\n{SERVICE} = 70000\n",
+            f"shipyard.toml: targets.local.ports.{SERVICE}: expected a port",
+        ),
     ],
 )
 def test_target_errors_name_the_key(tmp_path: Path, targets: str, message: str) -> None:

@@ -120,3 +120,33 @@ def test_the_engine_of_a_target_and_where_its_services_answer(engine: str, probe
     assert resolved.probe_host == probe
     cli = resolved.cli_env({"DOCKER_CONTEXT": "other", "DOCKER_HOST": "tcp://elsewhere:1", "HF_TOKEN": "s"})
     assert cli == {**env, "HF_TOKEN": "s"}
+
+
+def test_the_swarm_stack_is_the_compose_project_in_swarm_terms() -> None:
+    from shipyard.config.profiles import RuntimeSettings
+    from shipyard.release.channels.swarm_apply import stack_project
+
+    compose = {
+        "name": "shipyard-fleet",
+        "services": {
+            "svc": {
+                "image": A, "restart": "unless-stopped", "read_only": True, "tmpfs": ["/tmp:rw"], "cap_drop": ["ALL"],
+                "security_opt": ["no-new-privileges:true"], "mem_limit": "1g", "cpus": 2.0, "pids_limit": 512,
+                "ports": ["18212:8212"], "volumes": ["models:/models"], "labels": {"io.shipyard.target": "fleet"},
+            }
+        },
+        "volumes": {"models": {}},
+    }  # fmt: skip
+    runtime = RuntimeSettings(memory="2g", cpus=1.5, pids=256, replicas=3)
+    mesh = stack_project(compose, runtime)["services"]["svc"]
+    assert mesh["deploy"]["replicas"] == 3
+    assert mesh["deploy"]["update_config"]["order"] == "start-first"
+    assert mesh["deploy"]["update_config"]["failure_action"] == "rollback"
+    assert mesh["deploy"]["resources"]["limits"] == {"memory": "2g", "cpus": "1.5", "pids": 256}
+    assert mesh["ports"] == [{"target": 8212, "published": 18212, "protocol": "tcp", "mode": "ingress"}]
+    assert {"type": "tmpfs", "target": "/tmp"} in mesh["volumes"] and "models:/models" in mesh["volumes"]
+    assert not {"restart", "tmpfs", "mem_limit", "cpus", "pids_limit", "security_opt"} & set(mesh)
+    assert mesh["image"] == A and mesh["read_only"] is True and mesh["cap_drop"] == ["ALL"]
+    host = stack_project(compose, runtime, "host")["services"]["svc"]
+    assert host["ports"] == [{"target": 8212, "protocol": "tcp", "mode": "host"}]  # the engine picks each task's
+    assert "name" not in stack_project(compose, runtime)  # the stack's name is the deploy's argument

@@ -187,7 +187,10 @@ class TargetDeploy:
     def apply(self) -> DeployOutcome:
         name = self.target.name
         if self.noop:
-            line = f"{name}: already runs {self.release} ({len(self.images)} service(s)); nothing to change"
+            runs = (
+                self.release if self.before in (self.release, "-") else f"{self.release}'s digests (as {self.before})"
+            )
+            line = f"{name}: already runs {runs} ({len(self.images)} service(s)); nothing to change"
             self.ctx.emit(Event("deploy.done", line))
             return DeployOutcome(name, self.before, self.release, "unchanged", "healthy", line=line)
         started = time.monotonic()
@@ -218,10 +221,13 @@ class TargetDeploy:
     ) -> tuple[str, list[ServiceCheck]]:
         """Apply ``project`` and check it live; the failure in a few words ("" when it answers right)."""
         timeout = max(float(c["probe"]["ready_timeout_s"]) for c in checks.values()) + WAIT_MARGIN_S
+        how = "docker stack deploy" if self.target.mode == "swarm" else "docker compose up"
+        started = time.monotonic()
         try:
             self.applier.up(project, timeout)
         except ApplyFailed as exc:
-            return f"{'docker stack deploy' if self.target.mode == 'swarm' else 'docker compose up'}: {exc}", []
+            return f"{how}: {exc}", []
+        self.ctx.emit(Event("deploy.up", f"{self.target.name}: {how}: healthy in {time.monotonic() - started:.1f}s"))
         ports = {
             service: self.applier.live_ports(service, int(c["port"]), int(c.get("container_port", c["port"])))
             for service, c in checks.items()
@@ -229,8 +235,11 @@ class TargetDeploy:
         results = check_target(self.engine.probe_host, checks, ports)
         for check in results:
             outcome = "ok" if check.passed else f"FAIL {check.reason}"
+            where = f"{self.engine.probe_host}:{check.port}"
             self.ctx.emit(
-                Event("deploy.check", f"{self.target.name}: {check.service}: {outcome} (p95 {check.p95_ms} ms)")
+                Event(
+                    "deploy.check", f"{self.target.name}: {check.service} at {where}: {outcome} (p95 {check.p95_ms} ms)"
+                )
             )
         failed = [c for c in results if not c.passed]
         return ("; ".join(c.short for c in failed), results) if failed else ("", results)
