@@ -89,3 +89,10 @@ class DeployFailed(ShipyardError):
     """A deploy (or a rollout) did not leave its target healthy and answering; rolled back where it could be."""
 
     exit_code = 14
+
+
+class LedgerBroken(ShipyardError):
+    """A channel's ledger does not verify: an entry is unsigned, signed by a key that is not trusted,
+    changed after it was signed, or does not follow the entry before it. The message names the first one."""
+
+    exit_code = 15

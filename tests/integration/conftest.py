@@ -17,11 +17,14 @@ import pytest
 import tenacity
 
 from shipyard.build.sbom import SbomGenerator
+from shipyard.config.keys import development_key, state_dir
 from shipyard.config.registry import parse_target
 from shipyard.oci.attestations import push_sbom
 from shipyard.oci.client import RegistryClient
+from shipyard.oci.cosign import push_signature
 from shipyard.oci.reference import RegistryTarget
 from shipyard.record import ReleaseRecord, load_record
+from shipyard.release.gates.verdicts import attest_gate
 from shipyard.runner import Runner
 from tests.conftest import git, make_project
 
@@ -126,6 +129,19 @@ def isolated(root: Path) -> Path:
     catalog.write_text(text)
     git(root, "commit", "-qam", "this test session's own project")
     return root
+
+
+def sign_as_gated(record: ReleaseRecord, *keys: str) -> None:
+    """What build, verify, scan and canary attach to a unit that passed them, for images a test pushed
+    itself (push_variant): the signature and the signed verdicts, by this machine's development key,
+    from the verdicts the test wrote into the record."""
+    signer = development_key(state_dir())
+    with RegistryClient(parse_target(IT_REGISTRY)) as registry:
+        for key in keys:
+            unit = record.units[key]
+            push_signature(registry, unit.repository.split("/", 1)[1], unit.digest, unit.repository, signer)
+        for gate in ("verify", "scan", "canary"):
+            attest_gate(registry, signer, record, gate, {"gate": gate, "by": "a test"}, lambda event: None, keys)
 
 
 def copy_project(source: Path, root: Path) -> Path:

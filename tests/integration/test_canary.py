@@ -139,6 +139,8 @@ class EngineOverTcp:
     def __init__(self) -> None:
         self.server = socket.create_server(("127.0.0.2", 0))
         self.port = self.server.getsockname()[1]
+        self.sockets: list[socket.socket] = []
+        self.lock = threading.Lock()
         threading.Thread(target=self._accept, daemon=True).start()
 
     def _accept(self) -> None:
@@ -148,12 +150,15 @@ class EngineOverTcp:
             except OSError:
                 return
             engine = socket.socket(socket.AF_UNIX)
+            with self.lock:
+                self.sockets += [client, engine]
             engine.connect("/var/run/docker.sock")
+            done = threading.Barrier(2, action=lambda c=client, e=engine: (c.close(), e.close()))
             for a, b in ((client, engine), (engine, client)):
-                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+                threading.Thread(target=self._pipe, args=(a, b, done), daemon=True).start()
 
     @staticmethod
-    def _pipe(src: socket.socket, dst: socket.socket) -> None:
+    def _pipe(src: socket.socket, dst: socket.socket, done: threading.Barrier) -> None:
         try:
             while data := src.recv(65536):
                 dst.sendall(data)
@@ -162,9 +167,14 @@ class EngineOverTcp:
         finally:
             with contextlib.suppress(OSError):
                 dst.shutdown(socket.SHUT_WR)
+            with contextlib.suppress(threading.BrokenBarrierError):
+                done.wait(timeout=30)  # both directions ended: the pair is closed (by the barrier's action)
 
     def close(self) -> None:
         self.server.close()
+        with self.lock:
+            for sock in self.sockets:  # whatever a direction still held open when the test ended
+                sock.close()
 
 
 @pytest.mark.parametrize("via", ["DOCKER_HOST", "docker context"])

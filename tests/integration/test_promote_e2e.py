@@ -40,16 +40,20 @@ def test_promote_sets_channel_digests_equal_to_the_record(gated, registry: Regis
     assert history["entries"][-1]["release"] == record.release and history["entries"][-1]["state"] == "complete"
 
 
-def test_release_without_verdicts_is_refused_and_nothing_moves(gated, registry: RegistryClient) -> None:  # type: ignore[no-untyped-def]
+def test_an_edited_record_is_refused_from_the_registry_and_nothing_moves(gated, registry: RegistryClient) -> None:  # type: ignore[no-untyped-def]
+    """The record's verdicts say nothing any more: a record pointing a unit at a digest that carries no
+    trusted signature is refused, even with every verdict in the file claiming it passed."""
     root, record = gated
-    ungated = record.release + "-ungated"
+    edited = record.release + "-edited"
     data = json.loads((root / ".shipyard" / "releases" / f"{record.release}.json").read_text())
-    data["release"] = ungated
-    for unit in data["units"].values():
-        unit["verdicts"] = {}
-    (root / ".shipyard" / "releases" / f"{ungated}.json").write_text(json.dumps(data))
-    result = shipyard("--project", str(root), "promote", ungated, "--channel", "refused-it", check=False)
-    assert result.returncode == 13 and "refused" in result.stderr and "no verify verdict" in result.stderr
+    data["release"] = edited
+    unit = data["units"]["cpu/affective-processing-center"]
+    unit["digest"] = data["units"]["cpu/model-ops-coordinator"]["digest"]  # signed, but in another repository
+    (root / ".shipyard" / "releases" / f"{edited}.json").write_text(json.dumps(data))
+    result = shipyard("--project", str(root), "promote", edited, "--channel", "refused-it", check=False)
+    assert result.returncode == 13, result.stderr
+    assert f"cpu/affective-processing-center: {unit['digest'][:19]} has no signature by a trusted key" in result.stderr
+    assert "no signed verify verdict" in result.stderr and len(result.stderr.strip().splitlines()) == 1
     assert all(registry.resolve(f"shipyard-it/{key}", "refused-it") is None for key in record.units)
 
 

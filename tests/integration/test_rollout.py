@@ -23,7 +23,7 @@ import pytest
 import tenacity
 
 from shipyard.record import ReleaseRecord, save_record
-from tests.integration.conftest import IT_REGISTRY, copy_project, push_variant, registry_digest, shipyard
+from tests.integration.conftest import IT_REGISTRY, copy_project, push_variant, registry_digest, shipyard, sign_as_gated
 from tests.integration.second_engine import SecondEngine, second_engine
 from tests.integration.test_canary import FAKE
 
@@ -105,6 +105,7 @@ def variant(fleet: Fleet, name: str, lines: list[str], tmp: Path) -> ReleaseReco
     digest = push_variant(good.ref, [*lines, label], tmp, f"{good.repository}:{name}")
     record = replace(fleet.a, release=name, units={**fleet.a.units, f"cpu/{CHANGED}": replace(good, digest=digest)})
     save_record(fleet.root, record)
+    sign_as_gated(record, f"cpu/{CHANGED}")  # it passed the gates: the live check is what catches it
     return record
 
 

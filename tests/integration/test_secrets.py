@@ -1,6 +1,8 @@
 """No credential in argv, output, records, reports, the registry's ledger, image configs,
-attestations or layers: the whole pipeline runs with one recognisable fake token as the
-registry password, a build's BuildKit secret and GITHUB_TOKEN, and everything is grepped.
+attestations, signatures or layers: the whole pipeline runs with one recognisable fake token as the
+registry password, a build's BuildKit secret and GITHUB_TOKEN, and with a release signing key given
+as a PEM in the environment with its password; everything is grepped for the token, the password
+and the key.
 
 Not searched: the test's own DOCKER_CONFIG, where `docker login` stores what it was given
 (that is the docker CLI's credential store, outside shipyard's output), and the process
@@ -21,6 +23,7 @@ import pytest
 from shipyard.config.registry import parse_target
 from shipyard.oci.client import RegistryClient
 from shipyard.oci.credentials import Credentials, Secret
+from shipyard.oci.signing import SigningKey
 from shipyard.record import load_record
 from tests.conftest import git, make_project
 from tests.integration.conftest import htpasswd_registry, shipyard
@@ -28,6 +31,10 @@ from tests.integration.conftest import htpasswd_registry, shipyard
 PORT = 5004
 USER = "releaser"
 TOKEN = "shipyard-fake-token-" + secrets.token_hex(8)
+KEY_PASSWORD = "shipyard-fake-key-password-" + secrets.token_hex(8)
+SIGNING_KEY = SigningKey.generate()
+KEY_PEM = SIGNING_KEY.pem(KEY_PASSWORD.encode())
+KEY_BODY = KEY_PEM.splitlines()[2]  # a line of the encrypted key itself
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +60,7 @@ class ArgvWatch:
                     argv = cmdline.read_bytes()
                 except OSError:
                     continue
-                if TOKEN.encode() in argv:
+                if any(secret in argv for secret in SECRETS):
                     self.hits.append(argv.replace(b"\0", b" ").decode(errors="replace")[:200])
 
     def __enter__(self) -> ArgvWatch:
@@ -63,6 +70,9 @@ class ArgvWatch:
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join()
+
+
+SECRETS = (TOKEN.encode(), KEY_PASSWORD.encode(), KEY_BODY)
 
 
 def registry_texts(client: RegistryClient, record_path: Path) -> Iterator[tuple[str, bytes]]:
@@ -88,7 +98,8 @@ def registry_texts(client: RegistryClient, record_path: Path) -> Iterator[tuple[
     for unit in record.units.values():
         repository = unit.repository.split("/", 1)[1]
         yield from walk(repository, unit.digest)
-        yield from walk(repository, "sha256-" + unit.digest.removeprefix("sha256:"))  # the referrers (SBOM)
+        for suffix in ("", ".sig", ".att"):  # the referrers (SBOM), the signature, the signed verdicts
+            yield from walk(repository, "sha256-" + unit.digest.removeprefix("sha256:") + suffix)
     yield from walk("team/shipyard-ledger", "stable")
 
 
@@ -108,13 +119,21 @@ def test_the_fake_token_appears_nowhere(token_registry: str, built, tmp_path: Pa
             "RUN --mount=type=secret,id=HF_TOKEN,required=true test -s /run/secrets/HF_TOKEN\n",
         )
     )
-    git(root, "commit", "-qam", "family-web needs a token at build time")
+    (root / "keys").mkdir()
+    (root / "keys" / "release.pub").write_bytes(SIGNING_KEY.public.pem())
+    catalog.write_text(
+        catalog.read_text().replace("[project]\n", '[project]\ntrusted_keys = ["keys/release.pub"]\n', 1)
+    )
+    git(root, "add", "keys")
+    git(root, "commit", "-qam", "family-web needs a token at build time; the team's release key")
     env = {
         "SHIPYARD_REGISTRY": token_registry,
         "SHIPYARD_REGISTRY_USERNAME": USER,
         "SHIPYARD_REGISTRY_PASSWORD": TOKEN,
         "HF_TOKEN": TOKEN,
         "GITHUB_TOKEN": TOKEN,
+        "SHIPYARD_SIGNING_KEY_PEM": KEY_PEM.decode(),
+        "SHIPYARD_SIGNING_KEY_PASSWORD": KEY_PASSWORD,
         "DOCKER_CONFIG": str(tmp_path / "docker"),
         "SHIPYARD_BASE_OVERRIDE": f"python={base_record.units['cpu/base-python'].parent}",
     }
@@ -144,10 +163,11 @@ def test_the_fake_token_appears_nowhere(token_registry: str, built, tmp_path: Pa
     record_path = next((root / ".shipyard" / "releases").glob("*.json"))
     with RegistryClient(parse_target(token_registry), Credentials(USER, Secret(TOKEN))) as client:
         places |= dict(registry_texts(client, record_path))
-    hits = [name for name, data in places.items() if TOKEN.encode() in data] + watch.hits
+    hits = [name for name, data in places.items() if any(secret in data for secret in SECRETS)] + watch.hits
     print(
         f"\nsecrets grep: {len(places)} outputs/files/blobs and {watch.samples} argv samples searched, {len(hits)} hits"
     )
     assert hits == []
     assert len(places) > 40 and watch.samples > 50  # the search really covered the run
     assert json.loads(printed[5])["entries"][-1]["state"] == "complete"
+    assert any(b"dev.cosignproject.cosign/signature" in data for data in places.values()), "nothing was signed"

@@ -136,13 +136,17 @@ def test_what_each_level_shows(verbosity: int, shown: list[str]) -> None:
 def test_promote_and_rollback_json_are_the_ledger_entries(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from shipyard.config.keys import development_key
     from shipyard.config.registry import parse_target
     from shipyard.oci.client import RegistryClient
     from shipyard.record import save_record
     from tests.memregistry import MemoryRegistry
-    from tests.unit.test_promote import release
+    from tests.unit.test_trust import signed_release
 
     mem = MemoryRegistry()
+    monkeypatch.setenv("SHIPYARD_STATE_DIR", str(tmp_path / "state"))
+    signer = development_key(tmp_path / "state")  # what a fresh machine signs with on the local registry
+    client = RegistryClient(parse_target("localhost:5000/acme"), transport=mem.transport())
     monkeypatch.setattr(
         "shipyard.cli.shared.RegistryClient",
         lambda target, credentials=None: RegistryClient(parse_target("localhost:5000/acme"), transport=mem.transport()),
@@ -152,7 +156,7 @@ def test_promote_and_rollback_json_are_the_ledger_entries(
     for name, value in {"GITHUB_ACTIONS": "true", "GITHUB_STEP_SUMMARY": str(summary)}.items():
         monkeypatch.setenv(name, value)
     for tag in ("20250110-aaaaaaaa", "20250111-bbbbbbbb"):
-        save_record(tmp_path, release(mem, tag))
+        save_record(tmp_path, signed_release(client, mem, tag, signer))
         assert main(["--project", str(tmp_path), "promote", tag, "--channel", "stable", "--json"]) == 0
         entry = json.loads(capsys.readouterr().out)
         assert (entry["channel"], entry["action"], entry["release"], entry["state"]) == (

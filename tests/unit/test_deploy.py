@@ -150,3 +150,18 @@ def test_the_swarm_stack_is_the_compose_project_in_swarm_terms() -> None:
     host = stack_project(compose, runtime, "host")["services"]["svc"]
     assert host["ports"] == [{"target": 8212, "protocol": "tcp", "mode": "host"}]  # the engine picks each task's
     assert "name" not in stack_project(compose, runtime)  # the stack's name is the deploy's argument
+
+
+def test_another_release_name_is_not_a_change_but_other_settings_are() -> None:
+    from shipyard.release.channels.deploy import settings_of
+
+    def project(release: str, memory: str) -> dict[str, object]:
+        service = {
+            "image": A,
+            "mem_limit": memory,
+            "labels": {"io.shipyard.release": release, "io.shipyard.target": "t"},
+        }
+        return {"services": {"svc": service}, "x-shipyard": {"from": release}}
+
+    assert settings_of(project("20250111-aaaaaaaa", "1g")) == settings_of(project("20250112-bbbbbbbb", "1g"))
+    assert settings_of(project("20250111-aaaaaaaa", "1g")) != settings_of(project("20250111-aaaaaaaa", "2g"))

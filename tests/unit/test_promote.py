@@ -1,13 +1,15 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
 from shipyard.config.registry import parse_target
 from shipyard.errors import ConfigError, PromoteRefused
-from shipyard.events import Event
+from shipyard.events import Emit, Event
 from shipyard.oci.client import RegistryClient
+from shipyard.oci.signing import SigningKey
 from shipyard.record import ReleaseRecord, UnitRecord
 from shipyard.release.channels.ledger import load_ledger
 from shipyard.release.channels.promote import Promoter, gate_problems
@@ -15,6 +17,7 @@ from tests.memregistry import MemoryRegistry
 
 OCI = "application/vnd.oci.image.manifest.v1+json"
 PASSED = {"verify": {"passed": True}, "scan": {"passed": True}}
+KEY = SigningKey.generate()
 
 
 def manifest(name: str) -> bytes:
@@ -55,12 +58,20 @@ def release(
     return record
 
 
+def promoter_on(reg: MemoryRegistry, locks: Path, emit: Emit = lambda _: None, key: SigningKey = KEY) -> Promoter:
+    """A promoter on the memory registry that signs with ``key`` and trusts it, locks in ``locks``."""
+    client = RegistryClient(parse_target("localhost:5000/acme"), transport=reg.transport())
+    return Promoter(
+        client, "acme", emit, signer=key, trusted=(key.public,), lock_dir=locks, sleep=lambda _: None,
+        policy=gate_problems,  # the record's verdicts: these tests are about moving tags (trust: test_trust.py)
+    )  # fmt: skip
+
+
 @pytest.fixture
-def setup() -> tuple[MemoryRegistry, Promoter, list[Event]]:
+def setup(tmp_path: Path) -> tuple[MemoryRegistry, Promoter, list[Event]]:
     reg = MemoryRegistry()
     events: list[Event] = []
-    client = RegistryClient(parse_target("localhost:5000/acme"), transport=reg.transport())
-    return reg, Promoter(client, "acme", events.append), events
+    return reg, promoter_on(reg, tmp_path / "locks", events.append), events
 
 
 def test_promotion_puts_the_exact_manifest_bytes_under_the_channel(setup) -> None:  # type: ignore[no-untyped-def]

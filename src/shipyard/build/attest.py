@@ -20,6 +20,8 @@ from ..errors import RegistryError, ShipyardError
 from ..events import Emit, Event
 from ..oci.attestations import find_provenance, find_sbom, push_sbom
 from ..oci.client import RegistryClient
+from ..oci.cosign import push_signature, signature_tag
+from ..oci.signing import SigningKey
 from .sbom import InvalidSbom, components
 
 Generate = Callable[[str, str], bytes]  # (ref by digest, platform) -> CycloneDX JSON
@@ -35,8 +37,10 @@ class Pushed:
 
 
 class Attacher:
-    def __init__(self, registry: RegistryClient, generate: Generate, emit: Emit, jobs: int) -> None:
-        self.registry, self.generate, self.emit = registry, generate, emit
+    def __init__(
+        self, registry: RegistryClient, generate: Generate, emit: Emit, jobs: int, *, signer: SigningKey | None = None
+    ) -> None:
+        self.registry, self.generate, self.emit, self.signer = registry, generate, emit, signer
         self._pool = ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="attest")
         self._pending: dict[str, Future[dict[str, str]]] = {}
 
@@ -75,6 +79,15 @@ class Attacher:
             annotations = {"org.opencontainers.image.description": f"CycloneDX SBOM of {pushed.key}"}
             sbom = push_sbom(self.registry, pushed.repository, index, document, annotations)
             what = f"SBOM {sbom[:19]} ({components(document)} components)"
+        attached = {"provenance": provenance.manifest, "sbom": sbom}
+        if self.signer is not None:  # a reused image keeps its signature: one by this key is not added twice
+            added = push_signature(
+                self.registry, pushed.repository, pushed.digest, pushed.ref.split("@")[0], self.signer
+            )
+            signature = self.registry.head_digest(pushed.repository, signature_tag(pushed.digest))
+            assert signature is not None
+            attached["signature"] = signature
+            what += f", {'signed' if added else 'signature present'} ({self.signer.public.key_id[:19]}…)"
         self.emit(
             Event(
                 "unit.attested",
@@ -82,4 +95,4 @@ class Attacher:
                 unit=pushed.key,
             )
         )
-        return {"provenance": provenance.manifest, "sbom": sbom}
+        return attached

@@ -15,6 +15,7 @@ from ..events import Emit
 from ..oci.client import RegistryClient
 from ..oci.credentials import Credentials
 from ..oci.reference import RegistryTarget
+from ..oci.signing import SigningKey
 from ..runner import Runner
 from ..state import make_dirs
 from .plan import BuildUnit, Plan, make_plan
@@ -57,6 +58,7 @@ class BuildContext:
     # whose units are all reused needs no engine at all.
     before_first_build: Callable[[], None] | None = None
     credentials: Credentials | None = None  # for Trivy reading the pushed image (SBOM); never in argv
+    signer: SigningKey | None = None  # signs every pushed digest (cosign's layout); None: left unsigned
 
 
 def plan_for(project: Project, revision: Revision, options: BuildOptions) -> Plan:

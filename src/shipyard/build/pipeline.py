@@ -125,7 +125,7 @@ def _attacher(ctx: BuildContext, options: BuildOptions) -> Attacher | None:
         cache_root=ctx.cache_dir / "trivy-sbom",
         workers=options.jobs,
     )
-    return Attacher(ctx.registry, sbom.generate, ctx.emit, options.jobs)
+    return Attacher(ctx.registry, sbom.generate, ctx.emit, options.jobs, signer=ctx.signer)
 
 
 def _previous_inputs(ctx: BuildContext, plan: Plan) -> dict[str, Mapping[str, Any]]:

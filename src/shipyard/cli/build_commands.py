@@ -13,12 +13,14 @@ from ..build.options import BuildContext, BuildOptions, plan_for, render_unit
 from ..build.pipeline import build_release
 from ..build.render import TemplateRenderer, check_templates
 from ..build.revision import read_revision
+from ..config.keys import resolve_keys
 from ..config.project import cache_dir, load_project
 from ..oci.credentials import credentials_for
 from ..oci.reference import RegistryTarget
 from ..preflight import check_engine, check_registry
 from ..runner import Runner
 from .console import Console, print_summary
+from .key_commands import key_password
 from .shared import _reachable_registry, _registry, _target
 
 
@@ -99,6 +101,10 @@ def cmd_build(args: argparse.Namespace, console: Console) -> int:
     if not args.dry_run:
         creds = credentials_for(target)
         ctx.credentials = creds  # Trivy reads the pushed images for their SBOMs
+        keys = resolve_keys(ctx.project.catalog.trusted_keys, target, password=key_password, need_signer=True)
+        ctx.signer = keys.signer
+        if keys.development:
+            console.info(f"signing with this machine's development key (trusted for {target.host} only)")
         check_registry(ctx.registry, console.event)
 
         def engine_ready() -> None:  # only once something really has to be built

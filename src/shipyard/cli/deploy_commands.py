@@ -8,18 +8,20 @@ from dataclasses import asdict
 
 import yaml
 
+from ..config.keys import resolve_keys
 from ..config.project import Project, load_project
 from ..config.targets import Target
 from ..errors import ConfigError, DeployFailed
 from ..oci.client import RegistryClient
 from ..oci.reference import RegistryTarget
 from ..preflight import check_registry
-from ..record import find_record, load_record
+from ..record import ReleaseRecord, find_record, load_record
 from ..release.channels.compose import Placed, compose_project, from_channel, from_release, target_named
 from ..release.channels.deploy import DeployContext, DeployOutcome, TargetDeploy
 from ..release.channels.deployments import load_deployments
 from ..release.channels.promote import check_channel
 from ..release.channels.rollout import roll_out
+from ..release.channels.trust import trust_problems
 from ..runner import Runner
 from ..state import make_dirs
 from .console import Console
@@ -34,12 +36,19 @@ def _what(args: argparse.Namespace, command: str) -> None:
 def _placed(
     args: argparse.Namespace, project: Project, target: Target, registry: RegistryClient, where: RegistryTarget
 ) -> tuple[list[Placed], str]:
-    """The target's services at the digests the channel (from the registry) or the release record names."""
+    """The target's services at the digests the channel (from the registry) or the release record names,
+    each signed by a trusted key and carrying the signed verdicts it needs."""
     profile = project.profiles[target.profile]
+    trusted = list(resolve_keys(project.catalog.trusted_keys, where).trusted)
     if args.channel:
-        return from_channel(registry, where, project.catalog, target, profile, args.channel), f"channel {args.channel}"
+        placed = from_channel(registry, where, project.catalog, target, profile, args.channel, trusted=trusted)
+        return placed, f"channel {args.channel}"
     record = load_record(find_record(project.root, args.release, flag="RELEASE"))
-    return from_release(record, project.catalog, target, force=getattr(args, "force", False)), record.release
+
+    def signed(release: ReleaseRecord, keys: list[str]) -> list[str]:
+        return trust_problems(registry, trusted, release, keys)
+
+    return from_release(record, project.catalog, target, policy=signed), record.release
 
 
 def cmd_compose_file(args: argparse.Namespace, console: Console) -> int:

@@ -43,6 +43,7 @@ COMMANDS = {
     "history": ("release_commands", "cmd_history"),
     "report": ("report_commands", "cmd_report"),
     "init": ("init_command", "cmd_init"),
+    "keygen": ("key_commands", "cmd_keygen"),
     "compose-file": ("deploy_commands", "cmd_compose_file"),
     "deploy": ("deploy_commands", "cmd_deploy"),
     "rollout": ("deploy_commands", "cmd_rollout"),

@@ -259,6 +259,12 @@ def make_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--channel", required=True, metavar="NAME", help="the channel whose ledger to show")
     p.add_argument("--registry", metavar="HOST/NAMESPACE", help="default: SHIPYARD_REGISTRY or localhost:5000/shipyard")
+    p.add_argument(
+        "--verify",
+        action="store_true",
+        help="check every entry's hash link and signature against the project's trusted keys; "
+        "exit 15 naming the first entry that does not hold",
+    )
     p = add(
         "report",
         help="write a release's report: self-contained HTML and Markdown (digests, gates, latency, promotions)",
@@ -339,6 +345,12 @@ def make_parser() -> argparse.ArgumentParser:
         metavar="HOST/NAMESPACE",
         help="where the channels and ledgers are (env SHIPYARD_REGISTRY; default localhost:5000/shipyard)",
     )
+    p = add(
+        "keygen",
+        help="write a signing key pair: PREFIX.key (ECDSA P-256, encrypted) and PREFIX.pub (trust it in shipyard.toml)",
+        epilog="example: shipyard keygen --output keys/release",
+    )
+    p.add_argument("--output", type=Path, required=True, metavar="PREFIX", help="writes PREFIX.key and PREFIX.pub")
     p = add(
         "init",
         help="write a working project (catalog, cpu profile, templates, one service) without overwriting a file",

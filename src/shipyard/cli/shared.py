@@ -8,6 +8,8 @@ import sys
 from importlib import resources
 from pathlib import Path
 
+from ..config.catalog import load_catalog
+from ..config.keys import Keys, resolve_keys
 from ..config.registry import parse_target
 from ..oci.client import RegistryClient
 from ..oci.credentials import credentials_for
@@ -54,3 +56,13 @@ def _release(args: argparse.Namespace) -> tuple[Path, Path, ReleaseRecord]:
     root = args.project.resolve()
     path = find_record(root, args.release, flag="RELEASE" if args.command == "promote" else "--release")
     return root, path, load_record(path)
+
+
+def _keys(root: Path, target: RegistryTarget, console: Console, *, need_signer: bool = True) -> Keys:
+    """The signing key and the trusted keys for work on ``target`` (shipyard.toml's trusted_keys, the env)."""
+    from .key_commands import key_password
+
+    keys = resolve_keys(load_catalog(root).trusted_keys, target, password=key_password, need_signer=need_signer)
+    if keys.development and keys.signer is not None:
+        console.info(f"signing with this machine's development key (trusted for {target.host} only)")
+    return keys

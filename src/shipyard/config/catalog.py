@@ -85,6 +85,7 @@ class Catalog:
     images: Mapping[str, ImageSpec] = field(default_factory=dict)
     policy: Policy = Policy()
     targets: Mapping[str, Target] = field(default_factory=dict)
+    trusted_keys: tuple[Path, ...] = ()  # public keys (PEM) whose signatures promotion and deploy accept
 
     def services_of(self, profile: str) -> list[str]:
         """The services built for ``profile``, in catalog order."""
@@ -239,7 +240,13 @@ def load_catalog(root: Path) -> Catalog:
     doc = load_document(path, display=CATALOG_FILE)
     doc.only(("project", "policy", "images", "targets"))
     project = doc.table("project")
-    project.only(("name", "source", "namespace"))
+    project.only(("name", "source", "namespace", "trusted_keys"))
+    trusted = []
+    for i, name in enumerate(project.str_list("trusted_keys")):
+        key = (root / name).resolve()
+        if not key.is_file():
+            raise project.error(f"trusted_keys[{i}]", f"no such file: {name} (make a key pair with `shipyard keygen`)")
+        trusted.append(key)
     namespace = project.opt("namespace", str, "shipyard")
     if not re.match(r"^[a-z0-9]+(?:[._/-][a-z0-9]+)*$", namespace):
         raise project.error("namespace", f"not a valid repository path component: {namespace!r}")
@@ -269,6 +276,7 @@ def load_catalog(root: Path) -> Catalog:
         images=images,
         policy=parse_policy(doc.table("policy")),
         targets=parse_targets(doc.table("targets")),
+        trusted_keys=tuple(trusted),
     )
 
 

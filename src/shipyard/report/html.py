@@ -22,6 +22,7 @@ from .text import (
     profiles_text,
     short_digest,
     short_parent,
+    signed_text,
     size_text,
     verify_text,
 )
@@ -77,7 +78,7 @@ def render_html(report: ReleaseReport) -> str:
     ]
     for profile in report.profiles:
         rows = [_unit_row(report, key) for key, _ in report.units_of(profile)]
-        header = ("image", "kind", "digest", "size", "parent", "build", "verify", "scan", "canary")
+        header = ("image", "kind", "digest", "size", "parent", "build", "verify", "scan", "canary", "signed")
         body += [f"<h3>Profile {_e(profile)}</h3>", _table(header, rows, f"units profile-{_e(profile)}")]
     body.append("</section>")
     failures = [(key, f) for key, tally in report.verify.items() for f in tally.failed]
@@ -123,6 +124,7 @@ def _unit_row(report: ReleaseReport, key: str) -> str:
         f"<td>{_badge(None if tally is None else tally.ok, verify_text(tally))}</td>",
         f"<td>{scan_cell}</td>",
         f"<td>{_badge(bool(canary.get('passed')), canary_text(canary)) if canary else '—'}</td>",
+        f"<td>{_badge(bool(u.attestations.get('signature')), signed_text(u))}</td>",
     ]
     return f'<tr data-unit="{_e(key)}">{"".join(cells)}</tr>'
 

@@ -15,6 +15,7 @@ from .text import (
     scan_text,
     short_digest,
     short_parent,
+    signed_text,
     size_text,
     verify_text,
 )
@@ -65,10 +66,13 @@ def render_markdown(report: ReleaseReport) -> str:
                 text(verify_text(report.verify.get(key))),
                 text(scan_text(u.verdicts.get("scan"))),
                 text(canary_text(u.verdicts.get("canary"))),
+                text(signed_text(u)),
             )
             for key, u in report.units_of(profile)
         ]
-        out += _table(("image", "kind", "digest", "size", "parent", "build", "verify", "scan", "canary"), rows)
+        out += _table(
+            ("image", "kind", "digest", "size", "parent", "build", "verify", "scan", "canary", "signed"), rows
+        )
     failures = [(key, f) for key, tally in report.verify.items() for f in tally.failed]
     if failures:
         out += ["## Verify failures", ""]

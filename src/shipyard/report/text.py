@@ -78,6 +78,11 @@ def scan_text(verdict: Mapping[str, Any] | None) -> str:
     return "; ".join(parts)
 
 
+def signed_text(unit: UnitRecord) -> str:
+    """Whether the build signed the unit's digest (verify checks the signature itself, from the registry)."""
+    return "signed" if unit.attestations.get("signature") else "unsigned"
+
+
 def canary_text(verdict: Mapping[str, Any] | None) -> str:
     if not verdict:
         return "—"

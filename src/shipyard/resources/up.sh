@@ -125,6 +125,24 @@ install_browser() {
   apt-get install -y -qq --no-install-recommends chromium fonts-dejavu-core >/dev/null
 }
 
+# cosign (Debian ships it from trixie on): shipyard writes signatures and attestations itself, in the
+# layout cosign reads; tests/integration/test_cosign_interop.py checks that against the real binary, and
+# anyone can verify a release with it. Not needed to run shipyard, so without root on Debian it is named.
+cosign_ok() { command -v cosign >/dev/null && cosign version >/dev/null 2>&1; }
+
+install_cosign() {
+  cosign_ok && return 0
+  if ! can_install; then
+    say "note: cosign missing: tests/integration/test_cosign_interop.py needs it (Debian: cosign from trixie)"
+    return 0
+  fi
+  say "installing: cosign"
+  export DEBIAN_FRONTEND=noninteractive
+  add_trixie_source
+  apt_update_once
+  apt-get install -y -qq --no-install-recommends cosign/trixie >/dev/null
+}
+
 # --- linux/arm64 on this host --------------------------------------------------
 # mmdebstrap runs an arm64 base's maintainer scripts, and BuildKit a multi-platform profile's
 # RUN steps, under qemu-user: the kernel hands aarch64 programs to it through binfmt_misc.
@@ -253,6 +271,7 @@ YML
 install_packages
 install_emulation
 install_browser
+install_cosign
 register_binfmt
 start_engine
 start_registry

@@ -88,6 +88,7 @@ def _headline(record: ReleaseRecord, promotions: Mapping[str, Sequence[str]]) ->
         if verdicts:
             passed = sum(bool(v.get("passed")) for v in verdicts)
             parts.append(f"{stage} {passed}/{len(verdicts)} passed")
+    parts.append(f"signed {sum(bool(u.attestations.get('signature')) for u in units)}/{len(units)}")
     if any(u.verdicts.get("scan", {}).get("vulnerabilities") == "skipped" for u in units):
         parts.append("**vulnerabilities not scanned**")
     channels = sorted({c for chans in promotions.values() for c in chans})

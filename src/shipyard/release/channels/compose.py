@@ -10,7 +10,7 @@ environment as ``${NAME:?…}``: Compose fails loudly when one is missing, and n
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -20,10 +20,12 @@ from ...config.targets import Target
 from ...errors import ConfigError, PromoteRefused
 from ...oci.client import RegistryClient
 from ...oci.reference import RegistryTarget
+from ...oci.signing import PublicKey
 from ...record import ReleaseRecord
 from ..gates.engine import has_gpu
 from .ledger import load_ledger
 from .promote import check_channel, gate_problems
+from .trust import digest_problems
 
 MODEL_CACHE_DIR = "/models"  # the templates' model_cache_dir
 RELEASE_LABEL = "io.shipyard.release"
@@ -56,9 +58,18 @@ def target_services(catalog: Catalog, target: Target) -> list[str]:
 
 
 def from_channel(
-    registry: RegistryClient, where: RegistryTarget, catalog: Catalog, target: Target, profile: Profile, channel: str
+    registry: RegistryClient,
+    where: RegistryTarget,
+    catalog: Catalog,
+    target: Target,
+    profile: Profile,
+    channel: str,
+    *,
+    trusted: Sequence[PublicKey] | None = None,
 ) -> list[Placed]:
-    """Each service at its channel tag, as the registry has it now (what was promoted, not a file)."""
+    """Each service at its channel tag, as the registry has it now (what was promoted, not a file); with
+    ``trusted``, refused unless each digest is signed by one of those keys and carries signed verify and
+    scan verdicts."""
     check_channel(channel)
     promoted = load_ledger(registry, where.namespace, channel).completed
     placed = []
@@ -72,6 +83,10 @@ def from_channel(
             )
         spec = catalog.images[service].service  # the port comes from the catalog, the user from the image
         assert spec is not None
+        if trusted is not None:
+            problems = digest_problems(registry, trusted, f"{target.profile}/{service}", repository, index.digest)
+            if problems:
+                raise PromoteRefused(f"target {target.name}: channel {channel} refused: {'; '.join(problems[:4])}")
         manifest = registry.for_platform(repository, index, profile.platform)  # the image the host runs
         config = registry.config_of(repository, manifest).get("config") or {}
         labels = config.get("Labels") or {}
@@ -95,13 +110,19 @@ def from_channel(
     return placed
 
 
-def from_release(record: ReleaseRecord, catalog: Catalog, target: Target, *, force: bool = False) -> list[Placed]:
-    """Each service at its digest in the release record, refused when the release did not pass its gates."""
+Policy = Callable[[ReleaseRecord, list[str]], list[str]]  # what stands between these units and a machine
+
+
+def from_release(
+    record: ReleaseRecord, catalog: Catalog, target: Target, *, force: bool = False, policy: Policy = gate_problems
+) -> list[Placed]:
+    """Each service at its digest in the release record, refused when ``policy`` finds a problem (by default
+    the record's own verdicts; deploy passes the registry's signed ones)."""
     keys = [f"{target.profile}/{service}" for service in target_services(catalog, target)]
     missing = [key for key in keys if key not in record.units]
     if missing:
         raise ConfigError(f"release {record.release} has no {', '.join(missing)}; build that profile first")
-    problems = gate_problems(record, keys)
+    problems = policy(record, keys)
     if problems and not force:
         raise PromoteRefused(f"target {target.name}: {record.release} refused: {'; '.join(problems[:4])}")
     placed = []

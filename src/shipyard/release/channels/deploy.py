@@ -11,10 +11,11 @@ stopped (``failed``). A run killed halfway leaves ``in-progress``: the next run 
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
@@ -25,7 +26,7 @@ from ...events import Emit, Event
 from ...oci.client import RegistryClient
 from ...runner import Runner
 from ..gates.engine import has_gpu, require_nvidia_runtime
-from .compose import Placed, compose_project
+from .compose import RELEASE_LABEL, Placed, compose_project
 from .compose_apply import ComposeApplier
 from .deployments import Deployment, load_deployments, save_deployments
 from .docker_cli import ApplyFailed, DockerCli, Running
@@ -42,11 +43,12 @@ class Change:
     service: str
     before: str | None  # the image it runs now (None: not running)
     after: str | None  # the image it is to run (None: the project no longer has it)
+    reconfigured: bool = False  # same image, other settings (limits, ports, secrets) than the last deploy's
 
     @property
     def action(self) -> str:
         if self.before == self.after:
-            return "noop"
+            return "config" if self.reconfigured else "noop"
         return "create" if self.before is None else "remove" if self.after is None else "update"
 
 
@@ -103,6 +105,19 @@ def plan_changes(running: Sequence[Running], images: Mapping[str, str]) -> list[
     changes = [Change(service, now.get(service), image) for service, image in images.items()]
     changes += [Change(service, before, None) for service, before in now.items() if service not in images]
     return changes
+
+
+def settings_of(project: Mapping[str, Any]) -> dict[str, Any]:
+    """Each service's definition but the release it came from (a label): the same digests deployed under
+    another release's name are what already runs, while other limits, ports or secrets are a change."""
+    settings = {}
+    for name, service in (project.get("services") or {}).items():
+        labels = {k: v for k, v in (service.get("labels") or {}).items() if k != RELEASE_LABEL}
+        deploy = dict(service.get("deploy") or {})
+        if "labels" in deploy:
+            deploy["labels"] = {k: v for k, v in deploy["labels"].items() if k != RELEASE_LABEL}
+        settings[name] = json.loads(json.dumps({**service, "labels": labels, "deploy": deploy}, sort_keys=True))
+    return settings
 
 
 class Applier(Protocol):
@@ -164,10 +179,15 @@ class TargetDeploy:
             self.project = stack_project(self.project, self.profile.runtime, self.target.publish)
         self.images = {p.service: p.ref for p in self.placed}
         self.ledger = load_deployments(self.ctx.registry, self.ctx.namespace, self.target.name)
-        self.changes = plan_changes(self.applier.running(), self.images)
+        good = self.ledger.last_good
+        was = settings_of(good.project) if good is not None else {}
+        now = settings_of(self.project)
+        self.changes = [
+            replace(c, reconfigured=c.after is not None and was.get(c.service) != now.get(c.service))
+            for c in plan_changes(self.applier.running(), self.images)
+        ]
         last = self.ledger.last
         self.unfinished = last if last is not None and last.state == "in-progress" else None
-        good = self.ledger.last_good
         self.before = good.release if good is not None else "-"
         return self
 

@@ -3,22 +3,76 @@
 A promotion PUTs the exact manifest bytes (and media type) of each unit's recorded
 digest under ``<repository>:<channel>``: the digest cannot change, no layer moves.
 (``docker buildx imagetools create`` re-wraps manifests and changes digests.)
+
+Concurrent promotions of one channel. The registry (distribution 2.8) has no compare-and-swap
+on a manifest PUT: two writers of the ledger would overwrite each other's entry, and two sets of
+tag moves would interleave. So:
+
+* On one machine, an exclusive ``fcntl.flock`` on ``<state dir>/locks/<host>-<namespace>-<channel>-<hash>.lock``
+  is held from before the ledger is read until its entry is complete: promotions and rollbacks of
+  a channel from one machine (one state directory) run one after the other and lose nothing.
+* Across machines, optimistic detection on the ledger's manifest digest, its *head*. The ledger is
+  read before the tags, and its head remembered. A last entry that is another promotion's fresh
+  ``in-progress`` one is waited for (up to ``IN_PROGRESS_WAIT_S``; older, it counts as interrupted
+  and stays so, the new entry after it). The new ledger's blobs are uploaded, then the head is read
+  again (moved: refused, ``channel moved during the promotion; run it again``, no tag moved) and
+  the manifest PUT; that look and the PUT's answer may be at most ``SETTLE_S`` apart (else refused,
+  no tag moved). ``SETTLE_S`` after the PUT the head is read once more and must be ours (else
+  refused, no tag moved): a writer that saw the old head before our write landed has, by its own
+  ``SETTLE_S`` bound, written by then (Fischer's timed mutual exclusion), so of two writers that
+  read one head the earlier stops and the later goes on, both entries never moving tags at once.
+  After the tags moved, the head must still be ours (else the promotion stops, its entry left
+  ``in-progress``); every tag is read back (one moved meanwhile is put back), the entry made
+  ``complete``, and the head confirmed to hold it.
+
+What remains, across machines only: the timing bound assumes the registry applies a request
+between its sending and its answer, and reads its own writes (distribution on a filesystem
+does; an eventually consistent storage backend does not). The wait for an ``in-progress`` entry
+trusts the machines' clocks to agree within ``IN_PROGRESS_WAIT_S``, and a promotion that moves
+tags for longer than that counts as interrupted: one that starts then appends after it and moves
+tags at the same time; the first stops when it sees the head moved, the second's read-back repairs
+the tags the first moved before it, not those after. A registry with conditional PUTs
+(``If-Match``) would close these; one promoting machine (or CI concurrency group) per channel avoids them.
 """
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
 import re
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
-from ...errors import ConfigError, PromoteRefused, RegistryError
+from ...config.keys import state_dir
+from ...errors import ConfigError, LedgerBroken, PromoteRefused, RegistryError
 from ...events import Emit, Event
 from ...oci.client import Manifest, RegistryClient
+from ...oci.signing import PublicKey, SigningKey
 from ...record import ReleaseRecord, UnitRecord
-from .ledger import Entry, Ledger, load_ledger, save_ledger
+from .ledger import (
+    Entry,
+    Ledger,
+    entry_hash,
+    entry_problem,
+    entry_time,
+    ledger_head,
+    ledger_manifest,
+    load_ledger,
+    put_ledger,
+    save_ledger,
+    verify_ledger,
+)
+from .trust import trust_problems
 
 PARALLEL_REQUESTS = 8
+POLL_S = 0.1  # between looks at a lock or a ledger that another promotion holds
+SETTLE_S = 1.0  # the longest a writer's last look at the head may precede its write; waited after each write
+IN_PROGRESS_WAIT_S = 60.0  # how long another promotion's fresh in-progress entry is waited for
+LOCK_TIMEOUT_S = 600.0  # how long this machine's lock of a channel is waited for
 CHANNEL_RE = re.compile(r"^[a-z][a-z0-9-]{0,40}$")
 
 
@@ -54,18 +108,122 @@ class Move:
     manifest: Manifest | None  # the bytes to PUT; None: already in place, or the registry lacks the digest
 
 
+def lock_path(directory: Path, host: str, namespace: str, channel: str) -> Path:
+    """The lock file of one channel of one registry namespace: readable, and unique by its hash."""
+    key = f"{host}/{namespace}/{channel}"
+    readable = re.sub(r"[^A-Za-z0-9._-]+", "_", f"{host}-{namespace}-{channel}")
+    return directory / f"{readable}-{hashlib.sha256(key.encode()).hexdigest()[:12]}.lock"
+
+
 class Promoter:
-    def __init__(self, registry: RegistryClient, namespace: str, emit: Emit) -> None:
+    """Moves a channel's tags and records each move, signed by ``signer``, in the channel's ledger.
+
+    ``trusted`` are the keys whose ledger entries a rollback restores and an interrupted promotion
+    finishes; ``lock_dir`` holds the host-local channel locks (default: the state directory's
+    ``locks/``); ``sleep`` and ``clock`` (monotonic, for durations) are the waits' seams for tests."""
+
+    def __init__(
+        self,
+        registry: RegistryClient,
+        namespace: str,
+        emit: Emit,
+        *,
+        signer: SigningKey,
+        trusted: Sequence[PublicKey],
+        lock_dir: Path | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+        policy: Callable[[ReleaseRecord, Iterable[str]], list[str]] | None = None,
+    ) -> None:
+        # what stands between a release and a channel: by default the registry's signatures and signed
+        # verdicts for the exact digests (trust.py); the record's own verdicts only where a test says so
+        self.policy = policy or (lambda record, keys: trust_problems(registry, trusted, record, keys))
         self.registry = registry
         self.namespace = namespace
         self.emit = emit
         self.host = registry.target.host
+        self.signer = signer
+        self.trusted = tuple(trusted)
+        self.lock_dir = lock_dir if lock_dir is not None else state_dir() / "locks"
+        self.sleep = sleep
+        self.clock = clock
+        self.in_progress_wait_s = IN_PROGRESS_WAIT_S
+        self.lock_timeout_s = LOCK_TIMEOUT_S
+        self.settle_s = SETTLE_S
+        self.entry: Entry | None = None  # the entry the last promote or rollback wrote (or found in place)
 
     def _path(self, repository: str) -> str:
         """The path inside the registry: the record's repository without its host (which may be
         another name for the registry this client talks to)."""
         return repository.split("/", 1)[1]
 
+    # --- the channel lock and the ledger's head ----------------------------------------------------
+    @contextmanager
+    def _locked(self, channel: str) -> Iterator[None]:
+        """Hold this machine's lock of the channel: waits (up to ``lock_timeout_s``) for another
+        promotion or rollback of it from this machine to finish."""
+        path = lock_path(self.lock_dir, self.host, self.namespace, channel)
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        with open(path, "a") as handle:  # closing it releases the lock, however the block ends
+            deadline, waiting = self.clock() + self.lock_timeout_s, False
+            while True:
+                try:
+                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if self.clock() >= deadline:
+                        raise PromoteRefused(
+                            f"--channel {channel}: another promotion of it on this machine still holds {path} after "
+                            f"{self.lock_timeout_s:.0f} s; run it again once that one is done"
+                        ) from None
+                    if not waiting:
+                        waiting = True
+                        self.emit(
+                            Event("promote.wait", f"{channel}: waiting for another promotion of it on this machine")
+                        )
+                    self.sleep(POLL_S)
+            yield
+
+    def _head(self, channel: str) -> str:
+        return ledger_head(self.registry, self.namespace, channel)
+
+    def _settled(self, channel: str, resumable: Callable[[Entry], bool]) -> Ledger:
+        """The ledger, once its last entry is not another promotion's fresh ``in-progress`` one.
+
+        That entry is waited for while it is younger than ``in_progress_wait_s`` (by its own ``at``)
+        and at most that long; after that it counts as interrupted and the new entry follows it."""
+        deadline, announced = self.clock() + self.in_progress_wait_s, False
+        while True:
+            ledger = load_ledger(self.registry, self.namespace, channel)
+            last = ledger.entries[-1] if ledger.entries else None
+            if last is None or last.state != "in-progress" or resumable(last):
+                return ledger
+            number, written = len(ledger.entries), entry_time(last)
+            if written is None or time.time() - written > self.in_progress_wait_s or self.clock() >= deadline:
+                self.emit(
+                    Event(
+                        "promote.stale",
+                        f"{channel}: ledger entry {number} ({last.describe()}) was left in-progress; it stays so",
+                    )
+                )
+                return ledger
+            if not announced:
+                announced = True
+                self.emit(
+                    Event(
+                        "promote.wait",
+                        f"{channel}: ledger entry {number} ({last.describe()}) is in progress: waiting up to "
+                        f"{self.in_progress_wait_s:.0f} s for it to finish",
+                    )
+                )
+            while self._head(channel) == ledger.head and self.clock() < deadline:
+                self.sleep(POLL_S)
+
+    def _vouched(self, ledger: Ledger) -> bool:
+        """Whether the last entry is signed by a trusted key and follows the one before it."""
+        return entry_problem(ledger.channel, ledger.entries, len(ledger.entries) - 1, self.trusted) is None
+
+    # --- moving the tags ---------------------------------------------------------------------------
     def _moves(self, channel: str, targets: dict[str, tuple[str, str]]) -> list[Move]:
         """targets: unit -> (repository, digest); where each unit's channel tag points now, asked in parallel."""
 
@@ -80,7 +238,8 @@ class Promoter:
             return list(pool.map(move, targets.items()))
 
     def _apply(self, channel: str, ledger: Ledger, entry: Entry, moves: list[Move]) -> int:
-        """Write the entry in-progress, move every tag that is not there yet, then mark it complete.
+        """Write the entry in-progress, move every tag that is not there yet, then mark it complete, with
+        the ledger's head checked before and after each write (see the module's docstring).
         Every digest is known to be in the registry before the ledger or any tag is written."""
         absent = [m for m in moves if m.manifest is None and m.before != m.digest]
         if absent:
@@ -90,9 +249,14 @@ class Promoter:
                 f"in the registry{more}; expected every digest of the release to be there (was the record edited, "
                 f"or the image deleted?): nothing promoted"
             )
-        if not ledger.entries or ledger.entries[-1] is not entry:
-            ledger.entries.append(entry)
-        save_ledger(self.registry, self.namespace, ledger)
+        what = f"{entry.action} {entry.release} to {channel}"
+        moved_away = f"{what}: channel moved during the promotion; run it again"
+        if not ledger.entries or ledger.entries[-1] is not entry:  # else: finishing it, already in the ledger
+            self._write_in_progress(ledger, entry, moved_away)
+        elif self._head(channel) != ledger.head:
+            raise PromoteRefused(
+                f"{moved_away} (another promotion wrote the ledger after this one read it; no tag moved)"
+            )
         pending = [m for m in moves if m.before != m.digest]
         pool = ThreadPoolExecutor(max_workers=PARALLEL_REQUESTS)
         try:
@@ -100,10 +264,53 @@ class Promoter:
         finally:
             # interrupted or failed: the moves in flight finish, the queued ones never start
             pool.shutdown(wait=True, cancel_futures=True)
-        moved = len(pending)
+        number = len(ledger.entries)
+        if self._head(channel) != ledger.head:
+            raise PromoteRefused(
+                f"{moved_away}: another promotion wrote the ledger while this one moved {len(pending)} tag(s), so "
+                f"its entry {number} stays in-progress (see `shipyard history --channel {channel}`)"
+            )
+        self._read_back(channel, moves)
         entry.state = "complete"
-        save_ledger(self.registry, self.namespace, ledger)
-        return moved
+        ledger.sign_last(self.signer)
+        ledger.head = save_ledger(self.registry, self.namespace, ledger)
+        if self._head(channel) != ledger.head:
+            mine = entry_hash(entry)
+            if not any(entry_hash(e) == mine for e in load_ledger(self.registry, self.namespace, channel).entries):
+                raise PromoteRefused(
+                    f"{what}: the tags moved, but another promotion wrote the ledger over this one's complete entry "
+                    f"{number}; see `shipyard history --channel {channel}` and run it again to record it"
+                )
+        self.entry = entry
+        return len(pending)
+
+    def _write_in_progress(self, ledger: Ledger, entry: Entry, moved_away: str) -> None:
+        """Append the entry and write the ledger only if its head is still the one read, then make sure
+        no other promotion's write landed right after it; every refusal comes before any tag moved.
+
+        The last look at the head and the PUT are at most ``settle_s`` apart (else refused), and the
+        head is read again ``settle_s`` after the PUT: a writer that saw the old head before this
+        write landed has written by then, so of two such writers the earlier sees the later and stops
+        (Fischer's timed mutual exclusion, over the registry's reads and writes)."""
+        channel = ledger.channel
+        read_at = ledger.head
+        ledger.append(entry, self.signer)
+        raw = ledger_manifest(self.registry, self.namespace, ledger)  # blobs first: then one PUT
+        started = self.clock()
+        if self._head(channel) != read_at:
+            raise PromoteRefused(
+                f"{moved_away} (another promotion wrote the ledger after this one read it; no tag moved)"
+            )
+        ledger.head = put_ledger(self.registry, self.namespace, channel, raw)
+        took = self.clock() - started
+        if took > self.settle_s:
+            raise PromoteRefused(
+                f"{moved_away} (the registry took {took:.1f} s to store the ledger, too long to be sure no other "
+                f"promotion wrote at the same time; no tag moved, entry {len(ledger.entries)} stays in-progress)"
+            )
+        self.sleep(self.settle_s)
+        if self._head(channel) != ledger.head:
+            raise PromoteRefused(f"{moved_away} (another promotion wrote the ledger over this one's; no tag moved)")
 
     def _move(self, channel: str, move: Move) -> None:
         manifest = move.manifest
@@ -112,6 +319,23 @@ class Promoter:
         self.registry.put_manifest(move.repository, channel, manifest.raw, manifest.media_type)
         self.emit(Event("promote.unit", f"{move.unit}: {channel} -> {move.digest[:19]}", unit=move.unit))
 
+    def _read_back(self, channel: str, moves: list[Move]) -> None:
+        """Every tag where this promotion put it: one a concurrent promotion moved meanwhile is put back
+        (this one's entry is the ledger's newest, so its digests are the channel's)."""
+
+        def check(move: Move) -> None:
+            if self.registry.head_digest(move.repository, channel) == move.digest:
+                return
+            manifest = move.manifest or self.registry.manifest(move.repository, move.digest)
+            if manifest is None:
+                raise RegistryError(f"{self.host}/{move.repository}@{move.digest} is gone from the registry")
+            self.emit(Event("promote.repair", f"{move.unit}: {channel} was moved by another promotion; put back"))
+            self._move(channel, Move(move.unit, move.repository, move.digest, None, manifest))
+
+        with ThreadPoolExecutor(max_workers=PARALLEL_REQUESTS) as pool:
+            list(pool.map(check, moves))
+
+    # --- the two verbs -----------------------------------------------------------------------------
     def promote(
         self,
         record: ReleaseRecord,
@@ -122,7 +346,7 @@ class Promoter:
         reason: str = "",
     ) -> int:
         check_channel(channel)
-        problems = gate_problems(record, units)
+        problems = self.policy(record, units)
         if problems and not force:
             raise PromoteRefused(
                 f"promote {record.release} to {channel} refused: {'; '.join(problems[:4])}"
@@ -130,32 +354,49 @@ class Promoter:
             )
         if force and not reason.strip():
             raise ConfigError("--force needs --reason '…': the reason is recorded in the channel's ledger")
-        moves = self._moves(channel, {k: (u.repository, u.digest) for k, u in units.items()})
-        ledger = load_ledger(self.registry, self.namespace, channel)
-        digests = {m.unit: m.digest for m in moves}
-        last = ledger.entries[-1] if ledger.entries else None
-        already = all(m.before == m.digest for m in moves)
-        if already and last and last.state == "complete" and last.release == record.release:
-            self.emit(
-                Event(
-                    "promote.noop",
-                    f"{channel} already points at {record.release} for all {len(moves)} units; nothing changed",
+        wanted = {k: u.digest for k, u in units.items()}
+        with self._locked(channel):
+            # the ledger before the tags: a promotion that moves tags after this read changes its head
+            ledger = self._settled(channel, lambda e: e.release == record.release and e.digests == wanted)
+            moves = self._moves(channel, {k: (u.repository, u.digest) for k, u in units.items()})
+            digests = {m.unit: m.digest for m in moves}
+            last = ledger.entries[-1] if ledger.entries else None
+            already = all(m.before == m.digest for m in moves)
+            if already and last and last.state == "complete" and last.release == record.release:
+                self.entry = last
+                self.emit(
+                    Event(
+                        "promote.noop",
+                        f"{channel} already points at {record.release} for all {len(moves)} units; nothing changed",
+                    )
                 )
+                return 0
+            interrupted = bool(
+                last and last.state == "in-progress" and last.release == record.release and last.digests == digests
             )
-            return 0
-        if last and last.state == "in-progress" and last.release == record.release and last.digests == digests:
-            entry = last  # finish the interrupted promotion
-            self.emit(Event("promote.resume", f"finishing the interrupted promotion of {record.release} to {channel}"))
-        else:
-            entry = Entry(
-                "promote",
-                record.release,
-                digests,
-                {m.unit: m.before for m in moves},
-                forced=force,
-                reason=reason.strip(),
-            )
-        moved = self._apply(channel, ledger, entry, moves)
+            if last and interrupted and self._vouched(ledger):
+                entry = last  # finish the interrupted promotion (signed again when complete)
+                self.emit(
+                    Event("promote.resume", f"finishing the interrupted promotion of {record.release} to {channel}")
+                )
+            else:
+                if last and interrupted:  # never re-sign an entry this machine cannot vouch for: a new one follows
+                    self.emit(
+                        Event(
+                            "promote.stale",
+                            f"{channel}: ledger entry {len(ledger.entries)} ({last.describe()}) is in progress but "
+                            f"does not verify; it stays so, and a new entry records this promotion",
+                        )
+                    )
+                entry = Entry(
+                    "promote",
+                    record.release,
+                    digests,
+                    {m.unit: m.before for m in moves},
+                    forced=force,
+                    reason=reason.strip(),
+                )
+            moved = self._apply(channel, ledger, entry, moves)
         self.emit(
             Event(
                 "promote.done",
@@ -166,31 +407,39 @@ class Promoter:
 
     def rollback(self, channel: str) -> Entry:
         check_channel(channel)
-        ledger = load_ledger(self.registry, self.namespace, channel)
-        done = ledger.completed
-        if not done:
-            raise PromoteRefused(
-                f"--channel {channel}: nothing to roll back: no promotion in {self.host}/{self.namespace}/"
-                f"shipyard-ledger; expected a channel promoted at least twice (see `shipyard history --channel "
-                f"{channel}`)"
+        with self._locked(channel):
+            ledger = self._settled(channel, lambda _: False)
+            done = [i for i, e in enumerate(ledger.entries) if e.state == "complete"]
+            if not done:
+                raise PromoteRefused(
+                    f"--channel {channel}: nothing to roll back: no promotion in {self.host}/{self.namespace}/"
+                    f"shipyard-ledger; expected a channel promoted at least twice (see `shipyard history --channel "
+                    f"{channel}`)"
+                )
+            current = ledger.entries[done[-1]]
+            back = next((i for i in reversed(done[:-1]) if ledger.entries[i].release != current.release), None)
+            if back is None:
+                raise PromoteRefused(
+                    f"--channel {channel}: nothing to roll back to: {current.release} is the only release in its "
+                    f"history; expected an earlier release (see `shipyard history --channel {channel}`)"
+                )
+            try:  # the digests restored, and every entry since, must be signed and chained
+                verify_ledger(ledger, self.trusted, start=back)
+            except LedgerBroken as exc:
+                raise LedgerBroken(
+                    f"{exc}; rollback refused: it would restore what the ledger cannot vouch for"
+                ) from None
+            previous = ledger.entries[back]
+            repos = {unit: self._unit_repository(unit) for unit in previous.digests}
+            moves = self._moves(channel, {u: (repos[u], d) for u, d in previous.digests.items()})
+            entry = Entry(
+                "rollback",
+                previous.release,
+                dict(previous.digests),
+                {m.unit: m.before for m in moves},
+                reason=f"rollback from {current.release}",
             )
-        current = done[-1]
-        previous = next((e for e in reversed(done[:-1]) if e.release != current.release), None)
-        if previous is None:
-            raise PromoteRefused(
-                f"--channel {channel}: nothing to roll back to: {current.release} is the only release in its "
-                f"history; expected an earlier release (see `shipyard history --channel {channel}`)"
-            )
-        repos = {unit: self._unit_repository(unit) for unit in previous.digests}
-        moves = self._moves(channel, {u: (repos[u], d) for u, d in previous.digests.items()})
-        entry = Entry(
-            "rollback",
-            previous.release,
-            dict(previous.digests),
-            {m.unit: m.before for m in moves},
-            reason=f"rollback from {current.release}",
-        )
-        moved = self._apply(channel, ledger, entry, moves)
+            moved = self._apply(channel, ledger, entry, moves)
         self.emit(
             Event("rollback.done", f"{channel} -> {previous.release} (was {current.release}): {moved} tag(s) moved")
         )

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from ...build.sbom import InvalidSbom, components
 from ...oci.attestations import AttestationMissing, find_provenance, read_sbom
 from ...oci.client import Manifest
+from ...oci.cosign import verified_signers
 from ...record import UnitRecord
 
 if TYPE_CHECKING:
@@ -205,6 +206,14 @@ def check_sbom(v: Verifier, image: UnitImage) -> Iterator[Finding]:
     yield _result(image, "sbom", True, expected, f"{count} components ({sbom.manifest[:19]})")
 
 
+def check_signature(v: Verifier, image: UnitImage) -> Iterator[Finding]:
+    """The unit's digest carries a cosign signature by a trusted key (``[project] trusted_keys``)."""
+    expected = "a signature by a trusted key (sha256-<hex>.sig)"
+    signers = verified_signers(v.registry, image.repository, image.unit.digest, v.trusted) if v.trusted else []
+    found = f"signed by {signers[0][:19]}…" if signers else "no signature by a trusted key"
+    yield _result(image, "signature", bool(signers), expected, found)
+
+
 def _in_bin(path: str) -> bool:
     return path.rpartition("/")[0] + "/" in BIN_DIRS
 
@@ -223,6 +232,8 @@ CHECKS: tuple[Check, ...] = (
     check_files,
     check_provenance,
     check_sbom,
+    check_signature,
 )
-# what the unit's digest has once (its tags, its SBOM referrer) is checked with the primary platform only
-PER_PLATFORM: tuple[Check, ...] = tuple(c for c in CHECKS if c not in (check_tag, check_sbom))
+# what the unit's digest has once (its tags, its SBOM referrer, its signature) is checked with the primary
+# platform only
+PER_PLATFORM: tuple[Check, ...] = tuple(c for c in CHECKS if c not in (check_tag, check_sbom, check_signature))

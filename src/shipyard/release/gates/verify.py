@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -11,8 +11,10 @@ from ...errors import RegistryError, VerifyFailed
 from ...events import Emit, Event
 from ...oci.client import RegistryClient
 from ...oci.layers import LayerCache
+from ...oci.signing import PublicKey, SigningKey
 from ...record import ReleaseRecord, UnitRecord, load_record, reports_dir, write_atomic
 from .checks import CHECKS, PER_PLATFORM, Finding, UnitImage
+from .verdicts import attest_gate
 
 
 @dataclass
@@ -46,10 +48,13 @@ def _finding_json(finding: Finding) -> dict[str, str]:
 
 
 class Verifier:
-    def __init__(self, record: ReleaseRecord, registry: RegistryClient, emit: Emit) -> None:
+    def __init__(
+        self, record: ReleaseRecord, registry: RegistryClient, emit: Emit, trusted: Sequence[PublicKey] = ()
+    ) -> None:
         self.record = record
         self.registry = registry
         self.emit = emit
+        self.trusted = list(trusted)
         self.host = record.registry.split("/", 1)[0]
         self.layers = LayerCache(registry)
 
@@ -104,10 +109,19 @@ class Verifier:
                     yield finding
 
 
-def verify_release(project: Path, record_path: Path, registry: RegistryClient, emit: Emit) -> VerifyReport:
-    """Run every check, store the verdicts in the record and a JSON report; raise when any failed."""
+def verify_release(
+    project: Path,
+    record_path: Path,
+    registry: RegistryClient,
+    emit: Emit,
+    *,
+    trusted: Sequence[PublicKey] = (),
+    signer: SigningKey | None = None,
+) -> VerifyReport:
+    """Run every check, store the verdicts in the record and a JSON report, sign the verdict of each unit
+    that passed (with ``signer``); raise when any failed."""
     record = load_record(record_path)
-    report = Verifier(record, registry, emit).run()
+    report = Verifier(record, registry, emit, trusted).run()
     for key, unit in record.units.items():
         mine = [f for f in report.findings if f.unit == key]
         unit.verdicts["verify"] = {
@@ -115,6 +129,10 @@ def verify_release(project: Path, record_path: Path, registry: RegistryClient, e
             "failed": [f.check for f in mine if f.status == "fail"],
         }
     write_atomic(record_path, record.to_json())
+    if signer is not None:
+        attest_gate(
+            registry, signer, record, "verify", {"checks": [c.__name__.removeprefix("check_") for c in CHECKS]}, emit
+        )
     out = reports_dir(project, record.release) / "verify.json"
     write_atomic(out, report.to_json())
     emit(Event("record", f"verify report: {out}", data={"path": str(out)}))

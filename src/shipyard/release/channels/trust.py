@@ -1,0 +1,101 @@
+"""What may ship, decided from the registry: signatures and signed verdicts, by digest.
+
+Promotion, deploy and rollout ask this module, not the release record. Every unit's digest must
+carry a signature by a trusted key and signed ``verify`` and ``scan`` verdicts for that digest and the
+release's git revision; the release must have been canaried (a signed canary verdict for at least one
+profile), and every service of a canaried profile needs its own. The record is only the list of what
+to look for: a record whose digests or verdicts were edited finds nothing signed to match and is
+refused, naming the unit and what is missing. An empty list of units is refused too: no policy
+passes vacuously.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from ...oci.client import RegistryClient
+from ...oci.cosign import verified_signers
+from ...oci.signing import PublicKey
+from ...record import ReleaseRecord, UnitRecord
+from ..gates.verdicts import signed_verdicts
+
+PARALLEL_REQUESTS = 8
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """What the registry holds, under trusted keys, for one image digest."""
+
+    signers: list[str]
+    verdicts: dict[str, dict[str, Any]] = field(default_factory=dict)  # gate -> shipyard's part of the verdict
+
+
+def evidence(registry: RegistryClient, trusted: Sequence[PublicKey], path: str, digest: str) -> Evidence:
+    """``path``: the repository inside the registry."""
+    return Evidence(verified_signers(registry, path, digest, trusted), signed_verdicts(registry, trusted, path, digest))
+
+
+def gather(registry: RegistryClient, trusted: Sequence[PublicKey], units: dict[str, UnitRecord]) -> dict[str, Evidence]:
+    def one(unit: UnitRecord) -> Evidence:
+        return evidence(registry, trusted, unit.repository.split("/", 1)[1], unit.digest)
+
+    with ThreadPoolExecutor(max_workers=PARALLEL_REQUESTS) as pool:
+        return dict(zip(units, pool.map(one, units.values()), strict=True))
+
+
+def trust_problems(
+    registry: RegistryClient, trusted: Sequence[PublicKey], record: ReleaseRecord, keys: Iterable[str]
+) -> list[str]:
+    """What stands between ``keys`` of ``record`` and a channel or a machine, read from the registry."""
+    wanted = list(keys)
+    if not wanted:
+        return [f"release {record.release}: no unit to check"]
+    if not trusted:
+        return ["no trusted key to check signatures with"]
+    services = [k for k, u in record.units.items() if u.kind == "service"]
+    found = gather(registry, trusted, {k: record.units[k] for k in dict.fromkeys([*wanted, *services])})
+    problems = []
+    for key in wanted:
+        unit, proof = record.units[key], found[key]
+        short = unit.digest[:19]
+        if not proof.signers:
+            problems.append(f"{key}: {short} has no signature by a trusted key")
+        for gate in ("verify", "scan"):
+            problems += _verdict_problem(key, short, gate, proof.verdicts.get(gate), record)
+    canaried = {record.units[k].profile for k in services if _matches(found[k].verdicts.get("canary"), record)}
+    if not canaried:
+        problems.append(f"release {record.release}: no signed canary verdict (run `shipyard canary`)")
+    for key in wanted:
+        unit = record.units[key]
+        if unit.kind == "service" and unit.profile in canaried:
+            problems += _verdict_problem(key, unit.digest[:19], "canary", found[key].verdicts.get("canary"), record)
+    return problems
+
+
+def _matches(verdict: dict[str, Any] | None, record: ReleaseRecord) -> bool:
+    return verdict is not None and verdict.get("revision") == record.revision
+
+
+def _verdict_problem(
+    key: str, short: str, gate: str, verdict: dict[str, Any] | None, record: ReleaseRecord
+) -> list[str]:
+    if verdict is None:
+        return [f"{key}: no signed {gate} verdict for {short}"]
+    if verdict.get("revision") != record.revision:
+        return [f"{key}: the signed {gate} verdict for {short} is of revision {str(verdict.get('revision'))[:8]}, "
+                f"not the release's {record.revision[:8]}"]  # fmt: skip
+    return []
+
+
+def digest_problems(
+    registry: RegistryClient, trusted: Sequence[PublicKey], label: str, path: str, digest: str
+) -> list[str]:
+    """For an image no record names (a channel's digest, on its way to a machine): signed, verified, scanned."""
+    proof = evidence(registry, trusted, path, digest)
+    problems = [] if proof.signers else [f"{label}: {digest[:19]} has no signature by a trusted key"]
+    problems += [f"{label}: no signed {gate} verdict for {digest[:19]}" for gate in ("verify", "scan")
+                 if gate not in proof.verdicts]  # fmt: skip
+    return problems
