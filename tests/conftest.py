@@ -38,6 +38,7 @@ def make_project(
     dest.mkdir(parents=True, exist_ok=True)
     shutil.copytree(REPO / "dockerfiles", dest / "dockerfiles")
     shutil.copytree(REPO / "families", dest / "families")
+    shutil.copytree(REPO / "keys", dest / "keys")  # the catalog's trusted_keys
     (dest / "profiles").mkdir()
     for name in profiles:
         shutil.copy(REPO / "profiles" / f"{name}.json", dest / "profiles")

@@ -147,7 +147,7 @@ CASES = [
         "catalog-invalid-toml",
         BUILD,
         2,
-        ("shipyard.toml: invalid TOML:", "(at line 11, column 15)"),
+        ("shipyard.toml: invalid TOML:", "(at line 14, column 15)"),
         (edit(CATALOG, 'kind = "family"', 'kind = "family'),),
     ),
     Case(
@@ -389,8 +389,11 @@ CASES = [
     Case(
         "promote-tampered-record",
         ("promote", RELEASE, "--channel", CHANNEL),
-        5,
-        (f"{RELEASE}: cpu/{SERVICE}:", "@sha256:" + "0b" * 32 + " is not in the registry", "nothing promoted"),
+        13,
+        (
+            f"promote {RELEASE} to {CHANNEL} refused: ",
+            f"cpu/{SERVICE}: sha256:{'0b' * 6} has no signature by a trusted key",
+        ),
         (record(verdicts=True),),
         promotes=True,
     ),

@@ -14,6 +14,7 @@ import tenacity
 from shipyard.build.sbom import trivy_binary
 from shipyard.oci.attestations import find_provenance, read_sbom
 from shipyard.oci.client import RegistryClient
+from shipyard.oci.cosign import signature_tag
 from shipyard.record import load_record
 from tests.conftest import git
 from tests.integration.conftest import PROFILES, SERVICES, shipyard
@@ -76,7 +77,12 @@ def test_every_unit_has_provenance_and_an_sbom(built, registry: RegistryClient) 
         assert "tini" in names, key  # a Debian package of the base
         if unit.image != "base-python":
             assert "uvicorn" in names, key  # a wheel from the family-web lock, in /opt/venv
-        assert unit.attestations == {"provenance": provenance.manifest, "sbom": sbom.manifest}, key
+        signature = registry.head_digest(repo, signature_tag(unit.digest))  # the build signed the digest
+        assert unit.attestations == {
+            "provenance": provenance.manifest,
+            "sbom": sbom.manifest,
+            "signature": signature,
+        }, key
 
 
 def test_another_client_finds_the_sbom_through_the_referrers_tag(built, tmp_path) -> None:  # type: ignore[no-untyped-def]

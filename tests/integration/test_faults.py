@@ -20,7 +20,7 @@ from shipyard.oci.client import RegistryClient
 from shipyard.record import ReleaseRecord, load_record, save_record
 from tests.conftest import make_project
 from tests.faultproxy import FaultProxy
-from tests.integration.conftest import shipyard
+from tests.integration.conftest import shipyard, sign_as_gated
 
 RUNS = 20
 RUN_ID = secrets.token_hex(3)  # channels of this session only: a rerun starts from no history
@@ -48,6 +48,7 @@ def releases(gated, registry: RegistryClient) -> tuple[Path, ReleaseRecord, Rele
         b.units[key] = type(unit)(**{**unit.__dict__, "digest": digest})
     save_record(root, a)
     save_record(root, b)
+    sign_as_gated(b, *b.units)  # B passed A's gates: its new digests carry the signed verdicts too
     return root, a, b
 
 

@@ -33,7 +33,7 @@ from tests import reportdata
 from tests.integration.conftest import IT_REGISTRY, shipyard
 from tests.reportdata import NEXT, RELEASE
 
-WIDTH, HEIGHT = 1280, 2000
+WIDTH, HEIGHT = 1280, 2600
 P50_RGB, P95_RGB = (0x8F, 0xB8, 0xE6), (0x1F, 0x5A, 0x99)  # the chart's bar colours (report_html.P50, P95)
 FLAGS = (
     "--headless",

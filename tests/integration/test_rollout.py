@@ -60,6 +60,7 @@ def _targets(edge: SecondEngine) -> str:
 def fleet(gated, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:  # type: ignore[no-untyped-def]
     source, a = gated
     root = copy_project(source, tmp_path_factory.mktemp("fleet") / "proj")
+    save_record(root, a)  # release A as gated (a later test may have rebuilt the session's copy of it)
     with second_engine(tmp_path_factory.mktemp("edge"), name="shipyard-it-fleet", subnet=78) as edge:
         with (root / "shipyard.toml").open("a") as catalog:
             catalog.write(_targets(edge))

@@ -119,10 +119,10 @@ def test_the_fake_token_appears_nowhere(token_registry: str, built, tmp_path: Pa
             "RUN --mount=type=secret,id=HF_TOKEN,required=true test -s /run/secrets/HF_TOKEN\n",
         )
     )
-    (root / "keys").mkdir()
-    (root / "keys" / "release.pub").write_bytes(SIGNING_KEY.public.pem())
+    (root / "keys").mkdir(exist_ok=True)
+    (root / "keys" / "team.pub").write_bytes(SIGNING_KEY.public.pem())
     catalog.write_text(
-        catalog.read_text().replace("[project]\n", '[project]\ntrusted_keys = ["keys/release.pub"]\n', 1)
+        catalog.read_text().replace('trusted_keys = ["keys/release.pub"]', 'trusted_keys = ["keys/team.pub"]')
     )
     git(root, "add", "keys")
     git(root, "commit", "-qam", "family-web needs a token at build time; the team's release key")

@@ -37,6 +37,7 @@ class Swarm:
 def swarm(gated, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Swarm]:  # type: ignore[no-untyped-def]
     source, a = gated
     root = copy_project(source, tmp_path_factory.mktemp("swarm") / "proj")
+    save_record(root, a)  # release A as gated (a later test may have rebuilt the session's copy of it)
     profile = root / "profiles" / "cpu.json"
     profile.write_text(json.dumps({**json.loads(profile.read_text()), "runtime": {"replicas": 2}}))
     with second_engine(tmp_path_factory.mktemp("swarm-engine"), name="shipyard-it-swarm", subnet=79) as engine:

@@ -101,6 +101,10 @@ def _untrusted(signer: SigningKey) -> str:
 def _public(path: Path) -> PublicKey:
     try:
         return PublicKey.from_pem(path.read_bytes())
+    except FileNotFoundError:
+        raise ConfigError(
+            f"shipyard.toml: [project] trusted_keys: no such file: {path} (make a pair with `shipyard keygen`)"
+        ) from None
     except (OSError, BadKey) as exc:
         raise ConfigError(f"shipyard.toml: [project] trusted_keys: {path.name}: {exc}") from None
 
