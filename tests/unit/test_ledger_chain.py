@@ -320,22 +320,74 @@ def test_of_two_writers_that_read_the_same_head_the_earlier_stops_before_any_tag
     assert settles == [promote_module.SETTLE_S] and channel_tags(reg) == before
 
 
-def test_a_write_slower_than_the_settle_time_stops_before_any_tag_moved(reg: MemoryRegistry, tmp_path: Path) -> None:
-    promoter = promoter_on(reg, tmp_path / "locks")
+def slow_ledger_puts(promoter: Promoter, slow: int) -> list[float]:
+    """The first ``slow`` ledger writes take 1.5 s of the promoter's clock; returns the clock."""
     now = [0.0]
     promoter.clock = lambda: now[0]
     real_put = promoter.registry.put_manifest
+    count = [0]
 
-    def slow_put(repository: str, reference: str, raw: bytes, media_type: str) -> str:
+    def put_manifest(repository: str, reference: str, raw: bytes, media_type: str) -> str:
         if "ledger" in repository:
-            now[0] += 1.5
+            count[0] += 1
+            if count[0] <= slow:
+                now[0] += 1.5
         return real_put(repository, reference, raw, media_type)
 
-    promoter.registry.put_manifest = slow_put  # type: ignore[method-assign]
-    with pytest.raises(PromoteRefused, match=r"the registry took 1\.5 s to store the ledger, too long .*no tag moved"):
+    promoter.registry.put_manifest = put_manifest  # type: ignore[method-assign]
+    return now
+
+
+def test_a_write_slower_than_the_settle_time_is_written_again_within_it(reg: MemoryRegistry, tmp_path: Path) -> None:
+    events: list[Event] = []
+    promoter = promoter_on(reg, tmp_path / "locks")
+    promoter.emit = events.append
+    slow_ledger_puts(promoter, slow=2)
+    put(promoter, reg, A)
+    slow = [e.message for e in events if e.kind == "promote.slow"]
+    assert slow == [
+        f"stable: the registry took 1.5 s to store the ledger (over 1 s); writing it again ({n}/"
+        f"{promote_module.WRITE_ATTEMPTS})"
+        for n in (2, 3)
+    ]
+    assert [e.state for e in load_ledger(promoter.registry, "acme", "stable").entries] == ["complete"]
+    assert len(channel_tags(reg)) == 2
+
+
+def test_a_write_again_that_finds_another_promotions_head_stops(reg: MemoryRegistry, tmp_path: Path) -> None:
+    promoter = promoter_on(reg, tmp_path / "locks")
+    put(promoter, reg, A)
+    before = channel_tags(reg)
+    now = slow_ledger_puts(promoter, slow=1)
+    real_head = promoter.registry.head_digest
+    base = load_ledger(promoter.registry, "acme", "stable")
+    looks = [0]
+
+    def head_digest(repository: str, reference: str) -> str | None:
+        if "ledger" in repository and now[0] > 0:
+            looks[0] += 1
+            if looks[0] == 1:  # another machine's write landed after this one's slow write
+                base.append(Entry("promote", C, {}, {}, by="ci@elsewhere"), KEY)
+                save_ledger(client(reg), "acme", base)
+        return real_head(repository, reference)
+
+    promoter.registry.head_digest = head_digest  # type: ignore[method-assign]
+    with pytest.raises(PromoteRefused, match=r"another promotion wrote the ledger after this one read it; no tag"):
+        put(promoter, reg, B)
+    assert channel_tags(reg) == before
+
+
+def test_a_registry_always_slower_than_the_settle_time_stops_before_any_tag_moved(
+    reg: MemoryRegistry, tmp_path: Path
+) -> None:
+    promoter = promoter_on(reg, tmp_path / "locks")
+    slow_ledger_puts(promoter, slow=promote_module.WRITE_ATTEMPTS)
+    with pytest.raises(
+        PromoteRefused, match=r"took over 1 s to store the ledger 8 times, last 1\.5 s: too long .*no tag moved"
+    ):
         put(promoter, reg, A)
     assert not channel_tags(reg)
-    promoter.registry.put_manifest = real_put  # type: ignore[method-assign]
+    slow_ledger_puts(promoter, slow=0)
     put(promoter, reg, A)  # run again, it finishes the entry left in progress
     assert [e.state for e in load_ledger(promoter.registry, "acme", "stable").entries] == ["complete"]
     assert len(channel_tags(reg)) == 2

@@ -16,9 +16,10 @@ tag moves would interleave. So:
   ``in-progress`` one is waited for (up to ``IN_PROGRESS_WAIT_S``; older, it counts as interrupted
   and stays so, the new entry after it). The new ledger's blobs are uploaded, then the head is read
   again (moved: refused, ``channel moved during the promotion; run it again``, no tag moved) and
-  the manifest PUT; that look and the PUT's answer may be at most ``SETTLE_S`` apart (else refused,
-  no tag moved). ``SETTLE_S`` after the PUT the head is read once more and must be ours (else
-  refused, no tag moved): a writer that saw the old head before our write landed has, by its own
+  the manifest PUT; that look and the PUT's answer may be at most ``SETTLE_S`` apart (else the same
+  bytes are written again, after a look that must find this write's head, up to ``WRITE_ATTEMPTS``
+  times; then refused, no tag moved). ``SETTLE_S`` after the PUT the head is read once more and
+  must be ours (else refused, no tag moved): a writer that saw the old head before our write landed has, by its own
   ``SETTLE_S`` bound, written by then (Fischer's timed mutual exclusion), so of two writers that
   read one head the earlier stops and the later goes on, both entries never moving tags at once.
   After the tags moved, the head must still be ours (else the promotion stops, its entry left
@@ -31,7 +32,9 @@ does; an eventually consistent storage backend does not). The wait for an ``in-p
 trusts the machines' clocks to agree within ``IN_PROGRESS_WAIT_S``, and a promotion that moves
 tags for longer than that counts as interrupted: one that starts then appends after it and moves
 tags at the same time; the first stops when it sees the head moved, the second's read-back repairs
-the tags the first moved before it, not those after. A registry with conditional PUTs
+the tags the first moved before it, not those after. A write slower than
+``SETTLE_S`` may have landed over another machine's entry whose own check had already passed; the
+write again protects this promotion, not that one. A registry with conditional PUTs
 (``If-Match``) would close these; one promoting machine (or CI concurrency group) per channel avoids them.
 """
 
@@ -72,6 +75,7 @@ PARALLEL_REQUESTS = 8
 POLL_S = 0.1  # between looks at a lock or a ledger that another promotion holds
 SETTLE_S = 1.0  # the longest a writer's last look at the head may precede its write; waited after each write
 IN_PROGRESS_WAIT_S = 60.0  # how long another promotion's fresh in-progress entry is waited for
+WRITE_ATTEMPTS = 8  # ledger writes slower than SETTLE_S, tried again before giving up
 LOCK_TIMEOUT_S = 600.0  # how long this machine's lock of a channel is waited for
 CHANNEL_RE = re.compile(r"^[a-z][a-z0-9-]{0,40}$")
 
@@ -293,20 +297,35 @@ class Promoter:
         write landed has written by then, so of two such writers the earlier sees the later and stops
         (Fischer's timed mutual exclusion, over the registry's reads and writes)."""
         channel = ledger.channel
-        read_at = ledger.head
+        expected = ledger.head  # the head this promotion read; once its own write landed, that write's
         ledger.append(entry, self.signer)
         raw = ledger_manifest(self.registry, self.namespace, ledger)  # blobs first: then one PUT
-        started = self.clock()
-        if self._head(channel) != read_at:
+        for attempt in range(1, WRITE_ATTEMPTS + 1):
+            started = self.clock()
+            if self._head(channel) != expected:
+                raise PromoteRefused(
+                    f"{moved_away} (another promotion wrote the ledger after this one read it; no tag moved)"
+                )
+            ledger.head = put_ledger(self.registry, self.namespace, channel, raw)
+            took = self.clock() - started
+            if took <= self.settle_s:
+                break
+            # Too slow to be sure: write the same bytes again (the same digest) within the bound, so
+            # that the look before it and the wait after it cover every writer that came since.
+            expected = ledger.head
+            if attempt < WRITE_ATTEMPTS:
+                self.emit(
+                    Event(
+                        "promote.slow",
+                        f"{channel}: the registry took {took:.1f} s to store the ledger (over {self.settle_s:.0f} s); "
+                        f"writing it again ({attempt + 1}/{WRITE_ATTEMPTS})",
+                    )
+                )
+        else:
             raise PromoteRefused(
-                f"{moved_away} (another promotion wrote the ledger after this one read it; no tag moved)"
-            )
-        ledger.head = put_ledger(self.registry, self.namespace, channel, raw)
-        took = self.clock() - started
-        if took > self.settle_s:
-            raise PromoteRefused(
-                f"{moved_away} (the registry took {took:.1f} s to store the ledger, too long to be sure no other "
-                f"promotion wrote at the same time; no tag moved, entry {len(ledger.entries)} stays in-progress)"
+                f"{moved_away} (the registry took over {self.settle_s:.0f} s to store the ledger {WRITE_ATTEMPTS} "
+                f"times, last {took:.1f} s: too long to be sure no other promotion wrote at the same time; no tag "
+                f"moved, entry {len(ledger.entries)} stays in-progress)"
             )
         self.sleep(self.settle_s)
         if self._head(channel) != ledger.head:
