@@ -43,10 +43,21 @@ class UnitRecord:
     platforms: list[str] = field(default_factory=list)  # a multi-platform unit's index: every platform in it
     # kind ("provenance", "sbom") -> digest of the attestation's manifest in the unit's repository
     attestations: dict[str, str] = field(default_factory=dict)
+    # the platform manifest of ``platform`` inside the index ``digest``: what a single-platform
+    # child's FROM names, so a parent rebuilt from cache (new provenance, same image) moves no child
+    image_digest: str = ""
 
     @property
     def ref(self) -> str:
         return f"{self.repository}@{self.digest}"
+
+    @property
+    def parent_ref(self) -> str:
+        """How a child names this unit in its FROM: the platform manifest, or the index of a
+        multi-platform unit (one FROM serves every platform of the child's build)."""
+        if self.platforms or not self.image_digest:
+            return self.ref
+        return f"{self.repository}@{self.image_digest}"
 
 
 @dataclass

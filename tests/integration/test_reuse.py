@@ -89,3 +89,24 @@ def test_a_repository_that_does_not_ignore_shipyards_state_builds_twice(tmp_path
     record = release_of(root)
     assert "-dirty-" not in record.release and record.units, first.stdout
     assert all(unit.reused_from for unit in record.units.values()), second.stdout
+
+
+def test_a_no_reuse_rebuild_of_a_family_moves_none_of_its_children(tmp_path: Path) -> None:
+    """A rebuild from cache gives a new index (its provenance records the build) but, built with
+    SOURCE_DATE_EPOCH, the same platform manifest, which is what the children's FROM names."""
+    root = isolated(make_project(tmp_path / "proj", services=(SERVICE,), profiles=("cpu",)))
+    shipyard("--project", str(root), "build", env=LOCAL)
+    first = release_of(root)
+    rebuilt = shipyard("--project", str(root), "build", "--no-reuse", "--image", "family-web", env=LOCAL)
+    assert "cpu/family-web: building (--no-reuse)" in rebuilt.stdout, rebuilt.stdout
+    again = release_of(root)
+    family, before = again.units["cpu/family-web"], first.units["cpu/family-web"]
+    assert family.digest != before.digest and family.image_digest == before.image_digest
+    children = [k for k in first.units if k not in ("cpu/base-python", "cpu/family-web")]
+    of_family = [k for k in children if "/cpu/family-web@" in first.units[k].parent]
+    assert of_family and all(first.units[k].parent.endswith("@" + before.image_digest) for k in of_family)
+    result = shipyard("--project", str(root), "build", "-v", env=LOCAL)
+    assert "docker buildx build" not in result.stdout, result.stdout
+    last = release_of(root)
+    assert [k for k in children if last.units[k].digest != first.units[k].digest] == []
+    print(f"\n--no-reuse of cpu/family-web, then a build: 0 of {len(children)} children rebuilt")

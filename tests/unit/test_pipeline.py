@@ -115,7 +115,7 @@ def option(name: str, argv: list[str]) -> str:
     return argv[argv.index(name) + 1]
 
 
-def test_builds_parents_first_and_children_from_the_parent_digest(ctx) -> None:  # type: ignore[no-untyped-def]
+def test_builds_parents_first_and_children_from_the_parents_platform_manifest(ctx) -> None:  # type: ignore[no-untyped-def]
     context, runner, events = ctx
     record = build_release(context, BuildOptions(target=parse_target("localhost:5000/acme")))
     builds = [argv for argv in runner.history if argv[:3] == ["docker", "buildx", "build"]]
@@ -136,8 +136,11 @@ def test_builds_parents_first_and_children_from_the_parent_digest(ctx) -> None: 
     pc2_web = next(argv for argv in builds if "/pc2/family-web:" in option("--tag", argv))
     assert "TORCH_CUDA_ARCH_LIST=8.6" in pc2_web
     assert option("--build-context", pc2_web).startswith("tools=")
+    assert f"SOURCE_DATE_EPOCH={int(context.revision.committed.timestamp())}" in pc2_web
     dockerfile = Path(option("--file", pc2_web)).read_text()
-    parent_digest = runner.digests["acme/pc2/base-python"]
+    index = runner.digests["acme/pc2/base-python"]
+    parent_digest = json.loads(runner.mem.manifests[("acme/pc2/base-python", index)][0])["manifests"][0]["digest"]
+    assert record.units["pc2/base-python"].image_digest == parent_digest != index
     assert f"FROM localhost:5000/acme/pc2/base-python@{parent_digest} AS runtime" in dockerfile
     unit = record.units["pc2/family-web"]
     assert unit.parent == f"localhost:5000/acme/pc2/base-python@{parent_digest}"
@@ -343,3 +346,52 @@ def test_a_dirty_tree_pushes_no_semver_tag_and_says_so(ctx) -> None:  # type: ig
     assert not [tag for _, tag in runner.mem.tags if tag in ("1.4.2", "1.4")]
     told = [e.message for e in events if e.kind == "aliases.skipped"]
     assert told == ["tag v1.4.2 on HEAD not applied: the tree is dirty (commit, then build again)"]
+
+
+def test_a_no_op_release_asks_the_registry_for_nothing_twice(ctx) -> None:  # type: ignore[no-untyped-def]
+    """A reused unit: its inputs tag, its platform manifest, its config, its SBOM referrers and its
+    signature, each once; the release tag PUT; the provenance is the one its index lists."""
+    from collections import Counter
+
+    from shipyard.oci.signing import SigningKey
+
+    context, runner, _ = ctx
+    context.signer = SigningKey.generate()
+    target = parse_target("localhost:5000/acme")
+    build_release(context, BuildOptions(target=target, profiles=["cpu"]))
+    mem: MemoryRegistry = runner.mem
+    mem.requests.clear()
+    context.registry = RegistryClient(target, transport=context.registry._http._transport)  # a new process
+    again = build_release(context, BuildOptions(target=target, profiles=["cpu"]))
+    assert all(u.reused_from for u in again.units.values())
+    reads = Counter((m, p) for m, p in mem.requests if m == "GET" and "/sha256:" in p)
+    assert [r for r, n in reads.items() if n > 1] == [], "content by digest is read once"
+    per_unit = len([r for r in mem.requests if "/bases/" not in r[1]]) / len(again.units)
+    assert per_unit <= 8, mem.requests
+    attestation_reads = [p for m, p in mem.requests if m == "GET" and "/blobs/" in p]
+    assert len(attestation_reads) <= 2 * len(again.units), "no provenance statement is read for a reused unit"
+
+
+def test_no_reuse_is_the_reason_it_gives(ctx) -> None:  # type: ignore[no-untyped-def]
+    context, runner, events = ctx
+    target = parse_target("localhost:5000/acme")
+    build_release(context, BuildOptions(target=target, profiles=["cpu"]))
+    events.clear()
+    build_release(context, BuildOptions(target=target, profiles=["cpu"], reuse=False))
+    started = [e.message for e in events if e.kind == "unit.started"]
+    assert len(started) == 4 and all(m.endswith("building (--no-reuse)") for m in started), started
+
+
+def test_no_attest_still_signs_every_unit(ctx) -> None:  # type: ignore[no-untyped-def]
+    from shipyard.oci.cosign import verified_signers
+    from shipyard.oci.signing import SigningKey
+
+    context, runner, _ = ctx
+    context.signer = SigningKey.generate()
+    record = build_release(context, BuildOptions(target=parse_target("localhost:5000/acme"), attest=False))
+    assert not sbom_runs(runner)
+    assert all("--provenance=false" in argv for argv in runner.history if argv[:2] == ["docker", "buildx"])
+    for key, unit in record.units.items():
+        assert set(unit.attestations) == {"signature"}, key
+        repo = unit.repository.removeprefix("localhost:5000/")
+        assert verified_signers(context.registry, repo, unit.digest, [context.signer.public]), key

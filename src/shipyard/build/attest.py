@@ -3,14 +3,17 @@
 The provenance comes out of buildx with the push; the SBOM is made after it (see
 oci/attestations.py for the formats and why the SBOM is our own). That runs in a pool of
 its own so a unit's children start building as soon as the unit is pushed, not after Trivy
-has read it. A reused image already has its SBOM (it is keyed by the digest), so it is looked
-up and only made when missing, e.g. for an image pushed before shipyard made SBOMs.
-The build waits for the pool at the end and fails if an attestation could not be made; the
-image stays pushed and in the release record.
+has read it: at most ``jobs`` Trivy processes at once, the registry look-ups of reused units
+beside them. A reused image already has its SBOM (it is keyed by the digest), so it is looked
+up and only made when missing, e.g. for an image pushed before shipyard made SBOMs; its
+provenance is the one its index lists (verify reads the statement). Without attestations
+(``--no-attest``) the pool only signs. The build waits for the pool at the end and fails if an
+attestation could not be made; the image stays pushed and in the release record.
 """
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -18,7 +21,7 @@ from dataclasses import dataclass
 
 from ..errors import RegistryError, ShipyardError
 from ..events import Emit, Event
-from ..oci.attestations import find_provenance, find_sbom, push_sbom
+from ..oci.attestations import find_provenance, find_sbom, listed_provenance, push_sbom
 from ..oci.client import RegistryClient
 from ..oci.cosign import push_signature, signature_tag
 from ..oci.signing import SigningKey
@@ -34,14 +37,24 @@ class Pushed:
     ref: str  # host/repository@digest
     digest: str
     platform: str
+    reused: bool = False  # an image pushed by an earlier release, found by its inputs
 
 
 class Attacher:
     def __init__(
-        self, registry: RegistryClient, generate: Generate, emit: Emit, jobs: int, *, signer: SigningKey | None = None
+        self,
+        registry: RegistryClient,
+        generate: Generate | None,
+        emit: Emit,
+        jobs: int,
+        *,
+        signer: SigningKey | None = None,
+        lookups: int = 8,
     ) -> None:
+        """``generate`` None: no provenance or SBOM is looked for or made, the units are only signed."""
         self.registry, self.generate, self.emit, self.signer = registry, generate, emit, signer
-        self._pool = ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="attest")
+        self._pool = ThreadPoolExecutor(max_workers=max(1, jobs, lookups), thread_name_prefix="attest")
+        self._generating = threading.Semaphore(max(1, jobs))  # Trivy processes, beside the builds
         self._pending: dict[str, Future[dict[str, str]]] = {}
 
     def submit(self, pushed: Pushed) -> None:
@@ -66,20 +79,10 @@ class Attacher:
 
     def _attach(self, pushed: Pushed) -> dict[str, str]:
         started = time.monotonic()
-        index = self.registry.manifest(pushed.repository, pushed.digest)
-        if index is None:
-            raise RegistryError(f"{pushed.ref} is not in the registry")
-        image = self.registry.for_platform(pushed.repository, index, pushed.platform)
-        provenance = find_provenance(self.registry, pushed.repository, index, image.digest)
-        sbom = find_sbom(self.registry, pushed.repository, pushed.digest)
-        if sbom is not None:
-            what = f"SBOM present {sbom[:19]}"
-        else:
-            document = self.generate(pushed.ref, pushed.platform)
-            annotations = {"org.opencontainers.image.description": f"CycloneDX SBOM of {pushed.key}"}
-            sbom = push_sbom(self.registry, pushed.repository, index, document, annotations)
-            what = f"SBOM {sbom[:19]} ({components(document)} components)"
-        attached = {"provenance": provenance.manifest, "sbom": sbom}
+        attached: dict[str, str] = {}
+        what = "unattested"
+        if self.generate is not None:
+            attached, what = self._attestations(pushed, self.generate)
         if self.signer is not None:  # a reused image keeps its signature: one by this key is not added twice
             added = push_signature(
                 self.registry, pushed.repository, pushed.digest, pushed.ref.split("@")[0], self.signer
@@ -88,11 +91,23 @@ class Attacher:
             assert signature is not None
             attached["signature"] = signature
             what += f", {'signed' if added else 'signature present'} ({self.signer.public.key_id[:19]}…)"
-        self.emit(
-            Event(
-                "unit.attested",
-                f"{pushed.key}: provenance {provenance.manifest[:19]}, {what} in {time.monotonic() - started:.1f}s",
-                unit=pushed.key,
-            )
-        )
+        self.emit(Event("unit.attested", f"{pushed.key}: {what} in {time.monotonic() - started:.1f}s", unit=pushed.key))
         return attached
+
+    def _attestations(self, pushed: Pushed, generate: Generate) -> tuple[dict[str, str], str]:
+        index = self.registry.manifest(pushed.repository, pushed.digest)
+        if index is None:
+            raise RegistryError(f"{pushed.ref} is not in the registry")
+        image = self.registry.for_platform(pushed.repository, index, pushed.platform)
+        listed = listed_provenance(index, image.digest) if pushed.reused else None
+        provenance = listed or find_provenance(self.registry, pushed.repository, index, image.digest).manifest
+        sbom = find_sbom(self.registry, pushed.repository, pushed.digest)
+        if sbom is not None:
+            what = f"SBOM present {sbom[:19]}"
+        else:
+            with self._generating:
+                document = generate(pushed.ref, pushed.platform)
+            annotations = {"org.opencontainers.image.description": f"CycloneDX SBOM of {pushed.key}"}
+            sbom = push_sbom(self.registry, pushed.repository, index, document, annotations)
+            what = f"SBOM {sbom[:19]} ({components(document)} components)"
+        return {"provenance": provenance, "sbom": sbom}, f"provenance {provenance[:19]}, {what}"

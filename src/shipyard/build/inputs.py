@@ -12,6 +12,7 @@ from __future__ import annotations
 import fnmatch
 import hashlib
 import json
+import threading
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -22,6 +23,24 @@ INPUTS_TAG_PREFIX = "inputs-"
 
 def _sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+_file_hashes: dict[tuple[str, int, int], str] = {}
+_file_hashes_lock = threading.Lock()
+
+
+def file_hash(path: Path) -> str:
+    """sha256 of a file, read once per process while its size and mtime stay: the units of every
+    profile share their family's context, the wheelhouse and the tools, and hash them each."""
+    stat = path.stat()
+    key = (str(path), stat.st_size, stat.st_mtime_ns)
+    with _file_hashes_lock:
+        known = _file_hashes.get(key)
+    if known is None:
+        known = _sha(path.read_bytes())
+        with _file_hashes_lock:
+            _file_hashes[key] = known
+    return known
 
 
 def dockerignore_patterns(context: Path) -> list[str]:
@@ -59,14 +78,14 @@ def context_files(context: Path) -> dict[str, str]:
             continue
         rel = path.relative_to(context).as_posix()
         if not _ignored(rel, patterns):
-            files[rel] = _sha(path.read_bytes())
+            files[rel] = file_hash(path)
     return files
 
 
 def directory_hash(directory: Path) -> str:
     h = hashlib.sha256()
     for path in sorted(p for p in directory.rglob("*") if p.is_file()):
-        h.update(path.relative_to(directory).as_posix().encode() + b"\0" + _sha(path.read_bytes()).encode())
+        h.update(path.relative_to(directory).as_posix().encode() + b"\0" + file_hash(path).encode())
     return h.hexdigest()
 
 

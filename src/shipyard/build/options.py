@@ -19,7 +19,7 @@ from ..oci.signing import SigningKey
 from ..runner import Runner
 from ..state import make_dirs
 from .plan import BuildUnit, Plan, make_plan
-from .render import RenderInputs, TemplateRenderer, oci_labels
+from .render import BASE_IMAGE_ARG, RenderInputs, TemplateRenderer, oci_labels
 from .revision import Revision
 
 INPUTS_LABEL = "io.shipyard.inputs"
@@ -70,6 +70,18 @@ def plan_for(project: Project, revision: Revision, options: BuildOptions) -> Pla
         only_profiles=options.profiles,
         only_images=options.images,
     )
+
+
+def build_args_of(unit: BuildUnit, parent: str) -> dict[str, str]:
+    """A plain Dockerfile learns its parent as the build arg BASE_IMAGE (``FROM ${BASE_IMAGE}``)."""
+    return unit.build_args if unit.image.dockerfile is None else {**unit.build_args, BASE_IMAGE_ARG: parent}
+
+
+def reproducible(revision: Revision) -> dict[str, str]:
+    """SOURCE_DATE_EPOCH, the commit's time: BuildKit dates the image config and its history by it, so
+    a rebuild from cache of the same commit gives the same platform manifest (the index still differs:
+    its provenance records the build)."""
+    return {"SOURCE_DATE_EPOCH": str(int(revision.committed.timestamp()))}
 
 
 def unit_labels(ctx: BuildContext, unit: BuildUnit) -> dict[str, str]:

@@ -46,7 +46,8 @@ def build_release(ctx: BuildContext, options: BuildOptions) -> ReleaseRecord:
                 "parents": {u.key: u.parent_unit for u in plan.units},
                 "release": plan.release_tag,
                 "aliases": list(aliases),
-                "attest": options.attest and not ctx.runner.dry_run,  # unit.attested follows unit.built
+                # unit.attested follows unit.built
+                "attest": (options.attest or ctx.signer is not None) and not ctx.runner.dry_run,
             },
         )
     )
@@ -116,7 +117,8 @@ def build_release(ctx: BuildContext, options: BuildOptions) -> ReleaseRecord:
 
 
 def _attacher(ctx: BuildContext, options: BuildOptions) -> Attacher | None:
-    if not options.attest or ctx.runner.dry_run:
+    """Attestations and the signature of every pushed unit; with ``--no-attest`` the signature only."""
+    if ctx.runner.dry_run or not (options.attest or ctx.signer):
         return None
     sbom = SbomGenerator(
         ctx.runner,
@@ -125,7 +127,8 @@ def _attacher(ctx: BuildContext, options: BuildOptions) -> Attacher | None:
         cache_root=ctx.cache_dir / "trivy-sbom",
         workers=options.jobs,
     )
-    return Attacher(ctx.registry, sbom.generate, ctx.emit, options.jobs, signer=ctx.signer)
+    generate = sbom.generate if options.attest else None
+    return Attacher(ctx.registry, generate, ctx.emit, options.jobs, signer=ctx.signer, lookups=REUSE_LOOKUPS)
 
 
 def _previous_inputs(ctx: BuildContext, plan: Plan) -> dict[str, Mapping[str, Any]]:

@@ -21,12 +21,14 @@ from .options import (
     BuildContext,
     BuildOptions,
     Once,
+    build_args_of,
     expectations,
     render_unit,
+    reproducible,
     unit_labels,
 )
 from .plan import BuildUnit, Plan
-from .render import BASE_IMAGE_ARG, RenderInputs, TemplateRenderer
+from .render import RenderInputs, TemplateRenderer
 from .retry_build import run_buildx
 
 
@@ -62,12 +64,12 @@ class UnitBuilder:
             return self.base_refs[unit.base_key]
         assert unit.parent_unit is not None
         parent = self.records.get(unit.parent_unit)
-        return parent.ref if parent else f"{self.plan.unit(unit.parent_unit).repository}@<digest>"
+        return parent.parent_ref if parent else f"{self.plan.unit(unit.parent_unit).repository}@<digest>"
 
-    @staticmethod
-    def _build_args(unit: BuildUnit, parent: str) -> dict[str, str]:
-        """A plain Dockerfile learns its parent as the build arg BASE_IMAGE (``FROM ${BASE_IMAGE}``)."""
-        return unit.build_args if unit.image.dockerfile is None else {**unit.build_args, BASE_IMAGE_ARG: parent}
+    def _build_args(self, unit: BuildUnit, parent: str) -> dict[str, str]:
+        """A plain Dockerfile learns its parent as the build arg BASE_IMAGE (``FROM ${BASE_IMAGE}``); every
+        build gets SOURCE_DATE_EPOCH, the commit's time (not an input: a new commit reuses)."""
+        return {**build_args_of(unit, parent), **reproducible(self.ctx.revision)}
 
     def _label(self, unit: BuildUnit) -> str:
         return f"[{self.index[unit.key]}/{len(self.plan.units)}] {unit.key}"
@@ -95,7 +97,7 @@ class UnitBuilder:
             named_contexts=contexts,
         )
         labels[INPUTS_LABEL] = inputs.digest
-        refused = ""
+        refused = "" if self.options.reuse else "--no-reuse"
         if self.options.reuse and not self.ctx.runner.dry_run:
             reused = self._reuse(unit, parent, inputs, started)
             if isinstance(reused, UnitRecord):
@@ -119,7 +121,7 @@ class UnitBuilder:
         if found is None:
             return None
         image = registry.for_platform(unit.repository_path, found, unit.profile.platform)
-        if self.attacher is not None and not has_provenance(found, image.digest):
+        if self.options.attest and not has_provenance(found, image.digest):
             return "the image with these inputs has no provenance attestation"  # pushed before they were on
         self.ctx.emit(Event("unit.reusing", f"{self._label(unit)}: reusing {inputs.tag}", unit=unit.key))
         for tag in (unit.tag, *self.ctx.revision.aliases):  # server-side re-tag: the release's, then its semver
@@ -137,9 +139,10 @@ class UnitBuilder:
             image_labels | {INPUTS_LABEL: inputs.digest},
             BuildProgress(),
             reused_from=labels.get("org.opencontainers.image.version", "?"),
+            image_digest=image.digest,
         )
         self.records[unit.key] = record
-        self._attach(unit, record)
+        self._attach(unit, record, reused=True)
         self.ctx.emit(
             Event(
                 "unit.built",
@@ -162,6 +165,7 @@ class UnitBuilder:
         labels: Mapping[str, str],
         progress: BuildProgress,
         reused_from: str = "",
+        image_digest: str = "",
     ) -> UnitRecord:
         return UnitRecord(
             profile=unit.profile.name,
@@ -180,6 +184,7 @@ class UnitBuilder:
             expect=expectations(self.ctx, unit, labels),
             inputs=inputs.to_record(),
             reused_from=reused_from,
+            image_digest=image_digest,
         )
 
     def _build(
@@ -219,14 +224,15 @@ class UnitBuilder:
             on_line=lambda progress: _reader(self.ctx, unit, progress),
             emit=self.ctx.emit,
         )
+        image_digest = ""
         if self.ctx.runner.dry_run:
             digest, size = "sha256:<digest>", 0
         else:
             digest = read_metadata(metadata)
             manifest = self.ctx.registry.image_manifest(unit.repository_path, digest, unit.profile.platform)
-            size = manifest.compressed_size if manifest else 0
+            size, image_digest = (manifest.compressed_size, manifest.digest) if manifest else (0, "")
         duration = time.monotonic() - started
-        record = self._record(unit, parent, inputs, started, digest, size, labels, progress)
+        record = self._record(unit, parent, inputs, started, digest, size, labels, progress, image_digest=image_digest)
         self.records[unit.key] = record
         if not self.ctx.runner.dry_run:
             self._attach(unit, record)
@@ -242,9 +248,11 @@ class UnitBuilder:
             )
         return record
 
-    def _attach(self, unit: BuildUnit, record: UnitRecord) -> None:
+    def _attach(self, unit: BuildUnit, record: UnitRecord, *, reused: bool = False) -> None:
         if self.attacher is not None:
-            self.attacher.submit(Pushed(unit.key, unit.repository_path, record.ref, record.digest, record.platform))
+            self.attacher.submit(
+                Pushed(unit.key, unit.repository_path, record.ref, record.digest, record.platform, reused)
+            )
 
 
 def _reader(ctx: BuildContext, unit: BuildUnit, progress: BuildProgress) -> Callable[[str], None]:

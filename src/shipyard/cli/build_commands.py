@@ -124,6 +124,7 @@ def cmd_build(args: argparse.Namespace, console: Console) -> int:
                 builder=args.builder,
                 jobs=args.jobs,
                 reuse=not args.no_reuse,
+                attest=not args.no_attest,
             ),
         )
     if args.dry_run:

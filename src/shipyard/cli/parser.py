@@ -166,6 +166,12 @@ def make_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="build every unit even when the registry has an image with the same inputs",
     )
+    p.add_argument(
+        "--no-attest",
+        action="store_true",
+        help="push no provenance and no SBOM (units are still signed); verify fails such units, and a later "
+        "build rebuilds them rather than reuse them: for measuring and throwaway builds",
+    )
     p.add_argument("--dry-run", action="store_true", help="print the plan and the exact commands; run nothing")
     p = add(
         "bake-file",

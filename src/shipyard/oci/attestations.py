@@ -86,6 +86,13 @@ def has_provenance(index: Manifest, image_digest: str) -> bool:
     return bool(_attestation_entries(index, image_digest))
 
 
+def listed_provenance(index: Manifest, image_digest: str) -> str | None:
+    """The digest of the attestation manifest ``index`` lists for ``image_digest``, read from the index
+    alone (an image found by its inputs was checked when it was built; verify reads the statement)."""
+    entries = _attestation_entries(index, image_digest)
+    return str(entries[0]["digest"]) if entries else None
+
+
 def find_provenance(registry: RegistryClient, repository: str, index: Manifest, image_digest: str) -> Provenance:
     """The SLSA provenance BuildKit put in ``index`` for the platform manifest ``image_digest``."""
     if not index.is_index:

@@ -32,6 +32,7 @@ MANIFEST_TYPES = (
     "application/vnd.docker.distribution.manifest.v2+json",
 )
 INDEX_TYPES = MANIFEST_TYPES[:2]
+SMALL_BLOB = 1 << 20  # blobs up to this size (configs, statements, ledgers) are kept once read
 _CHALLENGE_RE = re.compile(r'(\w+)="([^"]*)"')
 
 
@@ -79,6 +80,10 @@ class RegistryClient:
         self._sleep = sleep
         self._lock = threading.Lock()
         self.retried = 0  # attempts that failed transiently and were tried again, over the client's life
+        # Content by digest never changes: a manifest or small blob read (or written) once is not
+        # fetched again by this client (a no-op release asks for each index two or three times).
+        self._manifests: dict[tuple[str, str], Manifest] = {}
+        self._blobs: dict[tuple[str, str], bytes] = {}
 
     def close(self) -> None:
         self._http.close()
@@ -167,6 +172,9 @@ class RegistryClient:
 
     def manifest(self, repository: str, reference: str) -> Manifest | None:
         """The manifest (or index) at a tag or digest; None when it does not exist."""
+        known = self._manifests.get((repository, reference))
+        if known is not None:
+            return known
         response = self._send(
             "GET", f"/v2/{repository}/manifests/{reference}", headers={"Accept": ", ".join(MANIFEST_TYPES)}
         )
@@ -183,7 +191,9 @@ class RegistryClient:
                 f"does not match the content ({digest})"
             )
         media_type = json.loads(response.content).get("mediaType") or response.headers.get("Content-Type", "")
-        return Manifest(digest=digest, media_type=media_type, raw=response.content)
+        found = Manifest(digest=digest, media_type=media_type, raw=response.content)
+        self._manifests[(repository, digest)] = found
+        return found
 
     def head_digest(self, repository: str, reference: str) -> str | None:
         """The digest a tag points at, from a HEAD request's Docker-Content-Digest (no body)."""
@@ -219,10 +229,15 @@ class RegistryClient:
         raise RegistryError(f"{repository}@{found.digest}: no manifest for platform {platform} in the index")
 
     def blob(self, repository: str, digest: str) -> bytes:
+        known = self._blobs.get((repository, digest))
+        if known is not None:
+            return known
         response = self._send("GET", f"/v2/{repository}/blobs/{digest}", follow_redirects=True)
         self._raise_for(response, f"blob {repository}@{digest}")
         if "sha256:" + hashlib.sha256(response.content).hexdigest() != digest:
             raise RegistryError(f"registry {self.target.host}: blob {repository}@{digest} does not match its digest")
+        if len(response.content) <= SMALL_BLOB:
+            self._blobs[(repository, digest)] = response.content
         return response.content
 
     def image_config(self, repository: str, reference: str, platform: str) -> dict[str, Any]:
@@ -280,7 +295,12 @@ class RegistryClient:
             raise RegistryError(
                 f"registry {self.target.host}: {repository}:{reference} stored as {header}, expected {digest}"
             )
+        self._manifests[(repository, digest)] = Manifest(digest=digest, media_type=media_type, raw=raw)
         return digest
+
+    def forget(self, repository: str, digest: str) -> None:
+        """Drop what this client keeps of a manifest, e.g. after deleting it."""
+        self._manifests.pop((repository, digest), None)
 
     def _raise_for(self, response: httpx.Response, what: str) -> None:
         if response.status_code in (401, 403):
