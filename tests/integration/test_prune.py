@@ -429,4 +429,5 @@ def test_prune_keeps_what_releases_need_survives_a_kill_and_gc_frees_the_rest(wo
         "deletions": len(plan["deletions"]),
         "seconds": round(time.monotonic() - started, 1),
     }
+    print(again.stdout)
     print("prune figures:", json.dumps(figures))

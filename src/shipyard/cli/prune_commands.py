@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections import Counter
 from pathlib import Path
 
 from ..errors import ConfigError, RegistryError
@@ -69,13 +70,14 @@ def cmd_prune(args: argparse.Namespace, console: Console) -> int:
 
 
 def _show(console: Console, plan: Plan, *, dry_run: bool) -> None:
-    rows: list[tuple[str, ...]] = [("release", "units", "", "why")]
+    rows: list[tuple[str, ...]] = [("release", "units", "plan", "why")]
     units = {r.name: len(r.units) for r in plan.releases}
     for name, why in plan.kept.items():
         rows.append((name, str(units[name]), "keep", ", ".join(why)))
-    untagged = {tag for _, tag in plan.untag}
+    untagged = Counter(tag for _, tag in plan.untag)
     for name in plan.removed:
-        note = "tag only: a kept release uses its digests" if name in untagged else ""
+        stays = untagged.get(name, 0)
+        note = f"tag only on {stays} unit(s): a kept release uses the same digest" if stays else ""
         rows.append((name, str(units[name]), "remove", note))
     table(console, rows)
     verb = "would delete" if dry_run else "deletes"

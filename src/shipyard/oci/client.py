@@ -237,11 +237,17 @@ class RegistryClient:
         return config
 
     def tags(self, repository: str) -> list[str]:
-        response = self._send("GET", f"/v2/{repository}/tags/list")
-        if response.status_code == 404:
-            return []
-        self._raise_for(response, f"tags of {repository}")
-        return list(response.json().get("tags") or [])
+        """Every tag of the repository, following the ``Link`` header when the registry pages the list."""
+        found: list[str] = []
+        url: str | None = f"/v2/{repository}/tags/list"
+        while url:
+            response = self._send("GET", url)
+            if response.status_code == 404:
+                return found
+            self._raise_for(response, f"tags of {repository}")
+            found += list(response.json().get("tags") or [])
+            url = next_link(response.headers.get("Link", ""))
+        return found
 
     def catalog(self, page_size: int = 1000) -> list[str]:
         """Every repository the registry lists (``/v2/_catalog``), page by page as its ``Link`` header says.
