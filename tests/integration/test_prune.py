@@ -400,7 +400,7 @@ def test_prune_keeps_what_releases_need_survives_a_kill_and_gc_frees_the_rest(wo
         unit = record.units[SERVICE]
         assert reg.get(f"{NS}/{SERVICE}/manifests/{unit.digest}").status_code == 404
         assert not any(unit.digest[7:] in tag for tag in reg.tags(f"{NS}/{SERVICE}"))
-    manifests_after = reg.manifest_count()
+    manifests_after, blobs_after, disk_after = reg.manifest_count(), reg.blob_bytes(), reg.disk_bytes()
 
     # rollback still has its target; the kept releases promote as before (trust checked from the registry)
     assert f"canary is back on {r5.release}" in world.shipyard("rollback", "--channel", "canary").stdout
@@ -421,10 +421,12 @@ def test_prune_keeps_what_releases_need_survives_a_kill_and_gc_frees_the_rest(wo
     assert abs(freed - plan["bytes_freed"]) <= plan["bytes_freed"] // 20, (freed, plan["bytes_freed"])
     for record in (r2, r4, r5):
         assert readable(world, record, tmp_path) == [], record.release
-    figures = {
-        "manifests": [manifests_before, manifests_after],
-        "blob bytes": [blobs_before, blobs_pruned, blobs_gc],
-        "disk bytes (du -sb)": [disk_before, disk_pruned, disk_gc],
+    figures = {  # before prune, after prune, [after the rollbacks and the promotion, after garbage-collect]
+        "manifest revisions in storage": [manifests_before, manifests_after],
+        "manifests reachable from tags (plan)": [plan["manifests_before"], plan["manifests_after"]],
+        "blob bytes": [blobs_before, blobs_after, blobs_pruned, blobs_gc],
+        "disk bytes (du -sb)": [disk_before, disk_after, disk_pruned, disk_gc],
+        "gc freed blob bytes": freed,
         "plan bytes_freed": plan["bytes_freed"],
         "deletions": len(plan["deletions"]),
         "seconds": round(time.monotonic() - started, 1),
