@@ -115,6 +115,12 @@ def promote(session: nox.Session) -> None:
 
 
 @nox.session
+def prune(session: nox.Session) -> None:
+    """Delete old releases from the registry: `nox -s prune -- --keep 5 --dry-run`."""
+    run_stage(session, "prune")
+
+
+@nox.session
 def rollout(session: nox.Session) -> None:
     """Deploy a channel to every target of shipyard.toml, canary targets first, then batches:
     `nox -s rollout -- --channel stable [--batch-size N]` (default channel: stable)."""

@@ -96,3 +96,9 @@ class LedgerBroken(ShipyardError):
     changed after it was signed, or does not follow the entry before it. The message names the first one."""
 
     exit_code = 15
+
+
+class PruneRefused(ShipyardError):
+    """``shipyard prune`` would take away what a channel needs (its release, or its rollback target)."""
+
+    exit_code = 16

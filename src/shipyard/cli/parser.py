@@ -352,6 +352,33 @@ def make_parser() -> argparse.ArgumentParser:
         help="where the channels and ledgers are (env SHIPYARD_REGISTRY; default localhost:5000/shipyard)",
     )
     p = add(
+        "prune",
+        help="delete old releases from the registry by digest, keeping what channels, ledgers and rollbacks need",
+        epilog="example: shipyard prune --keep 5 --dry-run",
+    )
+    p.add_argument(
+        "--keep", type=int, default=10, metavar="N", help="keep the newest N releases (default 10; at least 1)"
+    )
+    p.add_argument(
+        "--older-than",
+        type=float,
+        metavar="DAYS",
+        help="remove only releases older than DAYS (by their tag's date); never what the other rules keep",
+    )
+    p.add_argument(
+        "--ledger-entries",
+        type=int,
+        default=10,
+        metavar="K",
+        help="keep every release named in the last K entries of each channel and deployment ledger (default 10)",
+    )
+    p.add_argument("--dry-run", action="store_true", help="print the plan, delete nothing")
+    p.add_argument(
+        "--registry",
+        metavar="HOST/NAMESPACE",
+        help="the registry and namespace to prune (env SHIPYARD_REGISTRY; default localhost:5000/shipyard)",
+    )
+    p = add(
         "keygen",
         help="write a signing key pair: PREFIX.key (ECDSA P-256, encrypted) and PREFIX.pub (trust it in shipyard.toml)",
         epilog="example: shipyard keygen --output keys/release",

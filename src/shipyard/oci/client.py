@@ -252,11 +252,45 @@ class RegistryClient:
         return config
 
     def tags(self, repository: str) -> list[str]:
-        response = self._send("GET", f"/v2/{repository}/tags/list")
+        """Every tag of the repository, following the ``Link`` header when the registry pages the list."""
+        found: list[str] = []
+        url: str | None = f"/v2/{repository}/tags/list"
+        while url:
+            response = self._send("GET", url)
+            if response.status_code == 404:
+                return found
+            self._raise_for(response, f"tags of {repository}")
+            found += list(response.json().get("tags") or [])
+            url = next_link(response.headers.get("Link", ""))
+        return found
+
+    def catalog(self, page_size: int = 1000) -> list[str]:
+        """Every repository the registry lists (``/v2/_catalog``), page by page as its ``Link`` header says.
+
+        Distribution refuses ``n`` above 1000; GHCR has no catalog at all (HTTP 404: a RegistryError)."""
+        names: list[str] = []
+        url: str | None = f"/v2/_catalog?n={page_size}"
+        while url:
+            response = self._send("GET", url)
+            self._raise_for(response, "the repository catalog")
+            names += list(response.json().get("repositories") or [])
+            url = next_link(response.headers.get("Link", ""))
+        return names
+
+    def delete_manifest(self, repository: str, digest: str) -> bool:
+        """DELETE a manifest by digest (every tag on it goes with it); False when it was already gone.
+
+        Distribution answers 405 when its config does not enable deletes: a RegistryError that says so."""
+        response = self._send("DELETE", f"/v2/{repository}/manifests/{digest}")
         if response.status_code == 404:
-            return []
-        self._raise_for(response, f"tags of {repository}")
-        return list(response.json().get("tags") or [])
+            return False
+        if response.status_code == 405:
+            raise RegistryError(
+                f"registry {self.target.host}: deleting manifests is disabled (HTTP 405); "
+                f"its config needs storage.delete.enabled: true (`shipyard up` writes it so)"
+            )
+        self._raise_for(response, f"delete {repository}@{digest}")
+        return True
 
     def blob_exists(self, repository: str, digest: str) -> bool:
         return self._send("HEAD", f"/v2/{repository}/blobs/{digest}").status_code == 200
@@ -310,6 +344,15 @@ class RegistryClient:
             )
         if response.status_code >= 400:
             raise RegistryError(f"registry {self.target.host}: {what}: HTTP {response.status_code}")
+
+
+def next_link(header: str) -> str | None:
+    """The ``rel="next"`` URL of an RFC 8288 ``Link`` header (distribution's and GHCR's paging), or None."""
+    for part in header.split(","):
+        url, _, params = part.partition(";")
+        if 'rel="next"' in params.replace(" ", ""):
+            return url.strip().strip("<>")
+    return None
 
 
 def _path_of(url: str) -> str:

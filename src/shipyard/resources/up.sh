@@ -240,17 +240,10 @@ start_engine() {
 # --- registry ------------------------------------------------------------------
 registry_up() { curl -fs -o /dev/null "http://$REGISTRY_ADDR/v2/"; }
 
-start_registry() {
-  if registry_up; then
-    say "registry already serving on $REGISTRY_ADDR"
-    return 0
-  fi
-  local cfg=$STATE_DIR/registry.yml pidfile=$STATE_DIR/registry.pid
-  if is_running "$(cat "$pidfile" 2>/dev/null)"; then
-    kill "$(cat "$pidfile")" 2>/dev/null || true
-  fi
-  mkdir -p "$STATE_DIR/registry"
-  cat >"$cfg" <<YML
+# The registry's config: deletes enabled, so `shipyard prune` can delete by digest (and
+# `docker-registry garbage-collect` then frees the blobs).
+registry_config() {
+  cat <<YML
 version: 0.1
 log:
   level: warn
@@ -262,6 +255,33 @@ storage:
 http:
   addr: $REGISTRY_ADDR
 YML
+}
+
+# Write the config when what is on disk differs (a machine set up by an older shipyard has no
+# delete section); true when it was (re)written.
+write_registry_config() {
+  local cfg=$1 wanted
+  wanted=$(registry_config)
+  [ -f "$cfg" ] && [ "$(cat "$cfg")" = "$wanted" ] && return 1
+  printf '%s\n' "$wanted" >"$cfg"
+}
+
+start_registry() {
+  local cfg=$STATE_DIR/registry.yml pidfile=$STATE_DIR/registry.pid
+  if registry_up; then
+    if write_registry_config "$cfg"; then
+      # never restarted under a running user: the new config applies at the next start
+      say "registry already serving on $REGISTRY_ADDR; rewrote $cfg (deletes enabled): restart it (shipyard down && shipyard up) for it to apply"
+    else
+      say "registry already serving on $REGISTRY_ADDR"
+    fi
+    return 0
+  fi
+  if is_running "$(cat "$pidfile" 2>/dev/null)"; then
+    kill "$(cat "$pidfile")" 2>/dev/null || true
+  fi
+  mkdir -p "$STATE_DIR/registry"
+  write_registry_config "$cfg" || true
   say "starting registry on $REGISTRY_ADDR (storage: $STATE_DIR/registry)"
   setsid nohup docker-registry serve "$cfg" >"$STATE_DIR/registry.log" 2>&1 </dev/null &
   echo $! >"$pidfile"
