@@ -281,6 +281,7 @@ class RegistryClient:
         """DELETE a manifest by digest (every tag on it goes with it); False when it was already gone.
 
         Distribution answers 405 when its config does not enable deletes: a RegistryError that says so."""
+        self.forget(repository, digest)
         response = self._send("DELETE", f"/v2/{repository}/manifests/{digest}")
         if response.status_code == 404:
             return False
