@@ -285,6 +285,7 @@ def main(argv: list[str] | None = None) -> int:
             "measured": f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC",
             "host": platform.node(),
             "cores": os.cpu_count(),
+            "load": " ".join(f"{x:.1f}" for x in os.getloadavg()),
             "python": platform.python_version(),
             "docker": version(["docker", "version", "--format", "{{.Server.Version}}"]),
             "buildx": version(["docker", "buildx", "version"]),

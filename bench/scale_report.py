@@ -263,7 +263,13 @@ def section_body(raw: Mapping[str, Any], svg_name: str, raw_name: str) -> str:
     lines = [
         "## Scaling: a generated catalog at several N",
         "",
+        *(
+            []
+            if meta.get("pruned", True)
+            else ["> **Development run** (`--no-prune`): it shows the harness works; it is not the measurement.", ""]
+        ),
         f"Measured {meta.get('measured', '?')} on {meta.get('host', '?')}: {meta.get('cores', '?')} cores, "
+        f"load average {meta.get('load', '?')} at the start, "
         f"Python {meta.get('python', '?')}, Docker engine {meta.get('docker', '?')}, {meta.get('buildx', '?')}. "
         f"Catalogs from `bench/catalog_gen.py`: {sizes}; every image below the base copies one file and "
         f"spends about a second of one core in its RUN step ({meta.get('work', '?')} hash rounds). "
@@ -283,8 +289,8 @@ def section_body(raw: Mapping[str, Any], svg_name: str, raw_name: str) -> str:
         f"anchor: skopeo reads manifest and config, verify also checks signatures, layers, SBOM); target < "
         f"{VERIFY_S_PER_UNIT} s per unit.",
         f"- **floors**: a Python start ({floors.get('python_start_s', float('nan')):.2f} s), shipyard's imports "
-        f"(`python -m shipyard --version` {floors.get('shipyard_import_s', float('nan')):.2f} s incl. the start "
-        f"subtracted), and the registry round trips a case cannot avoid (a sequential loop over the release's "
+        f"({floors.get('shipyard_import_s', float('nan')):.2f} s: `python -m shipyard --version` minus the start), "
+        "and the registry round trips a case cannot avoid (a sequential loop over the release's "
         "units on one connection: GET the manifest, PUT it under a new tag, for no-op and promote; three GETs per "
         "unit for verify).",
         "",
