@@ -157,7 +157,11 @@ def release(session: nox.Session) -> None:
 
 @nox.session
 def bench(session: nox.Session) -> None:
-    """shipyard vs docker buildx bake (and promote vs skopeo copy); writes bench/RESULTS.md."""
+    """shipyard vs docker buildx bake (and promote vs skopeo copy); writes bench/RESULTS.md.
+
+    `nox -s bench` measures this repo's catalog; `nox -s bench -- --scale 18,50,100` the scaling
+    benchmark on generated catalogs of 18, 50 and 100 units (bench/scale.py; also bench/scaling.svg).
+    """
     install(session)
     up(session)
     session.run("python", "bench/run.py", *session.posargs)

@@ -4,6 +4,9 @@ Every case runs several times, the tools alternating, against the local registry
 ratio shipyard / anchor are printed and written to bench/RESULTS.md with the raw numbers.
 
     nox -s bench                   # or: python bench/run.py --repeat 3
+    nox -s bench -- --scale 18,50,100   # the scaling benchmark instead (bench/scale.py)
+
+Each benchmark writes its own section of bench/RESULTS.md and leaves the other's as it is.
 """
 
 from __future__ import annotations
@@ -85,6 +88,10 @@ def prune() -> None:
 
 
 def main() -> int:
+    if any(arg == "--scale" or arg.startswith("--scale=") for arg in sys.argv[1:]):
+        import scale  # bench/ is on sys.path: this file runs as a script
+
+        return scale.main(sys.argv[1:])
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
@@ -193,7 +200,7 @@ def write_results(raw: dict[str, dict[str, list[float]]], units: int) -> None:
     buildx = run(["docker", "buildx", "version"]).strip()
     text = "\n".join(
         [
-            "# Benchmark results",
+            "## This repo's catalog: shipyard vs docker buildx bake",
             "",
             f"Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {platform.node()}: {os.cpu_count()} cores, "
             f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB, "
@@ -223,7 +230,10 @@ def write_results(raw: dict[str, dict[str, list[float]]], units: int) -> None:
             "",
         ]
     )
-    (REPO / "bench" / "RESULTS.md").write_text(text)
+    from scale_report import replace_section
+
+    results = REPO / "bench" / "RESULTS.md"
+    results.write_text(replace_section(results.read_text() if results.is_file() else "", "repo", text) + "\n")
     print("\n".join(lines))
 
 

@@ -1,0 +1,232 @@
+"""A generated shipyard project of N build units for the scaling benchmark (bench/scale.py).
+
+P profiles × I images = N units. The images form a DAG of depth 3–4 on the profile's local base::
+
+    base (base:python)            depth 1: non-root user, tini, a virtualenv
+    ├── mid-a                     depth 2
+    │   ├── leaf-00               depth 3
+    │   │   └── leaf-02           depth 4 (every third leaf hangs under the leaf two before it)
+    │   └── leaf-04 …
+    └── mid-b
+        ├── leaf-01
+        └── leaf-03
+            └── leaf-05 …
+
+Every image below ``base`` copies one small file of its own context and spends about a second of
+one core hashing it (no network, no pip), so a build is seconds and the orchestration shows.
+Only families: verify needs no service probes, and nothing here is canaried.
+
+    python bench/catalog_gen.py /tmp/catalog --units 18        # 3 profiles × 6 images
+    python bench/catalog_gen.py /tmp/catalog --shape 5x20      # 100 units
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+# the benchmark's sizes, as the issue names them; any other N gets a shape from shape_for()
+SHAPES = {18: (3, 6), 50: (5, 10), 100: (5, 20)}
+MIN_IMAGES = 4  # base, two mids, one leaf: depth 3
+# hash-chain rounds of one RUN step: about a second of one core of this kind of machine
+DEFAULT_WORK = 1_000_000
+CHANGED_IMAGE = "mid-a"  # the family the "one image changed" case edits
+
+BASE_TEMPLATE = """\
+{% import "shipyard/macros.j2" as m with context -%}
+# {{ image.name }} for {{ profile.name }}: {{ image.description }}.
+FROM {{ parent }}
+USER root
+{{ m.app_user() }}
+RUN find / -xdev -type f -perm /6000 -exec chmod ug-s {} +
+RUN python3 -m venv /opt/venv
+ENV PATH=/opt/venv/bin:$PATH \\
+    VIRTUAL_ENV=/opt/venv
+{{ m.tini() }}
+WORKDIR /home/app
+{{ m.healthcheck(["python3", "-c", "import sys"]) }}
+CMD ["python3"]
+{{ m.runtime_metadata() }}
+"""
+
+LAYER_TEMPLATE = """\
+{% import "shipyard/macros.j2" as m with context -%}
+# {{ image.name }} for {{ profile.name }}: {{ image.description }}.
+FROM {{ parent }}
+USER root
+COPY input.txt /opt/bench/{{ image.name }}/input.txt
+# about a second of one core, no network: a hash chain over the input, its end written to a file
+RUN python3 -c "import functools, hashlib; \\
+d = functools.reduce(lambda d, _: hashlib.sha256(d).digest(), range(@WORK@), \\
+open('/opt/bench/{{ image.name }}/input.txt', 'rb').read()); \\
+open('/opt/bench/{{ image.name }}/output.txt', 'w').write(d.hex())"
+{{ m.healthcheck(["python3", "-c", "import sys"]) }}
+{{ m.runtime_metadata() }}
+"""
+
+
+@dataclass(frozen=True)
+class GeneratedCatalog:
+    root: Path
+    profiles: tuple[str, ...]
+    parents: dict[str, str]  # image -> parent image, or "base:python"; in catalog (build) order
+
+    @property
+    def units(self) -> int:
+        return len(self.profiles) * len(self.parents)
+
+    def depth(self, image: str) -> int:
+        parent = self.parents[image]
+        return 1 if parent.startswith("base:") else 1 + self.depth(parent)
+
+    @property
+    def max_depth(self) -> int:
+        return max(self.depth(image) for image in self.parents)
+
+    def subtree(self, image: str) -> list[str]:
+        """``image`` and every image below it."""
+        found = [image]
+        for child, parent in self.parents.items():
+            if parent == image:
+                found += self.subtree(child)
+        return found
+
+
+def shape_for(units: int) -> tuple[int, int]:
+    """(profiles, images) for ``units``: the issue's shapes, else the most profiles (≤ 5) that divide it."""
+    if units in SHAPES:
+        return SHAPES[units]
+    for profiles in (5, 4, 3, 2, 1):
+        if units % profiles == 0 and units // profiles >= MIN_IMAGES:
+            return profiles, units // profiles
+    raise ValueError(f"{units} units: expected at least {MIN_IMAGES} (base, two mid families, one leaf)")
+
+
+def parse_shape(text: str) -> tuple[int, int]:
+    """``18`` (a unit count) or ``3x6`` (profiles × images)."""
+    if "x" in text:
+        p, _, i = text.partition("x")
+        profiles, images = int(p), int(i)
+        if profiles < 1 or images < MIN_IMAGES:
+            raise ValueError(f"{text}: expected PxI with P ≥ 1 and I ≥ {MIN_IMAGES}")
+        return profiles, images
+    return shape_for(int(text))
+
+
+def image_parents(images: int) -> dict[str, str]:
+    """The DAG of ``images`` images: base → mid-a, mid-b → leaves; every third leaf under another leaf."""
+    if images < MIN_IMAGES:
+        raise ValueError(f"{images} images: expected at least {MIN_IMAGES}")
+    parents = {"base": "base:python", "mid-a": "base", "mid-b": "base"}
+    for k in range(images - 3):
+        parents[f"leaf-{k:02d}"] = f"leaf-{k - 2:02d}" if k % 3 == 2 else ("mid-a", "mid-b")[k % 2]
+    return parents
+
+
+def _catalog_toml(parents: dict[str, str]) -> str:
+    lines = [
+        "# Generated by bench/catalog_gen.py for the scaling benchmark: families only, tiny images.",
+        "",
+        "[project]",
+        'name = "bench-scale"',
+        'source = "https://example.invalid/bench-scale"',
+        "",
+    ]
+    for name, parent in parents.items():
+        template = "base.Dockerfile.j2" if parent.startswith("base:") else "layer.Dockerfile.j2"
+        lines += [
+            f"[images.{name}]",
+            'kind = "family"',
+            f'description = "benchmark image {name} on {parent}"',
+            f'template = "{template}"',
+            f'context = "families/{name}"',
+            f'parent = "{parent}"',
+            "",
+        ]
+    return "\n".join(lines)
+
+
+def _profile(index: int) -> dict[str, object]:
+    return {
+        "description": f"benchmark profile {index}: a plain x86-64 host",
+        "platform": "linux/amd64",
+        "python_version": "3.11",
+        "bases": {"python": "local:debian-bookworm-python"},
+        "hardware": {"gpu": "none"},
+        "build_args": {},
+        "env": {"OMP_NUM_THREADS": str(index + 1), "BENCH_PROFILE": f"p{index}"},
+    }
+
+
+def git(root: Path, *argv: str) -> str:
+    result = subprocess.run(["git", *argv], cwd=root, capture_output=True, text=True, check=True)
+    return result.stdout
+
+
+def generate(
+    root: Path, profiles: int, images: int, *, work: int = DEFAULT_WORK, commit: bool = True
+) -> GeneratedCatalog:
+    """Write the project into ``root`` (made; must be empty or missing) and commit it as a new git repo."""
+    if root.exists() and any(root.iterdir()):
+        raise ValueError(f"{root}: not empty; the generator writes a new project")
+    parents = image_parents(images)
+    names = tuple(f"p{i}" for i in range(profiles))
+    (root / "profiles").mkdir(parents=True)
+    (root / "dockerfiles").mkdir()
+    (root / "shipyard.toml").write_text(_catalog_toml(parents))
+    for i, name in enumerate(names):
+        (root / "profiles" / f"{name}.json").write_text(json.dumps(_profile(i), indent=2) + "\n")
+    (root / "dockerfiles" / "base.Dockerfile.j2").write_text(BASE_TEMPLATE)
+    (root / "dockerfiles" / "layer.Dockerfile.j2").write_text(LAYER_TEMPLATE.replace("@WORK@", str(work)))
+    for name in parents:
+        context = root / "families" / name
+        context.mkdir(parents=True)
+        (context / "input.txt").write_text(f"{name}: input of the benchmark image\n")
+    (root / ".gitignore").write_text("/.shipyard/\n")
+    (root / "README.md").write_text(
+        f"Generated by bench/catalog_gen.py: {profiles} profiles × {images} images = {profiles * images} units.\n"
+    )
+    if commit:
+        git(root, "init", "-q", "-b", "main")
+        git(root, "config", "user.email", "bench@localhost")
+        git(root, "config", "user.name", "bench")
+        git(root, "config", "commit.gpgsign", "false")
+        git(root, "add", "-A")
+        git(root, "commit", "-q", "-m", f"bench catalog: {profiles} profiles × {images} images")
+    return GeneratedCatalog(root=root, profiles=names, parents=parents)
+
+
+def change_image(catalog: GeneratedCatalog, image: str, note: str) -> None:
+    """Change ``image``'s one input file (its subtree's inputs change with it) and commit."""
+    path = catalog.root / "families" / image / "input.txt"
+    path.write_text(path.read_text() + f"{note}\n")
+    git(catalog.root, "commit", "-qam", f"bench: change {image} ({note})")
+
+
+def commit_no_op(catalog: GeneratedCatalog, note: str) -> None:
+    """A new commit that touches no image input (a new release tag, the same inputs)."""
+    readme = catalog.root / "README.md"
+    readme.write_text(readme.read_text() + f"{note}\n")
+    git(catalog.root, "commit", "-qam", f"bench: no-op ({note})")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("root", type=Path, help="the directory to write (must be empty or missing)")
+    group = parser.add_mutually_exclusive_group(required=True)
+    group.add_argument("--units", type=int, help="N (18, 50 and 100 get 3×6, 5×10, 5×20)")
+    group.add_argument("--shape", help="PxI: profiles × images")
+    parser.add_argument("--work", type=int, default=DEFAULT_WORK, help="hash rounds per RUN (default %(default)s)")
+    args = parser.parse_args(argv)
+    profiles, images = parse_shape(args.shape) if args.shape else shape_for(args.units)
+    catalog = generate(args.root, profiles, images, work=args.work)
+    print(f"{catalog.root}: {profiles} profiles × {images} images = {catalog.units} units, depth {catalog.max_depth}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
