@@ -58,3 +58,34 @@ def test_privilege_tools_and_bin_dirs() -> None:
     assert PRIVILEGE_TOOL_RE.match("sudo") and not PRIVILEGE_TOOL_RE.match("sudoku")
     assert _in_bin("usr/bin/gcc") and _in_bin("usr/local/bin/make") and not _in_bin("usr/share/doc/gcc")
     assert not _in_bin("usr/lib/gcc/x86_64-linux-gnu/12/cc1")
+
+
+def test_a_layer_is_read_once_by_parallel_readers_and_once_per_machine(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import hashlib
+    from concurrent.futures import ThreadPoolExecutor
+
+    import httpx
+
+    from shipyard.config.registry import parse_target
+    from shipyard.oci.client import RegistryClient
+    from shipyard.oci.layers import LayerCache
+    from tests.memregistry import MemoryRegistry
+
+    mem = MemoryRegistry()
+    blob = tar_layer(("usr/bin/su", 0o4755), ("etc/x", 0o644))
+    digest = "sha256:" + hashlib.sha256(blob).hexdigest()
+    mem.blobs[digest] = blob
+
+    def client() -> RegistryClient:
+        return RegistryClient(parse_target("localhost:5000/acme"), transport=httpx.MockTransport(mem.handle))
+
+    cache = LayerCache(client(), tmp_path / "layers")
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        listings = list(pool.map(lambda _: cache.listing("acme/a", digest), range(16)))
+    assert all(listing == listings[0] for listing in listings) and ("usr/bin/su", 0o4755, True) in listings[0]
+    assert [r for r in mem.requests if "/blobs/" in r[1]] == [("GET", f"/v2/acme/a/blobs/{digest}")]
+    again = LayerCache(client(), tmp_path / "layers")  # the next verify, another process
+    assert again.filesystem("acme/a", [digest])["usr/bin/su"].setuid_or_setgid
+    assert len([r for r in mem.requests if "/blobs/" in r[1]]) == 1
+    (tmp_path / "layers" / f"{digest.removeprefix('sha256:')}.json").write_text("{not json")
+    assert LayerCache(client(), tmp_path / "layers").listing("acme/a", digest) == listings[0]  # read again

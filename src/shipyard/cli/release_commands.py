@@ -41,7 +41,10 @@ def cmd_verify(args: argparse.Namespace, console: Console) -> int:
     keys = _keys(root, target, console)
     console.info(f"verifying {len(record.units)} units of {record.release} in {target} ({path.name})")
     try:
-        report = verify_release(root, path, registry, console.event, trusted=keys.trusted, signer=keys.signer)
+        layers = cache_dir() / "layers"  # listings by layer digest, kept between runs
+        report = verify_release(
+            root, path, registry, console.event, trusted=keys.trusted, signer=keys.signer, layer_cache=layers
+        )
     except VerifyFailed:
         print_verify_failures(console, root, record.release)  # every failure, then the one-line error
         console.summarize(load_record(path), "verify")

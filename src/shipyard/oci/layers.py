@@ -8,11 +8,16 @@ seen as the image really has it.
 from __future__ import annotations
 
 import io
+import json
+import os
 import stat
 import tarfile
+import tempfile
+import threading
 from collections.abc import Iterable
+from concurrent.futures import Future
 from dataclasses import dataclass
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 
 from ..errors import RegistryError
 from .client import RegistryClient
@@ -71,17 +76,48 @@ def apply_layers(layers: Iterable[list[tuple[str, int, bool]]]) -> dict[str, Fil
     return files
 
 
+Listing = list[tuple[str, int, bool]]
+
+
 class LayerCache:
-    """Listings by layer digest: images of one release share most layers, so each is read once."""
+    """Listings by layer digest: images of one release share most layers, so each is read once, by
+    one thread while the others wait for it; with ``directory``, once per machine (a layer never
+    changes: ``<directory>/<hex>.json``), so verifying the next release reads only its new layers."""
 
-    def __init__(self, registry: RegistryClient) -> None:
+    def __init__(self, registry: RegistryClient, directory: Path | None = None) -> None:
         self.registry = registry
-        self._listings: dict[str, list[tuple[str, int, bool]]] = {}
+        self.directory = directory
+        self._listings: dict[str, Future[Listing]] = {}
+        self._lock = threading.Lock()
 
-    def listing(self, repository: str, digest: str) -> list[tuple[str, int, bool]]:
-        if digest not in self._listings:
-            self._listings[digest] = layer_entries(self.registry.blob(repository, digest))
-        return self._listings[digest]
+    def listing(self, repository: str, digest: str) -> Listing:
+        with self._lock:
+            pending = self._listings.get(digest)
+            mine = pending is None
+            if pending is None:
+                pending = self._listings[digest] = Future()
+        if mine:
+            try:
+                pending.set_result(self._read(repository, digest))
+            except BaseException as exc:
+                pending.set_exception(exc)
+        return pending.result()
 
     def filesystem(self, repository: str, layer_digests: Iterable[str]) -> dict[str, FileEntry]:
         return apply_layers(self.listing(repository, d) for d in layer_digests)
+
+    def _read(self, repository: str, digest: str) -> Listing:
+        path = self.directory / f"{digest.removeprefix('sha256:')}.json" if self.directory else None
+        if path is not None and path.is_file():
+            try:
+                return [(str(p), int(m), bool(f)) for p, m, f in json.loads(path.read_text())]
+            except (ValueError, TypeError):
+                pass  # a damaged entry is read again from the registry and written anew
+        listing = layer_entries(self.registry.blob(repository, digest))
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".layer-")
+            with os.fdopen(fd, "w") as out:
+                json.dump(listing, out, separators=(",", ":"))
+            os.replace(tmp, path)
+        return listing
