@@ -27,6 +27,7 @@ RUN_ID = secrets.token_hex(3)  # channels of this session only: a rerun starts f
 FAULT_ENV = {
     "SHIPYARD_REGISTRY_TIMEOUT": "0.5",  # the proxy's stalls last 0.8 s: past it
     "SHIPYARD_REGISTRY_DEADLINE": "30",
+    "SHIPYARD_LEDGER_SETTLE_S": "1",  # as a registry other machines reach: stalled ledger writes are written again
 }
 
 

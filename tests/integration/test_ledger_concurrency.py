@@ -80,7 +80,8 @@ def two_machines(tmp_path: Path) -> list[dict[str, str]]:
     envs = []
     for name in ("machine-a", "machine-b"):
         shutil.copytree(state_dir() / "keys", tmp_path / name / "keys")
-        envs.append({"SHIPYARD_STATE_DIR": str(tmp_path / name)})
+        # the registry is on loopback, where no settle is the default: as two machines reaching it
+        envs.append({"SHIPYARD_STATE_DIR": str(tmp_path / name), "SHIPYARD_LEDGER_SETTLE_S": "1"})
     return envs
 
 

@@ -64,6 +64,7 @@ def promoter_on(reg: MemoryRegistry, locks: Path, emit: Emit = lambda _: None, k
     return Promoter(
         client, "acme", emit, signer=key, trusted=(key.public,), lock_dir=locks, sleep=lambda _: None,
         policy=gate_problems,  # the record's verdicts: these tests are about moving tags (trust: test_trust.py)
+        settle_s=1.0,  # as against a registry other machines reach too (the protocol under test)
     )  # fmt: skip
 
 
@@ -181,3 +182,29 @@ def test_channel_names_are_checked(setup) -> None:  # type: ignore[no-untyped-de
     record = release(reg, "t")
     with pytest.raises(ConfigError, match="--channel: 'Stable!'"):
         promoter.promote(record, "Stable!", record.units)
+
+
+def test_the_settle_time_is_none_on_a_loopback_registry_and_one_second_elsewhere() -> None:
+    from shipyard.errors import ConfigError
+    from shipyard.release.channels.promote import settle_seconds
+
+    assert settle_seconds(parse_target("localhost:5000/acme"), {}) == 0.0
+    assert settle_seconds(parse_target("127.0.0.1:5000/acme"), {}) == 0.0
+    assert settle_seconds(parse_target("ghcr.io/acme"), {}) == 1.0
+    assert settle_seconds(parse_target("localhost:5000/acme"), {"SHIPYARD_LEDGER_SETTLE_S": "1.5"}) == 1.5
+    for bad in ("soon", "-1", "600"):
+        with pytest.raises(ConfigError, match=rf"^SHIPYARD_LEDGER_SETTLE_S='{bad}': expected seconds between 0 and 60"):
+            settle_seconds(parse_target("ghcr.io/acme"), {"SHIPYARD_LEDGER_SETTLE_S": bad})
+
+
+def test_a_loopback_promotion_waits_for_no_settle(tmp_path: Path) -> None:
+    reg = MemoryRegistry()
+    naps: list[float] = []
+    client = RegistryClient(parse_target("localhost:5000/acme"), transport=reg.transport())
+    promoter = Promoter(
+        client, "acme", lambda _: None, signer=KEY, trusted=(KEY.public,), lock_dir=tmp_path, sleep=naps.append,
+        policy=gate_problems,
+    )  # fmt: skip
+    record = release(reg, "20250111-aaaaaaaa")
+    promoter.promote(record, "stable", record.units)
+    assert naps == [] and promoter.entry is not None and promoter.entry.state == "complete"

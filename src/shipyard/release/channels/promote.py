@@ -25,6 +25,9 @@ tag moves would interleave. So:
   After the tags moved, the head must still be ours (else the promotion stops, its entry left
   ``in-progress``); every tag is read back (one moved meanwhile is put back), the entry made
   ``complete``, and the head confirmed to hold it.
+* A loopback registry (``localhost``, ``127.0.0.1``) is reached from this machine only: no settle
+  by default (``settle_seconds``), the lock and the head checks alone. Processes of one machine
+  with different state directories (users) are then not protected from each other's timing.
 
 What remains, across machines only: the timing bound assumes the registry applies a request
 between its sending and its answer, and reads its own writes (distribution on a filesystem
@@ -42,9 +45,10 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import os
 import re
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -54,6 +58,7 @@ from ...config.keys import state_dir
 from ...errors import ConfigError, LedgerBroken, PromoteRefused, RegistryError
 from ...events import Emit, Event
 from ...oci.client import Manifest, RegistryClient
+from ...oci.reference import RegistryTarget
 from ...oci.signing import PublicKey, SigningKey
 from ...record import ReleaseRecord, UnitRecord
 from .ledger import (
@@ -74,10 +79,29 @@ from .trust import trust_problems
 PARALLEL_REQUESTS = 8
 POLL_S = 0.1  # between looks at a lock or a ledger that another promotion holds
 SETTLE_S = 1.0  # the longest a writer's last look at the head may precede its write; waited after each write
+# (a loopback registry's default is none, see settle_seconds)
 IN_PROGRESS_WAIT_S = 60.0  # how long another promotion's fresh in-progress entry is waited for
 WRITE_ATTEMPTS = 8  # ledger writes slower than SETTLE_S, tried again before giving up
 LOCK_TIMEOUT_S = 600.0  # how long this machine's lock of a channel is waited for
 CHANNEL_RE = re.compile(r"^[a-z][a-z0-9-]{0,40}$")
+
+
+def settle_seconds(target: RegistryTarget, environ: Mapping[str, str] = os.environ) -> float:
+    """How long a ledger write's look-to-answer may take, and is waited for after it (see above).
+
+    ``SHIPYARD_LEDGER_SETTLE_S`` when set (every machine that promotes to the registry must use the
+    same); else none for a loopback registry (only this machine reaches it, and its promotions of a
+    channel hold one lock), ``SETTLE_S`` for any other."""
+    raw = environ.get("SHIPYARD_LEDGER_SETTLE_S", "").strip()
+    if not raw:
+        return 0.0 if target.is_local else SETTLE_S
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value <= 60:
+        raise ConfigError(f"SHIPYARD_LEDGER_SETTLE_S={raw!r}: expected seconds between 0 and 60, e.g. 1.0")
+    return value
 
 
 def check_channel(channel: str) -> str:
@@ -138,6 +162,7 @@ class Promoter:
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
         policy: Callable[[ReleaseRecord, Iterable[str]], list[str]] | None = None,
+        settle_s: float | None = None,
     ) -> None:
         # what stands between a release and a channel: by default the registry's signatures and signed
         # verdicts for the exact digests (trust.py); the record's own verdicts only where a test says so
@@ -153,7 +178,7 @@ class Promoter:
         self.clock = clock
         self.in_progress_wait_s = IN_PROGRESS_WAIT_S
         self.lock_timeout_s = LOCK_TIMEOUT_S
-        self.settle_s = SETTLE_S
+        self.settle_s = settle_seconds(registry.target) if settle_s is None else settle_s
         self.entry: Entry | None = None  # the entry the last promote or rollback wrote (or found in place)
 
     def _path(self, repository: str) -> str:
@@ -308,7 +333,7 @@ class Promoter:
                 )
             ledger.head = put_ledger(self.registry, self.namespace, channel, raw)
             took = self.clock() - started
-            if took <= self.settle_s:
+            if took <= self.settle_s or not self.settle_s:  # no settle: no timing is promised, none checked
                 break
             # Too slow to be sure: write the same bytes again (the same digest) within the bound, so
             # that the look before it and the wait after it cover every writer that came since.
@@ -327,7 +352,8 @@ class Promoter:
                 f"times, last {took:.1f} s: too long to be sure no other promotion wrote at the same time; no tag "
                 f"moved, entry {len(ledger.entries)} stays in-progress)"
             )
-        self.sleep(self.settle_s)
+        if self.settle_s:
+            self.sleep(self.settle_s)
         if self._head(channel) != ledger.head:
             raise PromoteRefused(f"{moved_away} (another promotion wrote the ledger over this one's; no tag moved)")
 
