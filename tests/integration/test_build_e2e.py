@@ -99,8 +99,9 @@ def test_another_client_finds_the_sbom_through_the_referrers_tag(built, tmp_path
 def test_child_is_built_on_its_parent_by_digest(built) -> None:  # type: ignore[no-untyped-def]
     _, record, _ = built
     for _key, unit in record.units.items():
-        if unit.image == "family-web":
-            assert unit.parent == record.units[f"{unit.profile}/base-python"].ref
+        if unit.image == "family-web":  # the parent's platform manifest, inside the index the record names
+            parent = record.units[f"{unit.profile}/base-python"]
+            assert unit.parent == parent.parent_ref == f"{parent.repository}@{parent.image_digest}"
         if unit.image == "base-python":
             assert "/shipyard-it/bases/debian-bookworm-python@sha256:" in unit.parent
 
