@@ -8,8 +8,10 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from ..errors import RegistryError
 from ..events import Event
 from ..oci.attestations import has_provenance
+from ..oci.client import Manifest
 from ..record import UnitRecord
 from .attest import Attacher, Pushed
 from .buildx import BuildProgress, BuildRequest, read_metadata
@@ -199,7 +201,6 @@ class UnitBuilder:
         dockerfile = render_unit(self.ctx, self.renderer, unit, parent, labels)
         metadata = dockerfile.with_name("metadata.json")
         metadata.unlink(missing_ok=True)
-        aliases = tuple(f"{unit.repository}:{alias}" for alias in self.ctx.revision.aliases)
         request = BuildRequest(
             context=unit.image.context,
             dockerfile=dockerfile,
@@ -210,8 +211,6 @@ class UnitBuilder:
             build_args=self._build_args(unit, parent),
             build_contexts=contexts,
             builder=self.options.builder,
-            # the inputs tag is looked up by later releases, even with --no-reuse
-            extra_tags=(f"{unit.repository}:{inputs.tag}", *aliases),
             provenance="mode=max" if self.options.attest else None,
             secrets=unit.image.build_secrets,
         )
@@ -229,7 +228,7 @@ class UnitBuilder:
             digest, size = "sha256:<digest>", 0
         else:
             digest = read_metadata(metadata)
-            manifest = self.ctx.registry.image_manifest(unit.repository_path, digest, unit.profile.platform)
+            manifest = self._tag_pushed(unit, digest, inputs)
             size, image_digest = (manifest.compressed_size, manifest.digest) if manifest else (0, "")
         duration = time.monotonic() - started
         record = self._record(unit, parent, inputs, started, digest, size, labels, progress, image_digest=image_digest)
@@ -247,6 +246,18 @@ class UnitBuilder:
                 )
             )
         return record
+
+    def _tag_pushed(self, unit: BuildUnit, digest: str, inputs: InputSet) -> Manifest | None:
+        """Put the inputs tag (later releases look it up, even after --no-reuse) and the semver tags on
+        the index buildx pushed, by manifest PUTs: a second ``--tag`` would be a second push of the
+        image by the engine. Returns the platform manifest."""
+        registry, path = self.ctx.registry, unit.repository_path
+        index = registry.manifest(path, digest)
+        if index is None:
+            raise RegistryError(f"{unit.key}: buildx pushed {unit.repository}@{digest}, but the registry lacks it")
+        for tag in (inputs.tag, *self.ctx.revision.aliases):
+            registry.put_manifest(path, tag, index.raw, index.media_type)
+        return registry.for_platform(path, index, unit.profile.platform)
 
     def _attach(self, unit: BuildUnit, record: UnitRecord, *, reused: bool = False) -> None:
         if self.attacher is not None:
