@@ -1,0 +1,34 @@
+"""What a no-op build and a promotion import: never the engine's SDKs or the terminal UI.
+
+A no-op release is a handful of registry round trips per unit; its floor is the interpreter and
+these imports. rich (the live view), docker (the canary's engine API) and python-on-whales are
+imported by the commands that use them, when they use them.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+HEAVY = ("rich", "docker", "python_on_whales", "pydantic", "yaml")
+# httpx imports its own command line (and rich with it) when click is installed, as the dev
+# extras install it; a user's environment usually has neither: that import is not ours.
+PRELUDE = "import sys; sys.modules['httpx._main'] = None\n"
+
+
+@pytest.mark.parametrize(
+    "modules",
+    [
+        ("shipyard.cli.build_commands", "shipyard.build.pipeline", "shipyard.build.unit"),
+        ("shipyard.cli.release_commands", "shipyard.release.channels.promote", "shipyard.release.gates.verify"),
+    ],
+    ids=["build", "verify-promote"],
+)
+def test_the_no_op_paths_import_no_engine_sdk_and_no_ui(modules: tuple[str, ...]) -> None:
+    code = PRELUDE + "import shipyard.cli.main\n" + "".join(f"import {m}\n" for m in modules)
+    code += f"print(__import__('json').dumps([m for m in {HEAVY!r} if m in sys.modules]))"
+    loaded = json.loads(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout)
+    assert loaded == [], f"{', '.join(modules)} import {loaded} at start"
