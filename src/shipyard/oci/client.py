@@ -8,10 +8,8 @@ mismatches are answers and are not.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
-import re
 import threading
 import time
 from collections.abc import Callable
@@ -21,6 +19,7 @@ from typing import Any
 import httpx
 
 from ..errors import RegistryError
+from .auth import Auth
 from .credentials import Credentials
 from .reference import RegistryTarget
 from .retry import RETRYABLE_STATUS, RetryPolicy, Transient, retry_after_seconds
@@ -33,7 +32,6 @@ MANIFEST_TYPES = (
 )
 INDEX_TYPES = MANIFEST_TYPES[:2]
 SMALL_BLOB = 1 << 20  # blobs up to this size (configs, statements, ledgers) are kept once read
-_CHALLENGE_RE = re.compile(r'(\w+)="([^"]*)"')
 
 
 @dataclass(frozen=True)
@@ -68,15 +66,13 @@ class RegistryClient:
         sleep: Callable[[float], None] | None = None,
     ) -> None:
         self.target = target
-        self._credentials = credentials
         self.policy = policy or RetryPolicy.from_env()
         # plain-HTTP local registries need no TLS context (building one costs ~70 ms per process)
         verify: bool = not target.is_local
         self._http = httpx.Client(
             base_url=target.api_base, transport=transport, timeout=self.policy.timeout_s, verify=verify
         )
-        self._token: str | None = None
-        self._basic = False  # set once a Basic challenge was answered
+        self._auth = Auth(self._http, target.host, credentials)
         self._sleep = sleep
         self._lock = threading.Lock()
         self.retried = 0  # attempts that failed transiently and were tried again, over the client's life
@@ -98,10 +94,10 @@ class RegistryClient:
     def _send(self, method: str, url: str, *, headers: dict[str, str] | None = None, **kwargs: Any) -> httpx.Response:
         def once() -> httpx.Response:
             try:
-                response = self._http.request(method, url, headers={**(headers or {}), **self._auth_header()}, **kwargs)
-                if response.status_code == 401 and self._authenticate(response):
+                response = self._http.request(method, url, headers={**(headers or {}), **self._auth.header()}, **kwargs)
+                if response.status_code == 401 and self._auth.answer(response):
                     response = self._http.request(
-                        method, url, headers={**(headers or {}), **self._auth_header()}, **kwargs
+                        method, url, headers={**(headers or {}), **self._auth.header()}, **kwargs
                     )
             except httpx.TimeoutException as exc:
                 raise Transient(f"no answer within {self.policy.timeout_s:g} s ({type(exc).__name__})") from None
@@ -128,39 +124,6 @@ class RegistryClient:
             if failed:
                 with self._lock:
                     self.retried += failed
-
-    def _auth_header(self) -> dict[str, str]:
-        if self._token:
-            return {"Authorization": f"Bearer {self._token}"}
-        if self._credentials and self._basic:
-            return {"Authorization": "Basic " + _basic_value(self._credentials)}
-        return {}
-
-    def _authenticate(self, response: httpx.Response) -> bool:
-        """Answer a 401 challenge once; False when there is nothing new to try."""
-        challenge = response.headers.get("WWW-Authenticate", "")
-        scheme = challenge.split(" ", 1)[0].lower()
-        if scheme == "basic":
-            if self._credentials is None or self._basic:
-                return False
-            self._basic = True
-            return True
-        if scheme == "bearer":
-            params = dict(_CHALLENGE_RE.findall(challenge))
-            realm = params.get("realm", "")
-            if not realm:
-                return False
-            headers = {"Authorization": "Basic " + _basic_value(self._credentials)} if self._credentials else {}
-            token_response = self._http.get(realm, params=_token_query(params), headers=headers)
-            if token_response.status_code in RETRYABLE_STATUS:  # the token service is flaky, not refusing
-                hint = retry_after_seconds(token_response.headers.get("Retry-After"))
-                raise Transient(f"token service HTTP {token_response.status_code}", retry_after=hint)
-            token = _token_from(token_response, self.target.host, realm, self._credentials)
-            if token == self._token:
-                return False  # the same token again: it does not grant what this request needs
-            self._token = token
-            return True
-        return False
 
     # --- API -----------------------------------------------------------------
     def ping(self) -> None:
@@ -359,43 +322,3 @@ def next_link(header: str) -> str | None:
 def _path_of(url: str) -> str:
     """The request path without the query (upload URLs carry long opaque state)."""
     return httpx.URL(url).path
-
-
-def _basic_value(creds: Credentials | None) -> str:
-    assert creds is not None
-    return base64.b64encode(f"{creds.username}:{creds.password.reveal()}".encode()).decode()
-
-
-def _token_query(challenge: dict[str, str]) -> dict[str, str]:
-    """A token request carries the challenge's ``service`` and ``scope`` only.
-
-    Not ``realm``, and not the ``error="insufficient_scope"`` or ``error="invalid_token"`` that
-    distribution adds when a token did not do: those describe the last answer, not the request.
-    """
-    return {key: challenge[key] for key in ("service", "scope") if challenge.get(key)}
-
-
-def _token_from(response: httpx.Response, host: str, realm: str, creds: Credentials | None) -> str:
-    """The bearer token of a token service's answer, or a one-line error that names who was refused."""
-    if response.status_code not in (200, 401, 403):
-        raise RegistryError(f"registry {host}: its token service {realm} answered HTTP {response.status_code}")
-    if response.status_code != 200:
-        if creds is None:
-            raise RegistryError(
-                f"registry {host}: no credentials given, and its token service {realm} refused anonymous "
-                f"access (HTTP {response.status_code}); set SHIPYARD_REGISTRY_USERNAME and "
-                f"SHIPYARD_REGISTRY_PASSWORD, or docker login {host}"
-            )
-        raise RegistryError(
-            f"registry {host}: its token service {realm} refused the credentials of {creds.username!r} "
-            f"(HTTP {response.status_code})"
-        )
-    try:
-        body = response.json()
-    except ValueError:
-        body = None
-    # the Docker token spec says ``token``; OAuth2-style token services say ``access_token``
-    token = (body.get("token") or body.get("access_token")) if isinstance(body, dict) else None
-    if not isinstance(token, str) or not token:
-        raise RegistryError(f"registry {host}: its token service {realm} answered HTTP 200 without a token")
-    return token
