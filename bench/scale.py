@@ -4,6 +4,7 @@ For each N (bench/catalog_gen.py: 18 = 3×6, 50 = 5×10, 100 = 5×20), the tools
 
 - cold: ``docker buildx prune -af`` and a fresh registry namespace per tool and round; shipyard
   ``build`` vs ``docker buildx bake -f <shipyard bake-file export>`` (pushes, registry cache);
+  once more as ``build --no-attest`` (no provenance, no SBOM), against the same bake runs;
 - no-op: a new commit that touches no image input;
 - one-changed: a new commit changing the mid-level family ``mid-a`` (it and its subtree rebuild);
 - verify: ``shipyard verify`` of the newest release vs a ``skopeo inspect`` loop over its tags;
@@ -128,6 +129,11 @@ def measure_size(scale: Scale, repeat: int, log: Callable[[str, str, float], Non
                 scale.sy_ns = ns
             else:
                 scale.bake_ns = ns
+    for i in range(repeat):  # what the attestations (provenance, SBOM) cost a cold build; the units are signed
+        scale.prune()
+        ns = f"{scale.prefix}-cold{i}-noattest"
+        record("cold --no-attest", "shipyard", timed(lambda ns=ns: scale.shipyard(ns, "build", "-q", "--no-attest")))
+    runs["cold --no-attest"]["bake"] = list(runs["cold"]["bake"])  # the same anchor: bake's cold runs
     # the later cases start from the last cold round's namespaces, both at HEAD
     for i in range(repeat):
         catalog_gen.commit_no_op(scale.catalog, f"no-op {i} {uuid.uuid4().hex[:8]}")

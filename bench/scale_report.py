@@ -19,6 +19,7 @@ from xml.sax.saxutils import escape
 # case -> (anchor tool, target ratio shipyard/anchor or None); verify's target is seconds per unit
 CASES: dict[str, tuple[str, float | None]] = {
     "cold": ("bake", 1.05),
+    "cold --no-attest": ("bake", None),
     "no-op": ("bake", 0.10),
     "one-changed": ("bake", None),
     "promote": ("skopeo copy", 0.10),
