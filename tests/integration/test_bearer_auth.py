@@ -228,7 +228,7 @@ def test_wrong_credentials_are_one_line_naming_the_registry(
     registry = client(user, password)
     with pytest.raises(RegistryError) as refused:
         registry.ping()
-    assert_no_secret([*exception_texts(refused.value), repr(registry), repr(registry._credentials)], tokens)
+    assert_no_secret([*exception_texts(refused.value), repr(registry), repr(registry._auth._credentials)], tokens)
     message = str(refused.value)
     assert "\n" not in message
     assert message.startswith(f"registry 127.0.0.1:{PORT}") and "refused the credentials" in message, message
