@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 from collections.abc import Iterator
+from datetime import UTC, datetime
 
 import docker
 import httpx
@@ -68,10 +69,12 @@ def test_every_unit_has_provenance_and_an_sbom(built, registry: RegistryClient) 
         assert provenance.predicate_type.startswith("https://slsa.dev/provenance/"), key
         layer = registry.manifest(repo, provenance.manifest).json["layers"][0]["digest"]  # type: ignore[union-attr]
         predicate = json.loads(registry.blob(repo, layer))["predicate"]
-        # mode=max records the build args: exactly the profile's, which shipyard refuses to be secret-like
+        # mode=max records the build args: exactly the profile's, which shipyard refuses to be secret-like,
+        # and SOURCE_DATE_EPOCH, the commit's time
         params = predicate["invocation"]["parameters"]["args"]
         args = {k.removeprefix("build-arg:"): v for k, v in params.items() if k.startswith("build-arg:")}
-        assert args == profiles[unit.profile]["build_args"], key
+        epoch = int(datetime.strptime(record.created, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC).timestamp())
+        assert args == {**profiles[unit.profile]["build_args"], "SOURCE_DATE_EPOCH": str(epoch)}, key
         sbom = read_sbom(registry, repo, unit.digest)
         names = {c["name"] for c in json.loads(sbom.document)["components"]}
         assert "tini" in names, key  # a Debian package of the base
