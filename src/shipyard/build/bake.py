@@ -27,7 +27,7 @@ def target_name(unit: BuildUnit) -> str:
 
 def bake_document(ctx: BuildContext, options: BuildOptions) -> dict[str, Any]:
     plan = plan_for(ctx.project, ctx.revision, options)
-    renderer = TemplateRenderer(ctx.project.templates, ctx.project.catalog.policy)
+    renderer = TemplateRenderer.for_project(ctx.project.templates, ctx.project.catalog.policy)
     bases = LocalBases(plan.target, ctx.registry, ctx.runner, ctx.cache_dir, ctx.emit)
     wheelhouse = Wheelhouse(ctx.cache_dir, ctx.runner)
     base_refs: dict[str, str] = {}

@@ -14,6 +14,7 @@ import hashlib
 import json
 import threading
 from collections.abc import Mapping
+from concurrent.futures import Future
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,22 +26,29 @@ def _sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-_file_hashes: dict[tuple[str, int, int], str] = {}
+_file_hashes: dict[tuple[str, int, int], Future[str]] = {}
 _file_hashes_lock = threading.Lock()
 
 
 def file_hash(path: Path) -> str:
-    """sha256 of a file, read once per process while its size and mtime stay: the units of every
-    profile share their family's context, the wheelhouse and the tools, and hash them each."""
+    """sha256 of a file, read once per process while its size and mtime stay (by one thread while the
+    others wait for it): the units of every profile share their family's context, the wheelhouse and
+    the tools, and hash them at the same time."""
     stat = path.stat()
     key = (str(path), stat.st_size, stat.st_mtime_ns)
     with _file_hashes_lock:
-        known = _file_hashes.get(key)
-    if known is None:
-        known = _sha(path.read_bytes())
-        with _file_hashes_lock:
-            _file_hashes[key] = known
-    return known
+        pending = _file_hashes.get(key)
+        mine = pending is None
+        if pending is None:
+            pending = _file_hashes[key] = Future()
+    if mine:
+        try:
+            pending.set_result(_sha(path.read_bytes()))
+        except BaseException as exc:
+            with _file_hashes_lock:
+                del _file_hashes[key]  # the next caller tries again
+            pending.set_exception(exc)
+    return pending.result()
 
 
 def dockerignore_patterns(context: Path) -> list[str]:

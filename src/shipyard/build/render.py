@@ -8,6 +8,7 @@ instead of copying them, and can still override them with a ``dockerfiles/shipya
 from __future__ import annotations
 
 import json
+import threading
 import traceback
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -25,6 +26,10 @@ from .plan import build_args_of
 MODEL_CACHE_DIR = "/models"
 BASE_IMAGE_ARG = "BASE_IMAGE"  # a plain Dockerfile's parent: ``ARG BASE_IMAGE`` / ``FROM ${BASE_IMAGE}``
 PACKAGED = Path(str(resources.files("shipyard") / "resources" / "templates"))
+
+
+_SHARED: dict[tuple[Path, Policy], TemplateRenderer] = {}
+_SHARED_LOCK = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -50,8 +55,12 @@ def oci_labels(
 
 
 class TemplateRenderer:
+    """One Jinja environment per project in a process (``for_project``): every unit of every profile
+    renders from templates compiled once, whichever thread asks first."""
+
     def __init__(self, templates: Path, policy: Policy | None = None) -> None:
         self.templates, self.policy = templates, policy or Policy()
+        self._compiling = threading.Lock()
         self.env = jinja2.Environment(
             loader=jinja2.ChoiceLoader(
                 [jinja2.FileSystemLoader(str(templates)), jinja2.FileSystemLoader(str(PACKAGED))]
@@ -80,7 +89,9 @@ class TemplateRenderer:
             "package_dir": image.service.module.split(".")[0] if image.service and image.service.module else "",
         }
         try:
-            return self.env.get_template(image.template).render(context)
+            with self._compiling:  # two threads would each compile a template not yet in the cache
+                template = self.env.get_template(image.template)
+            return template.render(context)
         except jinja2.TemplateSyntaxError as exc:
             where = self._display(exc.filename or image.template)
             raise ConfigError(
@@ -93,6 +104,14 @@ class TemplateRenderer:
             raise ConfigError(
                 f"{file}{f':{line}' if line else ''}: undefined variable: {exc.message}", file=file, line=line
             ) from None
+
+    @classmethod
+    def for_project(cls, templates: Path, policy: Policy) -> TemplateRenderer:
+        with _SHARED_LOCK:
+            key = (templates, policy)
+            if key not in _SHARED:
+                _SHARED[key] = cls(templates, policy)
+            return _SHARED[key]
 
     def _display(self, filename: str) -> str:
         path = Path(filename)

@@ -50,7 +50,7 @@ class UnitBuilder:
         self.ctx, self.plan, self.options = ctx, plan, options
         self.base_refs = base_refs
         self.previous_inputs = previous_inputs
-        self.renderer = TemplateRenderer(ctx.project.templates, ctx.project.catalog.policy)
+        self.renderer = TemplateRenderer.for_project(ctx.project.templates, ctx.project.catalog.policy)
         self.wheelhouse = Wheelhouse(ctx.cache_dir, ctx.runner)
         self.records: dict[str, UnitRecord] = {}
         self._lock = threading.Lock()  # the wheelhouse and tools dirs are shared between units

@@ -79,7 +79,7 @@ def cmd_render(args: argparse.Namespace, console: Console) -> int:
     args.allow_dirty = True
     ctx, target = _context(args, console)
     plan = plan_for(ctx.project, ctx.revision, BuildOptions(target=target, profiles=args.profile, images=args.image))
-    renderer = TemplateRenderer(ctx.project.templates, ctx.project.catalog.policy)
+    renderer = TemplateRenderer.for_project(ctx.project.templates, ctx.project.catalog.policy)
     rendered = {}
     for unit in plan.units:
         parent = plan.unit(unit.parent_unit).ref if unit.parent_unit else (unit.base.ref if unit.base else "")
@@ -96,7 +96,8 @@ def cmd_build(args: argparse.Namespace, console: Console) -> int:
     # every template rendered first: a template error is a config error, before any base or parent is built
     plan = plan_for(ctx.project, ctx.revision, BuildOptions(target=target, profiles=args.profile, images=args.image))
     check_templates(
-        TemplateRenderer(ctx.project.templates, ctx.project.catalog.policy), ((u.profile, u.image) for u in plan.units)
+        TemplateRenderer.for_project(ctx.project.templates, ctx.project.catalog.policy),
+        ((u.profile, u.image) for u in plan.units),
     )
     if not args.dry_run:
         creds = credentials_for(target)
