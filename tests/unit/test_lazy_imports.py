@@ -23,12 +23,20 @@ PRELUDE = "import sys; sys.modules['httpx._main'] = None\n"
     "modules",
     [
         ("shipyard.cli.build_commands", "shipyard.build.pipeline", "shipyard.build.unit"),
-        ("shipyard.cli.release_commands", "shipyard.release.channels.promote", "shipyard.release.gates.verify"),
+        ("shipyard.cli.release_commands", "shipyard.release.gates.verify"),
+        ("shipyard.cli.channel_commands", "shipyard.release.channels.promote"),
     ],
-    ids=["build", "verify-promote"],
+    ids=["build", "verify", "promote"],
 )
 def test_the_no_op_paths_import_no_engine_sdk_and_no_ui(modules: tuple[str, ...]) -> None:
     code = PRELUDE + "import shipyard.cli.main\n" + "".join(f"import {m}\n" for m in modules)
     code += f"print(__import__('json').dumps([m for m in {HEAVY!r} if m in sys.modules]))"
     loaded = json.loads(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout)
     assert loaded == [], f"{', '.join(modules)} import {loaded} at start"
+
+
+def test_a_promotion_imports_no_gate_only_the_verdicts_it_reads() -> None:
+    code = PRELUDE + "import shipyard.cli.main, shipyard.cli.channel_commands\n"
+    code += "print(__import__('json').dumps(sorted(m for m in sys.modules if m.startswith('shipyard.release.gates'))))"
+    loaded = json.loads(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout)
+    assert loaded == ["shipyard.release.gates", "shipyard.release.gates.verdicts"], loaded

@@ -7,11 +7,9 @@ import json
 import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict
 from pathlib import Path
 
-from ..config.catalog import CATALOG_FILE, load_catalog
-from ..config.keys import Keys, is_local, resolve_keys
+from ..config.keys import Keys
 from ..config.profiles import load_profiles
 from ..config.project import cache_dir
 from ..config.registry import parse_target
@@ -19,8 +17,6 @@ from ..errors import CanaryFailed, ConfigError, ScanFailed, VerifyFailed
 from ..oci.credentials import credentials_for
 from ..oci.reference import OCI_TAG_RE, RegistryTarget
 from ..record import ReleaseRecord, load_record, reports_dir
-from ..release.channels.ledger import Entry, Ledger, load_ledger, short_key, verify_ledger
-from ..release.channels.promote import Promoter, check_channel
 from ..release.gates.canary import canary_release
 from ..release.gates.engine import has_gpu
 from ..release.gates.findings import GatePolicy, load_allowlist
@@ -29,9 +25,8 @@ from ..release.gates.trivy_db import push_db
 from ..release.gates.verdicts import attest_gate
 from ..release.gates.verify import verify_release
 from ..runner import Runner
-from .console import Console, print_canary_summary, print_scan_summary, print_verify_failures, table
-from .key_commands import key_password
-from .shared import _keys, _reachable_registry, _release, _target
+from .console import Console, print_canary_summary, print_scan_summary, print_verify_failures
+from .shared import _keys, _reachable_registry, _release
 
 
 def cmd_verify(args: argparse.Namespace, console: Console) -> int:
@@ -133,99 +128,6 @@ def cmd_canary(args: argparse.Namespace, console: Console) -> int:
     ):
         verdicts = canary_release(path, args.profile, console.event, gpu_profiles=gpu_profiles)
     console.line(f"canary: {len(verdicts)} service(s) healthy, answering right and within their SLO")
-    return 0
-
-
-def _channel_keys(args: argparse.Namespace, target: RegistryTarget, *, need_signer: bool) -> Keys:
-    """The signing key and the trusted keys, from the project's [project] trusted_keys (no project: none,
-    which the local registry's development key pair answers)."""
-    root = args.project.resolve()
-    if (root / CATALOG_FILE).is_file():
-        trusted_keys: tuple[Path, ...] = load_catalog(root).trusted_keys
-    elif is_local(target):
-        trusted_keys = ()
-    else:
-        raise ConfigError(
-            f"--project {root}: no {CATALOG_FILE} there; a channel's ledger is signed with the keys its [project] "
-            f"trusted_keys names: point --project at the repository"
-        )
-    return resolve_keys(trusted_keys, target, password=key_password, need_signer=need_signer)
-
-
-def _promoter(args: argparse.Namespace, target: RegistryTarget, console: Console) -> Promoter:
-    keys = _channel_keys(args, target, need_signer=True)
-    assert keys.signer is not None  # need_signer: resolve_keys raises without one
-    if keys.development:
-        console.info(f"signing the ledger entry with this machine's development key (trusted for {target.host} only)")
-    registry = _reachable_registry(target, console)
-    return Promoter(registry, target.namespace, console.event, signer=keys.signer, trusted=keys.trusted)
-
-
-def _entry_json(channel: str, entry: Entry | None) -> str:
-    return json.dumps({"channel": channel, **(asdict(entry) if entry else {})}, indent=2, sort_keys=True)
-
-
-def cmd_promote(args: argparse.Namespace, console: Console) -> int:
-    root, path, record = _release(args)
-    unknown = [p for p in args.profile if p not in {u.profile for u in record.units.values()}]
-    if unknown:
-        raise ConfigError(f"--profile: {unknown[0]!r} is not in release {record.release}")
-    units = {k: u for k, u in record.units.items() if not args.profile or u.profile in args.profile}
-    target = parse_target(args.registry or record.registry)
-    console.info(f"promoting {record.release} ({len(units)} units) to {args.channel} in {target}")
-    check_channel(args.channel)
-    if args.force and not (args.reason or "").strip():
-        raise ConfigError("--force needs --reason '…': the reason is recorded in the channel's ledger")
-    promoter = _promoter(args, target, console)
-    promoter.promote(record, args.channel, units, force=args.force, reason=args.reason or "")
-    console.summarize(record, "promote", {key: [args.channel] for key in units})
-    if args.json:  # the channel's ledger entry for this promotion (or the one it already had)
-        console.data(_entry_json(args.channel, promoter.entry))
-    return 0
-
-
-def cmd_rollback(args: argparse.Namespace, console: Console) -> int:
-    target = _target(args)
-    entry = _promoter(args, target, console).rollback(args.channel)
-    console.line(f"{args.channel} is back on {entry.release} ({len(entry.digests)} units)")
-    if args.json:
-        console.data(_entry_json(args.channel, entry))
-    return 0
-
-
-def cmd_history(args: argparse.Namespace, console: Console) -> int:
-    target = _target(args)
-    ledger = load_ledger(_reachable_registry(target, console), target.namespace, check_channel(args.channel))
-    if args.verify:
-        return _verify_history(args, console, target, ledger)
-    if args.json:
-        console.data(ledger.to_json().decode())
-        return 0
-    if not ledger.entries:
-        console.line(f"{args.channel}: no promotions yet in {target}")
-        return 0
-    rows: list[tuple[str, ...]] = [("when", "who", "action", "release", "units", "state", "note")]
-    for e in ledger.entries:
-        note = ("FORCED: " if e.forced else "") + e.reason
-        rows.append((e.at, e.by[:30], e.action, e.release, str(len(e.digests)), e.state, note[:50]))
-    table(console, rows)
-    return 0
-
-
-def _verify_history(args: argparse.Namespace, console: Console, target: RegistryTarget, ledger: Ledger) -> int:
-    """``history --verify``: every hash link and signature, or LedgerBroken naming the first bad entry."""
-    keys = _channel_keys(args, target, need_signer=False)
-    signers = verify_ledger(ledger, keys.trusted)
-    development = {k.key_id for k in keys.trusted} if keys.development else set()
-    names = ", ".join(short_key(k) + (" (development key)" if k in development else "") for k in signers)
-    if args.json:
-        console.data(
-            json.dumps({"channel": ledger.channel, "entries": len(ledger.entries), "verified": True, "keys": signers})
-        )
-    elif not ledger.entries:
-        console.line(f"{ledger.channel}: no entries yet in {target}; nothing to verify")
-    else:
-        console.line(f"{ledger.channel}: {len(ledger.entries)} entries, chain and signatures verify (keys: {names})")
     return 0
 
 

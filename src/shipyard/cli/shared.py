@@ -8,9 +8,10 @@ import sys
 from importlib import resources
 from pathlib import Path
 
-from ..config.catalog import load_catalog
-from ..config.keys import Keys, resolve_keys
+from ..config.catalog import CATALOG_FILE, load_catalog
+from ..config.keys import Keys, is_local, resolve_keys
 from ..config.registry import parse_target
+from ..errors import ConfigError
 from ..oci.client import RegistryClient
 from ..oci.credentials import credentials_for
 from ..oci.reference import RegistryTarget
@@ -58,11 +59,29 @@ def _release(args: argparse.Namespace) -> tuple[Path, Path, ReleaseRecord]:
     return root, path, load_record(path)
 
 
-def _keys(root: Path, target: RegistryTarget, console: Console, *, need_signer: bool = True) -> Keys:
-    """The signing key and the trusted keys for work on ``target`` (shipyard.toml's trusted_keys, the env)."""
+def _keys(
+    root: Path,
+    target: RegistryTarget,
+    console: Console,
+    *,
+    need_signer: bool = True,
+    project_optional: bool = False,
+) -> Keys:
+    """The signing key and the trusted keys for work on ``target``: shipyard.toml's [project] trusted_keys
+    and the environment. ``project_optional`` (the channel verbs): without a shipyard.toml, none, which
+    the local registry's development key pair answers."""
     from .key_commands import key_password
 
-    keys = resolve_keys(load_catalog(root).trusted_keys, target, password=key_password, need_signer=need_signer)
-    if keys.development and keys.signer is not None:
+    if (root / CATALOG_FILE).is_file() or not project_optional:
+        trusted_keys: tuple[Path, ...] = load_catalog(root).trusted_keys
+    elif is_local(target):
+        trusted_keys = ()
+    else:
+        raise ConfigError(
+            f"--project {root}: no {CATALOG_FILE} there; a channel's ledger is signed with the keys its [project] "
+            f"trusted_keys names: point --project at the repository"
+        )
+    keys = resolve_keys(trusted_keys, target, password=key_password, need_signer=need_signer)
+    if keys.development and keys.signer is not None and need_signer:
         console.info(f"signing with this machine's development key (trusted for {target.host} only)")
     return keys
