@@ -118,13 +118,15 @@ def test_refused_without_passing_verdicts_and_nothing_moves(setup, kwargs, messa
 
 
 def test_force_needs_a_reason_which_is_recorded(setup) -> None:  # type: ignore[no-untyped-def]
-    reg, promoter, _ = setup
+    reg, promoter, events = setup
     record = release(reg, "20250111-aaaaaaaa", canary=False)
     with pytest.raises(ConfigError, match="--force needs --reason"):
         promoter.promote(record, "stable", record.units, force=True)
     promoter.promote(record, "stable", record.units, force=True, reason="hotfix for incident 42")
     entry = load_ledger(promoter.registry, "acme", "stable").entries[-1]
     assert entry.forced and entry.reason == "hotfix for incident 42"
+    forced = [e.message for e in events if e.kind == "promote.forced"]
+    assert len(forced) == 1 and forced[0].startswith("promote 20250111-aaaaaaaa to stable: forced past 1 problem(s): ")
 
 
 def test_interrupted_promotion_is_visible_and_finished_by_promoting_again(setup) -> None:  # type: ignore[no-untyped-def]

@@ -399,6 +399,15 @@ class Promoter:
             )
         if force and not reason.strip():
             raise ConfigError("--force needs --reason '…': the reason is recorded in the channel's ledger")
+        if problems:  # forced: said, so that whoever forces sees exactly what they step over
+            self.emit(
+                Event(
+                    "promote.forced",
+                    f"promote {record.release} to {channel}: forced past {len(problems)} problem(s): "
+                    f"{'; '.join(problems[:3])}{' …' if len(problems) > 3 else ''}",
+                    data={"problems": problems},
+                )
+            )
         wanted = {k: u.digest for k, u in units.items()}
         with self._locked(channel):
             # the ledger before the tags: a promotion that moves tags after this read changes its head
