@@ -89,3 +89,29 @@ def test_a_layer_is_read_once_by_parallel_readers_and_once_per_machine(tmp_path)
     assert len([r for r in mem.requests if "/blobs/" in r[1]]) == 1
     (tmp_path / "layers" / f"{digest.removeprefix('sha256:')}.json").write_text("{not json")
     assert LayerCache(client(), tmp_path / "layers").listing("acme/a", digest) == listings[0]  # read again
+
+
+def test_a_childs_file_system_is_built_on_its_parents(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import shipyard.oci.layers as layers_module
+    from shipyard.oci.layers import LayerCache
+
+    listings = {
+        "base": [("usr/bin/su", 0o4755, True), ("etc/a", 0o644, True)],
+        "child": [("etc/.wh.a", 0o644, True), ("app/x", 0o644, True)],
+    }
+    applied: list[int] = []
+    real_apply = layers_module.apply_layers
+
+    def counting(layers, files=None):  # type: ignore[no-untyped-def]
+        layers = list(layers)
+        applied.append(len(layers))
+        return real_apply(layers, files)
+
+    monkeypatch.setattr(layers_module, "apply_layers", counting)
+    cache = LayerCache(None)  # type: ignore[arg-type]
+    monkeypatch.setattr(cache, "listing", lambda repository, digest: listings[digest])
+    parent = cache.filesystem("r", ["base"])
+    child = cache.filesystem("r", ["base", "child"])
+    assert set(parent) == {"usr/bin/su", "etc/a"}, "the child's whiteout leaves the parent's view alone"
+    assert set(child) == {"usr/bin/su", "app/x"} and set(child) == set(real_apply(listings[d] for d in listings))
+    assert applied == [1, 1], "the child applies its own layer only"

@@ -14,7 +14,7 @@ import stat
 import tarfile
 import tempfile
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -50,8 +50,11 @@ def _norm(name: str) -> str:
     return str(PurePosixPath("/", name)).lstrip("/")
 
 
-def apply_layers(layers: Iterable[list[tuple[str, int, bool]]]) -> dict[str, FileEntry]:
-    files: dict[str, FileEntry] = {}
+def apply_layers(
+    layers: Iterable[list[tuple[str, int, bool]]], files: dict[str, FileEntry] | None = None
+) -> dict[str, FileEntry]:
+    """``files`` (the file system so far, changed in place; default empty) with ``layers`` applied."""
+    files = {} if files is None else files
     for entries in layers:
         # A layer's whiteouts hide what the layers below it had, never its own entries.
         hidden: list[str] = []  # exact paths (and everything below them)
@@ -88,6 +91,7 @@ class LayerCache:
         self.registry = registry
         self.directory = directory
         self._listings: dict[str, Future[Listing]] = {}
+        self._filesystems: dict[tuple[str, ...], dict[str, FileEntry]] = {}
         self._lock = threading.Lock()
 
     def listing(self, repository: str, digest: str) -> Listing:
@@ -103,8 +107,17 @@ class LayerCache:
                 pending.set_exception(exc)
         return pending.result()
 
-    def filesystem(self, repository: str, layer_digests: Iterable[str]) -> dict[str, FileEntry]:
-        return apply_layers(self.listing(repository, d) for d in layer_digests)
+    def filesystem(self, repository: str, layer_digests: Iterable[str]) -> Mapping[str, FileEntry]:
+        """The file system after ``layer_digests`` (read-only: it is kept); built on the longest chain
+        already built (a child's layers start with its parent's), so the base's entries are applied once."""
+        chain = tuple(layer_digests)
+        with self._lock:
+            done = next((n for n in range(len(chain), 0, -1) if chain[:n] in self._filesystems), 0)
+            start = dict(self._filesystems[chain[:done]]) if done else {}
+        files = apply_layers((self.listing(repository, d) for d in chain[done:]), start)
+        with self._lock:
+            self._filesystems[chain] = files
+        return files
 
     def _read(self, repository: str, digest: str) -> Listing:
         path = self.directory / f"{digest.removeprefix('sha256:')}.json" if self.directory else None
