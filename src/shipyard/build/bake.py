@@ -14,7 +14,7 @@ from typing import Any
 from ..state import make_dirs
 from .base import LocalBases
 from .contexts import Wheelhouse, prepare_tools
-from .options import BuildContext, BuildOptions, build_args_of, plan_for, reproducible, unit_labels
+from .options import BuildContext, BuildOptions, plan_for, request_build_args, unit_labels
 from .plan import BuildUnit
 from .render import RenderInputs, TemplateRenderer
 
@@ -56,7 +56,7 @@ def bake_document(ctx: BuildContext, options: BuildOptions) -> dict[str, Any]:
         targets[target_name(unit)] = {
             "context": str(unit.image.context),
             "dockerfile": str(dockerfile),
-            "args": {**build_args_of(unit, parent), **reproducible(ctx.revision)},
+            "args": request_build_args(unit, parent, ctx.revision),
             "tags": [unit.ref, *(f"{unit.repository}:{alias}" for alias in ctx.revision.aliases)],
             "platforms": list(unit.profile.platforms),
             "contexts": contexts,

@@ -72,16 +72,14 @@ def plan_for(project: Project, revision: Revision, options: BuildOptions) -> Pla
     )
 
 
-def build_args_of(unit: BuildUnit, parent: str) -> dict[str, str]:
-    """A plain Dockerfile learns its parent as the build arg BASE_IMAGE (``FROM ${BASE_IMAGE}``)."""
-    return unit.build_args if unit.image.dockerfile is None else {**unit.build_args, BASE_IMAGE_ARG: parent}
-
-
-def reproducible(revision: Revision) -> dict[str, str]:
-    """SOURCE_DATE_EPOCH, the commit's time: BuildKit dates the image config and its history by it, so
-    a rebuild from cache of the same commit gives the same platform manifest (the index still differs:
-    its provenance records the build)."""
-    return {"SOURCE_DATE_EPOCH": str(int(revision.committed.timestamp()))}
+def request_build_args(unit: BuildUnit, parent: str, revision: Revision) -> dict[str, str]:
+    """What a build of ``unit`` passes to buildx (and the bake file): the unit's build args; for a plain
+    Dockerfile its parent as BASE_IMAGE (``FROM ${BASE_IMAGE}``); and SOURCE_DATE_EPOCH, the commit's
+    time, by which BuildKit dates the image config and its history, so a rebuild from cache of the same
+    commit gives the same platform manifest (the index still differs: its provenance records the build).
+    Not an input: a new commit with the same inputs reuses."""
+    args = unit.build_args if unit.image.dockerfile is None else {**unit.build_args, BASE_IMAGE_ARG: parent}
+    return {**args, "SOURCE_DATE_EPOCH": str(int(revision.committed.timestamp()))}
 
 
 def unit_labels(ctx: BuildContext, unit: BuildUnit) -> dict[str, str]:

@@ -87,8 +87,15 @@ def _no_commits(root: Path) -> GitStateError:
     )
 
 
-def _git(root: Path, *argv: str, missing: GitStateError | None = None, text: bool = True) -> str:
-    """``git -C root …``'s output; ``missing`` is raised when git refuses (no repository, no commit)."""
+def _git(root: Path, *argv: str, missing: GitStateError | None = None) -> str:
+    return _git_bytes(root, *argv, missing=missing).decode(errors="surrogateescape")
+
+
+def _git_bytes(root: Path, *argv: str, missing: GitStateError | None = None) -> bytes:
+    """``git -C root …``'s stdout; ``missing`` is raised when git refuses (no repository, no commit).
+
+    Not through the Runner: this reads the work tree's state, which a dry run needs too, and git's
+    stderr must stay out of the porcelain output the Runner would merge it into."""
     if not root.is_dir():
         raise missing or _not_a_repository(root)
     try:
@@ -100,7 +107,7 @@ def _git(root: Path, *argv: str, missing: GitStateError | None = None, text: boo
             raise missing
         first = (done.stderr.decode(errors="replace").strip().splitlines() or ["no message"])[0]
         raise GitStateError(f"{root}: git {argv[0]} failed (exit {done.returncode}): {first}")
-    return done.stdout.decode(errors="surrogateescape") if text else done.stdout.hex()
+    return done.stdout
 
 
 def semver_aliases(tags: Iterable[str]) -> tuple[str, ...]:
@@ -147,7 +154,7 @@ def _own_state(top: Path, root: Path) -> list[str]:
 def _dirty_hash(root: Path, top: Path, pathspec: list[str]) -> str:
     """A short hash of the uncommitted state: the diff against HEAD plus untracked files."""
     h = hashlib.sha256()
-    h.update(bytes.fromhex(_git(root, "diff", "HEAD", "--binary", "--", *pathspec, text=False)))
+    h.update(_git_bytes(root, "diff", "HEAD", "--binary", "--", *pathspec))
     untracked = _git(root, "ls-files", "--others", "--exclude-standard", "-z", "--", *pathspec).split("\0")
     for rel in sorted(filter(None, untracked)):
         h.update(rel.encode())

@@ -23,10 +23,9 @@ from .options import (
     BuildContext,
     BuildOptions,
     Once,
-    build_args_of,
     expectations,
     render_unit,
-    reproducible,
+    request_build_args,
     unit_labels,
 )
 from .plan import BuildUnit, Plan
@@ -67,11 +66,6 @@ class UnitBuilder:
         assert unit.parent_unit is not None
         parent = self.records.get(unit.parent_unit)
         return parent.parent_ref if parent else f"{self.plan.unit(unit.parent_unit).repository}@<digest>"
-
-    def _build_args(self, unit: BuildUnit, parent: str) -> dict[str, str]:
-        """A plain Dockerfile learns its parent as the build arg BASE_IMAGE (``FROM ${BASE_IMAGE}``); every
-        build gets SOURCE_DATE_EPOCH, the commit's time (not an input: a new commit reuses)."""
-        return {**build_args_of(unit, parent), **reproducible(self.ctx.revision)}
 
     def _label(self, unit: BuildUnit) -> str:
         return f"[{self.index[unit.key]}/{len(self.plan.units)}] {unit.key}"
@@ -208,7 +202,7 @@ class UnitBuilder:
             platform=unit.platform,
             cache_ref=unit.cache_ref,
             metadata_file=metadata,
-            build_args=self._build_args(unit, parent),
+            build_args=request_build_args(unit, parent, self.ctx.revision),
             build_contexts=contexts,
             builder=self.options.builder,
             provenance="mode=max" if self.options.attest else None,
