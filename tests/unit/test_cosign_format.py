@@ -158,6 +158,20 @@ def test_a_signature_copied_from_another_digest_does_not_count(
     assert cosign.verified_signers(client, REPO, other, [keys[0].public]) == [keys[0].public.key_id]
 
 
+def test_a_payload_the_registry_name_gives_is_not_fetched_and_any_other_is(
+    reg: MemoryRegistry, client: RegistryClient, keys: tuple[SigningKey, SigningKey]
+) -> None:
+    digest = image(reg, "v1")
+    cosign.push_signature(client, REPO, digest, REFERENCE, keys[0])  # the name this client reaches it by
+    cosign.push_signature(client, REPO, digest, "mirror.example/acme/cpu/svc", keys[1])
+    reg.requests.clear()
+    fresh = RegistryClient(parse_target("localhost:5000/acme"), transport=reg.transport())
+    public = [keys[0].public, keys[1].public]
+    assert cosign.verified_signers(fresh, REPO, digest, public) == [k.key_id for k in public]
+    mirrored = digest_of(cosign.simple_signing_payload("mirror.example/acme/cpu/svc", digest))
+    assert [p for m, p in reg.requests if "/blobs/" in p] == [f"/v2/{REPO}/blobs/{mirrored}"]
+
+
 def signed_layer(reg: MemoryRegistry, payload: bytes, signature: bytes) -> dict[str, Any]:
     reg.blobs[digest_of(payload)] = payload
     return {

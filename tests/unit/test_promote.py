@@ -210,3 +210,35 @@ def test_a_loopback_promotion_waits_for_no_settle(tmp_path: Path) -> None:
     record = release(reg, "20250111-aaaaaaaa")
     promoter.promote(record, "stable", record.units)
     assert naps == [] and promoter.entry is not None and promoter.entry.state == "complete"
+
+
+def test_a_tag_another_promotion_moved_during_the_moves_is_put_back(setup) -> None:  # type: ignore[no-untyped-def]
+    reg, promoter, events = setup
+    record = release(reg, "20250111-aaaaaaaa")
+    intruder = reg.put("acme/cpu/svc", "elsewhere", manifest("intruder"), OCI)
+    move, moved = promoter._move, []
+
+    def move_then_overwritten(channel, m) -> None:  # type: ignore[no-untyped-def]
+        move(channel, m)
+        moved.append(m.unit)
+        if moved.count("cpu/svc") == 1 and m.unit == "cpu/svc":  # another machine's promotion lands on it
+            reg.tags[("acme/cpu/svc", channel)] = intruder
+
+    promoter._move = move_then_overwritten
+    promoter.promote(record, "stable", record.units)
+    assert reg.tags[("acme/cpu/svc", "stable")] == record.units["cpu/svc"].digest
+    assert [e.message.split(":")[0] for e in events if e.kind == "promote.repair"] == ["cpu/svc"]
+
+
+def test_a_loopback_promotion_reads_no_tag_back(tmp_path: Path) -> None:
+    """Without another machine (no settle), each PUT's answer is the check: one HEAD per tag, before."""
+    reg = MemoryRegistry()
+    client = RegistryClient(parse_target("localhost:5000/acme"), transport=reg.transport())
+    promoter = Promoter(
+        client, "acme", lambda _: None, signer=KEY, trusted=(KEY.public,), lock_dir=tmp_path, policy=gate_problems
+    )
+    record = release(reg, "20250111-aaaaaaaa")
+    assert promoter.promote(record, "stable", record.units) == 2
+    heads = [p for m, p in reg.requests if m == "HEAD" and p.endswith("/svc/manifests/stable")]
+    assert sorted(heads) == ["/v2/acme/cpu/svc/manifests/stable", "/v2/acme/pc2/svc/manifests/stable"]
+    assert all(reg.tags[(f"acme/{k}", "stable")] == u.digest for k, u in record.units.items())

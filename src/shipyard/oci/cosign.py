@@ -195,7 +195,10 @@ def _signers(
     registry: RegistryClient, repository: str, digest: str, layers: Sequence[dict[str, Any]], keys: Sequence[PublicKey]
 ) -> list[str]:
     accepted: set[str] = set()
-    payloads: dict[str, bytes] = {}  # signers of one digest share one payload blob
+    # signers of one digest share one payload blob; the one this registry's own name would give is known
+    # without a fetch: a layer whose digest is that payload's hash holds exactly those bytes
+    ours = simple_signing_payload(f"{registry.target.host}/{repository}", digest)
+    payloads: dict[str, bytes] = {_sha256(ours): ours}
     for layer in layers:
         signature = _signature_of(layer)
         pending = [key for key in keys if key.key_id not in accepted]
