@@ -26,6 +26,9 @@ CASES: dict[str, tuple[str, float | None]] = {
     "verify": ("skopeo inspect", None),
 }
 VERIFY_S_PER_UNIT = 0.15
+# the issue sets these two at N = 100 ("promote of 100 tags", "verify of 100 units"); at a smaller N the
+# ratio is shown, but judged by nothing: Python's start and the imports alone are 0.4 s, a tenth of 18 copies
+TARGET_AT_N = {"promote": 100, "verify": 100}
 NOOP_GROWTH = 3.0  # shipyard's no-op at the largest N over the smallest N (the issue: N=100 over N=18)
 PLOTTED = ("cold", "no-op", "promote", "verify")
 SECTION = "scale"
@@ -75,6 +78,7 @@ def rows(raw: Mapping[str, Any]) -> list[Row]:
             sy = median(runs["shipyard"])
             an = median(runs[anchor]) if runs.get(anchor) else None
             notes = []
+            judged = TARGET_AT_N.get(case, n) == n
             if case == "verify":
                 per_unit = sy / n
                 met: bool | None = per_unit < VERIFY_S_PER_UNIT
@@ -85,6 +89,8 @@ def rows(raw: Mapping[str, Any]) -> list[Row]:
                 target_text = f"≤ {target:.2f}×"
             else:
                 met, target_text = None, "—"
+            if not judged and met is not None:
+                met, target_text = None, f"({target_text} at N = {TARGET_AT_N[case]})"
             if case == "one-changed" and size.get("rebuilt"):
                 expected = size.get("expected_rebuilt", "?")
                 notes.append(
