@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -18,6 +17,7 @@ from ..oci.reference import RegistryTarget
 from ..oci.signing import SigningKey
 from ..runner import Runner
 from ..state import make_dirs
+from . import default_jobs
 from .plan import BuildUnit, Plan, make_plan
 from .render import BASE_IMAGE_ARG, RenderInputs, TemplateRenderer, oci_labels
 from .revision import Revision
@@ -39,7 +39,7 @@ class BuildOptions:
     profiles: Sequence[str] = ()
     images: Sequence[str] = ()
     builder: str | None = None
-    jobs: int = field(default_factory=lambda: os.cpu_count() or 1)
+    jobs: int = field(default_factory=default_jobs)
     reuse: bool = True
     attest: bool = True  # provenance from buildx and our own SBOM referrer (build/attest.py)
 

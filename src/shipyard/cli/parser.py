@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from .. import __version__
+from ..build import default_jobs
 
 
 def _add_selection(p: argparse.ArgumentParser) -> None:
@@ -157,9 +158,9 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--jobs",
         type=_positive,
-        default=os.cpu_count() or 1,
+        default=default_jobs(),
         metavar="N",
-        help="units built at once; a unit starts when its parent is done (default: %(default)s)",
+        help="units built at once; a unit starts when its parent is done (default: twice the cores, %(default)s)",
     )
     p.add_argument(
         "--no-reuse",
