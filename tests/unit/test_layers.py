@@ -115,3 +115,30 @@ def test_a_childs_file_system_is_built_on_its_parents(monkeypatch) -> None:  # t
     assert set(parent) == {"usr/bin/su", "etc/a"}, "the child's whiteout leaves the parent's view alone"
     assert set(child) == {"usr/bin/su", "app/x"} and set(child) == set(real_apply(listings[d] for d in listings))
     assert applied == [1, 1], "the child applies its own layer only"
+
+
+def test_a_verifiers_file_systems_hold_what_check_files_reads_and_whiteouts_still_apply(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from shipyard.oci.layers import LayerCache, apply_layers
+    from shipyard.release.gates.checks import checked_by_files
+
+    listings = {
+        "base": [
+            ("usr/bin/gcc", 0o755, True),
+            ("usr/bin/su", 0o4755, True),
+            ("usr/lib/x.so", 0o644, True),
+            ("opt/app/helper", 0o2755, True),  # setgid outside a bin directory
+            ("usr/local/bin/tool", 0o755, True),
+        ],
+        "child": [
+            ("usr/bin/.wh.gcc", 0o644, True),
+            ("usr/local/bin/.wh..wh..opq", 0o644, True),
+            ("app/x", 0o644, True),
+        ],
+    }
+    cache = LayerCache(None, keep=checked_by_files)  # type: ignore[arg-type]
+    monkeypatch.setattr(cache, "listing", lambda repository, digest: listings[digest])
+    assert set(cache.filesystem("r", ["base"])) == {"usr/bin/gcc", "usr/bin/su", "opt/app/helper", "usr/local/bin/tool"}
+    child = cache.filesystem("r", ["base", "child"])
+    assert set(child) == {"usr/bin/su", "opt/app/helper"}, "the whiteouts remove gcc and tool from the kept view"
+    whole = apply_layers(listings[d] for d in ("base", "child"))
+    assert {p: e for p, e in whole.items() if checked_by_files(p, e.mode, e.is_file)} == dict(child)

@@ -104,3 +104,24 @@ def test_a_channel_digest_needs_a_signature_and_verify_and_scan(registry) -> Non
     assert digest_problems(client, [SigningKey.generate().public], "pc2/svc", "acme/pc2/svc", digest)[0].endswith(
         "has no signature by a trusted key"
     )
+
+
+def test_verdicts_are_read_newest_first_and_only_until_each_gate_has_one(registry) -> None:  # type: ignore[no-untyped-def]
+    """A digest reused by many releases carries a verdict of each: only the newest of a gate is read."""
+    client, memory = registry
+    record = signed_release(client, memory, "20250111-aaaaaaaa")
+    digest = record.units["cpu/svc"].digest
+    for n in range(5):  # five later releases re-verify the same digest
+        later = replace(record, release=f"2025011{n + 2}-aaaaaaaa")
+        attest_gate(client, KEY, later, "verify", {"gate": "verify"}, lambda _: None)
+    fresh = RegistryClient(parse_target("localhost:5000/acme"), transport=memory.transport())
+    memory.requests.clear()
+    verdicts = signed_verdicts(fresh, [KEY.public], "acme/cpu/svc", digest)
+    assert verdicts["verify"]["release"] == "20250116-aaaaaaaa" and set(verdicts) == {"verify", "scan", "canary"}
+    blobs = [p for m, p in memory.requests if m == "GET" and "/blobs/" in p]
+    assert len(blobs) == 3, blobs  # the newest verify, the scan and the canary verdict; not the six verifies
+    # and attesting the newest verdict again pushes nothing, reading only the newest of its gate
+    newest = replace(record, release="20250116-aaaaaaaa")
+    memory.requests.clear()
+    assert attest_gate(fresh, KEY, newest, "verify", {"gate": "verify"}, lambda _: None) == []
+    assert not [p for m, p in memory.requests if m == "PUT"]

@@ -31,7 +31,7 @@ import binascii
 import hashlib
 import json
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 from ..errors import RegistryError
@@ -43,6 +43,9 @@ SIMPLESIGNING_TYPE = "application/vnd.dev.cosign.simplesigning.v1+json"
 DSSE_TYPE = "application/vnd.dsse.envelope.v1+json"
 SIGNATURE_ANNOTATION = "dev.cosignproject.cosign/signature"
 PREDICATE_ANNOTATION = "predicateType"
+# what an attestation layer holds (e.g. which gate's verdict), for a reader to skip layers by: unsigned,
+# so a hint of what not to read, never a reason to accept; cosign and other readers ignore it
+LABEL_ANNOTATION = "dev.shipyard.label"
 COSIGN_SIGNATURE_TYPE = "cosign container image signature"
 IN_TOTO_PAYLOAD_TYPE = "application/vnd.in-toto+json"
 STATEMENT_V1 = "https://in-toto.io/Statement/v1"
@@ -233,13 +236,30 @@ def _envelope_signers(raw: bytes, keys: Sequence[PublicKey]) -> tuple[bytes, lis
 def verified_statements(
     registry: RegistryClient, repository: str, digest: str, keys: Sequence[PublicKey], predicate_type: str
 ) -> list[tuple[str, dict[str, Any]]]:
-    """(key id, statement) for every attestation of ``predicate_type`` about ``digest`` signed by one of ``keys``."""
+    """(key id, statement) for every attestation of ``predicate_type`` about ``digest`` signed by one of
+    ``keys``, oldest first."""
+    found = list(newest_statements(registry, repository, digest, keys, predicate_type))
+    found.reverse()
+    return found
+
+
+def newest_statements(
+    registry: RegistryClient,
+    repository: str,
+    digest: str,
+    keys: Sequence[PublicKey],
+    predicate_type: str,
+    skip: Callable[[str], bool] = lambda label: False,
+) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(key id, statement) of the attestations of ``predicate_type`` about ``digest`` signed by one of
+    ``keys``, newest first, each layer's blob read only when it is reached: a reader that has what it
+    needs stops. A layer whose ``LABEL_ANNOTATION`` ``skip`` accepts is not read."""
     layers = _layers(registry, repository, attestation_tag(digest), writing=False) or []
     unique = list({key.key_id: key for key in keys}.values())
-    found: list[tuple[str, dict[str, Any]]] = []
-    for layer in _of_type(layers, DSSE_TYPE):
+    for layer in reversed(_of_type(layers, DSSE_TYPE)):
         labelled = _annotation(layer, PREDICATE_ANNOTATION)
-        if labelled is not None and labelled != predicate_type:
+        label = _annotation(layer, LABEL_ANNOTATION)
+        if (labelled is not None and labelled != predicate_type) or (isinstance(label, str) and skip(label)):
             continue  # unsigned, so only a reason to skip, never to accept
         opened = _envelope_signers(registry.blob(repository, layer["digest"]), unique)
         if opened is None:
@@ -247,8 +267,8 @@ def verified_statements(
         body, signers = opened
         statement = _statement_about(body, digest, predicate_type) if signers else None
         if statement is not None:
-            found.extend((key_id, statement) for key_id in signers)
-    return found
+            for key_id in reversed(signers):  # reversed back by verified_statements: keys in their order
+                yield key_id, statement
 
 
 # --- writing the tags ------------------------------------------------------------------------------
@@ -338,27 +358,42 @@ def push_signature(
 
 
 def push_attestation(
-    registry: RegistryClient, repository: str, digest: str, statement: Mapping[str, Any], key: SigningKey
+    registry: RegistryClient,
+    repository: str,
+    digest: str,
+    statement: Mapping[str, Any],
+    key: SigningKey,
+    label: str | None = None,
 ) -> bool:
-    """Attest ``statement`` (an in-toto statement about ``digest``) with ``key`` under ``sha256-<hex>.att``.
+    """Attest ``statement`` (an in-toto statement about ``digest``) with ``key`` under ``sha256-<hex>.att``,
+    its layer annotated with ``label`` when given (see ``LABEL_ANNOTATION``).
 
-    False (nothing pushed) when the same statement signed by ``key`` is already there. ``ValueError``
-    when ``statement`` is not an in-toto statement whose subjects include ``digest``."""
+    False (nothing pushed) when the same statement signed by ``key`` is already there; with a label,
+    as the newest layer of that label (a statement pushed again right after itself), so that a digest
+    attested once per release is not read whole on each push. ``ValueError`` when ``statement`` is not
+    an in-toto statement whose subjects include ``digest``."""
     predicate_type = statement.get("predicateType")
     body = canonical(dict(statement))
     if not isinstance(predicate_type, str) or _statement_about(body, digest, predicate_type) is None:
         raise ValueError(f"not an in-toto statement with {digest} among its subjects")
     envelope = dsse_envelope(statement, key)
-    layer = _descriptor(DSSE_TYPE, envelope, {SIGNATURE_ANNOTATION: "", PREDICATE_ANNOTATION: predicate_type})
+    annotations = {SIGNATURE_ANNOTATION: "", PREDICATE_ANNOTATION: predicate_type}
+    if label is not None:
+        annotations[LABEL_ANNOTATION] = label
+    layer = _descriptor(DSSE_TYPE, envelope, annotations)
     public = key.public
 
     def attested(layers: list[dict[str, Any]]) -> bool:
-        for other in _of_type(layers, DSSE_TYPE):
+        for other in reversed(_of_type(layers, DSSE_TYPE)):
             if _annotation(other, PREDICATE_ANNOTATION) not in (None, predicate_type):
+                continue
+            if label is not None and _annotation(other, LABEL_ANNOTATION) != label:
                 continue
             opened = _envelope_signers(registry.blob(repository, other["digest"]), [public])
             if opened is not None and opened[1] and _same_json(opened[0], body):
                 return True
+            if label is not None and opened is not None and opened[1]:
+                return False  # the newest of its label, signed by this key, says something else
         return False
 
     return _append(registry, repository, attestation_tag(digest), envelope, layer, attested)

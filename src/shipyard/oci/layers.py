@@ -14,7 +14,7 @@ import stat
 import tarfile
 import tempfile
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -34,7 +34,11 @@ class FileEntry:
 
     @property
     def setuid_or_setgid(self) -> bool:
-        return self.is_file and bool(self.mode & (stat.S_ISUID | stat.S_ISGID))
+        return setuid_or_setgid(self.mode, self.is_file)
+
+
+def setuid_or_setgid(mode: int, is_file: bool) -> bool:
+    return is_file and bool(mode & (stat.S_ISUID | stat.S_ISGID))
 
 
 def layer_entries(blob: bytes) -> list[tuple[str, int, bool]]:
@@ -80,17 +84,23 @@ def apply_layers(
 
 
 Listing = list[tuple[str, int, bool]]
+Keep = Callable[[str, int, bool], bool]  # (path, mode, is_regular_file) -> whether a file system keeps it
 
 
 class LayerCache:
     """Listings by layer digest: images of one release share most layers, so each is read once, by
     one thread while the others wait for it; with ``directory``, once per machine (a layer never
-    changes: ``<directory>/<hex>.json``), so verifying the next release reads only its new layers."""
+    changes: ``<directory>/<hex>.json``), so verifying the next release reads only its new layers.
 
-    def __init__(self, registry: RegistryClient, directory: Path | None = None) -> None:
+    ``keep``: the file systems hold only the entries it accepts (whiteouts still apply to them), e.g.
+    what a check looks at: an image has some 10,000 files, of which a few hundred are programs."""
+
+    def __init__(self, registry: RegistryClient, directory: Path | None = None, keep: Keep | None = None) -> None:
         self.registry = registry
         self.directory = directory
+        self.keep = keep
         self._listings: dict[str, Future[Listing]] = {}
+        self._kept: dict[str, Listing] = {}  # the listings as ``keep`` filters them
         self._filesystems: dict[tuple[str, ...], dict[str, FileEntry]] = {}
         self._lock = threading.Lock()
 
@@ -114,10 +124,21 @@ class LayerCache:
         with self._lock:
             done = next((n for n in range(len(chain), 0, -1) if chain[:n] in self._filesystems), 0)
             start = dict(self._filesystems[chain[:done]]) if done else {}
-        files = apply_layers((self.listing(repository, d) for d in chain[done:]), start)
+        files = apply_layers((self._kept_listing(repository, d) for d in chain[done:]), start)
         with self._lock:
             self._filesystems[chain] = files
         return files
+
+    def _kept_listing(self, repository: str, digest: str) -> Listing:
+        keep = self.keep
+        if keep is None:
+            return self.listing(repository, digest)
+        kept = self._kept.get(digest)
+        if kept is None:
+            whiteout = "/" + WHITEOUT
+            kept = [e for e in self.listing(repository, digest) if keep(*e) or whiteout in "/" + e[0]]
+            self._kept[digest] = kept  # the same list from any thread: the last one's stays
+        return kept
 
     def _read(self, repository: str, digest: str) -> Listing:
         path = self.directory / f"{digest.removeprefix('sha256:')}.json" if self.directory else None

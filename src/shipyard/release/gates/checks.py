@@ -11,6 +11,7 @@ from ...build.sbom import InvalidSbom, components
 from ...oci.attestations import AttestationMissing, find_provenance, read_sbom
 from ...oci.client import Manifest
 from ...oci.cosign import verified_signers
+from ...oci.layers import setuid_or_setgid
 from ...record import UnitRecord
 
 if TYPE_CHECKING:
@@ -216,6 +217,12 @@ def check_signature(v: Verifier, image: UnitImage) -> Iterator[Finding]:
 
 def _in_bin(path: str) -> bool:
     return path.rpartition("/")[0] + "/" in BIN_DIRS
+
+
+def checked_by_files(path: str, mode: int, is_file: bool) -> bool:
+    """Whether ``check_files`` looks at an entry: a program in a bin directory, or a setuid/setgid file
+    (a verifier's file systems hold these alone)."""
+    return _in_bin(path) or setuid_or_setgid(mode, is_file)
 
 
 CHECKS: tuple[Check, ...] = (

@@ -20,7 +20,7 @@ from typing import Any
 
 from ...events import Emit, Event
 from ...oci.client import RegistryClient
-from ...oci.cosign import push_attestation, verified_statements
+from ...oci.cosign import newest_statements, push_attestation
 from ...oci.signing import PublicKey, SigningKey
 from ...record import ReleaseRecord
 
@@ -85,7 +85,7 @@ def attest_gate(
         held = signed_verdicts(registry, [signer.public], _path(unit.repository), unit.digest).get(gate)
         if held is not None and all(held.get(k) == ours[k] for k in ("release", "revision", "policy", "result")):
             return False  # the same verdict is already signed: a gate run again adds nothing
-        push_attestation(registry, _path(unit.repository), unit.digest, claim, signer)
+        push_attestation(registry, _path(unit.repository), unit.digest, claim, signer, label=gate)
         return True
 
     wanted = list(keys if keys is not None else record.units)
@@ -104,11 +104,17 @@ def attest_gate(
 def signed_verdicts(
     registry: RegistryClient, trusted: Iterable[PublicKey], path: str, digest: str
 ) -> dict[str, dict[str, Any]]:
-    """gate -> shipyard's part of the newest trusted, passing verdict for the image ``path@digest``."""
+    """gate -> shipyard's part of the newest trusted, passing verdict for the image ``path@digest``.
+
+    Read newest first, and only until every gate has one: a digest reused by many releases carries a
+    verdict of each, and the layers labelled with a gate already found are not read."""
     found: dict[str, dict[str, Any]] = {}
-    for _, statement_ in verified_statements(registry, path, digest, list(trusted), VSA):
+    for _, statement_ in newest_statements(registry, path, digest, list(trusted), VSA, skip=found.__contains__):
         predicate = statement_.get("predicate") or {}
         ours = predicate.get("shipyard") or {}
-        if predicate.get("verificationResult") == "PASSED" and ours.get("gate") in GATES:
-            found[str(ours["gate"])] = ours
+        gate = ours.get("gate")
+        if predicate.get("verificationResult") == "PASSED" and gate in GATES and gate not in found:
+            found[str(gate)] = ours
+            if len(found) == len(GATES):
+                break
     return found

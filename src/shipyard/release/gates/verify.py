@@ -14,7 +14,7 @@ from ...oci.client import RegistryClient
 from ...oci.layers import LayerCache
 from ...oci.signing import PublicKey, SigningKey
 from ...record import ReleaseRecord, UnitRecord, load_record, reports_dir, write_atomic
-from .checks import CHECKS, PER_PLATFORM, Finding, UnitImage
+from .checks import CHECKS, PER_PLATFORM, Finding, UnitImage, checked_by_files
 from .verdicts import attest_gate
 
 PARALLEL_UNITS = 8  # units checked at once: their time is registry round trips and layer reads
@@ -64,7 +64,7 @@ class Verifier:
         self.emit = emit
         self.trusted = list(trusted)
         self.host = record.registry.split("/", 1)[0]
-        self.layers = LayerCache(registry, layer_cache)
+        self.layers = LayerCache(registry, layer_cache, keep=checked_by_files)  # what check_files reads
 
     def run(self) -> VerifyReport:
         """Units checked side by side (registry round trips); the report and the events in record order."""
