@@ -32,6 +32,7 @@ TARGET_AT_N = {"promote": 100, "verify": 100}
 NOOP_GROWTH = 3.0  # shipyard's no-op at the largest N over the smallest N (the issue: N=100 over N=18)
 PLOTTED = ("cold", "no-op", "promote", "verify")
 SECTION = "scale"
+PIPE = "\\|"  # a "|" inside a table cell
 
 
 @dataclass(frozen=True)
@@ -100,7 +101,12 @@ def rows(raw: Mapping[str, Any]) -> list[Row]:
             floor = floor_of(case, n, size, floors)
             if floor is not None:
                 notes.append(f"floor {floor:.2f} s, shipyard {sy / floor:.1f}× it (+{sy - floor:.2f} s)")
-            found.append(Row(n, case, sy, anchor, an, target_text, met, "; ".join(notes)))
+            shown = anchor
+            if anchor == "bake" and size.get("bake_per_profile"):
+                shown = f"bake per profile (×{size.get('profiles', '?')})"
+                if case == "cold":
+                    notes.append(f"one bake of all {n} targets failed: {size['bake_per_profile']}")
+            found.append(Row(n, case, sy, shown, an, target_text, met, "; ".join(notes)))
     return found
 
 
@@ -127,7 +133,7 @@ def markdown_table(found: Sequence[Row]) -> list[str]:
         ratio = f"**{r.ratio:.2f}×**" if r.ratio is not None else "—"
         lines.append(
             f"| {r.n} | {r.case} | {r.shipyard:.2f} | {r.anchor} | {anchor_s} | {ratio} | {r.target} | "
-            f"{_met(r.met)} | {r.note} |"
+            f"{_met(r.met)} | {r.note.replace('|', PIPE)} |"
         )
     return lines
 

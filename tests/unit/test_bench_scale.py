@@ -182,3 +182,19 @@ def test_sections_are_replaced_and_the_others_kept(tmp_path: Path) -> None:
     assert "old" in written and "two" not in written and "![seconds over N per tool](scaling.svg)" in written
     assert json.loads((tmp_path / "scale-raw.json").read_text()) == _raw()
     ET.parse(tmp_path / "scaling.svg")
+
+
+def test_a_failed_bake_of_every_target_shows_the_per_profile_anchor_and_why() -> None:
+    import scale
+
+    raw = _raw()
+    raw["sizes"]["100"]["bake_per_profile"] = "ERROR: failed to solve: DeadlineExceeded: context deadline exceeded"
+    found = {(r.n, r.case): r for r in scale_report.rows(raw)}
+    cold = found[(100, "cold")]
+    assert cold.anchor == "bake per profile (×3)" and "one bake of all 100 targets failed: ERROR: failed" in cold.note
+    assert found[(100, "no-op")].anchor == "bake per profile (×3)" and found[(18, "cold")].anchor == "bake"
+    table = "\n".join(scale_report.markdown_table([scale_report.Row(1, "cold", 1.0, "bake", 1.0, "—", None, "a|b")]))
+    assert "a\\|b" in table  # a pipe in a note stays inside its cell
+    log = "docker buildx bake -f x exited 1:\n#1 [internal] load\nERROR: failed to solve: DeadlineExceeded\n"
+    assert scale.first_error(log) == "ERROR: failed to solve: DeadlineExceeded"
+    assert scale.first_error("only this\n") == "only this"
