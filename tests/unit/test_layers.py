@@ -136,7 +136,7 @@ def test_a_verifiers_file_systems_hold_what_check_files_reads_and_whiteouts_stil
         ],
     }
     cache = LayerCache(None, keep=checked_by_files)  # type: ignore[arg-type]
-    monkeypatch.setattr(cache, "listing", lambda repository, digest: listings[digest])
+    monkeypatch.setattr(cache, "_read", lambda repository, digest: listings[digest])
     assert set(cache.filesystem("r", ["base"])) == {"usr/bin/gcc", "usr/bin/su", "opt/app/helper", "usr/local/bin/tool"}
     child = cache.filesystem("r", ["base", "child"])
     assert set(child) == {"usr/bin/su", "opt/app/helper"}, "the whiteouts remove gcc and tool from the kept view"

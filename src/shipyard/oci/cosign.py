@@ -237,10 +237,8 @@ def verified_statements(
     registry: RegistryClient, repository: str, digest: str, keys: Sequence[PublicKey], predicate_type: str
 ) -> list[tuple[str, dict[str, Any]]]:
     """(key id, statement) for every attestation of ``predicate_type`` about ``digest`` signed by one of
-    ``keys``, oldest first."""
-    found = list(newest_statements(registry, repository, digest, keys, predicate_type))
-    found.reverse()
-    return found
+    ``keys``, in the order of the layers (oldest first)."""
+    return list(_statements(registry, repository, digest, keys, predicate_type, newest_first=False))
 
 
 def newest_statements(
@@ -251,12 +249,24 @@ def newest_statements(
     predicate_type: str,
     skip: Callable[[str], bool] = lambda label: False,
 ) -> Iterator[tuple[str, dict[str, Any]]]:
-    """(key id, statement) of the attestations of ``predicate_type`` about ``digest`` signed by one of
-    ``keys``, newest first, each layer's blob read only when it is reached: a reader that has what it
+    """The same, newest first, each layer's blob read only when it is reached: a reader that has what it
     needs stops. A layer whose ``LABEL_ANNOTATION`` ``skip`` accepts is not read."""
-    layers = _layers(registry, repository, attestation_tag(digest), writing=False) or []
+    return _statements(registry, repository, digest, keys, predicate_type, newest_first=True, skip=skip)
+
+
+def _statements(
+    registry: RegistryClient,
+    repository: str,
+    digest: str,
+    keys: Sequence[PublicKey],
+    predicate_type: str,
+    *,
+    newest_first: bool,
+    skip: Callable[[str], bool] = lambda label: False,
+) -> Iterator[tuple[str, dict[str, Any]]]:
+    layers = _of_type(_layers(registry, repository, attestation_tag(digest), writing=False) or [], DSSE_TYPE)
     unique = list({key.key_id: key for key in keys}.values())
-    for layer in reversed(_of_type(layers, DSSE_TYPE)):
+    for layer in reversed(layers) if newest_first else layers:
         labelled = _annotation(layer, PREDICATE_ANNOTATION)
         label = _annotation(layer, LABEL_ANNOTATION)
         if (labelled is not None and labelled != predicate_type) or (isinstance(label, str) and skip(label)):
@@ -267,8 +277,7 @@ def newest_statements(
         body, signers = opened
         statement = _statement_about(body, digest, predicate_type) if signers else None
         if statement is not None:
-            for key_id in reversed(signers):  # reversed back by verified_statements: keys in their order
-                yield key_id, statement
+            yield from ((key_id, statement) for key_id in signers)
 
 
 # --- writing the tags ------------------------------------------------------------------------------

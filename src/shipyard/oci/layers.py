@@ -92,15 +92,15 @@ class LayerCache:
     one thread while the others wait for it; with ``directory``, once per machine (a layer never
     changes: ``<directory>/<hex>.json``), so verifying the next release reads only its new layers.
 
-    ``keep``: the file systems hold only the entries it accepts (whiteouts still apply to them), e.g.
-    what a check looks at: an image has some 10,000 files, of which a few hundred are programs."""
+    ``keep``: the listings it gives, and so its file systems, hold only the entries it accepts
+    (whiteouts still apply to them; the listings on disk stay whole), e.g. what a check looks at: an
+    image has some 10,000 files, of which a few hundred are programs."""
 
     def __init__(self, registry: RegistryClient, directory: Path | None = None, keep: Keep | None = None) -> None:
         self.registry = registry
         self.directory = directory
         self.keep = keep
-        self._listings: dict[str, Future[Listing]] = {}
-        self._kept: dict[str, Listing] = {}  # the listings as ``keep`` filters them
+        self._listings: dict[str, Future[Listing]] = {}  # as ``keep`` filters them
         self._filesystems: dict[tuple[str, ...], dict[str, FileEntry]] = {}
         self._lock = threading.Lock()
 
@@ -112,7 +112,7 @@ class LayerCache:
                 pending = self._listings[digest] = Future()
         if mine:
             try:
-                pending.set_result(self._read(repository, digest))
+                pending.set_result(self._kept(self._read(repository, digest)))
             except BaseException as exc:
                 pending.set_exception(exc)
         return pending.result()
@@ -124,21 +124,17 @@ class LayerCache:
         with self._lock:
             done = next((n for n in range(len(chain), 0, -1) if chain[:n] in self._filesystems), 0)
             start = dict(self._filesystems[chain[:done]]) if done else {}
-        files = apply_layers((self._kept_listing(repository, d) for d in chain[done:]), start)
+        files = apply_layers((self.listing(repository, d) for d in chain[done:]), start)
         with self._lock:
             self._filesystems[chain] = files
         return files
 
-    def _kept_listing(self, repository: str, digest: str) -> Listing:
+    def _kept(self, listing: Listing) -> Listing:
+        """The entries ``keep`` accepts, and every whiteout (what ``apply_layers`` applies to them)."""
         keep = self.keep
         if keep is None:
-            return self.listing(repository, digest)
-        kept = self._kept.get(digest)
-        if kept is None:
-            whiteout = "/" + WHITEOUT
-            kept = [e for e in self.listing(repository, digest) if keep(*e) or whiteout in "/" + e[0]]
-            self._kept[digest] = kept  # the same list from any thread: the last one's stays
-        return kept
+            return listing
+        return [e for e in listing if keep(*e) or e[0].rpartition("/")[2].startswith(WHITEOUT)]
 
     def _read(self, repository: str, digest: str) -> Listing:
         path = self.directory / f"{digest.removeprefix('sha256:')}.json" if self.directory else None
