@@ -90,7 +90,7 @@ def test_broken_variant_fails_with_its_reason(built, variant: str, tmp_path: Pat
 
 def test_hardening_of_the_canary_container(built) -> None:  # type: ignore[no-untyped-def]
     from shipyard.release.gates.canary import running
-    from shipyard.release.gates.engine import endpoint
+    from shipyard.release.engine import endpoint
 
     _, record, _ = built
     client = docker.from_env()
@@ -202,7 +202,7 @@ def test_canary_on_a_remote_engine(gated, tmp_path: Path, via: str) -> None:  # 
 def test_a_gpu_canary_on_an_engine_without_nvidia_is_refused_before_anything_starts(built) -> None:  # type: ignore[no-untyped-def]
     import time
 
-    from shipyard.release.gates.engine import endpoint
+    from shipyard.release.engine import endpoint
 
     root, record, _ = built
     client = docker.from_env()

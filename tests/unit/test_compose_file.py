@@ -9,7 +9,7 @@ import pytest
 from shipyard.config.project import load_project
 from shipyard.errors import ConfigError, PromoteRefused
 from shipyard.record import ReleaseRecord, UnitRecord
-from shipyard.release.channels.compose import Placed, compose_project, from_release, target_named
+from shipyard.release.deploy.compose import Placed, compose_project, from_release, target_named
 from tests.conftest import make_project
 
 DIGEST = "sha256:" + "a" * 64

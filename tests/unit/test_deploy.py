@@ -11,12 +11,12 @@ from shipyard.config.registry import parse_target
 from shipyard.config.targets import Target
 from shipyard.errors import ConfigError
 from shipyard.oci.client import RegistryClient
-from shipyard.release.channels import rollout
-from shipyard.release.channels.deploy import DeployOutcome, plan_changes
-from shipyard.release.channels.deployments import Deployment, load_deployments, save_deployments
-from shipyard.release.channels.docker_cli import Running, failure_line
-from shipyard.release.channels.rollout import batches, roll_out
-from shipyard.release.channels.target_engine import check_secrets, resolve_engine
+from shipyard.release.deploy import rollout
+from shipyard.release.deploy.deploy import DeployOutcome, plan_changes
+from shipyard.release.deploy.deployments import Deployment, load_deployments, save_deployments
+from shipyard.release.deploy.docker_cli import Running, failure_line
+from shipyard.release.deploy.rollout import batches, roll_out
+from shipyard.release.engine import check_secrets, resolve_engine
 from tests.memregistry import MemoryRegistry
 
 A, B = "r/cpu/svc@sha256:" + "a" * 64, "r/cpu/svc@sha256:" + "b" * 64
@@ -124,7 +124,7 @@ def test_the_engine_of_a_target_and_where_its_services_answer(engine: str, probe
 
 def test_the_swarm_stack_is_the_compose_project_in_swarm_terms() -> None:
     from shipyard.config.profiles import RuntimeSettings
-    from shipyard.release.channels.swarm_apply import stack_project
+    from shipyard.release.deploy.swarm_apply import stack_project
 
     compose = {
         "name": "shipyard-fleet",
@@ -153,7 +153,7 @@ def test_the_swarm_stack_is_the_compose_project_in_swarm_terms() -> None:
 
 
 def test_another_release_name_is_not_a_change_but_other_settings_are() -> None:
-    from shipyard.release.channels.deploy import settings_of
+    from shipyard.release.deploy.deploy import settings_of
 
     def project(release: str, memory: str) -> dict[str, object]:
         service = {

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from shipyard.errors import EngineError
-from shipyard.release.gates.engine import endpoint, gpu_device_requests, has_gpu, require_nvidia_runtime
+from shipyard.release.engine import endpoint, gpu_device_requests, has_gpu, require_nvidia_runtime
 
 
 def test_a_local_engine_publishes_and_is_probed_on_loopback_only() -> None:

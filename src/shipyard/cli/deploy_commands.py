@@ -16,11 +16,11 @@ from ..oci.client import RegistryClient
 from ..oci.reference import RegistryTarget
 from ..preflight import check_registry
 from ..record import ReleaseRecord, find_record, load_record
-from ..release.channels.compose import Placed, compose_project, from_channel, from_release, target_named
-from ..release.channels.deploy import DeployContext, DeployOutcome, TargetDeploy
-from ..release.channels.deployments import load_deployments
+from ..release.deploy.compose import Placed, compose_project, from_channel, from_release, target_named
+from ..release.deploy.deploy import DeployContext, DeployOutcome, TargetDeploy
+from ..release.deploy.deployments import load_deployments
 from ..release.channels.promote import check_channel
-from ..release.channels.rollout import roll_out
+from ..release.deploy.rollout import roll_out
 from ..release.channels.trust import trust_problems
 from ..runner import Runner
 from ..state import make_dirs

@@ -25,7 +25,7 @@ import httpx
 from ...errors import CanaryFailed, ConfigError, EngineError
 from ...events import Emit, Event
 from ...record import UnitRecord, load_record, write_atomic
-from .engine import Endpoint, connect, endpoint, gpu_device_requests, require_nvidia_runtime
+from ..engine import Endpoint, connect, endpoint, gpu_device_requests, require_nvidia_runtime
 from .probes import Crashed, NotReady, golden_of, http_health, judge, send_golden, wait_until_ready
 
 LABEL = "io.shipyard.canary"

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from ...oci.client import MANIFEST_TYPES, Manifest, RegistryClient
 from ...record import ReleaseRecord
-from ..channels.deployments import DeploymentLedger, deployments_repository, load_deployments
+from ..deploy.deployments import DeploymentLedger, deployments_repository, load_deployments
 from ..channels.ledger import Ledger, ledger_repository, load_ledger
 
 PARALLEL_REQUESTS = 8

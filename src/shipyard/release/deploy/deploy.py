@@ -25,14 +25,14 @@ from ...errors import ConfigError, EngineError
 from ...events import Emit, Event
 from ...oci.client import RegistryClient
 from ...runner import Runner
-from ..gates.engine import has_gpu, require_nvidia_runtime
+from ..engine import has_gpu, require_nvidia_runtime
 from .compose import RELEASE_LABEL, Placed, compose_project
 from .compose_apply import ComposeApplier
 from .deployments import Deployment, load_deployments, save_deployments
 from .docker_cli import ApplyFailed, DockerCli, Running
 from .live import ServiceCheck, check_target
 from .swarm_apply import SwarmApplier, stack_project
-from .target_engine import TargetEngine, check_secrets, connect_engine, resolve_engine
+from ..engine import TargetEngine, check_secrets, connect_engine, resolve_engine
 
 Outcome = Literal["deployed", "unchanged", "rolled-back", "stopped", "planned", "not reached"]
 WAIT_MARGIN_S = 30.0  # beyond the slowest service's ready timeout, for Compose's --wait

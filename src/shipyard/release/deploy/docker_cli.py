@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from ...errors import CommandFailed
 from ...events import Emit, Event
 from ...runner import Runner
-from .target_engine import TargetEngine
+from ..engine import TargetEngine
 
 
 class ApplyFailed(Exception):

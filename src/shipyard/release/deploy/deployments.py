@@ -18,7 +18,7 @@ from typing import Any, Literal
 from ...errors import RegistryError
 from ...oci.artifacts import pull_document, push_document
 from ...oci.client import RegistryClient
-from .ledger import actor
+from ..channels.ledger import actor
 
 DEPLOYMENTS_TYPE = "application/vnd.shipyard.deployments.v1+json"
 DeployState = Literal["in-progress", "complete", "rolled-back", "failed", "interrupted"]
