@@ -102,3 +102,15 @@ class PruneRefused(ShipyardError):
     """``shipyard prune`` would take away what a channel needs (its release, or its rollback target)."""
 
     exit_code = 16
+
+
+class TargetBusy(ShipyardError):
+    """Another deploy or rollout holds the target's lock; the message names who and since when."""
+
+    exit_code = 17
+
+
+class DriftFound(ShipyardError):
+    """``shipyard status``: a target runs something other than its channel or its last deployment."""
+
+    exit_code = 18

@@ -89,8 +89,8 @@ def test_broken_variant_fails_with_its_reason(built, variant: str, tmp_path: Pat
 
 
 def test_hardening_of_the_canary_container(built) -> None:  # type: ignore[no-untyped-def]
-    from shipyard.release.gates.canary import running
     from shipyard.release.engine import endpoint
+    from shipyard.release.gates.canary import running
 
     _, record, _ = built
     client = docker.from_env()

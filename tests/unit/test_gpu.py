@@ -10,8 +10,8 @@ import pytest
 
 from shipyard.errors import EngineError
 from shipyard.record import ReleaseRecord, UnitRecord, write_atomic
-from shipyard.release.gates import canary
 from shipyard.release.engine import Endpoint, gpu_device_requests
+from shipyard.release.gates import canary
 
 LOCAL = Endpoint("unix:///var/run/docker.sock", "", "127.0.0.1", "127.0.0.1")
 SERVICE = {

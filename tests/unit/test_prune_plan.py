@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 import pytest
 
 from shipyard.errors import ConfigError, PruneRefused
-from shipyard.release.deploy.deployments import Deployment, DeploymentLedger
 from shipyard.release.channels.ledger import Entry, Ledger
+from shipyard.release.deploy.deployments import Deployment, DeploymentLedger
 from shipyard.release.retention.inventory import TOMBSTONE_TYPE, Inventory, Node
 from shipyard.release.retention.plan import Rules, kind_of, leaves_first, make_plan
 

@@ -41,6 +41,7 @@ class LocalBaseRecipe:
     suite: str
     packages: tuple[str, ...]
     python_version: str
+    command: str = '["python3"]'  # the image's CMD (JSON)
 
     @property
     def tag(self) -> str:
@@ -62,6 +63,13 @@ LOCAL_BASES = {
         suite="bookworm",
         packages=("python3", "python3-venv", "python3-pip", "tini", "ca-certificates", "passwd"),
         python_version="3.11",
+    ),
+    # the edge proxy of deploy targets: Debian's HAProxy 2.6 (socat talks to its runtime API)
+    "debian-bookworm-haproxy": LocalBaseRecipe(
+        suite="bookworm",
+        packages=("haproxy", "socat"),
+        python_version="",
+        command='["haproxy", "-W", "-db", "-f", "/etc/shipyard-edge/haproxy.cfg"]',
     ),
 }
 
@@ -244,7 +252,7 @@ class LocalBases:
             ]
         )
         on = [] if native else ["--platform", platform]
-        self.runner.run(["docker", "import", *on, "--change", 'CMD ["python3"]', str(rootfs), ref])
+        self.runner.run(["docker", "import", *on, "--change", f"CMD {recipe.command}", str(rootfs), ref])
         self.runner.run(["docker", "push", "--quiet", ref])
         if not self.runner.dry_run:
             rootfs.unlink(missing_ok=True)

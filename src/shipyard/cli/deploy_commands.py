@@ -16,12 +16,12 @@ from ..oci.client import RegistryClient
 from ..oci.reference import RegistryTarget
 from ..preflight import check_registry
 from ..record import ReleaseRecord, find_record, load_record
+from ..release.channels.promote import check_channel
+from ..release.channels.trust import trust_problems
 from ..release.deploy.compose import Placed, compose_project, from_channel, from_release, target_named
 from ..release.deploy.deploy import DeployContext, DeployOutcome, TargetDeploy
 from ..release.deploy.deployments import load_deployments
-from ..release.channels.promote import check_channel
 from ..release.deploy.rollout import roll_out
-from ..release.channels.trust import trust_problems
 from ..runner import Runner
 from ..state import make_dirs
 from .console import Console
@@ -74,8 +74,13 @@ def cmd_compose_file(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
-def _context(project: Project, registry: RegistryClient, where: RegistryTarget, console: Console) -> DeployContext:
-    return DeployContext(registry, where.namespace, project.work_dir, Runner(echo=console.command), console.event)
+def _context(
+    project: Project, registry: RegistryClient, where: RegistryTarget, console: Console, lock_wait: float
+) -> DeployContext:
+    if lock_wait < 0:
+        raise ConfigError(f"--lock-wait: expected seconds (0 or more), got {lock_wait:g}")
+    runner = Runner(echo=console.command)
+    return DeployContext(registry, where.namespace, project.work_dir, runner, console.event, lock_wait_s=lock_wait)
 
 
 def cmd_deploy(args: argparse.Namespace, console: Console) -> int:
@@ -84,7 +89,8 @@ def cmd_deploy(args: argparse.Namespace, console: Console) -> int:
     target = target_named(project.catalog, args.target)
     where = _target(args)
     with _reachable_registry(where, console) as registry:
-        deploy = TargetDeploy(_context(project, registry, where, console), target, project.profiles[target.profile])
+        ctx = _context(project, registry, where, console, args.lock_wait)
+        deploy = TargetDeploy(ctx, target, project.profiles[target.profile])
         try:
             deploy.plan(*_placed(args, project, target, registry, where))
             for line in deploy.plan_lines():
@@ -115,7 +121,7 @@ def cmd_rollout(args: argparse.Namespace, console: Console) -> int:
         )
     where = _target(args)
     with _reachable_registry(where, console) as registry:
-        ctx = _context(project, registry, where, console)
+        ctx = _context(project, registry, where, console, args.lock_wait)
         deploys: list[TargetDeploy] = []
         try:
             for target in targets:  # every target's checks, then every plan, before any target changes

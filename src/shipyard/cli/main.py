@@ -48,6 +48,7 @@ COMMANDS = {
     "deploy": ("deploy_commands", "cmd_deploy"),
     "rollout": ("deploy_commands", "cmd_rollout"),
     "deployments": ("deploy_commands", "cmd_deployments"),
+    "status": ("status_command", "cmd_status"),
     "prune": ("prune_commands", "cmd_prune"),
     "completion": ("completion", "cmd_completion"),
 }

@@ -315,13 +315,21 @@ def make_parser() -> argparse.ArgumentParser:
     )
     p = add(
         "deploy",
-        help="deploy a channel (or a release) to one target: plan, compose up, live golden check, rollback on failure",
+        help="deploy a channel (or a release) to one target with its strategy (blue-green behind the edge by "
+        "default): plan, pull, start beside the old, check, switch, drain; the old one stays on any failure",
         epilog="example: shipyard deploy --target mainpc --channel stable --dry-run",
     )
     p.add_argument("release", nargs="?", metavar="RELEASE", help="a release tag (gated as promote is); or --channel")
     p.add_argument("--target", required=True, metavar="NAME", help="a [targets.NAME] of shipyard.toml")
     p.add_argument("--channel", metavar="NAME", help="deploy what this channel's tags point at in the registry")
     p.add_argument("--dry-run", action="store_true", help="print the plan (which service moves where); change nothing")
+    p.add_argument(
+        "--lock-wait",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="wait this long for another deploy of the target to finish (default 0: refuse at once)",
+    )
     p.add_argument(
         "--registry",
         metavar="HOST/NAMESPACE",
@@ -336,6 +344,25 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=1, metavar="N", help="non-canary targets deployed at a time")
     p.add_argument("--target", dest="targets", action="append", metavar="NAME", help="only these targets (repeatable)")
     p.add_argument("--dry-run", action="store_true", help="print every target's plan; change nothing")
+    p.add_argument(
+        "--lock-wait",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="wait this long for another deploy of a target to finish (default 0: refuse at once)",
+    )
+    p.add_argument(
+        "--registry",
+        metavar="HOST/NAMESPACE",
+        help="where the channels and ledgers are (env SHIPYARD_REGISTRY; default localhost:5000/shipyard)",
+    )
+    p = add(
+        "status",
+        help="what each target runs now, read from its engine: release, digest, colour, health, uptime; "
+        "exits 18 when a target drifted from its channel or its last deployment",
+        epilog="example: shipyard status --target local --json",
+    )
+    p.add_argument("--target", dest="targets", action="append", metavar="NAME", help="only these targets (repeatable)")
     p.add_argument(
         "--registry",
         metavar="HOST/NAMESPACE",

@@ -17,8 +17,8 @@ from ..errors import CanaryFailed, ConfigError, ScanFailed, VerifyFailed
 from ..oci.credentials import credentials_for
 from ..oci.reference import OCI_TAG_RE, RegistryTarget
 from ..record import ReleaseRecord, load_record, reports_dir
-from ..release.gates.canary import canary_release
 from ..release.engine import has_gpu
+from ..release.gates.canary import canary_release
 from ..release.gates.findings import GatePolicy, load_allowlist
 from ..release.gates.scan import ScanOptions, scan_release
 from ..release.gates.trivy_db import push_db

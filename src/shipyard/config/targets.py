@@ -7,6 +7,13 @@ the deploying environment and never written anywhere), ``mode`` (``compose`` per
 for a stack on a swarm manager, whose ports ``publish`` on the routing mesh or, with ``host``, each
 task on a port of its own node, checked one by one) and ``ports``, the host port a service is
 published on where it is not the service's own (two targets on one host, or a port taken there).
+
+A Compose target deploys with a ``strategy``: ``blue-green`` (the default: the new release starts beside
+the old one, is checked, then the edge proxy switches and the old one drains for ``drain_s``),
+``stop-first`` (one copy at a time, for a host that cannot hold two: the edge holds requests for up to
+``hold_s`` while a service restarts) or ``in-place`` (Compose recreates the containers on their ports,
+no edge: each changed service is down while it restarts). ``proxy_image`` is the edge's image:
+``local:NAME`` (built here from Debian's package, like the local bases) or a reference pinned by digest.
 """
 
 from __future__ import annotations
@@ -18,7 +25,14 @@ from dataclasses import dataclass, field
 from ..errors import ConfigError
 from .reader import Table, did_you_mean
 
-TARGET_KEYS = ("profile", "engine", "mode", "publish", "services", "canary", "secrets", "ports")
+TARGET_KEYS = (
+    "profile", "engine", "mode", "publish", "services", "canary", "secrets", "ports",
+    "strategy", "drain_s", "hold_s", "proxy_image",
+)  # fmt: skip
+STRATEGIES = ("blue-green", "stop-first", "in-place")
+DEFAULT_PROXY_IMAGE = "local:debian-bookworm-haproxy"
+DIGEST_RE = re.compile(r"@sha256:[0-9a-f]{64}$")
+LOOPBACK_REGISTRY_RE = re.compile(r"^(?:localhost|127\.0\.0\.1|\[::1\])(?::\d+)?/")
 MODES = ("compose", "swarm")
 PUBLISH_MODES = ("ingress", "host")
 ENGINE_RE = re.compile(r"^(?:unix:///\S+|tcp://[^\s/]+|ssh://[^\s/]+|context:[A-Za-z0-9][A-Za-z0-9_.+-]*)$")
@@ -37,6 +51,15 @@ class Target:
     mode: str = "compose"  # compose: a Compose project on the engine; swarm: a stack on a swarm manager
     ports: Mapping[str, int] = field(default_factory=dict)  # service -> host port, where not its own port
     publish: str = "ingress"  # swarm: the routing mesh, or each task on a port of its own node ("host")
+    strategy: str = "blue-green"  # compose: blue-green, stop-first or in-place
+    drain_s: float = 30.0  # blue-green: how long the old containers keep their open requests and streams
+    hold_s: float = 30.0  # the edge holds a request this long while its service restarts (stop-first)
+    proxy_image: str = DEFAULT_PROXY_IMAGE  # the edge proxy's image: local:NAME or pinned by digest
+
+    @property
+    def has_edge(self) -> bool:
+        """Traffic reaches this target's services through the edge proxy shipyard runs there."""
+        return self.mode == "compose" and self.strategy != "in-place"
 
 
 def parse_targets(t: Table) -> dict[str, Target]:
@@ -67,6 +90,7 @@ def parse_targets(t: Table) -> dict[str, Target]:
         for service, port in ports.items():
             if not 0 < port < 65536:
                 raise entry.error(f"ports.{service}", f"expected a port number (1-65535), got {port}")
+        strategy, drain_s, hold_s, proxy_image = _deploy_settings(entry, mode)
         targets[name] = Target(
             name=name,
             profile=entry.req("profile", str, expected="the profile whose images the target runs"),
@@ -77,8 +101,38 @@ def parse_targets(t: Table) -> dict[str, Target]:
             mode=mode,
             ports=ports,
             publish=publish,
+            strategy=strategy,
+            drain_s=drain_s,
+            hold_s=hold_s,
+            proxy_image=proxy_image,
         )
     return targets
+
+
+def _deploy_settings(entry: Table, mode: str) -> tuple[str, float, float, str]:
+    """``strategy``, ``drain_s``, ``hold_s`` and ``proxy_image``, checked: Compose targets only."""
+    for key in ("strategy", "drain_s", "hold_s", "proxy_image"):
+        if key in entry.data and mode != "compose":
+            raise entry.error(key, 'applies to mode = "compose" only (a swarm stack updates start-first itself)')
+    strategy = entry.opt("strategy", str, "blue-green")
+    if strategy not in STRATEGIES:
+        raise entry.error(
+            "strategy", f"expected one of {', '.join(STRATEGIES)}{did_you_mean(strategy, STRATEGIES)}, got {strategy!r}"
+        )
+    seconds = {}
+    for key in ("drain_s", "hold_s"):
+        value = entry.opt(key, float, 30.0)
+        if not 0 < value <= 3600:
+            raise entry.error(key, f"expected seconds above 0 (at most 3600), got {value:g}")
+        seconds[key] = value
+    proxy_image = entry.opt("proxy_image", str, DEFAULT_PROXY_IMAGE)
+    local = proxy_image.startswith("local:")
+    if not (local or DIGEST_RE.search(proxy_image) or LOOPBACK_REGISTRY_RE.match(proxy_image)):
+        raise entry.error(
+            "proxy_image",
+            f"{proxy_image!r} is not pinned by digest: use IMAGE@sha256:<digest> (or local:NAME, built here)",
+        )
+    return strategy, seconds["drain_s"], seconds["hold_s"], proxy_image
 
 
 def check_targets(targets: Mapping[str, Target], profiles: Iterable[str], services_of: Mapping[str, list[str]]) -> None:

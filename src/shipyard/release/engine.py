@@ -11,7 +11,6 @@ A deploy target names its engine in ``[targets.<name>] engine``: ``unix:///…``
 without the NVIDIA runtime is one line naming who asked, before anything changes.
 """
 
-
 from __future__ import annotations
 
 import os
@@ -70,8 +69,10 @@ def connect(where: Endpoint) -> Any:
     origin = f"docker context {where.context!r}" if where.context else "DOCKER_HOST"
     return _client(
         where.url,
-        lambda detail: f"Docker engine {where.url} ({origin}) not reachable for the canary ({detail}); start it "
-        f"with `nox -s up`, or point DOCKER_HOST at a running engine",
+        lambda detail: (
+            f"Docker engine {where.url} ({origin}) not reachable for the canary ({detail}); start it "
+            f"with `nox -s up`, or point DOCKER_HOST at a running engine"
+        ),
     )
 
 
@@ -143,8 +144,10 @@ def connect_engine(engine: TargetEngine) -> Any:
     """A Docker SDK client for the target's engine, which answered a ping; else one line naming the target."""
     return _client(
         engine.url,
-        lambda detail: f"target {engine.target}: engine {engine.url} not reachable ({detail}); nothing was changed. "
-        f"Check targets.{engine.target}.engine and that dockerd runs there",
+        lambda detail: (
+            f"target {engine.target}: engine {engine.url} not reachable ({detail}); nothing was changed. "
+            f"Check targets.{engine.target}.engine and that dockerd runs there"
+        ),
         timeout=30,
     )
 

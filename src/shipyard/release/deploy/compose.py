@@ -22,10 +22,10 @@ from ...oci.client import RegistryClient
 from ...oci.reference import RegistryTarget
 from ...oci.signing import PublicKey
 from ...record import ReleaseRecord
-from ..engine import has_gpu
 from ..channels.ledger import load_ledger
 from ..channels.promote import check_channel, gate_problems
 from ..channels.trust import digest_problems
+from ..engine import has_gpu
 
 MODEL_CACHE_DIR = "/models"  # the templates' model_cache_dir
 RELEASE_LABEL = "io.shipyard.release"

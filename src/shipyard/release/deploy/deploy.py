@@ -1,12 +1,12 @@
-"""Deploy one target: compute the plan, apply it through the engine, check the live services, roll back.
+"""Deploy one target: compute the plan, apply it with the target's strategy, record every step.
 
 The plan comes first and touches nothing (which service moves from which image to which, found on the
 engine itself); ``--dry-run`` stops there, and a target that already runs the plan is left alone.
-Applying it writes an ``in-progress`` entry to the target's deployment ledger, brings the project up,
-then sends the golden requests to the live services. Any failure (Compose's, a service not healthy in
-time, a wrong answer, a missed SLO) re-applies the previous good deployment, checks that it answers,
-and the entry says ``rolled-back``; a first deploy has nothing to go back to, so what it started is
-stopped (``failed``). A run killed halfway leaves ``in-progress``: the next run finishes the job.
+Applying it takes the target's lock, plans again under it, writes an ``in-progress`` entry to the
+target's deployment ledger and hands over to the strategy: behind the edge (blue_green.py: blue-green
+or stop-first), or in place (in_place.py: Compose in place, or a Swarm stack). The entry ends
+``complete``, ``rolled-back`` (the target serves the previous good deployment) or ``failed`` (a first
+deploy: nothing to go back to). A run killed halfway leaves ``in-progress``: the next run finishes it.
 """
 
 from __future__ import annotations
@@ -17,25 +17,31 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
 
+from ...build.base import LocalBases
+from ...config.keys import state_dir
 from ...config.profiles import Profile
+from ...config.project import cache_dir
 from ...config.targets import Target
 from ...errors import ConfigError, EngineError
-from ...events import Emit, Event
+from ...events import Emit, Event, discard
 from ...oci.client import RegistryClient
 from ...runner import Runner
-from ..engine import has_gpu, require_nvidia_runtime
+from ..channels.ledger import actor
+from ..engine import TargetEngine, check_secrets, connect_engine, has_gpu, require_nvidia_runtime, resolve_engine
+from .blue_green import EdgeStrategy, Move
 from .compose import RELEASE_LABEL, Placed, compose_project
 from .compose_apply import ComposeApplier
 from .deployments import Deployment, load_deployments, save_deployments
-from .docker_cli import ApplyFailed, DockerCli, Running
-from .live import ServiceCheck, check_target
+from .docker_cli import DockerCli, Running
+from .in_place import InPlaceStrategy
+from .live import ServiceCheck
+from .lock import lock_file, target_lock
+from .steps import StepLog
 from .swarm_apply import SwarmApplier, stack_project
-from ..engine import TargetEngine, check_secrets, connect_engine, resolve_engine
 
 Outcome = Literal["deployed", "unchanged", "rolled-back", "stopped", "planned", "not reached"]
-WAIT_MARGIN_S = 30.0  # beyond the slowest service's ready timeout, for Compose's --wait
 
 
 @dataclass(frozen=True)
@@ -79,6 +85,17 @@ class DeployContext:
     runner: Runner
     emit: Emit
     environ: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
+    lock_dir: Path = field(default_factory=lambda: state_dir() / "locks")
+    lock_wait_s: float = 0.0  # how long a deploy waits for another one of the same target
+
+    def proxy_image(self, target: Target, *, build: bool) -> str:
+        """The edge's image by digest: ``local:NAME`` built here (once per registry) and pushed; with
+        ``build`` False, only looked up (a plan builds nothing)."""
+        if not target.proxy_image.startswith("local:"):
+            return target.proxy_image
+        runner = self.runner if build else Runner(dry_run=True)
+        bases = LocalBases(self.registry.target, self.registry, runner, cache_dir(), self.emit if build else discard)
+        return bases.ensure(target.proxy_image.removeprefix("local:"))
 
 
 def checks_of(target: Target, placed: Sequence[Placed]) -> dict[str, dict[str, Any]]:
@@ -120,15 +137,6 @@ def settings_of(project: Mapping[str, Any]) -> dict[str, Any]:
     return settings
 
 
-class Applier(Protocol):
-    """How a project reaches an engine: Compose per host, or a Swarm stack."""
-
-    def running(self) -> list[Running]: ...
-    def up(self, project: Mapping[str, Any], timeout_s: float) -> None: ...
-    def live_ports(self, service: str, port: int, container_port: int) -> list[int]: ...
-    def down(self) -> None: ...
-
-
 def check_swarm(target: Target, profile: Profile, engine: TargetEngine, client: Any) -> None:
     """A swarm target's engine is a manager, and its profile asks for nothing Swarm cannot give."""
     if has_gpu(profile.hardware):
@@ -158,16 +166,25 @@ class TargetDeploy:
         try:
             if has_gpu(profile.hardware):
                 require_nvidia_runtime(self.client, f"target {target.name}", self.engine.url)
-            self.applier: Applier
             cli = DockerCli(self.engine, ctx.runner, ctx.environ, ctx.emit)
+            self.edge: EdgeStrategy | None = None
+            self.in_place: InPlaceStrategy | None = None
             if target.mode == "swarm":
                 check_swarm(target, profile, self.engine, self.client)
-                self.applier = SwarmApplier(cli, self.client, ctx.work_dir, publish=target.publish)
+                swarm = SwarmApplier(cli, self.client, ctx.work_dir, publish=target.publish)
+                self.in_place = InPlaceStrategy(swarm, self.engine, "docker stack deploy", ctx.emit, "swarm")
+            elif target.has_edge:
+                self.edge = EdgeStrategy(target, self.engine, self.client, cli, ctx.work_dir, ctx.emit)
             else:
-                self.applier = ComposeApplier(cli, self.client, ctx.work_dir)
+                compose = ComposeApplier(cli, self.client, ctx.work_dir)
+                self.in_place = InPlaceStrategy(compose, self.engine, "docker compose up", ctx.emit)
         except BaseException:
             self.client.close()
             raise
+
+    @property
+    def strategy(self) -> str:
+        return self.edge.name if self.edge is not None else self.in_place.name if self.in_place else "?"
 
     def plan(self, placed: Sequence[Placed], source: str) -> TargetDeploy:
         """What must change, from what the engine runs now and the target's ledger; nothing is touched."""
@@ -178,33 +195,62 @@ class TargetDeploy:
         if self.target.mode == "swarm":
             self.project = stack_project(self.project, self.profile.runtime, self.target.publish)
         self.images = {p.service: p.ref for p in self.placed}
+        self.checks = checks_of(self.target, self.placed)
         self.ledger = load_deployments(self.ctx.registry, self.ctx.namespace, self.target.name)
         good = self.ledger.last_good
-        was = settings_of(good.project) if good is not None else {}
-        now = settings_of(self.project)
-        self.changes = [
-            replace(c, reconfigured=c.after is not None and was.get(c.service) != now.get(c.service))
-            for c in plan_changes(self.applier.running(), self.images)
-        ]
         last = self.ledger.last
         self.unfinished = last if last is not None and last.state == "in-progress" else None
         self.before = good.release if good is not None else "-"
+        if self.edge is not None:
+            self.edge.proxy_image = self.ctx.proxy_image(self.target, build=False)
+            moves = self.edge.plan(self.project, self.placed, self.checks)
+            self.changes = [_change_of(m) for m in moves]
+        else:
+            assert self.in_place is not None
+            was = settings_of(good.project) if good is not None else {}
+            now = settings_of(self.project)
+            self.changes = [
+                replace(c, reconfigured=c.after is not None and was.get(c.service) != now.get(c.service))
+                for c in plan_changes(self.in_place.applier.running(), self.images)
+            ]
         return self
 
     @property
     def noop(self) -> bool:
-        return self.unfinished is None and all(c.action == "noop" for c in self.changes)
+        if self.unfinished is not None:
+            return False
+        if self.edge is not None:
+            return self.edge.nothing_to_do
+        return all(c.action == "noop" for c in self.changes)
 
     def plan_lines(self) -> list[str]:
-        lines = [f"{self.target.name} ({self.engine.url}): {self.before} -> {self.release} ({self.source})"]
+        head = (
+            f"{self.target.name} ({self.engine.url}): {self.before} -> {self.release} ({self.source}), {self.strategy}"
+        )
+        lines = [head]
         if self.unfinished is not None:
             lines.append(f"  finishes the deploy of {self.unfinished.release} interrupted at {self.unfinished.at}")
+        colours = {m.service: m for m in self.edge.moves} if self.edge is not None else {}
         for change in self.changes:
             before, after = _short(change.before), _short(change.after)
-            lines.append(f"  {change.action:<6} {change.service}: {before} -> {after}")
+            move = colours.get(change.service)
+            where = ""
+            if move is not None and change.action != "noop":
+                was = move.live.colour if move.live is not None else "-"
+                where = f" ({was} -> {move.colour or '-'})"
+            lines.append(f"  {change.action:<6} {change.service}: {before} -> {after}{where}")
+        if self.edge is not None:
+            lines += self.edge.notes()
         return lines
 
     def apply(self) -> DeployOutcome:
+        """Under the target's lock: plan again (another deploy may have just finished), then deploy."""
+        path = lock_file(self.ctx.lock_dir, self.target.name, self.engine.url)
+        with target_lock(path, self.target.name, self.ctx.lock_wait_s, who=f"{actor()} ({self.source})"):
+            self.plan(self.placed, self.source)
+            return self._apply()
+
+    def _apply(self) -> DeployOutcome:
         name = self.target.name
         if self.noop:
             runs = (
@@ -214,81 +260,59 @@ class TargetDeploy:
             self.ctx.emit(Event("deploy.done", line))
             return DeployOutcome(name, self.before, self.release, "unchanged", "healthy", line=line)
         started = time.monotonic()
+        log = StepLog(name, self.ctx.emit)
+        if self.edge is not None:  # before the ledger entry: a pull or a port that fails changes nothing
+            self.edge.proxy_image = self.ctx.proxy_image(self.target, build=True)
+            self.edge.prepare(log)
         if self.unfinished is not None:
             self.unfinished.state = "interrupted"
             self.unfinished.reason = "the run was stopped before it finished; the next deploy took over"
         previous = {c.service: c.before for c in self.changes if c.before is not None}
         entry = Deployment(
-            self.release, self.source, self.images, previous, self.project, checks_of(self.target, self.placed)
+            self.release, self.source, self.images, previous, self.project, self.checks, strategy=self.strategy
         )
+        entry.steps = log.steps
+        log.save = self._save
         self.ledger.entries.append(entry)
         self._save()
         self.ctx.emit(Event("deploy.started", f"{name}: deploying {self.release} ({self.source}) to {self.engine.url}"))
-        failure, checks = self._bring_up(self.project, entry.checks)
+        if self.edge is not None:
+            ran = self.edge.run(log)
+            failure, checks = ran.failure, ran.checks
+        else:
+            assert self.in_place is not None
+            failure, checks = self.in_place.bring_up(self.project, entry.checks, log)
+        entry.seconds = round(time.monotonic() - started, 1)
         if not failure:
-            entry.state, entry.seconds = "complete", round(time.monotonic() - started, 1)
+            entry.state, entry.p95_ms = "complete", _p95(checks)
             self._save()
             count = len(self.images)
             line = f"{name}: {self.release} deployed, {count} service(s) healthy and answering ({entry.seconds}s)"
             self.ctx.emit(Event("deploy.done", line))
             return DeployOutcome(
-                name, self.before, self.release, "deployed", "healthy", _p95(checks), entry.seconds, line=line
+                name, self.before, self.release, "deployed", "healthy", entry.p95_ms, entry.seconds, line=line
             )
-        return self._recover(entry, failure, started)
-
-    def _bring_up(
-        self, project: Mapping[str, Any], checks: Mapping[str, Mapping[str, Any]]
-    ) -> tuple[str, list[ServiceCheck]]:
-        """Apply ``project`` and check it live; the failure in a few words ("" when it answers right)."""
-        timeout = max(float(c["probe"]["ready_timeout_s"]) for c in checks.values()) + WAIT_MARGIN_S
-        how = "docker stack deploy" if self.target.mode == "swarm" else "docker compose up"
-        started = time.monotonic()
-        try:
-            self.applier.up(project, timeout)
-        except ApplyFailed as exc:
-            return f"{how}: {exc}", []
-        self.ctx.emit(Event("deploy.up", f"{self.target.name}: {how}: healthy in {time.monotonic() - started:.1f}s"))
-        ports = {
-            service: self.applier.live_ports(service, int(c["port"]), int(c.get("container_port", c["port"])))
-            for service, c in checks.items()
-        }
-        results = check_target(self.engine.probe_host, checks, ports)
-        for check in results:
-            outcome = "ok" if check.passed else f"FAIL {check.reason}"
-            where = f"{self.engine.probe_host}:{check.port}"
-            self.ctx.emit(
-                Event(
-                    "deploy.check", f"{self.target.name}: {check.service} at {where}: {outcome} (p95 {check.p95_ms} ms)"
-                )
-            )
-        failed = [c for c in results if not c.passed]
-        return ("; ".join(c.short for c in failed), results) if failed else ("", results)
-
-    def _recover(self, entry: Deployment, failure: str, started: float) -> DeployOutcome:
-        name = self.target.name
+        if self.edge is not None:
+            good = self.ledger.last_good
+            restored = ran.restored and bool(previous)
+            how = ran.how if previous else f"first deploy of {name}: {ran.how}"
+            return self._failed(entry, failure, how, restored, good.release if good and restored else "-", started)
+        how, healthy = self.in_place.recover(self.ledger.last_good, log) if self.in_place else ("", False)
         good = self.ledger.last_good
-        outcome: Outcome
-        if good is None:
-            try:
-                self.applier.down()
-                how = f"first deploy of {name}: stopped what it started"
-            except ApplyFailed as exc:
-                how = f"first deploy of {name}: stopping what it started failed too ({exc})"
-            entry.state, outcome, after = "failed", "stopped", "-"
-        else:
-            self.ctx.emit(
-                Event("deploy.rollback", f"{name}: {self.release} failed ({failure}); rolling back to {good.release}")
-            )
-            again, _ = self._bring_up(good.project, good.checks)
-            how = f"rolled back to {good.release} ({'healthy' if not again else 'NOT healthy: ' + again})"
-            if again:
-                how += "; the target needs attention"
-            entry.state, outcome, after = "rolled-back", "rolled-back", good.release
+        return self._failed(entry, failure, how, healthy, good.release if good is not None else "-", started)
+
+    def _failed(
+        self, entry: Deployment, failure: str, how: str, healthy: bool, after: str, started: float
+    ) -> DeployOutcome:
+        name = self.target.name
+        back = after != "-"
+        entry.state = "rolled-back" if back else "failed"
         entry.reason, entry.seconds = f"{failure}; {how}", round(time.monotonic() - started, 1)
         self._save()
         line = f"{name}: {self.release} failed ({failure}); {how}"
         self.ctx.emit(Event("deploy.failed", line))
-        health = "healthy" if outcome == "rolled-back" and "NOT healthy" not in how else "-"
+        outcome: Outcome = "rolled-back" if back else "stopped"
+        health = "healthy" if back and healthy else "-"
         return DeployOutcome(name, self.before, after, outcome, health, None, entry.seconds, entry.reason, line)
 
     def _save(self) -> None:
@@ -296,6 +320,13 @@ class TargetDeploy:
 
     def close(self) -> None:
         self.client.close()
+
+
+def _change_of(move: Move) -> Change:
+    before = move.live.image if move.live is not None else None
+    after = move.placed.ref if move.placed is not None else None
+    moved = move.live is not None and move.placed is not None and move.colour != move.live.colour
+    return Change(move.service, before, after, reconfigured=moved and before == after)
 
 
 def _short(ref: str | None) -> str:

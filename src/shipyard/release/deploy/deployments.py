@@ -5,7 +5,9 @@ ledger. An entry is written ``in-progress`` before the engine is touched and get
 ``complete``, ``rolled-back`` (it failed and the target is back on the previous good deployment),
 ``failed`` (nothing to go back to: what it started was stopped) or ``interrupted`` (a killed run,
 superseded by the run that finished it). Each entry keeps the Compose project it applied (secrets by
-reference only), so a rollback re-applies exactly what ran, whatever the catalog says today.
+reference only), so a rollback re-applies exactly what ran, whatever the catalog says today, and
+the strategy and each step it took with its duration (pull, stage, check, switch, drain, …). Entries
+written before steps existed read as ``in-place`` with no steps.
 """
 
 from __future__ import annotations
@@ -37,6 +39,9 @@ class Deployment:
     state: DeployState = "in-progress"
     reason: str = ""  # why it failed (and how the rollback went)
     seconds: float | None = None  # from the first engine call to the outcome
+    strategy: str = "in-place"  # how it was applied: blue-green, stop-first, in-place (or a swarm's own)
+    steps: list[dict[str, Any]] = field(default_factory=list)  # {step, service, seconds, ok, detail}, in order
+    p95_ms: float | None = None  # the live check's slowest service p95 through the target's ports
 
 
 @dataclass
@@ -68,7 +73,9 @@ def load_deployments(registry: RegistryClient, namespace: str, target: str) -> D
         data = pull_document(registry, repository, target)
         if data is None:
             return DeploymentLedger(target)
-        return DeploymentLedger(target, [Deployment(**entry) for entry in data["entries"]])
+        known = set(Deployment.__dataclass_fields__)
+        entries = [Deployment(**{k: v for k, v in entry.items() if k in known}) for entry in data["entries"]]
+        return DeploymentLedger(target, entries)
     except (KeyError, TypeError, ValueError) as exc:
         raise RegistryError(
             f"{registry.target.host}/{repository}:{target}: unreadable deployment ledger ({exc})"

@@ -7,13 +7,16 @@ serves, not only that its containers say healthy.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
 
-from ..gates.probes import NotReady, golden_of, http_health, judge, send_golden, wait_until_ready
+from ..gates.probes import Crashed, NotReady, golden_of, http_health, judge, send_golden, wait_until_ready
+
+Alive = Callable[[], None]  # raises Crashed once the container behind a check is clearly not coming up
 
 
 @dataclass(frozen=True)
@@ -34,19 +37,30 @@ class ServiceCheck:
         return f"{self.reason.split(':', 1)[0]} from {self.service}"
 
 
-def check_service(host: str, port: int, service: str, check: Mapping[str, Any]) -> ServiceCheck:
-    """``check``: the service's ``probe`` (its catalog table) and ``requests`` (golden count)."""
+def check_service(
+    host: str, port: int, service: str, check: Mapping[str, Any], alive: Alive | None = None
+) -> ServiceCheck:
+    """``check``: the service's ``probe`` (its catalog table) and ``requests`` (golden count). The wait for
+    health is bounded by the service's own ``ready_timeout_s`` (a model may take minutes to load), and
+    ended at once when ``alive`` says its container crashed."""
     probe = check["probe"]
     base_url = f"http://{host}:{port}"
     with httpx.Client() as http:
 
         def healthy() -> None:
+            if alive is not None:
+                alive()
             http_health(base_url, probe["health"], http)
 
         try:
             wait_until_ready(healthy, float(probe["ready_timeout_s"]))
         except NotReady as exc:
-            return ServiceCheck(service, f"not answering at {base_url}{probe['health']} in time: {exc}", port=port)
+            timeout = probe["ready_timeout_s"]
+            return ServiceCheck(
+                service, f"not answering at {base_url}{probe['health']} in {timeout}s: {exc}", port=port
+            )
+        except Crashed as exc:
+            return ServiceCheck(service, f"not starting: {exc}", port=port)
     golden = golden_of(probe)
     verdict = judge(send_golden(base_url, golden, int(check["requests"])), golden, float(probe["slo_p95_ms"]))
     return ServiceCheck(service, verdict.reason, verdict.p95_ms, verdict.requests, port)
@@ -55,11 +69,15 @@ def check_service(host: str, port: int, service: str, check: Mapping[str, Any]) 
 def check_target(
     host: str, checks: Mapping[str, Mapping[str, Any]], ports: Mapping[str, Sequence[int]]
 ) -> list[ServiceCheck]:
-    """Every service at each of its ``ports`` (one, or one per replica); all are checked, so the outcome
-    names each one that fails. A service with no port to reach fails: nothing of it answers."""
-    results = []
-    for service, check in checks.items():
-        if not ports.get(service):
-            results.append(ServiceCheck(service, "not published: no running task has a port to reach"))
-        results += [check_service(host, port, service, check) for port in ports.get(service, ())]
+    """Every service at each of its ``ports`` (one, or one per replica), all at once: the slowest bounds
+    the wait, and each one that fails is named. A service with no port to reach fails: nothing answers."""
+    results = [
+        ServiceCheck(service, "not published: no running task has a port to reach")
+        for service in checks
+        if not ports.get(service)
+    ]
+    pairs = [(service, port) for service in checks for port in ports.get(service, ())]
+    if pairs:
+        with ThreadPoolExecutor(max_workers=min(8, len(pairs))) as pool:
+            results += pool.map(lambda pair: check_service(host, pair[1], pair[0], checks[pair[0]]), pairs)
     return results

@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 
 from ...oci.client import MANIFEST_TYPES, Manifest, RegistryClient
 from ...record import ReleaseRecord
-from ..deploy.deployments import DeploymentLedger, deployments_repository, load_deployments
 from ..channels.ledger import Ledger, ledger_repository, load_ledger
+from ..deploy.deployments import DeploymentLedger, deployments_repository, load_deployments
 
 PARALLEL_REQUESTS = 8
 TOMBSTONE_TYPE = "application/vnd.shipyard.pruned.v1"  # what prune puts under a tag it takes away

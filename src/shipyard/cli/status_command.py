@@ -1,0 +1,93 @@
+"""``shipyard status``: what each target runs now, from its engine, and where it drifted."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import asdict
+from pathlib import Path
+
+from ..config.project import load_project
+from ..config.targets import Target
+from ..errors import DriftFound
+from ..oci.client import RegistryClient
+from ..oci.reference import RegistryTarget
+from ..release.deploy.compose import target_named, target_services
+from ..release.deploy.deployments import load_deployments
+from ..release.deploy.docker_cli import DockerCli
+from ..release.deploy.edge import Edge
+from ..release.deploy.status import TargetStatus, find_drift, read_compose, read_swarm
+from ..release.engine import connect_engine, resolve_engine
+from ..runner import Runner
+from .console import Console
+from .shared import _reachable_registry, _target
+
+
+def _channel_digests(registry: RegistryClient, where: RegistryTarget, target: Target, source: str,
+                     services: list[str]) -> dict[str, str]:  # fmt: skip
+    """service -> the digest the channel a deployment came from names now ({} for a release tag)."""
+    if not source.startswith("channel "):
+        return {}
+    channel = source.removeprefix("channel ")
+    found = {}
+    for service in services:
+        digest = registry.resolve(where.repository(target.profile, service), channel)
+        if digest:
+            found[service] = digest
+    return found
+
+
+def read_target(
+    target: Target, services: list[str], registry: RegistryClient, where: RegistryTarget, work_dir: Path
+) -> TargetStatus:
+    engine = resolve_engine(target)
+    client = connect_engine(engine)
+    try:
+        if target.mode == "swarm":
+            status = read_swarm(target, client)
+        else:
+            cli = DockerCli(engine, Runner(), {}, lambda event: None)
+            edge = Edge(cli, client, work_dir, target) if target.has_edge else None
+            status = read_compose(target, client, edge)
+    finally:
+        client.close()
+    ledger = load_deployments(registry, where.namespace, target.name)
+    good = ledger.last_good
+    channel = _channel_digests(registry, where, target, good.source, services) if good is not None else {}
+    find_drift(status, ledger, channel)
+    return status
+
+
+def cmd_status(args: argparse.Namespace, console: Console) -> int:
+    project = load_project(args.project)
+    names = args.targets or list(project.catalog.targets)
+    targets = [target_named(project.catalog, name) for name in names]
+    where = _target(args)
+    with _reachable_registry(where, console) as registry:
+        statuses = [
+            read_target(t, target_services(project.catalog, t), registry, where, project.work_dir) for t in targets
+        ]
+    if args.json:
+        console.data(json.dumps([asdict(s) for s in statuses], indent=2, sort_keys=True))
+    else:
+        for status in statuses:
+            _show(console, status)
+    drifted = [s for s in statuses if s.drift]
+    if drifted:
+        first = drifted[0]
+        raise DriftFound(f"{len(drifted)} target(s) drifted; {first.target}: {first.drift[0]}")
+    if not args.json:
+        console.line(f"{len(statuses)} target(s) run what their last deployment put there")
+    return 0
+
+
+def _show(console: Console, status: TargetStatus) -> None:
+    edge = f", edge {status.edge}" if status.edge != "-" else ""
+    console.line(f"{status.target} ({status.strategy}{edge}):")
+    rows: list[tuple[str, ...]] = [("service", "release", "digest", "colour", "health", "uptime")]
+    for s in status.services:
+        uptime = f"{s.uptime_s:.0f}s" if s.uptime_s is not None else "-"
+        rows.append((s.service, s.release, s.digest[:19] or "-", s.colour, s.health, uptime))
+    console.table(rows)
+    for line in status.drift:
+        console.line(f"  drift: {line}")

@@ -1,0 +1,410 @@
+"""Blue-green and stop-first: each changed service moves to its other colour behind the edge proxy.
+
+Blue-green (the default), in the order a user's request never sees a half-started release:
+
+1. pull every new image onto the target (before anything changes; a failed pull changes nothing);
+2. start each changed service in its other colour, on a host port of that colour only;
+3. wait for it (up to the service's ``ready_timeout_s``; a crash ends the wait), then send the golden
+   requests and hold the p95 to the SLO against the new container directly;
+4. switch the edge to the new colours (a runtime switch: no listener closes) and check again through it;
+5. wait until the old colours' connections end (at most ``drain_s``), then remove them.
+
+A failure in 1-3 removes what was started: the old colours never stopped. A failure in 4 switches back to
+the old colours, still running. Stop-first is for a host without room for two copies: per service, stop
+the old colour (the edge holds requests meanwhile, up to ``hold_s``), start and check the new one, switch;
+on a failure the old colour is started again and the held requests go to it. A service whose image and
+settings are what it runs already is not touched.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ...config.targets import Target
+from ...errors import ConfigError
+from ...events import Emit, Event
+from ..engine import TargetEngine
+from ..gates.probes import Crashed
+from .colours import (
+    ColourContainer,
+    ColourProject,
+    bind_address,
+    candidate_ports,
+    colour_containers,
+    colour_definition,
+    colour_project_name,
+    published_ports,
+    settings_digest,
+    upstream_address,
+)
+from .compose import Placed
+from .compose_apply import ComposeApplier
+from .docker_cli import ApplyFailed, DockerCli
+from .edge import Edge
+from .edge_config import EdgeState, Route, other
+from .live import Alive, ServiceCheck, check_service
+from .steps import StepLog
+
+
+@dataclass(frozen=True)
+class Move:
+    """One service's move: from the colour that serves it now (``live``, None for a new service) to
+    ``colour``; ``placed`` None when the target no longer runs it."""
+
+    service: str
+    live: ColourContainer | None
+    colour: str
+    placed: Placed | None
+    reconfigured: bool = False
+
+
+@dataclass
+class Ran:
+    """How a strategy's run ended: no ``failure`` means every service answers right where users reach it."""
+
+    failure: str = ""
+    how: str = ""  # what was done about the failure
+    restored: bool = False  # the target serves what it served before (nothing of the new release left)
+    checks: list[ServiceCheck] = field(default_factory=list)
+
+
+class EdgeStrategy:
+    """Deploys behind the target's edge: ``blue-green`` (both copies at once) or ``stop-first``."""
+
+    def __init__(
+        self, target: Target, engine: TargetEngine, client: Any, cli: DockerCli, work_dir: Path, emit: Emit
+    ) -> None:
+        self.target = target
+        self.engine = engine
+        self.client = client
+        self.cli = cli
+        self.work_dir = work_dir
+        self.emit = emit
+        self.name = target.strategy
+        self.edge = Edge(cli, client, work_dir, target)
+        self.bind = bind_address(engine.probe_host)
+        self.proxy_image = ""  # set by the caller before prepare(): the edge's image, by digest
+
+    # --- the plan: read only ---------------------------------------------------------------------------
+
+    def plan(self, project: Mapping[str, Any], placed: Sequence[Placed], checks: Mapping[str, Any]) -> list[Move]:
+        self.project = project
+        self.checks = checks
+        self.state = self.edge.state() or EdgeState(drain_s=self.target.drain_s)
+        self.containers = colour_containers(self.client, self.target.name)
+        self.legacy = ComposeApplier(self.cli, self.client, self.work_dir).running()
+        moves = []
+        for item in placed:
+            live = self._live(item.service)
+            wanted = settings_digest(project["services"][item.service])
+            same = live is not None and live.image == item.ref and live.settings == wanted and live.healthy
+            colour = live.colour if same and live is not None else other(live.colour if live else "green")
+            reconfigured = live is not None and live.image == item.ref and not same
+            moves.append(Move(item.service, live, colour, item, reconfigured))
+        wanted_services = {item.service for item in placed}
+        for service in sorted(set(self.state.routes) | set(self.containers)):
+            if service not in wanted_services:
+                moves.append(Move(service, self._live(service), "", None))
+        self.moves = moves
+        return moves
+
+    def _live(self, service: str) -> ColourContainer | None:
+        colours = self.containers.get(service, {})
+        route = self.state.routes.get(service)
+        if route is not None:
+            return colours.get(route.live)
+        running = [c for c in colours.values() if c.status == "running"]
+        return running[0] if len(running) == 1 else None
+
+    @property
+    def moving(self) -> list[Move]:
+        return [m for m in self.moves if m.placed is not None and (m.live is None or m.colour != m.live.colour)]
+
+    @property
+    def leaving(self) -> list[Move]:
+        return [m for m in self.moves if m.placed is None]
+
+    def stale(self) -> list[tuple[str, str]]:
+        """(service, colour) containers that serve nobody and are not about to: left by a killed run."""
+        keep = {(m.service, m.live.colour) for m in self.moves if m.live is not None and m.placed is not None}
+        return sorted((s, c) for s, colours in self.containers.items() for c in colours if (s, c) not in keep)
+
+    def notes(self) -> list[str]:
+        notes = []
+        if self.legacy:
+            ports = ", ".join(str(self.checks[s]["port"]) for s in sorted(self.checks))
+            notes.append(
+                f"  migrates from in-place to {self.name}: the edge takes over ports {ports} from the old containers "
+                "(a gap of one restart, this once)"
+            )
+        if self.edge.container() is None:
+            notes.append(f"  starts the edge proxy {self.edge.name} ({self.name})")
+        stale = self.stale()
+        if stale:
+            notes.append(
+                "  removes containers left by an unfinished deploy: " + ", ".join(f"{s} ({c})" for s, c in stale)
+            )
+        return notes
+
+    @property
+    def nothing_to_do(self) -> bool:
+        return not self.moving and not self.leaving and not self.stale() and not self.legacy and self._edge_current()
+
+    def _edge_current(self) -> bool:
+        """The edge runs the wanted image and routes every service to its port."""
+        if self.edge.container() is None:
+            return not self.checks
+        ports = {s: int(c["port"]) for s, c in self.checks.items()}
+        return self.state.listeners() == ports and (not self.proxy_image or self.edge.image() == self.proxy_image)
+
+    # --- before any change: pulls and ports ------------------------------------------------------------
+
+    def prepare(self, log: StepLog) -> None:
+        """Pull what the deploy needs and choose the new colours' ports; refuse a port the edge cannot
+        have. Nothing that serves is touched."""
+        images = sorted({m.placed.ref for m in self.moving if m.placed is not None} | {self.proxy_image})
+        with log.step("pull", detail=f"{len(images)} image(s)"):
+            for ref in images:
+                self.cli.run(["docker", "pull", "--quiet", ref])
+        with log.step("ports"):
+            self.ports = self._choose_ports()
+
+    def _choose_ports(self) -> dict[str, int]:
+        owned = set(self.state.listeners().values()) if self.edge.container() is not None else set()
+        freed = set(self.legacy_ports())
+        wanted = {int(c["port"]) for c in self.checks.values()}
+        used = published_ports(self.client) | wanted | owned
+        candidates = {m.service: candidate_ports(self.target.name, m.service, m.colour, used) for m in self.moving}
+        asked = sorted((wanted - owned - freed) | {p for ports in candidates.values() for p in ports})
+        taken = set(self.edge.taken_ports(self.proxy_image, asked))
+        blocked = sorted((wanted - owned - freed) & taken)
+        if blocked:
+            service = next(s for s, c in self.checks.items() if int(c["port"]) in blocked)
+            raise ConfigError(
+                f"target {self.target.name}: port {blocked[0]} ({service}) is taken on {self.engine.url}'s host by "
+                f"something other than shipyard; free it or set targets.{self.target.name}.ports.{service}; "
+                "nothing was changed"
+            )
+        chosen: dict[str, int] = {}
+        for service, ports in candidates.items():
+            free = [p for p in ports if p not in taken and p not in chosen.values()]
+            if not free:
+                raise ConfigError(f"target {self.target.name}: no free host port for {service}'s new colour")
+            chosen[service] = free[0]
+        return chosen
+
+    def legacy_ports(self) -> list[int]:
+        """The host ports the in-place project's containers hold (the edge takes them over)."""
+        if not self.legacy:
+            return []
+        return [int(c["port"]) for s, c in self.checks.items() if any(r.service == s for r in self.legacy)]
+
+    # --- the run ---------------------------------------------------------------------------------------
+
+    def run(self, log: StepLog) -> Ran:
+        for service, colour in self.stale():
+            with log.step("clean", service, f"{colour}: left by an unfinished deploy"):
+                self._project(service, colour).down()
+        if self.name == "stop-first":
+            return self._stop_first(log)
+        return self._blue_green(log)
+
+    def _blue_green(self, log: StepLog) -> Ran:
+        moving = self.moving
+        with ThreadPoolExecutor(max_workers=max(1, min(4, len(moving)))) as pool:
+            checks = list(pool.map(lambda m: self._stage(m, log), moving))
+        failed = [c for c in checks if not c.passed]
+        if failed:
+            self._remove_new(moving, log)
+            return Ran(_failure(failed, "on its new container"), self._kept(), True, checks)
+        before = self.state
+        try:
+            after = self._switch(before, moving, log)
+        except ApplyFailed as exc:
+            self._remove_new(moving, log)
+            return Ran(f"edge: {exc}", self._kept(), True)
+        through = self._check_edge(moving, log)
+        failed = [c for c in through if not c.passed]
+        if failed:
+            how = self._switch_back(after, before, moving, log)
+            return Ran(_failure(failed, "through the edge"), how, True, through)
+        self._drain(moving, log)
+        self._remove_leaving(after, log)
+        return Ran(checks=through)
+
+    def _stop_first(self, log: StepLog) -> Ran:
+        results: list[ServiceCheck] = []
+        for move in self.moving:
+            if move.live is not None:
+                with log.step("stop", move.service, f"{move.live.colour}: the edge holds requests meanwhile"):
+                    self._project(move.service, move.live.colour).stop()
+            check = self._stage(move, log)
+            if not check.passed:
+                self._remove_new([move], log)
+                return Ran(_failure([check], "on its new container"), self._restart_old(move, log), True, [check])
+            before = self.state
+            after = self._switch(before, [move], log)
+            through = self._check_edge([move], log)
+            if not all(c.passed for c in through):
+                self._restart_old(move, log)
+                how = self._switch_back(after, before, [move], log)
+                return Ran(_failure([c for c in through if not c.passed], "through the edge"), how, True, through)
+            if move.live is not None:
+                with log.step("remove", move.service, f"{move.live.colour}: the old container"):
+                    self._project(move.service, move.live.colour).down()
+            results += through
+        self._remove_leaving(self.state, log)
+        if not self.moving:
+            self._switch(self.state, [], log)
+        return Ran(checks=results)
+
+    # --- steps -----------------------------------------------------------------------------------------
+
+    def _project(self, service: str, colour: str) -> ColourProject:
+        return ColourProject(self.cli, self.work_dir, self.target.name, service, colour)
+
+    def _stage(self, move: Move, log: StepLog) -> ServiceCheck:
+        """Start ``move``'s new colour and check it directly: health, golden requests, p95."""
+        assert move.placed is not None
+        port = self.ports[move.service]
+        container_port = int(self.checks[move.service]["container_port"])
+        definition = colour_definition(self.project, move.service, move.colour, self.bind, port, container_port)
+        with log.step("start", move.service, f"{move.colour} on {self.bind}:{port}"):
+            self._project(move.service, move.colour).up(definition)
+        with log.step("check", move.service, f"{move.colour}, directly") as step:
+            name = colour_project_name(self.target.name, move.service, move.colour)
+            alive = container_alive(self.client, name)
+            check = check_service(self.engine.probe_host, port, move.service, self.checks[move.service], alive)
+            step["ok"], step["detail"] = check.passed, _said(check, step["detail"])
+        self.emit(Event("deploy.check", f"{self.target.name}: {move.service} ({move.colour}, new): {_verdict(check)}"))
+        return check
+
+    def _switch(self, before: EdgeState, moves: Sequence[Move], log: StepLog) -> EdgeState:
+        after = before
+        for move in moves:
+            assert move.placed is not None
+            port = int(self.checks[move.service]["port"])
+            route = before.routes.get(move.service) or Route(port, move.colour, {}, self.target.hold_s)
+            route = Route(port, route.live, route.upstreams, self.target.hold_s)
+            address = upstream_address(self.bind, self.ports[move.service])
+            after = after.with_route(move.service, route.switched(move.colour, address))
+        for service, route in after.routes.items():  # a port moved in the catalog: the listener moves
+            if service in self.checks and route.port != int(self.checks[service]["port"]):
+                after = after.with_route(service, Route(int(self.checks[service]["port"]), route.live,
+                                                        route.upstreams, route.hold_s))  # fmt: skip
+        after = EdgeState(after.routes, self.target.drain_s)
+        detail = ", ".join(f"{m.service} -> {m.colour}" for m in moves) or "routes"
+        with log.step("switch", detail=detail):
+            if self.legacy:
+                with log.step("migrate", detail="the in-place containers make way for the edge"):
+                    ComposeApplier(self.cli, self.client, self.work_dir).down()
+                    self.legacy = []
+            container = self.edge.container()
+            if container is None or container.status != "running" or self.edge.image() != self.proxy_image:
+                self.edge.start(self.proxy_image, after)
+            else:
+                self.edge.apply(before, after)
+        self.state = after
+        return after
+
+    def _check_edge(self, moves: Sequence[Move], log: StepLog) -> list[ServiceCheck]:
+        def one(move: Move) -> ServiceCheck:
+            port = int(self.checks[move.service]["port"])
+            with log.step("check", move.service, "through the edge") as step:
+                check = check_service(self.engine.probe_host, port, move.service, self.checks[move.service])
+                step["ok"], step["detail"] = check.passed, _said(check, step["detail"])
+            where = f"{self.engine.probe_host}:{port}"
+            self.emit(Event("deploy.check", f"{self.target.name}: {move.service} at {where}: {_verdict(check)}"))
+            return check
+
+        with ThreadPoolExecutor(max_workers=max(1, min(4, len(moves)))) as pool:
+            return list(pool.map(one, moves))
+
+    def _switch_back(self, after: EdgeState, before: EdgeState, moves: Sequence[Move], log: StepLog) -> str:
+        olds = [m for m in moves if m.live is not None]
+        restored = before
+        for move in moves:
+            if move.live is None:  # nothing to go back to: the route goes
+                restored = restored.with_route(move.service, None)
+        restored = EdgeState(restored.routes, self.target.drain_s)
+        try:
+            with log.step("switch back", detail=", ".join(f"{m.service} -> {m.live.colour}" for m in olds if m.live)):
+                self.edge.apply(after, restored)
+            self.state = restored
+        except ApplyFailed as exc:
+            return f"switching back FAILED too ({exc}); the target needs attention"
+        self._remove_new(moves, log)
+        return "switched back to the old containers (still running); the new ones were removed"
+
+    def _restart_old(self, move: Move, log: StepLog) -> str:
+        if move.live is None:
+            return "nothing ran before"
+        with log.step("restart", move.service, f"{move.live.colour}: the old container, for the held requests"):
+            self._project(move.service, move.live.colour).start()
+        return f"started {move.service}'s old container again; held requests went to it"
+
+    def _remove_new(self, moves: Sequence[Move], log: StepLog) -> None:
+        for move in moves:
+            with log.step("remove", move.service, f"{move.colour}: the new container"):
+                self._project(move.service, move.colour).down()
+
+    def _drain(self, moves: Sequence[Move], log: StepLog) -> None:
+        olds = [(m.service, m.live.colour) for m in moves if m.live is not None]
+        if not olds:
+            return
+        with log.step("drain", detail=f"up to {self.target.drain_s:g}s") as step:
+            took = self.edge.wait_drained(olds, self.target.drain_s)
+            step["detail"] = f"old connections done after {took:.1f}s (at most {self.target.drain_s:g}s)"
+        for service, colour in olds:
+            with log.step("remove", service, f"{colour}: the old container"):
+                self._project(service, colour).down()
+
+    def _remove_leaving(self, state: EdgeState, log: StepLog) -> None:
+        leaving = self.leaving
+        if not leaving:
+            return
+        after = state
+        for move in leaving:
+            after = after.with_route(move.service, None)
+        with log.step("switch", detail="routes of services the target no longer runs"):
+            self.edge.apply(state, after)
+        self.state = after
+        for move in leaving:
+            for colour in self.containers.get(move.service, {}):
+                with log.step("remove", move.service, f"{colour}: no longer part of the target"):
+                    self._project(move.service, colour).down()
+
+    def _kept(self) -> str:
+        return "the old containers kept serving, untouched; the new ones were removed"
+
+
+def container_alive(client: Any, project: str) -> Alive:
+    """A check that raises Crashed once the project's container exited or is restarting after a crash."""
+
+    def check() -> None:
+        found = client.containers.list(all=True, filters={"label": f"com.docker.compose.project={project}"})
+        if not found:
+            raise Crashed(-1)
+        attrs = found[0].attrs
+        state = attrs.get("State") or {}
+        if state.get("Status") in ("exited", "dead") or state.get("Restarting") or int(attrs.get("RestartCount", 0)):
+            raise Crashed(int(state.get("ExitCode", -1)))
+
+    return check
+
+
+def _failure(failed: Sequence[ServiceCheck], where: str) -> str:
+    return "; ".join(f"{c.short}, {where}" for c in failed)
+
+
+def _verdict(check: ServiceCheck) -> str:
+    return f"ok (p95 {check.p95_ms} ms)" if check.passed else f"FAIL {check.reason}"
+
+
+def _said(check: ServiceCheck, detail: str) -> str:
+    said = f"p95 {check.p95_ms} ms" if check.passed else check.reason[:200]
+    return f"{detail}: {said}" if detail else said
