@@ -1,10 +1,11 @@
 """A client outside shipyard that keeps asking a target's services while it deploys, and counts.
 
 Per HTTP endpoint a thread sends a request every ``1 / rate`` seconds over one keep-alive connection (as
-a real client does) and records each answer: its time, whether it was right, and its latency. Per
-WebSocket endpoint a thread holds one stream open and sends a message on it every ``interval`` seconds,
-recording when (if ever) the stream was cut. Everything is bounded: ``max_s`` stops the threads by
-themselves, and only the addresses given are contacted (the tests' own loopback or namespace addresses).
+a real client does) and records each answer: its time (epoch seconds, to compare with the deployment
+ledger's step times), whether it was right, and its latency. Per WebSocket endpoint a thread holds one
+stream open and sends a message on it every ``interval`` seconds, recording when (if ever) it was cut.
+Everything is bounded: ``max_s`` stops the threads by themselves, and only the addresses given are
+contacted (the tests' own loopback or namespace addresses).
 """
 
 from __future__ import annotations
@@ -31,20 +32,26 @@ class Endpoint:
 @dataclass
 class Tally:
     endpoint: str
-    answers: list[tuple[float, float]] = field(default_factory=list)  # (when, latency s) of each right answer
+    answers: list[tuple[float, float, str]] = field(default_factory=list)  # (when, latency s, who) of each right
+    # answer; who: the edge's X-Shipyard-Colour header (the colour that answered), "" where there is none
     failures: list[tuple[float, str]] = field(default_factory=list)  # (when, what went wrong)
-    cut_at: float | None = None  # a stream: when it ended, if it did before the prober stopped
-    opened_at: float | None = None
+    cut_at: float | None = None  # a stream: when the server ended it, if it did before the prober stopped
+    cut: str = ""  # how it ended
+
+    @property
+    def times(self) -> list[float]:
+        """When each right answer arrived."""
+        return [t + latency for t, latency, _ in self.answers]
 
     @property
     def longest_gap_s(self) -> float:
         """The longest time between two right answers (what a user sees as an outage or a hold)."""
-        times = [t + latency for t, latency in self.answers]
+        times = self.times
         return max((b - a for a, b in zip(times, times[1:], strict=False)), default=0.0)
 
     @property
     def slowest_s(self) -> float:
-        return max((latency for _, latency in self.answers), default=0.0)
+        return max((latency for _, latency, _ in self.answers), default=0.0)
 
 
 class Prober:
@@ -62,7 +69,7 @@ class Prober:
         self._threads: list[threading.Thread] = []
 
     def __enter__(self) -> Prober:
-        self._deadline = time.monotonic() + self.max_s
+        self._deadline = time.time() + self.max_s
         for endpoint in self.endpoints:
             run = self._stream if endpoint.url.startswith("ws://") else self._requests
             thread = threading.Thread(target=run, args=(endpoint,), daemon=True, name=f"probe {endpoint.name}")
@@ -80,8 +87,8 @@ class Prober:
 
     def wait_answering(self, timeout_s: float = 30.0) -> None:
         """Until every endpoint has answered right at least once (streams: opened)."""
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
+        deadline = time.time() + timeout_s
+        while time.time() < deadline:
             if all(t.answers for t in self.tallies.values()):
                 return
             time.sleep(0.05)
@@ -89,24 +96,25 @@ class Prober:
         raise AssertionError(f"the prober had no right answer from {silent} in {timeout_s}s: {self.summary()}")
 
     def _running(self) -> bool:
-        return not self._stop.is_set() and time.monotonic() < self._deadline
+        return not self._stop.is_set() and time.time() < self._deadline
 
     def _requests(self, endpoint: Endpoint) -> None:
         tally = self.tallies[endpoint.name]
         period = 1.0 / self.rate
         with httpx.Client(timeout=10.0) as client:
             while self._running():
-                started = time.monotonic()
+                started = time.time()
                 try:
                     response = client.request(endpoint.method, endpoint.url, json=endpoint.body)
                     answer = response.json() if response.status_code == 200 else None
                     if response.status_code == 200 and endpoint.expect(answer):
-                        tally.answers.append((started, time.monotonic() - started))
+                        who = response.headers.get("X-Shipyard-Colour", "")
+                        tally.answers.append((started, time.time() - started, who))
                     else:
                         tally.failures.append((started, f"HTTP {response.status_code}: {response.text[:100]}"))
                 except (httpx.HTTPError, ValueError) as exc:
                     tally.failures.append((started, f"{type(exc).__name__}: {exc}"[:200]))
-                self._stop.wait(max(0.0, period - (time.monotonic() - started)))
+                self._stop.wait(max(0.0, period - (time.time() - started)))
 
     def _stream(self, endpoint: Endpoint) -> None:
         from websockets.exceptions import WebSocketException
@@ -115,19 +123,17 @@ class Prober:
         tally = self.tallies[endpoint.name]
         try:
             with connect(endpoint.url, open_timeout=10, close_timeout=2) as ws:
-                tally.opened_at = time.monotonic()
                 while self._running():
-                    started = time.monotonic()
+                    started = time.time()
                     ws.send(json.dumps(endpoint.body))
                     answer = json.loads(ws.recv(timeout=10))
                     if endpoint.expect(answer):
-                        tally.answers.append((started, time.monotonic() - started))
+                        tally.answers.append((started, time.time() - started, ""))
                     else:
                         tally.failures.append((started, f"wrong answer: {str(answer)[:100]}"))
                     self._stop.wait(self.interval)
         except (OSError, TimeoutError, ValueError, WebSocketException) as exc:
-            tally.cut_at = time.monotonic()
-            tally.failures.append((tally.cut_at, f"stream: {type(exc).__name__}: {exc}"[:200]))
+            tally.cut_at, tally.cut = time.time(), f"{type(exc).__name__}: {exc}"[:200]
 
     def failures(self) -> dict[str, list[tuple[float, str]]]:
         return {name: t.failures for name, t in self.tallies.items() if t.failures}
@@ -139,6 +145,7 @@ class Prober:
                 "failures": len(t.failures),
                 "first failures": [what for _, what in t.failures[:3]],
                 "longest gap s": round(t.longest_gap_s, 3),
+                "cut": t.cut,
                 "slowest s": round(t.slowest_s, 3),
             }
             for name, t in self.tallies.items()

@@ -69,18 +69,33 @@ def fleet(gated, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:  
         try:
             yield fleet
         finally:
-            subprocess.run(["docker", "compose", "-p", f"shipyard-{MAIN}", "down", "-v"], capture_output=True)
+            remove_target("unix:///var/run/docker.sock", MAIN)
 
 
 def running(url: str, target: str) -> dict[str, list[str]]:
-    """service -> image IDs of its containers on the engine at ``url``, as the engine says."""
+    """service -> image IDs of its containers on the engine at ``url`` (the edge proxy aside), as the engine
+    says: one per service, of whichever colour serves it."""
     client = docker.DockerClient(base_url=url)
     try:
         found: dict[str, list[str]] = {}
-        for c in client.containers.list(all=True, filters={"label": f"com.docker.compose.project=shipyard-{target}"}):
+        for c in client.containers.list(all=True, filters={"label": f"io.shipyard.target={target}"}):
+            if c.labels.get("io.shipyard.role") == "edge":
+                continue
             assert c.status == "running", f"{target}: {c.name} is {c.status}"
             found.setdefault(c.labels["com.docker.compose.service"], []).append(c.attrs["Image"])
         return found
+    finally:
+        client.close()
+
+
+def remove_target(url: str, target: str) -> None:
+    """Every container and volume a test's target left on the engine at ``url`` (its edge included)."""
+    client = docker.DockerClient(base_url=url)
+    try:
+        for c in client.containers.list(all=True, filters={"label": f"io.shipyard.target={target}"}):
+            c.remove(force=True, v=True)
+        for volume in client.volumes.list(filters={"label": f"io.shipyard.target={target}"}):
+            volume.remove(force=True)
     finally:
         client.close()
 
@@ -143,8 +158,8 @@ def test_a_wrong_answer_on_the_canary_target_rolls_it_back_and_stops(fleet: Flee
     result = rollout(fleet, "--target", MAIN, "--target", EDGE, check=False)
     assert result.returncode == 14, result.stdout + result.stderr
     line = (
-        f"{MAIN}: {b.release} failed (wrong answer from {CHANGED}); rolled back to {fleet.a.release} (healthy); "
-        "rollout stopped, 1 target(s) not reached"
+        f"{MAIN}: {b.release} failed (wrong answer from {CHANGED}, on its new container); the old containers kept "
+        "serving, untouched; the new ones were removed; rollout stopped, 1 target(s) not reached"
     )
     assert result.stderr.strip().splitlines() == [f"shipyard: error: {line}"], result.stderr
     assert running("unix:///var/run/docker.sock", MAIN) == digests_of(fleet.a)
@@ -209,12 +224,15 @@ def test_the_compose_project_and_ledger_hold_no_secret_value(fleet: Fleet) -> No
         env={"SHIPYARD_IT_TOKEN": token},
     )  # fmt: skip
     assert token not in result.stdout + result.stderr
-    written = (fleet.root / ".shipyard" / "deploy" / f"locked-{RUN}" / "compose.yaml").read_text()
-    assert "${SHIPYARD_IT_TOKEN:?SHIPYARD_IT_TOKEN must be set}" in written and token not in written
+    files = sorted((fleet.root / ".shipyard" / "deploy" / f"locked-{RUN}").glob("*-blue.yaml"))
+    assert len(files) == 2, files  # one Compose project per service (and colour)
+    for written in (f.read_text() for f in files):
+        assert "${SHIPYARD_IT_TOKEN:?SHIPYARD_IT_TOKEN must be set}" in written and token not in written
     assert token not in json.dumps(ledger(fleet.root, f"locked-{RUN}"))
     client = docker.DockerClient(base_url=fleet.edge.url)
     try:
-        containers = client.containers.list(filters={"label": f"com.docker.compose.project=shipyard-locked-{RUN}"})
+        labels = [f"io.shipyard.target=locked-{RUN}", "io.shipyard.colour"]
+        containers = client.containers.list(filters={"label": labels})
         assert containers and all(f"SHIPYARD_IT_TOKEN={token}" in c.attrs["Config"]["Env"] for c in containers)
     finally:
         client.close()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import replace
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -17,14 +18,15 @@ from shipyard.oci.client import RegistryClient
 from shipyard.oci.retry import RetryPolicy
 from shipyard.record import ReleaseRecord
 from shipyard.release.channels.ledger import Entry, save_ledger
+from shipyard.release.deploy.deployments import Deployment
 from shipyard.release.gates.findings import ScanFinding
 from shipyard.report.html import latency_chart, render_html
 from shipyard.report.markdown import render_markdown
-from shipyard.report.model import ReleaseReport, build_report, concerning
+from shipyard.report.model import ReleaseReport, build_report, concerning, placements
 from shipyard.report.text import short_digest
 from tests import reportdata
 from tests.memregistry import MemoryRegistry
-from tests.reportdata import NEXT, RELEASE
+from tests.reportdata import NEXT, PREVIOUS, RELEASE
 
 
 def report(
@@ -296,3 +298,30 @@ def test_cli_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture[str], argv:
     reportdata.materialize(tmp_path, registry="127.0.0.1:9/nothing-listens")
     assert main(["--project", str(tmp_path), *argv]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_where_it_runs_comes_from_the_deployment_ledgers() -> None:
+    rec = reportdata.record()
+    mine = {u.image: u.ref for k, u in rec.units.items() if k.startswith("cpu/") and u.kind == "service"}
+    other = {service: ref.split("@")[0] + "@sha256:" + "f" * 64 for service, ref in mine.items()}
+
+    def entry(release: str, images: dict[str, str], state: str, p95: float | None = None) -> Deployment:
+        at = f"{release[:4]}-{release[4:6]}-{release[6:8]}T09:00:00Z"
+        return Deployment(release, "channel stable", images, {}, {}, {}, at=at, state=state,  # type: ignore[arg-type]
+                          strategy="blue-green", p95_ms=p95)  # fmt: skip
+
+    deployments: dict[str, list[Deployment] | str] = {
+        "local": [entry(PREVIOUS, other, "complete"), entry(RELEASE, mine, "complete", 48.5)],
+        "mainpc": [entry(RELEASE, mine, "complete", 51.0), entry(NEXT, other, "complete")],
+        "pc2": [entry(RELEASE, mine, "rolled-back")],
+        "edge": [],
+        "far": "The deployment ledger of far could not be read: HTTP 500",
+    }
+    md = render_markdown(replace(report(), placements=placements(rec, deployments)))
+    where = section(md, "## Where it runs")
+    assert row_of(where, "local") == ["local", "running", "2025-01-11T09:00:00Z", RELEASE, "blue-green", "48.5 ms"]
+    assert row_of(where, "mainpc")[1] == f"replaced by {NEXT}"
+    assert row_of(where, "pc2")[1] == "rolled-back" and row_of(where, "edge")[1] == "not deployed"
+    assert "could not be read: HTTP 500" in row_of(where, "far")[1]
+    html = render_html(replace(report(), placements=placements(rec, deployments)))
+    assert '<tr data-target="local"><td>local</td><td><span class="badge ok">running</span>' in html

@@ -1,4 +1,5 @@
-"""``shipyard report``: the release report (HTML and Markdown) from the record, its reports and the ledgers."""
+"""``shipyard report``: the release report (HTML, Markdown) from the record, its reports, the channel and
+deployment ledgers."""
 
 from __future__ import annotations
 
@@ -6,15 +7,18 @@ import argparse
 import json
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 
+from ..config.catalog import load_catalog
 from ..config.registry import parse_target
-from ..errors import RegistryError
+from ..errors import ConfigError, RegistryError
 from ..oci.client import RegistryClient
 from ..oci.credentials import credentials_for
 from ..oci.retry import RetryPolicy
 from ..record import find_record, load_record
 from ..release.channels.ledger import Entry, load_ledger
 from ..release.channels.promote import check_channel
+from ..release.deploy.deployments import Deployment, load_deployments
 from ..report.html import render_html
 from ..report.markdown import render_markdown
 from ..report.model import build_report, load_findings, load_verify, write_report
@@ -25,6 +29,7 @@ DEFAULT_CHANNELS = ("canary", "stable")
 # report after a few seconds, rather than holding up the end of a release for the default 90 s deadline.
 LEDGER_POLICY = RetryPolicy(attempts=2, deadline_s=10.0, timeout_s=5.0)
 Ledgers = dict[str, list[Entry] | str]
+Deployments = dict[str, list[Deployment] | str]
 
 
 def fetch_ledgers(registry: RegistryClient, namespace: str, channels: Sequence[str]) -> tuple[Ledgers, str]:
@@ -43,6 +48,25 @@ def fetch_ledgers(registry: RegistryClient, namespace: str, channels: Sequence[s
     return ledgers, ""
 
 
+def fetch_deployments(registry: RegistryClient, namespace: str, targets: Sequence[str]) -> Deployments:
+    """Each deploy target's deployment ledger entries, or why that ledger is unreadable."""
+    found: Deployments = {}
+    for target in targets:
+        try:
+            found[target] = load_deployments(registry, namespace, target).entries
+        except RegistryError as exc:
+            found[target] = f"The deployment ledger of {target} could not be read: {exc}"
+    return found
+
+
+def _targets(root: Path) -> list[str]:
+    """The deploy targets of the project's catalog (none where it has no catalog: a record copied alone)."""
+    try:
+        return list(load_catalog(root).targets)
+    except ConfigError:
+        return []
+
+
 def cmd_report(args: argparse.Namespace, console: Console) -> int:
     root = args.project.resolve()
     record = load_record(find_record(root, args.release, flag="RELEASE"))
@@ -50,6 +74,7 @@ def cmd_report(args: argparse.Namespace, console: Console) -> int:
     target = parse_target(args.registry or record.registry)
     with RegistryClient(target, credentials_for(target), policy=LEDGER_POLICY) as registry:
         ledgers, note = fetch_ledgers(registry, target.namespace, channels)
+        deployments = {} if note else fetch_deployments(registry, target.namespace, _targets(root))
     if note:
         console.line(note)
     report = build_report(
@@ -59,6 +84,7 @@ def cmd_report(args: argparse.Namespace, console: Console) -> int:
         ledgers=ledgers,
         history_note=note,
         generated=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        deployments=deployments,
     )
     html_path, md_path = write_report(root, record.release, render_markdown(report), render_html(report))
     if args.json:

@@ -85,7 +85,7 @@ def render_html(report: ReleaseReport) -> str:
     if failures:
         items = "".join(f"<li><code>{_e(k)}</code>: {_e(f)}</li>" for k, f in failures)
         body.append(f'<section id="verify-failures"><h2>Verify failures</h2><ul>{items}</ul></section>')
-    body += [_canary(report), _findings(report), _history(report)]
+    body += [_canary(report), _findings(report), _history(report), _placements(report)]
     generated = f" on {_e(report.generated)}" if report.generated else ""
     body.append(f"<footer>shipyard release report{generated}</footer>")
     return (
@@ -271,3 +271,21 @@ def _history(report: ReleaseReport) -> str:
         out.append(_table(header, rows, "history"))
     out.append("</section>")
     return "".join(out)
+
+
+def _placements(report: ReleaseReport) -> str:
+    if not report.placements:
+        return ""
+    rows = [
+        f'<tr data-target="{_e(p.target)}">'
+        + f"<td>{_e(p.target)}</td><td>{_badge(_placed_ok(p.state), p.state)}</td>"
+        + "".join(f"<td>{_e(cell)}</td>" for cell in (p.at or "-", p.release or "-", p.strategy or "-"))
+        + f"<td>{_e(number(p.p95_ms, 'ms'))}</td></tr>"
+        for p in report.placements
+    ]
+    header = ("target", "state", "when", "deployed as", "strategy", "live p95")
+    return '<section id="placements"><h2>Where it runs</h2>' + _table(header, rows, "placements") + "</section>"
+
+
+def _placed_ok(state: str) -> bool | None:
+    return True if state == "running" else False if state in ("rolled-back", "failed") else None

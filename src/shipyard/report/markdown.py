@@ -81,6 +81,7 @@ def render_markdown(report: ReleaseReport) -> str:
     out += _canary(report)
     out += _findings(report)
     out += _history(report)
+    out += _placements(report)
     return "\n".join(out).rstrip() + "\n"
 
 
@@ -152,3 +153,21 @@ def _history(report: ReleaseReport) -> list[str]:
         ]
         out += _table(("when", "this release", "action", "release", "units", "by", "state", "note"), rows)
     return out
+
+
+def _placements(report: ReleaseReport) -> list[str]:
+    if not report.placements:
+        return []
+    out = ["## Where it runs", ""]
+    rows = [
+        (
+            text(p.target),
+            text(p.state),
+            text(p.at or "-"),
+            text(p.release or "-"),
+            text(p.strategy or "-"),
+            text(number(p.p95_ms, "ms")),
+        )
+        for p in report.placements
+    ]
+    return out + _table(("target", "state", "when", "deployed as", "strategy", "live p95"), rows)

@@ -17,6 +17,7 @@ from typing import Any
 
 from ..record import ReleaseRecord, UnitRecord, reports_dir, write_atomic
 from ..release.channels.ledger import Entry
+from ..release.deploy.deployments import Deployment
 from ..release.gates.findings import SEVERITIES, ScanFinding, parse_report
 
 TOP_FINDINGS = 15
@@ -65,6 +66,44 @@ class ChannelHistory:
 
 
 @dataclass(frozen=True)
+class Placement:
+    """Where the release runs: a target's newest deployment of its digests, from the deployment ledger."""
+
+    target: str
+    state: str  # running, replaced by <release>, rolled-back, failed, in-progress, not deployed, or why unreadable
+    at: str = ""
+    release: str = ""  # the release that entry deployed: this one, or another with the same digests
+    p95_ms: float | None = None  # the live check's, through the target's ports
+    strategy: str = ""
+
+
+def placements(record: ReleaseRecord, deployments: Mapping[str, Sequence[Deployment] | str]) -> tuple[Placement, ...]:
+    """Per target (``deployments``: its ledger's entries, or why it could not be read): the newest entry that
+    deployed this release, or its digests under another release's name, and whether it still runs there."""
+    mine = {unit.digest for unit in record.units.values()}
+    found = []
+    for target, entries in deployments.items():
+        if isinstance(entries, str):
+            found.append(Placement(target, entries))
+            continue
+        good = next((e for e in reversed(entries) if e.state == "complete"), None)
+        ours = [
+            e
+            for e in entries
+            if e.release == record.release or any(ref.partition("@")[2] in mine for ref in e.images.values())
+        ]
+        if not ours:
+            found.append(Placement(target, "not deployed"))
+            continue
+        entry = ours[-1]
+        state: str = entry.state
+        if state == "complete":
+            state = "running" if entry is good else f"replaced by {good.release if good else '?'}"
+        found.append(Placement(target, state, entry.at, entry.release, entry.p95_ms, entry.strategy))
+    return tuple(found)
+
+
+@dataclass(frozen=True)
 class ReleaseReport:
     record: ReleaseRecord
     verify: Mapping[str, VerifyTally]
@@ -74,6 +113,7 @@ class ReleaseReport:
     history_note: str = ""  # why there is no history (the registry was not reachable)
     generated: str = ""
     profiles: tuple[str, ...] = ()
+    placements: tuple[Placement, ...] = ()  # where it runs, per deploy target
 
     def units_of(self, profile: str) -> list[tuple[str, UnitRecord]]:
         """The profile's units, parents before children (the record itself is sorted by name)."""
@@ -170,8 +210,10 @@ def build_report(
     ledgers: Mapping[str, Sequence[Entry] | str],
     history_note: str = "",
     generated: str = "",
+    deployments: Mapping[str, Sequence[Deployment] | str] | None = None,
 ) -> ReleaseReport:
-    """``ledgers``: channel -> its entries, or a string saying why that channel's ledger could not be read."""
+    """``ledgers``: channel -> its entries, or a string saying why that channel's ledger could not be read;
+    ``deployments`` likewise for each deploy target's deployment ledger."""
     tops, more = top_findings(record, findings)
     history = tuple(
         ChannelHistory(channel, error=value)
@@ -180,7 +222,10 @@ def build_report(
         for channel, value in ledgers.items()
     )
     profiles = tuple(dict.fromkeys(u.profile for u in record.units.values()))
-    return ReleaseReport(record, tally_verify(record, verify), tops, more, history, history_note, generated, profiles)
+    where = placements(record, deployments or {})
+    return ReleaseReport(
+        record, tally_verify(record, verify), tops, more, history, history_note, generated, profiles, where
+    )
 
 
 # --- inputs and outputs -----------------------------------------------------------------------

@@ -207,8 +207,7 @@ class EdgeStrategy:
 
     def run(self, log: StepLog) -> Ran:
         for service, colour in self.stale():
-            with log.step("clean", service, f"{colour}: left by an unfinished deploy"):
-                self._project(service, colour).down()
+            self._quietly(log, "clean", service, f"{colour}: left by an unfinished deploy", "down", colour)
         if self.name == "stop-first":
             return self._stop_first(log)
         return self._blue_green(log)
@@ -240,22 +239,27 @@ class EdgeStrategy:
         results: list[ServiceCheck] = []
         for move in self.moving:
             if move.live is not None:
-                with log.step("stop", move.service, f"{move.live.colour}: the edge holds requests meanwhile"):
-                    self._project(move.service, move.live.colour).stop()
+                why = f"{move.live.colour}: the edge holds requests meanwhile"
+                if not self._quietly(log, "stop", move.service, why, "stop", move.live.colour):
+                    return Ran(f"docker compose stop of {move.service} failed", self._restart_old(move, log), True)
             check = self._stage(move, log)
             if not check.passed:
                 self._remove_new([move], log)
                 return Ran(_failure([check], "on its new container"), self._restart_old(move, log), True, [check])
             before = self.state
-            after = self._switch(before, [move], log)
+            try:
+                after = self._switch(before, [move], log)
+            except ApplyFailed as exc:
+                self._remove_new([move], log)
+                return Ran(f"edge: {exc}", self._restart_old(move, log), True)
             through = self._check_edge([move], log)
             if not all(c.passed for c in through):
                 self._restart_old(move, log)
                 how = self._switch_back(after, before, [move], log)
                 return Ran(_failure([c for c in through if not c.passed], "through the edge"), how, True, through)
             if move.live is not None:
-                with log.step("remove", move.service, f"{move.live.colour}: the old container"):
-                    self._project(move.service, move.live.colour).down()
+                self._quietly(log, "remove", move.service, f"{move.live.colour}: the old container", "down",
+                              move.live.colour)  # fmt: skip
             results += through
         self._remove_leaving(self.state, log)
         if not self.moving:
@@ -273,8 +277,11 @@ class EdgeStrategy:
         port = self.ports[move.service]
         container_port = int(self.checks[move.service]["container_port"])
         definition = colour_definition(self.project, move.service, move.colour, self.bind, port, container_port)
-        with log.step("start", move.service, f"{move.colour} on {self.bind}:{port}"):
-            self._project(move.service, move.colour).up(definition)
+        try:
+            with log.step("start", move.service, f"{move.colour} on {self.bind}:{port}"):
+                self._project(move.service, move.colour).up(definition)
+        except ApplyFailed as exc:
+            return ServiceCheck(move.service, f"not started: docker compose up: {exc}", port=port)
         with log.step("check", move.service, f"{move.colour}, directly") as step:
             name = colour_project_name(self.target.name, move.service, move.colour)
             alive = container_alive(self.client, name)
@@ -343,14 +350,14 @@ class EdgeStrategy:
     def _restart_old(self, move: Move, log: StepLog) -> str:
         if move.live is None:
             return "nothing ran before"
-        with log.step("restart", move.service, f"{move.live.colour}: the old container, for the held requests"):
-            self._project(move.service, move.live.colour).start()
+        why = f"{move.live.colour}: the old container, for the held requests"
+        if not self._quietly(log, "restart", move.service, why, "start", move.live.colour):
+            return f"starting {move.service}'s old container again FAILED; the target needs attention"
         return f"started {move.service}'s old container again; held requests went to it"
 
     def _remove_new(self, moves: Sequence[Move], log: StepLog) -> None:
         for move in moves:
-            with log.step("remove", move.service, f"{move.colour}: the new container"):
-                self._project(move.service, move.colour).down()
+            self._quietly(log, "remove", move.service, f"{move.colour}: the new container", "down", move.colour)
 
     def _drain(self, moves: Sequence[Move], log: StepLog) -> None:
         olds = [(m.service, m.live.colour) for m in moves if m.live is not None]
@@ -360,8 +367,7 @@ class EdgeStrategy:
             took = self.edge.wait_drained(olds, self.target.drain_s)
             step["detail"] = f"old connections done after {took:.1f}s (at most {self.target.drain_s:g}s)"
         for service, colour in olds:
-            with log.step("remove", service, f"{colour}: the old container"):
-                self._project(service, colour).down()
+            self._quietly(log, "remove", service, f"{colour}: the old container", "down", colour)
 
     def _remove_leaving(self, state: EdgeState, log: StepLog) -> None:
         leaving = self.leaving
@@ -370,13 +376,26 @@ class EdgeStrategy:
         after = state
         for move in leaving:
             after = after.with_route(move.service, None)
-        with log.step("switch", detail="routes of services the target no longer runs"):
-            self.edge.apply(state, after)
-        self.state = after
+        try:
+            with log.step("switch", detail="routes of services the target no longer runs"):
+                self.edge.apply(state, after)
+            self.state = after
+        except ApplyFailed:
+            return  # the step says why; the services stay, served, until the next deploy
         for move in leaving:
             for colour in self.containers.get(move.service, {}):
-                with log.step("remove", move.service, f"{colour}: no longer part of the target"):
-                    self._project(move.service, colour).down()
+                self._quietly(log, "remove", move.service, f"{colour}: no longer part of the target", "down", colour)
+
+    def _quietly(self, log: StepLog, step: str, service: str, detail: str, action: str, colour: str) -> bool:
+        """``docker compose <action>`` of one colour as a step; a failure is the step's, not the deploy's
+        (it is cleaning up, or the caller decides): False then."""
+        project = self._project(service, colour)
+        try:
+            with log.step(step, service, detail):
+                {"down": project.down, "stop": project.stop, "start": project.start}[action]()
+            return True
+        except ApplyFailed:
+            return False
 
     def _kept(self) -> str:
         return "the old containers kept serving, untouched; the new ones were removed"

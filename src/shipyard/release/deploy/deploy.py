@@ -24,7 +24,7 @@ from ...config.keys import state_dir
 from ...config.profiles import Profile
 from ...config.project import cache_dir
 from ...config.targets import Target
-from ...errors import ConfigError, EngineError
+from ...errors import ConfigError, DeployFailed, EngineError
 from ...events import Emit, Event, discard
 from ...oci.client import RegistryClient
 from ...runner import Runner
@@ -34,7 +34,7 @@ from .blue_green import EdgeStrategy, Move
 from .compose import RELEASE_LABEL, Placed, compose_project
 from .compose_apply import ComposeApplier
 from .deployments import Deployment, load_deployments, save_deployments
-from .docker_cli import DockerCli, Running
+from .docker_cli import ApplyFailed, DockerCli, Running
 from .in_place import InPlaceStrategy
 from .live import ServiceCheck
 from .lock import lock_file, target_lock
@@ -263,7 +263,10 @@ class TargetDeploy:
         log = StepLog(name, self.ctx.emit)
         if self.edge is not None:  # before the ledger entry: a pull or a port that fails changes nothing
             self.edge.proxy_image = self.ctx.proxy_image(self.target, build=True)
-            self.edge.prepare(log)
+            try:
+                self.edge.prepare(log)
+            except ApplyFailed as exc:
+                raise DeployFailed(f"{name}: {exc}; nothing was changed") from None
         if self.unfinished is not None:
             self.unfinished.state = "interrupted"
             self.unfinished.reason = "the run was stopped before it finished; the next deploy took over"

@@ -6,8 +6,10 @@ the published port of that colour's container. The live colour is ``ready``, the
 (maintenance): a switch flips the two at run time, so no listener is ever closed, a keep-alive
 connection keeps working and an open WebSocket stays on the container it was opened to until it
 ends. ``retries`` with ``option redispatch 1`` is the hold: a request whose server refuses it (the
-service restarting, stop-first) is tried again every second, each time on whichever server is live,
-for up to ``hold_s``.
+service restarting, stop-first), or closes without answering (as a stopping service does), is tried
+again every second, each time on whichever server is live, for up to ``hold_s``. Client connections
+are kept alive; each request to a service goes on a server connection of its own, so none sits idle
+to race a stopping service. Every answer names the colour that gave it (``X-Shipyard-Colour``).
 
 The state is kept as JSON beside the config in the edge's volume, so every deploy reads what the edge
 does now, and a restarted edge comes back as it was.
@@ -27,8 +29,10 @@ PARKED = "127.0.0.1:1"  # the address of a colour that runs nothing: never ready
 
 
 def other(colour: str) -> str:
-    """>>> other("blue")
-    'green'
+    """The colour a service moves to from ``colour`` (blue for a service that has none yet).
+
+    >>> other("blue"), other("")
+    ('green', 'blue')
     """
     return COLOURS[1 - COLOURS.index(colour)] if colour in COLOURS else COLOURS[0]
 
@@ -89,6 +93,7 @@ def render(state: EdgeState) -> str:
     <BLANKLINE>
     backend be_api
         retries 5
+        http-response set-header X-Shipyard-Colour %[srv_name]
         server blue 127.0.0.1:20001
         server green 127.0.0.1:1 disabled
     <BLANKLINE>
@@ -108,11 +113,14 @@ def render(state: EdgeState) -> str:
         "    timeout tunnel 1h",  # an open WebSocket stream
         "    timeout http-keep-alive 60s",
         "    option redispatch 1",  # every retry goes to the server that is live at that moment
+        "    option http-server-close",  # a new server connection per request: none is idle when a service stops
+        "    retry-on conn-failure empty-response",  # a service that stopped (or closed) before answering
         "",
     ]
     for service, route in state.routes.items():
         lines += [f"frontend fe_{service}", f"    bind :{route.port}", f"    default_backend {backend(service)}", ""]
         lines += [f"backend {backend(service)}", f"    retries {max(1, math.ceil(route.hold_s))}"]
+        lines.append("    http-response set-header X-Shipyard-Colour %[srv_name]")  # which colour answered
         for colour in COLOURS:
             parked = "" if colour == route.live else " disabled"
             lines.append(f"    server {colour} {route.upstream(colour)}{parked}")

@@ -7,6 +7,7 @@ serves, not only that its containers say healthy.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -33,8 +34,10 @@ class ServiceCheck:
 
     @property
     def short(self) -> str:
-        """The reason in a few words for the one-line outcome: ``wrong answer from model-ops``."""
-        return f"{self.reason.split(':', 1)[0]} from {self.service}"
+        """The reason in a few words for the one-line outcome: ``wrong answer from model-ops``,
+        ``not healthy in 60s from model-ops``."""
+        cause = re.split(r":| \(", self.reason, maxsplit=1)[0]
+        return f"{cause} from {self.service}"
 
 
 def check_service(
@@ -55,9 +58,9 @@ def check_service(
         try:
             wait_until_ready(healthy, float(probe["ready_timeout_s"]))
         except NotReady as exc:
-            timeout = probe["ready_timeout_s"]
+            timeout = f"{float(probe['ready_timeout_s']):g}"
             return ServiceCheck(
-                service, f"not answering at {base_url}{probe['health']} in {timeout}s: {exc}", port=port
+                service, f"not healthy in {timeout}s (at {base_url}{probe['health']}: {exc})", port=port
             )
         except Crashed as exc:
             return ServiceCheck(service, f"not starting: {exc}", port=port)

@@ -111,7 +111,9 @@ def read_swarm(target: Target, client: Any) -> TargetStatus:
 
 
 def serving(health: str) -> bool:
-    """>>> [serving(h) for h in ("healthy", "running", "2/2 running", "1/2 running", "unhealthy")]
+    """A health that serves: healthy, running without a healthcheck, or every swarm replica running.
+
+    >>> [serving(h) for h in ("healthy", "running", "2/2 running", "1/2 running", "unhealthy")]
     [True, True, True, False, False]
     """
     if health.endswith(" running"):

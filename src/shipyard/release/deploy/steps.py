@@ -6,6 +6,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from ...events import Emit, Event
@@ -13,8 +14,9 @@ from ...events import Emit, Event
 
 @dataclass
 class StepLog:
-    """Where a deploy's steps go: ``steps`` (the ledger entry's list) and ``save`` after each one, so a
-    run killed halfway leaves the steps it took in the ledger."""
+    """Where a deploy's steps go: ``steps`` (the ledger entry's list: name, service, when it started in
+    UTC, seconds, ok, detail) and ``save`` after each one, so a run killed halfway leaves the steps it took
+    in the ledger."""
 
     target: str
     emit: Emit
@@ -25,7 +27,9 @@ class StepLog:
     def step(self, name: str, service: str = "", detail: str = "") -> Iterator[dict[str, Any]]:
         """Time the block as step ``name``; the yielded dict's ``detail`` may be set inside it. An
         exception marks the step failed (with the exception's text) and goes on up."""
+        at = datetime.now(UTC)
         record: dict[str, Any] = {"step": name, "service": service, "detail": detail}
+        record["at"] = at.strftime("%Y-%m-%dT%H:%M:%S.") + f"{at.microsecond // 1000:03d}Z"
         started = time.monotonic()
         try:
             yield record
