@@ -11,6 +11,14 @@ So ``localhost:5000/...@sha256:...`` names the same image in both engines (Docke
 registry as insecure by default: no ``insecure-registries`` needed), and a port the second engine
 publishes answers from the host at ``10.77.0.2:<port>``.
 
+With ``ipv6=True``, an engine as on a host with IPv6: the veth pair also has ``fd00:77::1/64`` (host) and
+``fd00:77::2/64`` (namespace), and dockerd runs with ``"ipv6": true`` and a ``fixed-cidr-v6``. A port
+published without a host address is bound on ``0.0.0.0`` and on ``[::]`` (Docker 26 binds ``[::]`` even
+without IPv6: the namespace's lo has ``::1``); the ``[::]`` one answers from the host at
+``[fd00:77::2]:<port>`` (its userland proxy forwards to the container's IPv4 address on an IPv4-only
+network such as Swarm's ``docker_gwbridge``, where ``mode=host`` ports are published). A port the engine
+picks (swarm ``mode=host``) can then be two numbers, one per family: Docker < 27 allocates them apart.
+
 dockerd is started with ``nsenter --net``, not ``ip netns exec``: the latter remounts /sys, and dockerd
 then fails with "Devices cgroup isn't mounted". Its data root, exec root, pid file and socket are all
 under ``work``; its containers go to the cgroup ``/<name>``, so what a killed run leaves behind (shims
@@ -58,6 +66,8 @@ class SecondEngine:
     host_address: str  # 10.<subnet>.0.1: the host, as the engine's namespace sees it
     socket: Path
     work: Path
+    address6: str = ""  # fd00:<subnet>::2 with ipv6=True (where its IPv6 ports answer), else ""
+    subnet: int = 77
 
     @property
     def log(self) -> Path:
@@ -93,8 +103,11 @@ def ipvs_available() -> bool:
 
 
 @contextlib.contextmanager
-def second_engine(work: Path, name: str = "shipyard-it-h", subnet: int = 77) -> Iterator[SecondEngine]:
-    """Start a second dockerd in network namespace ``name`` on 10.<subnet>.0.0/24 and tear it all down after.
+def second_engine(
+    work: Path, name: str = "shipyard-it-h", subnet: int = 77, *, ipv6: bool = False
+) -> Iterator[SecondEngine]:
+    """Start a second dockerd in network namespace ``name`` on 10.<subnet>.0.0/24 and tear it all down after;
+    with ``ipv6`` also on fd00:<subnet>::/64, its engine with IPv6 enabled.
 
     Two engines can coexist with different names *and* subnets. A previous run of the same name that was
     killed is cleaned up first; one still running (it holds /run/shipyard-it/<name>.lock) is an error.
@@ -112,6 +125,8 @@ def second_engine(work: Path, name: str = "shipyard-it-h", subnet: int = 77) -> 
         host_address=host_ip,
         socket=work / "docker.sock",
         work=work,
+        address6=f"fd00:{subnet}::2" if ipv6 else "",
+        subnet=subnet,
     )
     with contextlib.ExitStack() as stack:
         previous = stack.enter_context(_lock(name, work))
@@ -119,6 +134,8 @@ def second_engine(work: Path, name: str = "shipyard-it-h", subnet: int = 77) -> 
         stack.callback(_clean, name, host_veth, {work})  # runs last, whatever happened before it
         work.mkdir(parents=True, exist_ok=True)
         _network(name, host_veth, ns_veth, host_ip, ns_ip)
+        if ipv6:
+            _network6(name, host_veth, ns_veth, subnet)
         stack.callback(Relay(host_ip, REGISTRY_PORT, "127.0.0.1", REGISTRY_PORT).start().close)
         stack.callback(_stop, _netns_relay(name, host_ip, work))
         dockerd = _start_dockerd(engine)
@@ -165,6 +182,13 @@ def _network(name: str, host_veth: str, ns_veth: str, host_ip: str, ns_ip: str) 
     _ip("-n", name, "route", "add", "default", "via", host_ip)
 
 
+def _network6(name: str, host_veth: str, ns_veth: str, subnet: int) -> None:
+    """fd00:<subnet>::1/64 on the host's end, ::2/64 on the namespace's; no duplicate address detection
+    (the addresses are usable at once) and no IPv6 route out of the namespace: only the host is reached."""
+    _ip("addr", "add", f"fd00:{subnet}::1/64", "dev", host_veth, "nodad")
+    _ip("-n", name, "addr", "add", f"fd00:{subnet}::2/64", "dev", ns_veth, "nodad")
+
+
 def _nsenter(name: str) -> list[str]:
     return ["nsenter", f"--net={NETNS_DIR / name}"]
 
@@ -192,6 +216,8 @@ def _start_dockerd(engine: SecondEngine) -> subprocess.Popen[bytes]:
         "cgroup-parent": f"/{engine.name}",  # its containers, findable by name (see _clean)
         "shutdown-timeout": 5,  # stopping containers on the way out: 5 s, not 15
     }
+    if engine.address6:  # IPv6 on the default bridge; ports are published on [::] as well as 0.0.0.0
+        config |= {"ipv6": True, "fixed-cidr-v6": f"fd00:{engine.subnet}:1::/64"}
     (work / "daemon.json").write_text(json.dumps(config, indent=2) + "\n")
     (work / "docker.pid").unlink(missing_ok=True)
     argv = [*_nsenter(engine.netns), "dockerd", "--config-file", str(work / "daemon.json")]

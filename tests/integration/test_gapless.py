@@ -409,4 +409,4 @@ def test_a_port_the_edge_cannot_bind_is_refused_before_anything_changes(fleet: F
     (line,) = result.stderr.strip().splitlines()
     assert f"port 36560 ({REST}) is taken" in line and "nothing was changed" in line, line
     assert engine_runs(fleet, f"taken-{RUN}") == {}
-    assert ledger(fleet, f"taken-{RUN}") == []
+    assert entries_now(f"taken-{RUN}") == []

@@ -352,3 +352,22 @@ def test_a_compose_target_deploys_blue_green_behind_the_edge_by_default() -> Non
 def test_bad_deploy_settings_name_their_key(keys: dict[str, Any], message: str) -> None:
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
         targets(keys)
+
+
+# --- the live check's wait --------------------------------------------------------------------------------
+
+
+def test_a_container_that_crashed_ends_the_wait_at_once_not_after_its_ready_timeout() -> None:
+    import time as clock
+
+    from shipyard.release.deploy.live import check_service
+    from shipyard.release.gates.probes import Crashed
+
+    def crashed() -> None:
+        raise Crashed(3)
+
+    probe = {"health": "/health", "ready_timeout_s": 60, "golden": {}, "protocol": "http", "slo_p95_ms": 100}
+    started = clock.monotonic()
+    check = check_service("127.0.0.1", 1, "api", {"probe": probe, "requests": 1}, crashed)
+    assert clock.monotonic() - started < 5
+    assert check.reason == "not starting: container exited with code 3" and check.short == "not starting from api"

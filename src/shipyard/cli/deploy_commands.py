@@ -172,9 +172,11 @@ def cmd_deployments(args: argparse.Namespace, console: Console) -> int:
     if not ledger.entries:
         console.line(f"{target.name}: no deployments yet in {where}")
         return 0
-    rows: list[tuple[str, ...]] = [("when", "who", "release", "from", "services", "state", "seconds", "note")]
+    header = ("when", "who", "release", "from", "services", "strategy", "state", "seconds", "note")
+    rows: list[tuple[str, ...]] = [header]
     for e in ledger.entries:
         seconds = f"{e.seconds:.1f}" if e.seconds is not None else "-"
-        rows.append((e.at, e.by[:30], e.release, e.source, str(len(e.images)), e.state, seconds, e.reason[:70]))
+        cells = (e.at, e.by[:30], e.release, e.source, str(len(e.images)), e.strategy, e.state, seconds, e.reason[:70])
+        rows.append(cells)
     console.table(rows)
     return 0

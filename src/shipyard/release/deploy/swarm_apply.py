@@ -5,15 +5,20 @@ The same services as the Compose project, in the form ``docker stack deploy`` ta
 ``update_config`` that starts a new task before stopping an old one (``start-first``), watches it for
 ``MONITOR`` and lets Swarm roll the service back itself when the new tasks fail. shipyard then waits
 until every service has converged: each task running (healthy, where the image has a healthcheck) on
-the new image, or Swarm's own rollback, reported with Swarm's message.
+the new image; Swarm's own rollback or paused update, or tasks of the new spec failing again and
+again, end the wait at once, reported with Swarm's message. In ``host`` mode the live check asks each
+running task once, on the port it is published on for the address family of the probe host (an engine
+with IPv6 publishes a task on ``0.0.0.0`` and ``[::]``, not always with the same port number).
 """
 
 from __future__ import annotations
 
+import ipaddress
 import re
+import socket
 import time
 from collections.abc import Callable, Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +32,12 @@ from .docker_cli import ApplyFailed, DockerCli, Running
 STACK_LABEL = "com.docker.stack.namespace"
 MONITOR = "15s"  # how long Swarm watches a new task before the update moves on
 ROLLED_BACK = ("rollback_completed", "rollback_paused")
+GAVE_UP = (*ROLLED_BACK, "paused")  # update states that end the wait: Swarm stopped the update
+FAILED = ("failed", "rejected")  # task states: it ran and exited, or could not start at all
+FAILED_TASKS = 3  # tasks of the new spec ending so, in one deploy: it keeps failing, more waiting won't help
+CONNECT_S = 1.0  # a TCP connect to a task's port, where the engine does not say which family it is for
 Sleep = Callable[[float], None]
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def stack_project(compose: Mapping[str, Any], runtime: RuntimeSettings, publish: str = "ingress") -> dict[str, Any]:
@@ -125,36 +135,136 @@ class SwarmApplier:
             raise ApplyFailed(f"not converged in {timeout_s:.0f}s: {exc}") from None
 
     def _converged(self, names: set[str], since: datetime | None) -> Callable[[], None]:
-        """A check: NotReady until each service runs its new spec on every replica; Swarm's rollback of an
-        update this deploy started (after ``since``, on the engine's clock) is a failure, with Swarm's message."""
+        """A check: NotReady until each service runs its new spec on every replica. Swarm's rollback or pause
+        of an update this deploy started (after ``since``, on the engine's clock) is a failure with Swarm's
+        message, and so are ``FAILED_TASKS`` tasks of the new spec failed or rejected since then."""
 
         def check() -> None:
             services = {self._short(s): s for s in self._services()}
             for name, service in services.items():
-                status = service.attrs.get("UpdateStatus") or {}
-                started = _instant(str(status.get("StartedAt", "")))
-                if status.get("State") in ROLLED_BACK and (since is None or (started is not None and started >= since)):
-                    raise ApplyFailed(f"Swarm rolled {name} back: {status.get('Message', 'no message')}")
+                _fail_if_given_up(name, service.attrs, since)
             waiting = sorted(n for n in names if n not in services or not self._settled(services[n]))
+            for name in waiting:
+                if name in services:
+                    _fail_if_failing(name, services[name], since)
             if waiting:
                 raise NotReady("converging: " + ", ".join(waiting))
 
         return check
 
     def live_ports(self, service: str, port: int, container_port: int) -> list[int]:
-        """Where the live check reaches ``service``: the mesh's ``port``, or in ``host`` mode each running task's."""
+        """Where the live check reaches ``service``: the mesh's ``port``, or in ``host`` mode one port per
+        running task, the one it is published on for the probe host's address family."""
         if self.publish != "host":
             return [port]
         found = [s for s in self._services() if self._short(s) == service]
         tasks = found[0].tasks(filters={"desired-state": "running"}) if found else []
-        published = {
+        ports = [self._task_port(t, container_port) for t in tasks if t["Status"]["State"] == "running"]
+        return sorted(p for p in ports if p is not None)
+
+    def _task_port(self, task: Mapping[str, Any], container_port: int) -> int | None:
+        """The host port the probe host reaches ``task``'s ``container_port`` at; None when it has none.
+
+        Swarm lists a task's published ports without their host address: one per address family the
+        engine bound (``0.0.0.0`` and ``[::]``, maybe on different ports). The task's container says
+        which is which where this engine runs it; a task on another node: the port that accepts a
+        connection at the probe host, else the first."""
+        status = task["Status"]
+        listed = [
             int(p["PublishedPort"])
-            for t in tasks
-            if t["Status"]["State"] == "running"
-            for p in (t["Status"].get("PortStatus") or {}).get("Ports", [])
-            if int(p.get("TargetPort", 0)) == container_port
-        }
-        return sorted(published)
+            for p in (status.get("PortStatus") or {}).get("Ports", [])
+            if int(p.get("TargetPort", 0)) == container_port and p.get("PublishedPort")
+        ]
+        if len(set(listed)) <= 1:
+            return listed[0] if listed else None
+        container_id = str((status.get("ContainerStatus") or {}).get("ContainerID", ""))
+        host = self.cli.engine.probe_host
+        bound = _port_for_family(self._bindings(container_id, container_port), _family(host))
+        return bound if bound in listed else _answering(host, listed)
+
+    def _bindings(self, container_id: str, container_port: int) -> list[Mapping[str, Any]]:
+        """The container's ``HostIp``/``HostPort`` pairs for ``container_port``; none where it cannot be read."""
+        import docker
+
+        if not container_id:
+            return []
+        try:
+            container = self.client.containers.get(container_id)
+        except docker.errors.DockerException:  # not on this engine's node, or gone meanwhile
+            return []
+        ports = (container.attrs.get("NetworkSettings") or {}).get("Ports") or {}
+        return list(ports.get(f"{container_port}/tcp") or [])
 
     def down(self) -> None:
         self.cli.run(["docker", "stack", "rm", self.name])
+
+
+def _since(stamp: Any, since: datetime | None) -> bool:
+    """``stamp`` (an engine timestamp) is at or after ``since``; anything is, without a ``since``."""
+    if since is None:
+        return True
+    instant = _instant(str(stamp or ""))
+    return instant is not None and instant >= since
+
+
+def _fail_if_given_up(name: str, attrs: Mapping[str, Any], since: datetime | None) -> None:
+    """ApplyFailed with Swarm's message when it rolled back or paused an update started after ``since``."""
+    status = attrs.get("UpdateStatus") or {}
+    state = status.get("State")
+    if state in GAVE_UP and _since(status.get("StartedAt"), since):
+        what = f"paused the update of {name}" if state == "paused" else f"rolled {name} back"
+        raise ApplyFailed(f"Swarm {what}: {status.get('Message') or 'no message'}")
+
+
+def _fail_if_failing(name: str, service: Any, since: datetime | None) -> None:
+    """ApplyFailed with the last task's error once ``FAILED_TASKS`` tasks of the service's spec failed or were
+    rejected since ``since``; not while Swarm rolls an update back (it converges on the old spec then)."""
+    if ((service.attrs.get("UpdateStatus") or {}).get("State")) == "rollback_started":
+        return
+    image = service.attrs["Spec"]["TaskTemplate"]["ContainerSpec"]["Image"]
+    failed = [
+        t
+        for t in service.tasks()
+        if t["Status"]["State"] in FAILED
+        and t["Spec"]["ContainerSpec"]["Image"] == image
+        and _since(t.get("CreatedAt"), since)
+    ]
+    if len(failed) >= FAILED_TASKS:
+        last = max(failed, key=lambda t: _instant(str(t["Status"].get("Timestamp", ""))) or EPOCH)["Status"]
+        error = last.get("Err") or last.get("Message") or last["State"]
+        raise ApplyFailed(f"{name}: {len(failed)} tasks failed ({last['State']}): {error}")
+
+
+def _family(host: str) -> socket.AddressFamily:
+    """The address family a connection to ``host`` uses: an IP literal's, else the first address it resolves to."""
+    try:
+        return socket.AF_INET6 if ipaddress.ip_address(host).version == 6 else socket.AF_INET
+    except ValueError:
+        pass
+    try:
+        return socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)[0][0]
+    except (OSError, IndexError):
+        return socket.AF_INET
+
+
+def _port_for_family(bindings: list[Mapping[str, Any]], family: socket.AddressFamily) -> int | None:
+    """The host port of the first binding on an address of ``family`` (``0.0.0.0``, ``::``, or one address)."""
+    for binding in bindings:
+        try:
+            address = ipaddress.ip_address(str(binding.get("HostIp") or "0.0.0.0"))
+        except ValueError:
+            continue
+        if (address.version == 6) == (family == socket.AF_INET6) and str(binding.get("HostPort", "")).isdigit():
+            return int(binding["HostPort"])
+    return None
+
+
+def _answering(host: str, ports: list[int]) -> int:
+    """The first of ``ports`` that accepts a TCP connection at ``host`` (a refusal is instant), else the first."""
+    for port in dict.fromkeys(ports):
+        try:
+            with socket.create_connection((host, port), timeout=CONNECT_S):
+                return port
+        except OSError:
+            continue
+    return ports[0]
