@@ -194,35 +194,25 @@ def write_results(raw: dict[str, list[dict[str, float]]]) -> None:
             f"{failed} | {median(rows, 'deploy s'):.2f} |"
         )
     docker = run(["docker", "version", "--format", "{{.Server.Version}}"]).strip()
-    text = "\n".join(
-        [
-            "## Deploys under traffic: blue-green, stop-first, in place",
-            "",
-            f"Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {platform.node()}: {os.cpu_count()} cores, "
-            f"Python {platform.python_version()}, Docker engine {docker}; {len(next(iter(raw.values())))} rounds, "
-            f"each a release that changes `{CHANGED}`, deployed to three targets on this host (the demo's three "
-            "services, cpu profile) while a prober sends 25 requests/s to each HTTP endpoint (health and golden "
-            "of the changed service, health of another) and holds a WebSocket stream open on a third.",
-            "",
-            "- **to the new release**: from `shipyard deploy` to the first answer of the changed service from its "
-            "new container (the edge names the colour that answered; in place: the first answer after the restart).",
-            "- **longest gap**: the longest time between two right answers of the changed service's health: an "
-            "outage (in place), a hold (stop-first), or just the request interval (blue-green).",
-            "- **whole deploy**: until `shipyard deploy` returns; blue-green includes the drain, which ends as soon "
-            f"as the old container has no open connection (at most `drain_s = {DRAIN_S}`).",
-            "",
-            *lines,
-            "",
-            "Raw figures:",
-            "",
-            "```json",
-            json.dumps(raw, indent=2),
-            "```",
-            "",
-        ]
-    )
-    from scale_report import replace_section
+    from scale_report import save_section
 
-    results = REPO / "bench" / "RESULTS.md"
-    results.write_text(replace_section(results.read_text() if results.is_file() else "", "deploy", text) + "\n")
+    heading = [
+        "## Deploys under traffic: blue-green, stop-first, in place",
+        "",
+        f"Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {platform.node()}: {os.cpu_count()} cores, "
+        f"Python {platform.python_version()}, Docker engine {docker}; {len(next(iter(raw.values())))} rounds, "
+        f"each a release that changes `{CHANGED}`, deployed to three targets on this host (the demo's three "
+        "services, cpu profile) while a prober sends 25 requests/s to each HTTP endpoint (health and golden "
+        "of the changed service, health of another) and holds a WebSocket stream open on a third.",
+        "",
+        "- **to the new release**: from `shipyard deploy` to the first answer of the changed service from its "
+        "new container (the edge names the colour that answered; in place: the first answer after the restart).",
+        "- **longest gap**: the longest time between two right answers of the changed service's health: an "
+        "outage (in place), a hold (stop-first), or just the request interval (blue-green).",
+        "- **whole deploy**: until `shipyard deploy` returns; blue-green includes the drain, which ends as soon "
+        f"as the old container has no open connection (at most `drain_s = {DRAIN_S}`).",
+        "",
+        *lines,
+    ]
+    save_section(REPO / "bench" / "RESULTS.md", "deploy", heading, raw, "Raw figures")
     print("\n".join(lines))

@@ -203,42 +203,31 @@ def write_results(raw: dict[str, dict[str, list[float]]], units: int) -> None:
             lines.append(f"| {case}, shipyard --no-reuse | {nr:.2f} | {anchor} | {an:.2f} | **{nr / an:.2f}×** | — |")
     docker = run(["docker", "version", "--format", "{{.Server.Version}}"]).strip()
     buildx = run(["docker", "buildx", "version"]).strip()
-    text = "\n".join(
-        [
-            "## This repo's catalog: shipyard vs docker buildx bake",
-            "",
-            f"Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {platform.node()}: {os.cpu_count()} cores, "
-            f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB, "
-            f"Python {platform.python_version()}, "
-            f"Docker engine {docker} (containerd image store), {buildx}. Catalog: this repo, {units} build units "
-            "(3 profiles × 6 images), local registry on 127.0.0.1:5000. "
-            "Both tools use the same local base (by digest), "
-            "the same registry cache settings (type=registry, mode=max) and the default docker driver; runs alternate "
-            "between the tools; medians of the rounds below.",
-            "",
-            "- **cold**: `docker buildx prune -af` and a new registry namespace (empty registry cache) "
-            "before each run.",
-            "- **no-op**: a new commit that touches no image input.",
-            "- **one-service**: a new commit that changes one service's source (rebuilds it in 3 profiles).",
-            "- **pruned**: a new commit after `docker buildx prune -af`, registry cache present; the extra row shows "
-            "shipyard with `--no-reuse`, i.e. the registry-cache path itself.",
-            "- **promote**: every unit of a release to a new channel: `shipyard promote` (manifest PUT by digest) vs "
-            "`skopeo copy --preserve-digests` of the same tags, one after another.",
-            "",
-            *lines,
-            "",
-            "Raw seconds:",
-            "",
-            "```json",
-            json.dumps(raw, indent=2),
-            "```",
-            "",
-        ]
-    )
-    from scale_report import replace_section
+    from scale_report import save_section
 
-    results = REPO / "bench" / "RESULTS.md"
-    results.write_text(replace_section(results.read_text() if results.is_file() else "", "repo", text) + "\n")
+    heading = [
+        "## This repo's catalog: shipyard vs docker buildx bake",
+        "",
+        f"Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {platform.node()}: {os.cpu_count()} cores, "
+        f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB, "
+        f"Python {platform.python_version()}, "
+        f"Docker engine {docker} (containerd image store), {buildx}. Catalog: this repo, {units} build units "
+        "(3 profiles × 6 images), local registry on 127.0.0.1:5000. "
+        "Both tools use the same local base (by digest), "
+        "the same registry cache settings (type=registry, mode=max) and the default docker driver; runs alternate "
+        "between the tools; medians of the rounds below.",
+        "",
+        "- **cold**: `docker buildx prune -af` and a new registry namespace (empty registry cache) before each run.",
+        "- **no-op**: a new commit that touches no image input.",
+        "- **one-service**: a new commit that changes one service's source (rebuilds it in 3 profiles).",
+        "- **pruned**: a new commit after `docker buildx prune -af`, registry cache present; the extra row shows "
+        "shipyard with `--no-reuse`, i.e. the registry-cache path itself.",
+        "- **promote**: every unit of a release to a new channel: `shipyard promote` (manifest PUT by digest) vs "
+        "`skopeo copy --preserve-digests` of the same tags, one after another.",
+        "",
+        *lines,
+    ]
+    save_section(REPO / "bench" / "RESULTS.md", "repo", heading, raw, "Raw seconds")
     print("\n".join(lines))
 
 

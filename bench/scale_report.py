@@ -249,6 +249,13 @@ def svg_plot(raw: Mapping[str, Any]) -> str:
 # ---- RESULTS.md: each benchmark owns a marked section and leaves the others as they are ----
 
 
+def save_section(results: Path, name: str, lines: Sequence[str], raw: object, raw_title: str) -> None:
+    """Write ``lines`` and the raw figures (a JSON block under ``raw_title``) as section ``name`` of
+    ``results`` (bench/RESULTS.md), leaving its other sections as they are."""
+    text = "\n".join([*lines, "", f"{raw_title}:", "", "```json", json.dumps(raw, indent=2), "```", ""])
+    results.write_text(replace_section(results.read_text() if results.is_file() else "", name, text) + "\n")
+
+
 def replace_section(text: str, name: str, body: str) -> str:
     begin, end = f"<!-- bench:{name}:begin -->", f"<!-- bench:{name}:end -->"
     block = f"{begin}\n{body.rstrip()}\n{end}"

@@ -228,40 +228,38 @@ def test_a_release_that_changes_one_service_restarts_only_it_and_drops_nothing(f
     assert stream.answers and stream.answers[-1][0] > drain
 
 
-def test_a_new_container_with_a_wrong_answer_never_reaches_a_user(fleet: Fleet, tmp_path: Path) -> None:
-    before = engine_runs(fleet)
-    b = variant(fleet, REST, fake({"HEALTH_STATUS": "200", "DELAY": "0", "LABEL": "anger"}), tmp_path)
-    good = fleet.current
-    promote(fleet, b)
-    with probed(fleet) as probe:
-        result = deploy(fleet, check=False)
-    assert not probe.failures(), probe.summary()
-    assert result.returncode == 14, result.stdout + result.stderr
-    line = (
-        f"{TARGET}: {b.release} failed (wrong answer from {REST}, on its new container); the old containers "
-        "kept serving, untouched; the new ones were removed"
-    )
-    assert result.stderr.strip().splitlines() == [f"shipyard: error: {line}"], result.stderr
-    assert engine_runs(fleet) == before  # the same containers, nothing of the other colour left
-    assert ledger(fleet)[-1]["state"] == "rolled-back"
-    promote(fleet, good)
-
-
-def test_a_new_container_that_never_gets_healthy_changes_nothing(fleet: Fleet, tmp_path: Path) -> None:
-    before = engine_runs(fleet)
-    h = variant(fleet, REST, fake({"HEALTH_STATUS": "500", "DELAY": "0", "LABEL": "joy"}), tmp_path)
-    good = fleet.current
-    promote(fleet, h)
+def deploy_failing(fleet: Fleet, env: dict[str, str], tmp: Path) -> tuple[str, str, float]:
+    """Deploy a release whose REST is the stand-in with ``env``, under the prober: it must exit 14, drop no
+    request and leave the engine as it was (the same containers, nothing of the other colour). The
+    channel goes back to the good release after; the release, stderr and seconds it took are returned."""
+    before, good = engine_runs(fleet), fleet.current
+    bad = variant(fleet, REST, fake(env), tmp)
+    promote(fleet, bad)
     with probed(fleet) as probe:
         started = time.monotonic()
         result = deploy(fleet, check=False)
         took = time.monotonic() - started
     assert not probe.failures(), probe.summary()
     assert result.returncode == 14, result.stdout + result.stderr
-    assert f"failed (not healthy in {READY_S}s from {REST}, on its new container)" in result.stderr
-    assert took < READY_S + 30  # the service's own ready_timeout_s bounds the wait
     assert engine_runs(fleet) == before
+    assert ledger(fleet)[-1]["state"] == "rolled-back"
     promote(fleet, good)
+    return bad.release, result.stderr, took
+
+
+def test_a_new_container_with_a_wrong_answer_never_reaches_a_user(fleet: Fleet, tmp_path: Path) -> None:
+    release, stderr, _ = deploy_failing(fleet, {"HEALTH_STATUS": "200", "DELAY": "0", "LABEL": "anger"}, tmp_path)
+    line = (
+        f"{TARGET}: {release} failed (wrong answer from {REST}, on its new container); the old containers "
+        "kept serving, untouched; the new ones were removed"
+    )
+    assert stderr.strip().splitlines() == [f"shipyard: error: {line}"], stderr
+
+
+def test_a_new_container_that_never_gets_healthy_changes_nothing(fleet: Fleet, tmp_path: Path) -> None:
+    _, stderr, took = deploy_failing(fleet, {"HEALTH_STATUS": "500", "DELAY": "0", "LABEL": "joy"}, tmp_path)
+    assert f"failed (not healthy in {READY_S}s from {REST}, on its new container)" in stderr
+    assert took < READY_S + 30  # the service's own ready_timeout_s bounds the wait
 
 
 def test_a_rollback_to_the_first_release_drops_nothing(fleet: Fleet) -> None:

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TypeVar
 
 from ..config.catalog import load_catalog
 from ..config.registry import parse_target
@@ -30,6 +31,7 @@ DEFAULT_CHANNELS = ("canary", "stable")
 LEDGER_POLICY = RetryPolicy(attempts=2, deadline_s=10.0, timeout_s=5.0)
 Ledgers = dict[str, list[Entry] | str]
 Deployments = dict[str, list[Deployment] | str]
+T = TypeVar("T")
 
 
 def fetch_ledgers(registry: RegistryClient, namespace: str, channels: Sequence[str]) -> tuple[Ledgers, str]:
@@ -39,23 +41,29 @@ def fetch_ledgers(registry: RegistryClient, namespace: str, channels: Sequence[s
         registry.ping()
     except RegistryError as exc:
         return {}, f"Promotion history not shown: the registry {registry.target} is not reachable ({exc})."
-    ledgers: Ledgers = {}
-    for channel in channels:
-        try:
-            ledgers[channel] = load_ledger(registry, namespace, channel).entries
-        except RegistryError as exc:
-            ledgers[channel] = f"The {channel} ledger could not be read: {exc}"
+    ledgers: Ledgers = _read_each(
+        channels, lambda c: load_ledger(registry, namespace, c).entries, "The {} ledger could not be read: {}"
+    )
     return ledgers, ""
 
 
 def fetch_deployments(registry: RegistryClient, namespace: str, targets: Sequence[str]) -> Deployments:
     """Each deploy target's deployment ledger entries, or why that ledger is unreadable."""
-    found: Deployments = {}
-    for target in targets:
+    return _read_each(
+        targets,
+        lambda t: load_deployments(registry, namespace, t).entries,
+        "The deployment ledger of {} could not be read: {}",
+    )
+
+
+def _read_each(names: Sequence[str], read: Callable[[str], list[T]], unreadable: str) -> dict[str, list[T] | str]:
+    """``read(name)`` for each name; where it raises RegistryError, ``unreadable`` (name, error) instead."""
+    found: dict[str, list[T] | str] = {}
+    for name in names:
         try:
-            found[target] = load_deployments(registry, namespace, target).entries
+            found[name] = read(name)
         except RegistryError as exc:
-            found[target] = f"The deployment ledger of {target} could not be read: {exc}"
+            found[name] = unreadable.format(name, exc)
     return found
 
 
