@@ -30,11 +30,12 @@ from ...oci.client import RegistryClient
 from ...runner import Runner
 from ..channels.ledger import actor
 from ..engine import TargetEngine, check_secrets, connect_engine, has_gpu, require_nvidia_runtime, resolve_engine
-from .blue_green import EdgeStrategy, Move
+from .blue_green import EdgeStrategy
 from .compose import RELEASE_LABEL, Placed, compose_project
 from .compose_apply import ComposeApplier
 from .deployments import Deployment, load_deployments, save_deployments
 from .docker_cli import ApplyFailed, DockerCli, Running
+from .edge_plan import Move
 from .in_place import InPlaceStrategy
 from .live import ServiceCheck
 from .lock import lock_file, target_lock
