@@ -12,8 +12,9 @@ import hashlib
 import json
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -32,6 +33,7 @@ MANIFEST_TYPES = (
 )
 INDEX_TYPES = MANIFEST_TYPES[:2]
 SMALL_BLOB = 1 << 20  # blobs up to this size (configs, statements, ledgers) are kept once read
+CHUNK = 1 << 20  # what a streamed upload or a hashed download holds at a time
 
 
 @dataclass(frozen=True)
@@ -267,8 +269,34 @@ class RegistryClient:
     def upload_blob(self, repository: str, data: bytes) -> str:
         """Monolithic upload (POST then PUT ?digest=); a blob already there is not sent again."""
         digest = "sha256:" + hashlib.sha256(data).hexdigest()
+        if not self.blob_exists(repository, digest):
+            done = self._upload(repository, digest, data, {})
+            if done is not None:
+                self._raise_for(done, f"blob upload to {repository}")
+        return digest
+
+    def upload_file(self, repository: str, path: Path, digest: str, size: int) -> bool:
+        """Upload a file already hashed as ``digest`` (``size`` bytes), streamed from disk; False when the
+        registry had it, so nothing was sent.
+
+        One monolithic PUT with ``Content-Length`` and a body read in ``CHUNK`` pieces: every registry
+        takes it (the spec's chunked PATCH is optional on some), and a multi-GB weight file never sits in
+        memory. The body re-opens the file on each attempt, so a retried PUT sends it whole again."""
         if self.blob_exists(repository, digest):
-            return digest
+            return False
+        done = self._upload(repository, digest, _FileBody(path, size), {"Content-Length": str(size)})
+        if done is not None and done.status_code == 400:
+            raise RegistryError(
+                f"registry {self.target.host}: {path}: the registry refused it as {digest} (HTTP 400); "
+                f"did the file change after it was hashed?"
+            )
+        if done is not None:
+            self._raise_for(done, f"blob upload of {path} to {repository}")
+        return True
+
+    def _upload(self, repository: str, digest: str, content: Any, headers: dict[str, str]) -> httpx.Response | None:
+        """POST an upload session, then PUT ``content`` into it as ``digest``: the PUT's answer, or None when
+        an earlier attempt completed the upload but its answer was lost (a 404 for a blob now there)."""
         start = self._send("POST", f"/v2/{repository}/blobs/uploads/")
         self._raise_for(start, f"blob upload to {repository}")
         location = start.headers.get("Location", "")
@@ -278,13 +306,52 @@ class RegistryClient:
         done = self._send(
             "PUT",
             f"{location}{separator}digest={digest}",
-            content=data,
-            headers={"Content-Type": "application/octet-stream"},
+            content=content,
+            headers={"Content-Type": "application/octet-stream", **headers},
         )
         if done.status_code == 404 and self.blob_exists(repository, digest):
-            return digest  # an earlier attempt completed the upload but its answer was lost
-        self._raise_for(done, f"blob upload to {repository}")
-        return digest
+            return None
+        return done
+
+    def blob_size(self, repository: str, digest: str) -> int | None:
+        """The size the registry gives for a blob (HEAD, ``Content-Length``); None when it has no such blob."""
+        response = self._send("HEAD", f"/v2/{repository}/blobs/{digest}", follow_redirects=True)
+        if response.status_code == 404:
+            return None
+        self._raise_for(response, f"blob {repository}@{digest}")
+        return int(response.headers.get("Content-Length", "-1"))
+
+    def blob_hash(self, repository: str, digest: str) -> tuple[str, int] | None:
+        """The sha256 digest and length of what the registry serves for ``digest``, hashed as it streams
+        (a multi-GB layer is never held); None when it has no such blob. Compare them to what was asked for.
+
+        ``_send`` reads bodies whole, so this GET has its own attempt; the HEAD before it answers any
+        auth challenge, and a connection lost mid-stream hashes the blob again from its start."""
+        if self.blob_size(repository, digest) is None:
+            return None
+        url = f"/v2/{repository}/blobs/{digest}"
+
+        def once() -> tuple[str, int]:
+            hasher, length = hashlib.sha256(), 0
+            try:
+                with self._http.stream("GET", url, headers=self._auth.header(), follow_redirects=True) as response:
+                    if response.status_code in RETRYABLE_STATUS:
+                        raise Transient(f"HTTP {response.status_code}")
+                    self._raise_for(response, f"blob {repository}@{digest}")
+                    for chunk in response.iter_bytes(CHUNK):
+                        hasher.update(chunk)
+                        length += len(chunk)
+            except httpx.TransportError as exc:
+                raise Transient(f"{type(exc).__name__}: {exc or 'connection failed'}") from None
+            return "sha256:" + hasher.hexdigest(), length
+
+        try:
+            found: tuple[str, int] = self.policy.retrying(sleep=self._sleep)(once)
+        except Transient as exc:
+            raise RegistryError(
+                f"registry {self.target.host}: GET {url} failed, giving up (last: {exc.what})"
+            ) from None
+        return found
 
     def put_manifest(self, repository: str, reference: str, raw: bytes, media_type: str) -> str:
         """PUT the exact bytes, so the digest stays what it is (a promotion moves a tag, not content)."""
@@ -313,6 +380,25 @@ class RegistryClient:
             )
         if response.status_code >= 400:
             raise RegistryError(f"registry {self.target.host}: {what}: HTTP {response.status_code}")
+
+
+class _FileBody:
+    """A request body that reads ``size`` bytes of a file in ``CHUNK`` pieces, from the start each time it
+    is iterated (httpx iterates it once per attempt; a generator could not be sent twice)."""
+
+    def __init__(self, path: Path, size: int) -> None:
+        self.path = path
+        self.size = size
+
+    def __iter__(self) -> Iterator[bytes]:
+        left = self.size
+        with self.path.open("rb") as stream:
+            while left > 0:
+                chunk = stream.read(min(CHUNK, left))
+                if not chunk:
+                    return
+                left -= len(chunk)
+                yield chunk
 
 
 def next_link(header: str) -> str | None:

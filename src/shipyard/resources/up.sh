@@ -125,23 +125,24 @@ install_browser() {
   apt-get install -y -qq --no-install-recommends chromium fonts-dejavu-core >/dev/null
 }
 
-# cosign (Debian ships it from trixie on): shipyard writes signatures and attestations itself, in the
-# layout cosign reads; tests/integration/test_cosign_interop.py checks that against the real binary, and
-# anyone can verify a release with it. Not needed to run shipyard, so without root on Debian it is named.
-cosign_ok() { command -v cosign >/dev/null && cosign version >/dev/null 2>&1; }
-
-install_cosign() {
-  cosign_ok && return 0
+# Tools Debian ships from trixie on, which shipyard does not need to run but its interop tests check it
+# against (and anyone can use on a release): cosign (shipyard writes signatures and attestations itself,
+# in the layout cosign reads: tests/integration/test_cosign_interop.py) and oras (it pulls a model's
+# files: tests/integration/test_modelpack.py). Without root on Debian each is named, not required.
+install_from_trixie() { # NAME TEST
+  command -v "$1" >/dev/null && "$1" version >/dev/null 2>&1 && return 0
   if ! can_install; then
-    say "note: cosign missing: tests/integration/test_cosign_interop.py needs it (Debian: cosign from trixie)"
+    say "note: $1 missing: $2 needs it (Debian: $1 from trixie)"
     return 0
   fi
-  say "installing: cosign"
+  say "installing: $1"
   export DEBIAN_FRONTEND=noninteractive
   add_trixie_source
   apt_update_once
-  apt-get install -y -qq --no-install-recommends cosign/trixie >/dev/null
+  apt-get install -y -qq --no-install-recommends "$1/trixie" >/dev/null
 }
+install_cosign() { install_from_trixie cosign tests/integration/test_cosign_interop.py; }
+install_oras() { install_from_trixie oras tests/integration/test_modelpack.py; }
 
 # --- linux/arm64 on this host --------------------------------------------------
 # mmdebstrap runs an arm64 base's maintainer scripts, and BuildKit a multi-platform profile's
@@ -292,6 +293,7 @@ install_packages
 install_emulation
 install_browser
 install_cosign
+install_oras
 register_binfmt
 start_engine
 start_registry
