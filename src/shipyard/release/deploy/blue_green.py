@@ -40,7 +40,7 @@ from .compose import Placed
 from .compose_apply import ComposeApplier
 from .docker_cli import ApplyFailed, DockerCli
 from .edge import Edge
-from .edge_config import EdgeState, Route
+from .edge_config import PARKED, EdgeState, Route
 from .edge_plan import EdgePlan, Move
 from .live import Alive, ServiceCheck, check_service
 from .steps import StepLog
@@ -156,6 +156,12 @@ class EdgeStrategy:
         for move in self.moving:
             if move.live is not None:
                 why = f"{move.live.colour}: the edge holds requests meanwhile"
+                # the old colour's server first points at a closed port: a request that comes while the
+                # container stops is refused at once and held (retried each second), never half-answered
+                try:
+                    self.edge.point(move.service, move.live.colour, PARKED)
+                except ApplyFailed as exc:
+                    return Ran(f"edge: {exc}", f"nothing was stopped: {move.service} kept serving", True)
                 if not self._quietly(log, "stop", move.service, why, "stop", move.live.colour):
                     return Ran(f"docker compose stop of {move.service} failed", self._restart_old(move, log), True)
             check = self._stage(move, log)
@@ -269,6 +275,12 @@ class EdgeStrategy:
         why = f"{move.live.colour}: the old container, for the held requests"
         if not self._quietly(log, "restart", move.service, why, "start", move.live.colour):
             return f"starting {move.service}'s old container again FAILED; the target needs attention"
+        route = self.state.routes.get(move.service)
+        if route is not None:  # the held requests go to it again (where the switch did not move them)
+            try:
+                self.edge.point(move.service, move.live.colour, route.upstream(move.live.colour))
+            except ApplyFailed:
+                return f"started {move.service}'s old container again, but the edge could not point at it"
         return f"started {move.service}'s old container again; held requests went to it"
 
     def _remove_new(self, moves: Sequence[Move], log: StepLog) -> None:

@@ -151,6 +151,12 @@ class Edge:
         if commands:
             self._command("; ".join(commands))
 
+    def point(self, service: str, colour: str, address: str) -> None:
+        """Point one colour's server of ``service`` at ``address`` (host:port) at run time only: the files
+        keep the route as it is, so a restarted edge serves it as before."""
+        host, _, port = address.rpartition(":")
+        self._command(f"set server {backend(service)}/{colour} addr {host} port {port}")
+
     def wait_drained(self, moves: Iterable[tuple[str, str]], drain_s: float, sleep: Any = time.sleep) -> float:
         """Wait until the edge has no connection open to any (service, old colour) of ``moves``, at most
         ``drain_s``; the seconds it took."""
