@@ -250,3 +250,17 @@ def test_a_cross_repository_mount_sends_no_bytes_and_a_refused_one_cancels_its_s
     assert client.mount_blob("acme/models/m", digest, "pipeline/m") is mounted
     assert sent[1] == ("POST", f"/v2/acme/models/m/blobs/uploads/?mount={digest.replace(':', '%3A')}&from=pipeline%2Fm")
     assert sent[2:] == ([] if mounted else [("DELETE", "/v2/acme/models/m/blobs/uploads/u1")])
+
+
+def test_the_plan_lists_the_models_it_would_push(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from shipyard.cli.main import main
+
+    root = project(tmp_path)
+    assert main(["--project", str(root), "plan", "--registry", "localhost:5000/acme", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    release = read_revision(root).release_tag
+    assert data["models"] == [
+        {"name": "affect-nb", "ref": f"localhost:5000/acme/models/affect-nb:{release}", "source": "path", "from": None}
+    ]
+    assert main(["--project", str(root), "plan", "--registry", "localhost:5000/acme", "--image", "family-web"]) == 0
+    assert "models/" not in capsys.readouterr().out  # no built service needs it

@@ -17,7 +17,7 @@ import hashlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
-from ..config.catalog import CATALOG_FILE
+from ..config.catalog import CATALOG_FILE, Catalog
 from ..config.models import ModelSpec
 from ..errors import ConfigError
 from ..events import Event
@@ -48,9 +48,8 @@ class PlannedModel:
         return self.spec.name
 
 
-def plan_models(ctx: BuildContext, plan: Plan) -> list[PlannedModel]:
+def plan_models(catalog: Catalog, plan: Plan) -> list[PlannedModel]:
     """The models of the services the plan builds (none for a model no built service lists), in catalog order."""
-    catalog = ctx.project.catalog
     return [
         PlannedModel(
             catalog.models[name],
@@ -66,7 +65,7 @@ def release_models(ctx: BuildContext, plan: Plan) -> dict[str, ModelRecord]:
     """Check every model the plan needs, then push (or tag) each: the records, by model name.
 
     A dry run pushes and reads nothing: it says what the build would do."""
-    planned = plan_models(ctx, plan)
+    planned = plan_models(ctx.project.catalog, plan)
     if not planned:
         return {}
     for model in planned:
