@@ -81,9 +81,7 @@ def release_models(ctx: BuildContext, plan: Plan) -> dict[str, ModelRecord]:
         records = {}
         for model in planned:
             pack = found.get(model.name)
-            records[model.name] = (
-                _push_directory(ctx, model) if pack is None else _record_artifact(ctx, reader, model, pack)
-            )
+            records[model.name] = _push_directory(ctx, model) if pack is None else _record_artifact(ctx, model, pack)
     return records
 
 
@@ -171,9 +169,8 @@ def _read_from(ctx: BuildContext, reader: Callable[[str], RegistryClient], model
     return pack
 
 
-def _record_artifact(
-    ctx: BuildContext, reader: Callable[[str], RegistryClient], model: PlannedModel, pack: ModelPack
-) -> ModelRecord:
+def _record_artifact(ctx: BuildContext, model: PlannedModel, pack: ModelPack) -> ModelRecord:
+    """The record of a ``from`` model; in the build's own registry, also tagged beside the pushed ones."""
     artifact = model.spec.artifact
     assert artifact is not None
     repository, tag, how = f"{artifact.host}/{artifact.repository}", "", "recorded (another registry: not tagged)"
