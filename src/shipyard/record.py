@@ -1,4 +1,5 @@
-"""Release records: every build unit of a release → pushed digest and what is known of it.
+"""Release records: every build unit of a release → pushed digest and what is known of it, and every
+model the release's services were built with → its ModelPack artifact.
 
 Written atomically (temp file + ``os.replace``) so a reader never sees a truncated record.
 Every stage after the build reads the record, not the engine's local state.
@@ -46,6 +47,8 @@ class UnitRecord:
     # the platform manifest of ``platform`` inside the index ``digest``: what a single-platform
     # child's FROM names, so a parent rebuilt from cache (new provenance, same image) moves no child
     image_digest: str = ""
+    # a service unit: model name -> the digest of the ModelPack artifact it was released with
+    models: dict[str, str] = field(default_factory=dict)
 
     @property
     def ref(self) -> str:
@@ -60,6 +63,44 @@ class UnitRecord:
         return f"{self.repository}@{self.image_digest}"
 
 
+@dataclass(frozen=True)
+class ModelFileRecord:
+    """One file of a model: its path inside the model directory, its layer's digest and size."""
+
+    path: str
+    digest: str
+    size: int
+
+
+@dataclass
+class ModelRecord:
+    """One model of the release: where its ModelPack artifact is and what it holds.
+
+    ``source`` is ``path`` (pushed from ``origin``, a directory of the project) or ``from`` (an existing
+    artifact, ``origin`` its pinned reference; ``repository`` is where the release reads it: the
+    build's registry when the artifact could be tagged there, else its own repository).
+    """
+
+    repository: str  # host/namespace/models/name, as a unit's repository
+    tag: str  # the release tag, "" where the artifact could not be tagged (another registry)
+    digest: str
+    format: str
+    files: list[ModelFileRecord]
+    size: int  # the files' bytes
+    source: str  # "path" or "from"
+    origin: str
+
+    @property
+    def ref(self) -> str:
+        return f"{self.repository}@{self.digest}"
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ModelRecord:
+        rest = dict(data)
+        files = [ModelFileRecord(**file) for file in rest.pop("files")]
+        return cls(files=files, **rest)
+
+
 @dataclass
 class ReleaseRecord:
     release: str
@@ -70,6 +111,7 @@ class ReleaseRecord:
     schema: int = SCHEMA
     # semver tags ("1.4.2", "1.4") every unit was also pushed under, from the git tags on the commit
     aliases: list[str] = field(default_factory=list)
+    models: dict[str, ModelRecord] = field(default_factory=dict)  # absent from records written before models
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True) + "\n"
@@ -79,7 +121,8 @@ class ReleaseRecord:
         try:
             data = json.loads(text)
             units = {key: UnitRecord(**value) for key, value in data.pop("units").items()}
-            return cls(units=units, **data)
+            models = {name: ModelRecord.from_dict(value) for name, value in data.pop("models", {}).items()}
+            return cls(units=units, models=models, **data)
         except (ValueError, TypeError, KeyError, AttributeError) as exc:
             raise ConfigError(f"{source}: not a shipyard release record ({exc})") from None
 

@@ -17,7 +17,7 @@ import pytest
 from shipyard import errors
 from shipyard.cli.main import COMMANDS
 from shipyard.cli.parser import make_parser
-from shipyard.config import catalog, policy, profiles, targets
+from shipyard.config import catalog, models, policy, profiles, targets
 from shipyard.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -91,7 +91,7 @@ def test_quick_start_is_exactly_two_commands() -> None:
 
 def test_catalog_reference_lists_exactly_the_parsed_keys(tmp_path: Path) -> None:
     project_keys = allowed_keys(tmp_path, "[project]\nnmae = 'x'\n")
-    assert {"project", "policy", "images", "targets"} == allowed_keys(tmp_path, "nope = 1\n")
+    assert {"project", "policy", "images", "targets", "models"} == allowed_keys(tmp_path, "nope = 1\n")
     expected = {
         r"^`\[project\]`": project_keys,
         r"^`\[policy\]`": set(policy.POLICY_KEYS),
@@ -99,6 +99,7 @@ def test_catalog_reference_lists_exactly_the_parsed_keys(tmp_path: Path) -> None
         r"^`\[images\.<name>\]`": set(catalog.IMAGE_KEYS),
         r"^`\[images\.<name>\.service\]`": set(catalog.SERVICE_KEYS),
         r"^`\[images\.<name>\.service\.golden\]`": set(catalog.GOLDEN_KEYS),
+        r"^`\[models\.<name>\]`": set(models.MODEL_KEYS),
     }
     for title, keys in expected.items():
         assert table_keys(section(title, nested=False)) == keys, title

@@ -9,7 +9,16 @@ from pathlib import Path
 import pytest
 
 from shipyard.errors import ConfigError
-from shipyard.record import ReleaseRecord, find_record, load_record, records_dir, save_record
+from shipyard.record import (
+    ModelFileRecord,
+    ModelRecord,
+    ReleaseRecord,
+    UnitRecord,
+    find_record,
+    load_record,
+    records_dir,
+    save_record,
+)
 
 
 def release(root: Path, tag: str, created: str, aliases: tuple[str, ...] = (), *, mtime: int = 0) -> Path:
@@ -58,3 +67,83 @@ def test_neither_a_release_nor_an_alias_is_one_line_naming_the_flag(tmp_path: Pa
     assert message.endswith("known: 20250111-aaaaaaaa") and "\n" not in message
     with pytest.raises(ConfigError, match=r"run `shipyard build` first"):
         find_record(tmp_path / "empty", "1.4")
+
+
+def model_record() -> ModelRecord:
+    weights = ModelFileRecord("weights.safetensors", "sha256:" + "1" * 64, 1000)
+    config = ModelFileRecord("config.json", "sha256:" + "2" * 64, 20)
+    return ModelRecord(
+        repository="localhost:5000/s/models/affect-nb",
+        tag="20250111-aaaaaaaa",
+        digest="sha256:" + "3" * 64,
+        format="safetensors",
+        files=[config, weights],
+        size=1020,
+        source="path",
+        origin="models/affect-nb",
+    )
+
+
+def unit(**extra: object) -> dict[str, object]:
+    return {
+        "profile": "cpu", "image": "svc", "kind": "service", "platform": "linux/amd64",
+        "repository": "localhost:5000/s/cpu/svc", "tag": "20250111-aaaaaaaa", "digest": "sha256:" + "4" * 64,
+        "size": 1, "parent": "p@sha256:" + "5" * 64, "duration_s": 1.0, "steps": 1, "cache_hits": 0, **extra,
+    }  # fmt: skip
+
+
+def test_models_and_the_digests_a_unit_was_released_with_round_trip(tmp_path: Path) -> None:
+    record = ReleaseRecord(release="20250111-aaaaaaaa", revision="a" * 40, created="c", registry="localhost:5000/s")
+    record.models["affect-nb"] = model_record()
+    record.units["cpu/svc"] = UnitRecord(**unit(models={"affect-nb": "sha256:" + "3" * 64}))  # type: ignore[arg-type]
+    path = save_record(tmp_path, record)
+    data = json.loads(path.read_text())
+    assert data["models"]["affect-nb"] == {
+        "repository": "localhost:5000/s/models/affect-nb",
+        "tag": "20250111-aaaaaaaa",
+        "digest": "sha256:" + "3" * 64,
+        "format": "safetensors",
+        "files": [
+            {"path": "config.json", "digest": "sha256:" + "2" * 64, "size": 20},
+            {"path": "weights.safetensors", "digest": "sha256:" + "1" * 64, "size": 1000},
+        ],
+        "size": 1020,
+        "source": "path",
+        "origin": "models/affect-nb",
+    }
+    assert data["units"]["cpu/svc"]["models"] == {"affect-nb": "sha256:" + "3" * 64}
+    loaded = load_record(path)
+    assert loaded == record and loaded.to_json() == record.to_json()
+    assert loaded.models["affect-nb"].ref == "localhost:5000/s/models/affect-nb@sha256:" + "3" * 64
+
+
+def test_a_record_written_before_models_loads_with_none(tmp_path: Path) -> None:
+    path = tmp_path / "old.json"
+    path.write_text(
+        json.dumps(
+            {
+                "release": "r",
+                "revision": "a",
+                "created": "c",
+                "registry": "h/s",
+                "schema": 1,
+                "units": {"cpu/svc": unit()},
+            }
+        )
+    )
+    record = load_record(path)
+    assert record.models == {} and record.units["cpu/svc"].models == {}
+
+
+def test_a_model_without_its_files_is_not_a_record(tmp_path: Path) -> None:
+    path = tmp_path / "bad.json"
+    data = json.loads(model_record_json())
+    del data["models"]["affect-nb"]["files"]
+    path.write_text(json.dumps(data))
+    with pytest.raises(ConfigError, match=r"bad.json: not a shipyard release record"):
+        load_record(path)
+
+
+def model_record_json() -> str:
+    record = ReleaseRecord(release="r", revision="a", created="c", registry="h/s", models={"affect-nb": model_record()})
+    return record.to_json()

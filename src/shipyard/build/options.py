@@ -59,6 +59,8 @@ class BuildContext:
     before_first_build: Callable[[], None] | None = None
     credentials: Credentials | None = None  # for Trivy reading the pushed image (SBOM); never in argv
     signer: SigningKey | None = None  # signs every pushed digest (cosign's layout); None: left unsigned
+    # a client for another registry a model's ``from`` names (read only); None: its docker login, if any
+    registry_for: Callable[[str], RegistryClient] | None = None
 
 
 def plan_for(project: Project, revision: Revision, options: BuildOptions) -> Plan:

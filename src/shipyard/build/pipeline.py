@@ -13,6 +13,7 @@ from ..record import ReleaseRecord, UnitRecord, load_record, records_dir, save_r
 from ..runner import stopping
 from .attest import Attacher
 from .base import LocalBases
+from .models import release_models
 from .options import REUSE_LOOKUPS, BuildContext, BuildOptions, Once, plan_for
 from .plan import Plan
 from .sbom import SbomGenerator
@@ -60,6 +61,7 @@ def build_release(ctx: BuildContext, options: BuildOptions) -> ReleaseRecord:
                 data={"tags": list(unapplied)},
             )
         )
+    models = release_models(ctx, plan)  # before any image: a refused model pushes nothing
     engine_ready = Once(ctx.before_first_build)
     bases = LocalBases(plan.target, ctx.registry, ctx.runner, ctx.cache_dir, ctx.emit, before_build=engine_ready)
     base_refs: dict[str, str] = {}
@@ -71,8 +73,10 @@ def build_release(ctx: BuildContext, options: BuildOptions) -> ReleaseRecord:
                 else unit.base.ref
             )
     record = _start_record(ctx, plan)
+    record.models.update(models)
     attacher = _attacher(ctx, options)
-    builder = UnitBuilder(ctx, plan, options, base_refs, _previous_inputs(ctx, plan), engine_ready, attacher)
+    digests = {name: model.digest for name, model in record.models.items()}
+    builder = UnitBuilder(ctx, plan, options, base_refs, _previous_inputs(ctx, plan), engine_ready, attacher, digests)
     jobs = 1 if ctx.runner.dry_run else max(options.jobs, REUSE_LOOKUPS)  # dry run: commands in plan order
     outcomes = run_dag(
         [u.key for u in plan.units], {u.key: u.parent_unit for u in plan.units}, _told(ctx, builder), jobs

@@ -45,6 +45,7 @@ class UnitBuilder:
         previous_inputs: Mapping[str, Mapping[str, Any]],
         engine_ready: Once,
         attacher: Attacher | None = None,
+        models: Mapping[str, str] | None = None,
     ) -> None:
         self.ctx, self.plan, self.options = ctx, plan, options
         self.base_refs = base_refs
@@ -59,6 +60,7 @@ class UnitBuilder:
         self.engine_ready = engine_ready
         self.attacher = attacher
         self.index = {u.key: i for i, u in enumerate(plan.units, 1)}
+        self.models = dict(models or {})  # model name -> the digest this release pushed or pinned
 
     def parent_ref(self, unit: BuildUnit) -> str:
         if unit.base is not None:
@@ -181,6 +183,7 @@ class UnitBuilder:
             inputs=inputs.to_record(),
             reused_from=reused_from,
             image_digest=image_digest,
+            models=self._models_of(unit),
         )
 
     def _build(
@@ -240,6 +243,11 @@ class UnitBuilder:
                 )
             )
         return record
+
+    def _models_of(self, unit: BuildUnit) -> dict[str, str]:
+        """The digests of the models a service unit is released with (none in a dry run: nothing pushed)."""
+        needs = unit.image.service.models if unit.image.service else ()
+        return {name: self.models[name] for name in needs if name in self.models}
 
     def _tag_pushed(self, unit: BuildUnit, digest: str, inputs: InputSet) -> Manifest | None:
         """Put the inputs tag (later releases look it up, even after --no-reuse) and the semver tags on

@@ -9,6 +9,7 @@ import json
 from ..build.bake import write_bake_file
 from ..build.base import DEFAULT_PLATFORMS, LOCAL_BASES, LocalBases
 from ..build.buildx import docker_login
+from ..build.models import plan_models
 from ..build.options import BuildContext, BuildOptions, plan_for, render_unit
 from ..build.pipeline import build_release
 from ..build.render import TemplateRenderer, check_templates
@@ -28,6 +29,7 @@ def cmd_plan(args: argparse.Namespace, console: Console) -> int:
     project = load_project(args.project, base_override=args.base_override)
     revision = read_revision(project.root, allow_dirty=True)
     plan = plan_for(project, revision, BuildOptions(target=_target(args), profiles=args.profile, images=args.image))
+    models = plan_models(project.catalog, plan)
     if args.json:
         console.data(
             json.dumps(
@@ -45,6 +47,15 @@ def cmd_plan(args: argparse.Namespace, console: Console) -> int:
                         }
                         for u in plan.units
                     ],
+                    "models": [
+                        {
+                            "name": m.name,
+                            "ref": f"{m.repository}:{m.tag}",
+                            "source": m.spec.source,
+                            "from": str(m.spec.artifact) if m.spec.artifact else None,
+                        }
+                        for m in models
+                    ],
                 },
                 indent=2,
             )
@@ -54,6 +65,9 @@ def cmd_plan(args: argparse.Namespace, console: Console) -> int:
     for unit in plan.units:
         parent = unit.parent_unit or (unit.base.ref if unit.base else "")
         console.line(f"  {unit.key:40} ← {parent}")
+    for model in models:
+        origin = model.spec.artifact or (model.spec.path and model.spec.path.relative_to(project.root).as_posix())
+        console.line(f"  {'models/' + model.name:40} ← {origin}")
     return 0
 
 

@@ -28,7 +28,17 @@ RESULT_KINDS = frozenset(
     {"record", "unit.failed", "promote.done", "promote.noop", "rollback.done", "deploy.done", "deploy.failed"}
 )
 # the live view's fine-grained progress: plain output shows them from -v on
-DETAIL_KINDS = frozenset({"unit.checking", "unit.reusing", "unit.step", "unit.attested", "deploy.output"})
+DETAIL_KINDS = frozenset(
+    {
+        "unit.checking",
+        "unit.reusing",
+        "unit.step",
+        "unit.attested",
+        "deploy.output",
+        "model.layer.uploaded",
+        "model.pushed",
+    }
+)
 
 
 class Console:
@@ -162,6 +172,8 @@ def print_summary(console: Console, record: ReleaseRecord, ran: Collection[str] 
     line += f"({len(keys) - reused} built, {reused} reused)"
     if record.aliases:
         line += f", also tagged {', '.join(record.aliases)}"
+    if models := sorted({name for key in keys for name in record.units[key].models}):
+        line += f"; {len(models)} model{'s' if len(models) > 1 else ''} pinned ({', '.join(models)})"
     if earlier := len(record.units) - len(keys):
         held = sum(bool(u.reused_from) for u in record.units.values())
         line += (

@@ -10,6 +10,7 @@ from typing import Any, Literal
 
 from ..dag import toposort
 from ..errors import ConfigError, CycleError
+from .models import DEFAULT_MODEL_DIR, ModelSpec, check_model_dir, check_model_names, parse_models
 from .policy import Policy, parse_policy, parse_skip_checks
 from .profiles import check_build_args
 from .reader import Table, did_you_mean, load_document, locate
@@ -45,6 +46,8 @@ class Service:
     command: tuple[str, ...] = ()  # any other: the image's command (exec form); neither: the image's own CMD
     ready_timeout_s: float = 60.0
     slo_p95_ms: float = 500.0
+    models: tuple[str, ...] = ()  # the catalog's models it is released with
+    model_dir: str = DEFAULT_MODEL_DIR  # where it expects them, in its container
 
 
 @dataclass(frozen=True)
@@ -85,11 +88,17 @@ class Catalog:
     images: Mapping[str, ImageSpec] = field(default_factory=dict)
     policy: Policy = Policy()
     targets: Mapping[str, Target] = field(default_factory=dict)
+    models: Mapping[str, ModelSpec] = field(default_factory=dict)
     trusted_keys: tuple[Path, ...] = ()  # public keys (PEM) whose signatures promotion and deploy accept
 
     def services_of(self, profile: str) -> list[str]:
         """The services built for ``profile``, in catalog order."""
         return [name for name, spec in self.images.items() if spec.service is not None and spec.on(profile)]
+
+    def models_for(self, images: Iterable[str]) -> list[str]:
+        """The models the services among ``images`` are released with, in catalog order."""
+        needed = {model for name in images if (service := self.images[name].service) for model in service.models}
+        return [name for name in self.models if name in needed]
 
     def image(self, name: str) -> ImageSpec:
         try:
@@ -116,7 +125,9 @@ IMAGE_KEYS = (
     "skip_checks",
 )
 SECRET_ID_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
-SERVICE_KEYS = ("port", "protocol", "health", "module", "command", "golden", "ready_timeout_s", "slo_p95_ms")
+SERVICE_KEYS = (
+    "port", "protocol", "health", "module", "command", "golden", "ready_timeout_s", "slo_p95_ms", "models", "model_dir",
+)  # fmt: skip
 GOLDEN_KEYS = ("path", "method", "request", "expect")
 
 
@@ -135,7 +146,7 @@ def _parse_golden(t: Table, protocol: str) -> Golden:
     )
 
 
-def _parse_service(t: Table) -> Service:
+def _parse_service(t: Table, models: Mapping[str, ModelSpec]) -> Service:
     t.only(SERVICE_KEYS)
     port = t.req("port", int, expected="a TCP port 1-65535")
     if not 1 <= port <= 65535:
@@ -154,6 +165,10 @@ def _parse_service(t: Table) -> Service:
     command = t.str_list("command")
     if "command" in t.data and not command:
         raise t.error("command", 'expected the service\'s command in exec form, e.g. ["/app/server", "--port", "8080"]')
+    needs = t.str_list("models")
+    check_model_names(t, "models", needs, models)
+    model_dir = t.opt("model_dir", str, DEFAULT_MODEL_DIR)
+    check_model_dir(t, "model_dir", model_dir)
     return Service(
         port=port,
         protocol=protocol,  # type: ignore[arg-type]
@@ -163,10 +178,12 @@ def _parse_service(t: Table) -> Service:
         golden=_parse_golden(t.table("golden", required=True), protocol),
         ready_timeout_s=t.opt("ready_timeout_s", float, 60.0),
         slo_p95_ms=t.opt("slo_p95_ms", float, 500.0),
+        models=tuple(dict.fromkeys(needs)),
+        model_dir=model_dir,
     )
 
 
-def _parse_image(t: Table, name: str, root: Path, templates: Path) -> ImageSpec:
+def _parse_image(t: Table, name: str, root: Path, templates: Path, models: Mapping[str, ModelSpec]) -> ImageSpec:
     t.only(IMAGE_KEYS)
     if not IMAGE_NAME_RE.match(name):
         raise t.error(None, f"image name {name!r}: use lowercase letters, digits, '.', '_' and '-'")
@@ -209,7 +226,7 @@ def _parse_image(t: Table, name: str, root: Path, templates: Path) -> ImageSpec:
     check_build_args(t, build_args)
     service = None
     if kind == "service":
-        service = _parse_service(t.table("service", required=True))
+        service = _parse_service(t.table("service", required=True), models)
         if dockerfile is None and not (service.module or service.command):
             raise t.error(
                 "service.module",
@@ -238,7 +255,7 @@ def _parse_image(t: Table, name: str, root: Path, templates: Path) -> ImageSpec:
 def load_catalog(root: Path) -> Catalog:
     path = root / CATALOG_FILE
     doc = load_document(path, display=CATALOG_FILE)
-    doc.only(("project", "policy", "images", "targets"))
+    doc.only(("project", "policy", "images", "targets", "models"))
     project = doc.table("project")
     project.only(("name", "source", "namespace", "trusted_keys"))
     # read when a key is needed (config/keys.py), so commands that sign nothing work without the files
@@ -246,10 +263,11 @@ def load_catalog(root: Path) -> Catalog:
     namespace = project.opt("namespace", str, "shipyard")
     if not re.match(r"^[a-z0-9]+(?:[._/-][a-z0-9]+)*$", namespace):
         raise project.error("namespace", f"not a valid repository path component: {namespace!r}")
+    models = parse_models(doc.table("models"), root)
     images_t = doc.table("images", required=True)
     images = {}
     for name in images_t.data:
-        images[name] = _parse_image(images_t.table(name, required=True), name, root, root / "dockerfiles")
+        images[name] = _parse_image(images_t.table(name, required=True), name, root, root / "dockerfiles", models)
     for spec in images.values():
         if not spec.parent_is_base and spec.parent not in images:
             raise images_t.error(
@@ -272,6 +290,7 @@ def load_catalog(root: Path) -> Catalog:
         images=images,
         policy=parse_policy(doc.table("policy")),
         targets=parse_targets(doc.table("targets")),
+        models=models,
         trusted_keys=tuple(trusted),
     )
 

@@ -266,6 +266,21 @@ class RegistryClient:
     def blob_exists(self, repository: str, digest: str) -> bool:
         return self._send("HEAD", f"/v2/{repository}/blobs/{digest}").status_code == 200
 
+    def mount_blob(self, repository: str, digest: str, source: str) -> bool:
+        """Link a blob the registry holds in repository ``source`` into ``repository`` (a cross-repository
+        mount: no bytes sent); False when the registry does not mount it (then it opens an upload session
+        instead, which is cancelled here)."""
+        if self.blob_exists(repository, digest):
+            return True
+        response = self._send("POST", f"/v2/{repository}/blobs/uploads/", params={"mount": digest, "from": source})
+        if response.status_code == 201:
+            return True
+        if response.status_code == 202 and (location := response.headers.get("Location")):
+            self._send("DELETE", location)  # the session it opened instead; it expires anyway if this fails
+            return False
+        self._raise_for(response, f"mount of {digest} from {source} into {repository}")
+        return False
+
     def upload_blob(self, repository: str, data: bytes) -> str:
         """Monolithic upload (POST then PUT ?digest=); a blob already there is not sent again."""
         digest = "sha256:" + hashlib.sha256(data).hexdigest()

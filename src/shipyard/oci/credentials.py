@@ -70,3 +70,12 @@ def credentials_for(target: RegistryTarget) -> Credentials | None:
             "--password-stdin)"
         )
     return found
+
+
+def reading_credentials_for(host: str) -> Credentials | None:
+    """For reading from a registry other than the one shipyard pushes to (a model's ``from``): that host's
+    ``docker login``, or ``GITHUB_TOKEN`` for GHCR. Never the ``SHIPYARD_REGISTRY_*`` pair: it is the
+    push registry's and is not sent to another host."""
+    if host == "ghcr.io" and os.environ.get("GITHUB_TOKEN"):
+        return Credentials(os.environ.get("GITHUB_ACTOR", "shipyard"), Secret(os.environ["GITHUB_TOKEN"]))
+    return _docker_config_auth(host)

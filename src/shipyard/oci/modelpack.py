@@ -119,10 +119,14 @@ def push_model(
     format: str,
     tag: str | None = None,
     emit: Emit = discard,
+    files: tuple[ModelFile, ...] | None = None,
 ) -> PushedModel:
     """Push the model in ``directory`` as a ModelPack artifact: blobs first (streamed from disk, only
-    those the registry lacks), then the manifest under ``tag``, or by digest alone without one."""
-    files = scan_model(directory)
+    those the registry lacks), then the manifest under ``tag``, or by digest alone without one.
+
+    ``files``: the directory's :func:`scan_model`, when the caller has it already (a multi-GB model is
+    not hashed twice); the registry refuses a file that changed since (its digest no longer matches)."""
+    files = scan_model(directory) if files is None else files
     config = model_config(name, format, files)
     raw = model_manifest(config, files)
     sent: list[ModelFile] = []

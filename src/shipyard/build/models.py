@@ -1,0 +1,246 @@
+"""The models a release's services need, as ModelPack artifacts under the release tag, before any image.
+
+A ``path`` model is pushed to ``<registry>/<namespace>/models/<name>``. Its manifest digest is a function
+of its files alone, so the same files are found by that digest and only tagged, uploading nothing (the
+images' input-digest reuse, with the digest itself as the key). A ``from`` model is read back by its
+digest and recorded; in the build's own registry it is also tagged there, its blobs mounted across
+repositories (server-side: nothing uploaded), so every model of a release is found at one place.
+
+Everything that can refuse a model (a size budget, a ``from`` that is no ModelPack or another format)
+is checked for every model before the first one is pushed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+
+from ..config.catalog import CATALOG_FILE, Catalog
+from ..config.models import ModelSpec
+from ..errors import ConfigError
+from ..events import Event
+from ..oci.artifacts import MANIFEST_TYPE
+from ..oci.client import RegistryClient
+from ..oci.credentials import reading_credentials_for
+from ..oci.modelfiles import model_paths, scan_model
+from ..oci.modelpack import CONFIG_TYPE, ModelPack, inspect_model, model_config, model_manifest, push_model
+from ..oci.reference import RegistryTarget
+from ..record import ModelFileRecord, ModelRecord
+from .options import BuildContext
+from .plan import Plan
+
+MB = 1_000_000  # as verify's size check counts an image's budget
+
+
+@dataclass(frozen=True)
+class PlannedModel:
+    """A model the plan's services need, and where the release puts it."""
+
+    spec: ModelSpec
+    repository: str  # host/namespace/models/name
+    repository_path: str  # namespace/models/name, inside the registry
+    tag: str
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+
+def plan_models(catalog: Catalog, plan: Plan) -> list[PlannedModel]:
+    """The models of the services the plan builds (none for a model no built service lists), in catalog order."""
+    return [
+        PlannedModel(
+            catalog.models[name],
+            plan.target.ref("models", name),
+            plan.target.repository("models", name),
+            plan.release_tag,
+        )
+        for name in catalog.models_for(unit.image.name for unit in plan.units)
+    ]
+
+
+def release_models(ctx: BuildContext, plan: Plan) -> dict[str, ModelRecord]:
+    """Check every model the plan needs, then push (or tag) each: the records, by model name.
+
+    A dry run pushes and reads nothing: it says what the build would do."""
+    planned = plan_models(ctx.project.catalog, plan)
+    if not planned:
+        return {}
+    for model in planned:
+        if model.spec.path is not None:
+            sizes = _sizes(model)
+            _check_budget(model, sum(sizes), len(sizes))
+    if ctx.runner.dry_run:
+        for model in planned:
+            _tell_dry_run(ctx, model)
+        return {}
+    with _readers(ctx) as reader:
+        found = {m.name: _read_from(ctx, reader, m) for m in planned if m.spec.artifact is not None}
+        records = {}
+        for model in planned:
+            pack = found.get(model.name)
+            records[model.name] = _push_directory(ctx, model) if pack is None else _record_artifact(ctx, model, pack)
+    return records
+
+
+def _sizes(model: PlannedModel) -> list[int]:
+    assert model.spec.path is not None
+    return [(model.spec.path / path).stat().st_size for path in model_paths(model.spec.path)]
+
+
+def _check_budget(model: PlannedModel, size: int, files: int) -> None:
+    budget = model.spec.size_budget_mb
+    if budget is not None and size > budget * MB:
+        raise ConfigError(
+            f"{CATALOG_FILE}: models.{model.name}.size_budget_mb: model {model.name} is {size / MB:.1f} MB "
+            f"({files} files), over its budget of {budget} MB; nothing was pushed",
+            file=CATALOG_FILE,
+        )
+
+
+def _tell_dry_run(ctx: BuildContext, model: PlannedModel) -> None:
+    if model.spec.artifact is not None:
+        what = f"would read back {model.spec.artifact} and record it as {model.repository}:{model.tag}"
+    else:
+        sizes = _sizes(model)
+        what = f"would push {len(sizes)} files ({sum(sizes) / MB:.1f} MB) as {model.repository}:{model.tag}"
+    ctx.emit(Event("model.planned", f"model {model.name}: {what}", data={"model": model.name}))
+
+
+def _push_directory(ctx: BuildContext, model: PlannedModel) -> ModelRecord:
+    """Tag the artifact these files make when the registry has it, else push what it lacks."""
+    spec, registry = model.spec, ctx.registry
+    assert spec.path is not None
+    files = scan_model(spec.path)
+    raw = model_manifest(model_config(spec.name, spec.format, files), files)
+    existing = registry.manifest(model.repository_path, _digest(raw))
+    if existing is not None:
+        digest, uploaded = registry.put_manifest(model.repository_path, model.tag, raw, MANIFEST_TYPE), 0
+    else:
+        pushed = push_model(
+            registry,
+            model.repository_path,
+            spec.path,
+            name=spec.name,
+            format=spec.format,
+            tag=model.tag,
+            emit=ctx.emit,
+            files=files,
+        )
+        digest, uploaded = pushed.digest, pushed.uploaded_bytes
+    for alias in ctx.revision.aliases:
+        registry.put_manifest(model.repository_path, alias, raw, MANIFEST_TYPE)
+    record = ModelRecord(
+        repository=model.repository,
+        tag=model.tag,
+        digest=digest,
+        format=spec.format,
+        files=[ModelFileRecord(f.path, f.digest, f.size) for f in files],
+        size=sum(f.size for f in files),
+        source="path",
+        origin=spec.path.relative_to(ctx.project.root).as_posix(),
+    )
+    outcome = "reused (same files)" if existing is not None else "pushed"
+    ctx.emit(
+        Event(
+            "model.built",
+            f"model {model.name}: {outcome} {model.repository}:{model.tag} {digest[:19]} "
+            f"({len(files)} files, {record.size / MB:.1f} MB; {uploaded} bytes uploaded)",
+            data={"model": model.name, "digest": digest, "uploaded_bytes": uploaded, "reused": existing is not None},
+        )
+    )
+    return record
+
+
+def _read_from(ctx: BuildContext, reader: Callable[[str], RegistryClient], model: PlannedModel) -> ModelPack:
+    """The ``from`` artifact, read back by its digest and held to the catalog (format, budget)."""
+    artifact = model.spec.artifact
+    assert artifact is not None
+    pack = inspect_model(reader(artifact.host), artifact.repository, artifact.digest)
+    if pack.format and pack.format != model.spec.format:
+        raise ConfigError(
+            f"{CATALOG_FILE}: models.{model.name}.format: {model.spec.format!r}, but {artifact} says its format "
+            f"is {pack.format!r}",
+            file=CATALOG_FILE,
+        )
+    _check_budget(model, pack.size, len(pack.files))
+    return pack
+
+
+def _record_artifact(ctx: BuildContext, model: PlannedModel, pack: ModelPack) -> ModelRecord:
+    """The record of a ``from`` model; in the build's own registry, also tagged beside the pushed ones."""
+    artifact = model.spec.artifact
+    assert artifact is not None
+    repository, tag, how = f"{artifact.host}/{artifact.repository}", "", "recorded (another registry: not tagged)"
+    if artifact.host == ctx.registry.target.host:
+        if _mount_all(ctx.registry, model, artifact.repository, pack):
+            manifest = ctx.registry.manifest(artifact.repository, artifact.digest)
+            assert manifest is not None  # inspect_model read it
+            for name in (model.tag, *ctx.revision.aliases):
+                ctx.registry.put_manifest(model.repository_path, name, manifest.raw, manifest.media_type)
+            repository, tag, how = model.repository, model.tag, f"tagged {model.repository}:{model.tag}"
+        else:
+            how = "recorded (the registry mounts no blobs across repositories: not tagged)"
+    ctx.emit(
+        Event(
+            "model.built",
+            f"model {model.name}: {artifact.digest[:19]} from {artifact.host}/{artifact.repository} {how} "
+            f"({len(pack.files)} files, {pack.size / MB:.1f} MB; 0 bytes uploaded)",
+            data={"model": model.name, "digest": artifact.digest, "uploaded_bytes": 0, "reused": True},
+        )
+    )
+    return ModelRecord(
+        repository=repository,
+        tag=tag,
+        digest=artifact.digest,
+        format=pack.format or model.spec.format,
+        files=[ModelFileRecord(f.path, f.digest, f.size) for f in pack.files],
+        size=pack.size,
+        source="from",
+        origin=str(artifact),
+    )
+
+
+def _mount_all(registry: RegistryClient, model: PlannedModel, source: str, pack: ModelPack) -> bool:
+    """Every blob of the artifact (config and layers) linked into the model's repository."""
+    if source == model.repository_path:
+        return True
+    manifest = registry.manifest(source, pack.digest)
+    assert manifest is not None
+    config = manifest.json.get("config") or {}
+    digests = [str(config.get("digest"))] if config.get("mediaType") == CONFIG_TYPE else []
+    return all(registry.mount_blob(model.repository_path, d, source) for d in [*digests, *_layers(pack)])
+
+
+def _layers(pack: ModelPack) -> Sequence[str]:
+    return list(dict.fromkeys(file.digest for file in pack.files))
+
+
+@contextlib.contextmanager
+def _readers(ctx: BuildContext) -> Iterator[Callable[[str], RegistryClient]]:
+    """A client per registry a ``from`` names: the build's own for its host, one opened (and closed
+    after) for each other host, with that host's credentials only."""
+    opened: dict[str, RegistryClient] = {}
+
+    def reader(host: str) -> RegistryClient:
+        if host == ctx.registry.target.host:
+            return ctx.registry
+        if host not in opened:
+            opened[host] = (ctx.registry_for or _client)(host)
+        return opened[host]
+
+    try:
+        yield reader
+    finally:
+        for client in opened.values():
+            client.close()
+
+
+def _client(host: str) -> RegistryClient:
+    return RegistryClient(RegistryTarget(host, "models"), reading_credentials_for(host))
+
+
+def _digest(raw: bytes) -> str:
+    return "sha256:" + hashlib.sha256(raw).hexdigest()
