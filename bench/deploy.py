@@ -86,8 +86,13 @@ class DeployBench:
         return time.time() - started
 
     def colour(self, strategy: str) -> str:
-        out = self.shipyard("status", "--target", target_name(strategy), "--json")
-        (status,) = json.loads(out)
+        """The colour serving the changed service now; status exits 18 here (the channel moved: drift)."""
+        argv = [sys.executable, "-m", "shipyard", "--project", str(self.work), "status", "--target"]
+        result = subprocess.run([*argv, target_name(strategy), "--json"], env={**os.environ, **self.env},
+                                capture_output=True, text=True)  # fmt: skip
+        if result.returncode not in (0, 18):
+            raise SystemExit(f"shipyard status exited {result.returncode}: {result.stderr[-2000:]}")
+        (status,) = json.loads(result.stdout)
         return next(s["colour"] for s in status["services"] if s["service"] == CHANGED)
 
     def endpoints(self, strategy: str) -> list[Endpoint]:
@@ -119,13 +124,12 @@ class DeployBench:
         changed = probe.tallies[f"{CHANGED} health"]
         failed = sum(len(t.failures) for t in probe.tallies.values())
         if strategy == "in-place":  # no edge to name who answered: the new container answers after the gap
-            gap_end = max(
-                (b for a, b in zip(changed.times, changed.times[1:], strict=False) if b - a >= changed.longest_gap_s),
-                default=started,
+            times = changed.times  # answers as they arrived: the first after the longest gap is the new one's
+            first_new = max(
+                (b for a, b in zip(times, times[1:], strict=False) if b - a >= changed.longest_gap_s), default=started
             )
-            first_new = gap_end
         else:
-            new = [t for t, _, who in changed.answers if who and who != before and t >= started]
+            new = [t + took for t, took, who in changed.answers if who and who != before and t + took >= started]
             first_new = min(new) if new else float("nan")
         return {
             "to new release s": round(first_new - started, 2),
