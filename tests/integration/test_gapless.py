@@ -329,6 +329,19 @@ def test_two_deploys_at_once_one_deploys_the_other_refuses(fleet: Fleet, tmp_pat
     assert digests(engine_runs(fleet)) == expected(e)
 
 
+def test_a_target_whose_containers_all_stopped_comes_back_on_the_next_deploy(fleet: Fleet) -> None:
+    """As after a host restart that brought nothing back: the services and the edge stopped, the edge's
+    volume holding the config it served before."""
+    ids = fleet.engine.docker("ps", "-q", "--filter", f"label=io.shipyard.target={TARGET}").stdout.split()
+    fleet.engine.docker("stop", *ids)
+    result = deploy(fleet)
+    assert f"{TARGET}: {fleet.current.release} deployed" in result.stdout, result.stdout
+    assert digests(engine_runs(fleet)) == expected(fleet.current)
+    with probed(fleet) as probe:  # through the edge, on the config this deploy wrote
+        time.sleep(0.5)
+    assert not probe.failures(), probe.summary()
+
+
 def test_stop_first_holds_requests_instead_of_failing_them(fleet: Fleet, tmp_path: Path) -> None:
     deploy(fleet, STOP)  # the target's first deploy (release e)
     f = variant(fleet, REST, ["LABEL io.shipyard.it.release=f"], tmp_path)

@@ -103,6 +103,8 @@ def test_build_pushes_the_model_records_it_and_a_second_build_uploads_nothing(pr
     assert all(not unit.models for key, unit in record.units.items() if key != f"cpu/{SERVICE}")
     # the registry's word: the tag names the digest, and it is a ModelPack artifact of these files
     assert registry_digest(f"localhost:5000/{path}", release) == model.digest
+    signature = f"sha256-{model.digest.removeprefix('sha256:')}.sig"  # signed as images are (cosign's layout)
+    assert registry_digest(f"localhost:5000/{path}", signature) is not None
     with RegistryClient(parse_target(REGISTRY)) as registry:
         pack = inspect_model(registry, path, release)
     assert (pack.digest, pack.name, pack.format) == (model.digest, "affect-nb", "safetensors")

@@ -157,6 +157,7 @@ class FakeClient:
 class FakeEdge:
     def __init__(self, state: EdgeState | None) -> None:
         self._state = state
+        self.serving = state
 
     def state(self) -> EdgeState | None:
         return self._state
@@ -166,6 +167,9 @@ class FakeEdge:
 
     def image(self) -> str:
         return "edge@sha256:1"
+
+    def in_sync(self, state: EdgeState) -> bool:
+        return self.serving == state
 
 
 def colour_container(svc: str, colour: str, image: str, settings: str, release: str = "r1") -> FakeContainer:
@@ -219,6 +223,26 @@ def test_a_target_that_runs_the_plan_has_nothing_to_do() -> None:
     assert s.nothing_to_do
     s.plan(project, [P("api", A)], {"api": {"port": 8081}})  # type: ignore[list-item]
     assert not s.nothing_to_do  # the port moved: the edge's listener must follow
+    s.edge.serving = EdgeState()  # type: ignore[attr-defined]  # HAProxy came back on an older config
+    s.plan(project, [P("api", A)], {"api": {"port": 8080}})  # type: ignore[list-item]
+    assert not s.nothing_to_do
+
+
+def test_show_servers_state_reads_each_servers_address_and_whether_it_is_ready() -> None:
+    from shipyard.release.deploy.edge import _servers
+
+    answer = (
+        "1\n# be_id be_name srv_id srv_name srv_addr srv_op_state srv_admin_state srv_uweight srv_iweight "
+        "srv_time_since_last_change srv_check_status srv_check_result srv_check_health srv_check_state "
+        "srv_agent_state bk_f_forced_id srv_f_forced_id srv_fqdn srv_port srvrecord srv_use_ssl srv_check_port "
+        "srv_check_addr srv_agent_addr srv_agent_port\n"
+        "3 be_api 1 blue 127.0.0.1 2 0 1 1 3 1 0 2 0 0 0 0 - 20001 - 0 0 - - 0\n"
+        "3 be_api 2 green 127.0.0.1 0 5 1 1 3 1 0 0 8 0 0 0 - 1 - 0 0 - - 0\n"
+    )
+    assert _servers(answer) == {
+        ("be_api", "blue"): ("127.0.0.1:20001", True),
+        ("be_api", "green"): ("127.0.0.1:1", False),
+    }
 
 
 def test_an_unhealthy_live_container_moves_even_on_the_same_digest() -> None:

@@ -23,6 +23,7 @@ from ..errors import ConfigError
 from ..events import Event
 from ..oci.artifacts import MANIFEST_TYPE
 from ..oci.client import RegistryClient
+from ..oci.cosign import push_signature
 from ..oci.credentials import reading_credentials_for
 from ..oci.modelfiles import model_paths, scan_model
 from ..oci.modelpack import CONFIG_TYPE, ModelPack, inspect_model, model_config, model_manifest, push_model
@@ -82,7 +83,20 @@ def release_models(ctx: BuildContext, plan: Plan) -> dict[str, ModelRecord]:
         for model in planned:
             pack = found.get(model.name)
             records[model.name] = _push_directory(ctx, model) if pack is None else _record_artifact(ctx, model, pack)
+            _sign(ctx, model.name, records[model.name])
     return records
+
+
+def _sign(ctx: BuildContext, name: str, record: ModelRecord) -> None:
+    """Sign the model's manifest digest as an image's is (cosign's layout: ``cosign verify`` reads it), in the
+    build's registry; a model only recorded from another registry is left to its own signatures."""
+    host, _, path = record.repository.partition("/")
+    if ctx.signer is None or host != ctx.registry.target.host:
+        return
+    added = push_signature(ctx.registry, path, record.digest, record.repository, ctx.signer)
+    state = "signed" if added else "signature present"
+    key = ctx.signer.public.key_id[:19]
+    ctx.emit(Event("model.signed", f"model {name}: {state} ({key}…) {record.repository}@{record.digest[:19]}"))
 
 
 def _sizes(model: PlannedModel) -> list[int]:

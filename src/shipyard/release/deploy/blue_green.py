@@ -142,7 +142,8 @@ class EdgeStrategy:
         except ApplyFailed as exc:
             self._remove_new(moving, log)
             return Ran(f"edge: {exc}", self._kept(), True)
-        through = self._check_edge(moving, log)
+        # nothing moved but the edge changed (its image, a port, a config it lost): check every service
+        through = self._check_edge(moving or [m for m in self.moves if m.placed is not None], log)
         failed = [c for c in through if not c.passed]
         if failed:
             how = self._switch_back(after, before, moving, log)

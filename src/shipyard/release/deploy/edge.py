@@ -25,7 +25,7 @@ from ...config.targets import Target
 from ...state import make_dirs
 from ..gates.probes import NotReady, wait_until_ready
 from .docker_cli import ApplyFailed, DockerCli
-from .edge_config import CONFIG_DIR, SOCKET, EdgeState, backend, render, switch_commands
+from .edge_config import COLOURS, CONFIG_DIR, SOCKET, EdgeState, backend, render, switch_commands
 
 ROLE_LABEL = "io.shipyard.role"
 TARGET_LABEL = "io.shipyard.target"
@@ -105,6 +105,26 @@ class Edge:
             return ""
         return str((container.attrs.get("Config") or {}).get("Image", ""))
 
+    def in_sync(self, state: EdgeState) -> bool:
+        """HAProxy serves ``state`` right now (its runtime, not only its files): each route's live colour
+        ready at its address, the other in maintenance. False also for an edge that is not running."""
+        container = self.container()
+        if container is None or container.status != "running":
+            return False
+        try:
+            servers = _servers(self._command("show servers state"))
+        except EdgeFailed:
+            return False
+        for service, route in state.routes.items():
+            for colour in COLOURS:
+                found = servers.get((backend(service), colour))
+                if found is None:
+                    return False
+                address, ready = found
+                if ready != (colour == route.live) or (ready and address != route.upstream(colour)):
+                    return False
+        return True
+
     def sessions(self, service: str, colour: str) -> int:
         """Connections the edge has open to one colour of a service now (HAProxy's ``scur``)."""
         out = self._command("show stat")
@@ -128,16 +148,23 @@ class Edge:
         if container is None:
             raise EdgeFailed(f"docker compose up started no edge container for {self.name}")
         self._write(container, state)
+        # an edge that was only stopped (a host restart) started on the config its volume held before this
+        # write: once it answers, it reloads onto the one just written
         self._wait_answering(container, before_pid=None)
+        pid = self._pid(container)
+        container.kill(signal="SIGUSR2")
+        self._wait_answering(container, before_pid=pid)
 
     def apply(self, before: EdgeState, after: EdgeState) -> None:
-        """Make the running edge serve ``after``: a runtime switch when only colours changed, else a
-        graceful reload. The files are written (and checked) first, so a restarted edge serves ``after``."""
+        """Make the running edge serve ``after``: a runtime switch when only colours changed (and it serves
+        ``before`` now), else a graceful reload. The files are written (and checked) first, so a restarted
+        edge serves ``after``."""
         container = self.container()
         if container is None:
             raise EdgeFailed(f"{self.name}: the edge is not running")
+        in_sync = self.in_sync(before)
         self._write(container, after)
-        if before.listeners() != after.listeners() or before.drain_s != after.drain_s:
+        if not in_sync or before.listeners() != after.listeners() or before.drain_s != after.drain_s:
             pid = self._pid(container)
             container.kill(signal="SIGUSR2")  # HAProxy's master re-reads the config; old connections stay
             self._wait_answering(container, before_pid=pid)
@@ -192,7 +219,7 @@ class Edge:
         """edge.json and haproxy.cfg into the volume, as ``.new`` files, checked, then renamed."""
         files = {"edge.json.new": state.to_json(), "haproxy.cfg.new": render(state)}
         container.put_archive(CONFIG_DIR, _tar(files))
-        code, out = container.exec_run(["haproxy", "-c", "-q", "-f", f"{CONFIG_DIR}/haproxy.cfg.new"])
+        code, out = container.exec_run(["haproxy", "-c", "-f", f"{CONFIG_DIR}/haproxy.cfg.new"])
         if code != 0:
             raise EdgeFailed(f"{self.name}: HAProxy refused the new config: {_first_line(out)}")
         rename = f"cd {CONFIG_DIR} && mv edge.json.new edge.json && mv haproxy.cfg.new haproxy.cfg"
@@ -226,8 +253,10 @@ class Edge:
 
         def answering() -> None:
             container.reload()
-            if container.status != "running":
+            if container.status in ("exited", "dead"):
                 raise EdgeFailed(f"{self.name}: the edge exited: {_tail(container)}")
+            if container.status != "running":  # created, restarting: it may come up on the new config
+                raise NotReady(f"the edge is {container.status}")
             pid = self._pid(container)
             if not pid or pid == before_pid:
                 raise NotReady("no new worker yet")
@@ -260,3 +289,19 @@ def _first_line(out: bytes) -> str:
 def _tail(container: Any) -> str:
     logs = container.logs(tail=5).decode(errors="replace").strip().splitlines()
     return " | ".join(line.strip() for line in logs)[-300:] or "no log"
+
+
+def _servers(answer: str) -> dict[tuple[str, str], tuple[str, bool]]:
+    """``show servers state`` as (backend, server) -> (host:port, ready). Columns from its header line;
+    an admin state with any maintenance or drain bit is not ready."""
+    columns: list[str] = []
+    found = {}
+    for line in answer.splitlines():
+        if line.startswith("# be_id"):
+            columns = line.removeprefix("# ").split()
+        elif columns and line.strip() and not line.startswith("#") and len(line.split()) >= len(columns):
+            cells = dict(zip(columns, line.split(), strict=False))
+            ready = int(cells.get("srv_admin_state", "1")) & 0x1F == 0
+            address = f"{cells.get('srv_addr')}:{cells.get('srv_port')}"
+            found[(cells.get("be_name", ""), cells.get("srv_name", ""))] = (address, ready)
+    return found

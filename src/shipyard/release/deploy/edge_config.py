@@ -25,6 +25,7 @@ from dataclasses import asdict, dataclass, field, replace
 COLOURS = ("blue", "green")
 CONFIG_DIR = "/etc/shipyard-edge"
 SOCKET = "/run/shipyard-edge/admin.sock"
+IDLE_SOCKET = "/run/shipyard-edge/idle.sock"  # the listener of an edge that routes no service yet
 PARKED = "127.0.0.1:1"  # the address of a colour that runs nothing: never ready, never connected to
 
 
@@ -126,7 +127,7 @@ def render(state: EdgeState) -> str:
             lines.append(f"    server {colour} {route.upstream(colour)}{parked}")
         lines.append("")
     if not state.routes:  # HAProxy will not start with nothing to do: a listener on no port of the host
-        lines += ["listen idle", "    bind 127.0.0.1:0", ""]
+        lines += ["listen idle", f"    bind unix@{IDLE_SOCKET}", ""]
     return "\n".join(lines)
 
 

@@ -112,11 +112,13 @@ class EdgePlan:
         return not self.moving and not self.leaving and not self.stale() and not self.legacy and self._edge_current()
 
     def _edge_current(self) -> bool:
-        """The edge runs the wanted image and routes every service to its port."""
+        """The edge runs the wanted image, listens on every service's port and serves its state now (a
+        restarted host may have left it on an older config)."""
         if self.edge.container() is None:
             return not self.checks
         ports = {s: int(c["port"]) for s, c in self.checks.items()}
-        return self.state.listeners() == ports and (not self.proxy_image or self.edge.image() == self.proxy_image)
+        image = not self.proxy_image or self.edge.image() == self.proxy_image
+        return self.state.listeners() == ports and image and self.edge.in_sync(self.state)
 
     def choose_ports(self) -> dict[str, int]:
         """A free host port for each moving service's new colour; ConfigError (nothing changed) when a port
