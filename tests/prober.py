@@ -58,9 +58,16 @@ class Prober:
     """``with Prober(endpoints, rate=25) as probe: …`` then ``probe.tallies``."""
 
     def __init__(
-        self, endpoints: list[Endpoint], *, rate: float = 25.0, interval: float = 0.25, max_s: float = 600.0
+        self,
+        endpoints: list[Endpoint],
+        *,
+        rate: float = 25.0,
+        interval: float = 0.25,
+        max_s: float = 600.0,
+        timeout_s: float = 10.0,  # how long a client waits for an answer (above a stop-first hold)
     ) -> None:
         self.endpoints = endpoints
+        self.timeout_s = timeout_s
         self.rate = rate
         self.interval = interval
         self.max_s = max_s
@@ -101,7 +108,7 @@ class Prober:
     def _requests(self, endpoint: Endpoint) -> None:
         tally = self.tallies[endpoint.name]
         period = 1.0 / self.rate
-        with httpx.Client(timeout=10.0) as client:
+        with httpx.Client(timeout=self.timeout_s) as client:
             while self._running():
                 started = time.time()
                 try:

@@ -170,8 +170,8 @@ def endpoints(fleet: Fleet, target: str = TARGET) -> list[Endpoint]:
 def probed(fleet: Fleet, target: str = TARGET, *, stream_moves: bool = False) -> Iterator[Prober]:
     """The prober on the target's ports, answered by every endpoint before the block starts. Unless the
     deploy moves the stream's service (``stream_moves``: its old container goes after the drain), the
-    WebSocket stream must still be open at the end."""
-    with Prober(endpoints(fleet, target), rate=25, max_s=300) as probe:
+    WebSocket stream must still be open at the end. Its clients wait longer than a stop-first hold."""
+    with Prober(endpoints(fleet, target), rate=25, max_s=300, timeout_s=HOLD_S + 10) as probe:
         probe.wait_answering()
         yield probe
         stream = probe.tallies[f"{STREAM} stream"]

@@ -154,6 +154,14 @@ class EdgeStrategy:
 
     def _stop_first(self, log: StepLog) -> Ran:
         results: list[ServiceCheck] = []
+        container = self.edge.container()
+        if not self.view.in_sync and container is not None and container.status == "running":
+            try:  # first back on its files: a reload later would cut the requests it holds
+                with log.step("resync", detail="the edge served another config than its files"):
+                    self.edge.apply(self.state, self.state, reload=True)
+                self.view.in_sync = True
+            except ApplyFailed as exc:
+                return Ran(f"edge: {exc}", "nothing was stopped", True)
         for move in self.moving:
             if move.live is not None:
                 why = f"{move.live.colour}: the edge holds requests meanwhile"
@@ -236,8 +244,9 @@ class EdgeStrategy:
             container = self.edge.container()
             if container is None or container.status != "running" or self.edge.image() != self.proxy_image:
                 self.edge.start(self.proxy_image, after)
-            else:
-                self.edge.apply(before, after)
+            else:  # reloaded once where the plan found it serving something else than its files say
+                self.edge.apply(before, after, reload=not self.view.in_sync)
+            self.view.in_sync = True
         self.state = after
         return after
 

@@ -155,16 +155,15 @@ class Edge:
         container.kill(signal="SIGUSR2")
         self._wait_answering(container, before_pid=pid)
 
-    def apply(self, before: EdgeState, after: EdgeState) -> None:
-        """Make the running edge serve ``after``: a runtime switch when only colours changed (and it serves
-        ``before`` now), else a graceful reload. The files are written (and checked) first, so a restarted
-        edge serves ``after``."""
+    def apply(self, before: EdgeState, after: EdgeState, *, reload: bool = False) -> None:
+        """Make the running edge serve ``after``: a runtime switch when only colours changed, else (or with
+        ``reload``: it does not serve ``before``) a graceful reload. The files are written (and checked)
+        first, so a restarted edge serves ``after``."""
         container = self.container()
         if container is None:
             raise EdgeFailed(f"{self.name}: the edge is not running")
-        in_sync = self.in_sync(before)
         self._write(container, after)
-        if not in_sync or before.listeners() != after.listeners() or before.drain_s != after.drain_s:
+        if reload or before.listeners() != after.listeners() or before.drain_s != after.drain_s:
             pid = self._pid(container)
             container.kill(signal="SIGUSR2")  # HAProxy's master re-reads the config; old connections stay
             self._wait_answering(container, before_pid=pid)

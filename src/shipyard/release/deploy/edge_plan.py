@@ -55,6 +55,7 @@ class EdgePlan:
         self.state = self.edge.state() or EdgeState(drain_s=self.target.drain_s)
         self.containers = colour_containers(self.client, self.target.name)
         self.legacy = self.in_place.running()
+        self.in_sync = self.edge.in_sync(self.state)  # HAProxy serves its files (not an older config)
         moves = []
         for item in placed:
             live = self._live(item.service)
@@ -118,7 +119,7 @@ class EdgePlan:
             return not self.checks
         ports = {s: int(c["port"]) for s, c in self.checks.items()}
         image = not self.proxy_image or self.edge.image() == self.proxy_image
-        return self.state.listeners() == ports and image and self.edge.in_sync(self.state)
+        return self.state.listeners() == ports and image and self.in_sync
 
     def choose_ports(self) -> dict[str, int]:
         """A free host port for each moving service's new colour; ConfigError (nothing changed) when a port
