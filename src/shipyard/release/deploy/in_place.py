@@ -9,7 +9,7 @@ stopped).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any, Protocol
 
 from ...events import Emit, Event
@@ -82,6 +82,3 @@ class InPlaceStrategy:
             how += "; the target needs attention"
         return how, not again
 
-
-def short_failure(checks: Sequence[ServiceCheck]) -> str:
-    return "; ".join(c.short for c in checks if not c.passed)
