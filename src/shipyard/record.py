@@ -89,6 +89,8 @@ class ModelRecord:
     size: int  # the files' bytes
     source: str  # "path" or "from"
     origin: str
+    # gate -> its verdict on this model: verify's {"passed": bool, "problems": [...]}, as a unit's verdicts
+    verdicts: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def ref(self) -> str:

@@ -42,6 +42,7 @@ class Deployment:
     strategy: str = "in-place"  # how it was applied: blue-green, stop-first, in-place (or a swarm's own)
     steps: list[dict[str, Any]] = field(default_factory=list)  # {step, service, seconds, ok, detail}, in order
     p95_ms: float | None = None  # the live check's slowest service p95 through the target's ports
+    models: dict[str, str] = field(default_factory=dict)  # model name -> its artifact by digest, on the target
 
 
 @dataclass
