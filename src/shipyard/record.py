@@ -89,6 +89,7 @@ class ModelRecord:
     size: int  # the files' bytes
     source: str  # "path" or "from"
     origin: str
+    budget_mb: int | None = None  # the catalog's size_budget_mb, which verify holds the artifact to
     # gate -> its verdict on this model: verify's {"passed": bool, "problems": [...]}, as a unit's verdicts
     verdicts: dict[str, dict[str, Any]] = field(default_factory=dict)
 

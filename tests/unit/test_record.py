@@ -110,6 +110,7 @@ def test_models_and_the_digests_a_unit_was_released_with_round_trip(tmp_path: Pa
         "size": 1020,
         "source": "path",
         "origin": "models/affect-nb",
+        "budget_mb": None,
         "verdicts": {},
     }
     assert data["units"]["cpu/svc"]["models"] == {"affect-nb": "sha256:" + "3" * 64}

@@ -113,8 +113,9 @@ def check_channel(channel: str) -> str:
 
 
 def gate_problems(record: ReleaseRecord, keys: Iterable[str]) -> list[str]:
-    """What stands between this release and a channel: missing or failed verify/scan/canary verdicts."""
-    problems = []
+    """What stands between this release and a channel: missing or failed verify/scan/canary verdicts, of
+    the units and of the models they were released with."""
+    problems, keys = [], list(keys)
     for key in keys:
         for stage in ("verify", "scan"):
             verdict = record.units[key].verdicts.get(stage)
@@ -126,7 +127,30 @@ def gate_problems(record: ReleaseRecord, keys: Iterable[str]) -> list[str]:
     if not canaries:
         problems.append("no canary verdict (run `shipyard canary`)")
     problems += [f"{k}: canary failed ({v.get('reason', '')})" for k, v in canaries.items() if not v.get("passed")]
+    for name in released_models(record, keys):
+        model = record.models.get(name)
+        verdict = model.verdicts.get("verify") if model is not None else None
+        if verdict is None:
+            problems.append(f"model {name}: no verify verdict")
+        elif not verdict.get("passed"):
+            problems.append(f"model {name}: verify failed ({'; '.join(verdict.get('problems', []))[:200]})")
     return problems
+
+
+def model_targets(record: ReleaseRecord, keys: Iterable[str]) -> dict[str, tuple[str, str]]:
+    """``models/<name>`` -> (repository, digest) of the models the units ``keys`` were released with, whose
+    channel tag moves with theirs; a model the build could only record (in another registry) has none."""
+    found = {}
+    for name, digest in released_models(record, keys).items():
+        model = record.models.get(name)
+        if model is not None and model.tag:
+            found[f"models/{name}"] = (model.repository, digest)
+    return found
+
+
+def released_models(record: ReleaseRecord, keys: Iterable[str]) -> dict[str, str]:
+    """model name -> digest, of the models the units ``keys`` were released with."""
+    return {name: digest for key in keys for name, digest in record.units[key].models.items()}
 
 
 @dataclass(frozen=True)
@@ -411,11 +435,12 @@ class Promoter:
                     data={"problems": problems},
                 )
             )
-        wanted = {k: u.digest for k, u in units.items()}
+        targets = {k: (u.repository, u.digest) for k, u in units.items()} | model_targets(record, units)
+        wanted = {k: digest for k, (_, digest) in targets.items()}
         with self._locked(channel):
             # the ledger before the tags: a promotion that moves tags after this read changes its head
             ledger = self._settled(channel, lambda e: e.release == record.release and e.digests == wanted)
-            moves = self._moves(channel, {k: (u.repository, u.digest) for k, u in units.items()})
+            moves = self._moves(channel, targets)
             digests = {m.unit: m.digest for m in moves}
             last = ledger.entries[-1] if ledger.entries else None
             already = all(m.before == m.digest for m in moves)

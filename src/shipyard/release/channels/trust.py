@@ -3,7 +3,8 @@
 Promotion, deploy and rollout ask this module, not the release record. Every unit's digest must
 carry a signature by a trusted key and signed ``verify`` and ``scan`` verdicts for that digest and the
 release's git revision; the release must have been canaried (a signed canary verdict for at least one
-profile), and every service of a canaried profile needs its own. The record is only the list of what
+profile), and every service of a canaried profile needs its own. Every model a unit was released with
+needs a trusted signature and a signed verify verdict of that revision. The record is only the list of what
 to look for: a record whose digests or verdicts were edited finds nothing signed to match and is
 refused, naming the unit and what is missing. An empty list of units is refused too: no policy
 passes vacuously.
@@ -72,6 +73,32 @@ def trust_problems(
         unit = record.units[key]
         if unit.kind == "service" and unit.profile in canaried:
             problems += _verdict_problem(key, unit.digest[:19], "canary", found[key].verdicts.get("canary"), record)
+    return problems + model_problems(registry, trusted, record, wanted)
+
+
+def model_problems(
+    registry: RegistryClient, trusted: Sequence[PublicKey], record: ReleaseRecord, keys: Iterable[str]
+) -> list[str]:
+    """What stands between the models the units ``keys`` were released with and a channel or a machine:
+    each model's digest signed by a trusted key and carrying a signed verify verdict of this revision."""
+    needed: dict[str, str] = {}
+    for key in keys:
+        needed.update(record.units[key].models)
+    problems, checked = [], {}
+    for name, digest in needed.items():
+        model = record.models.get(name)
+        if model is None or model.digest != digest:
+            problems.append(f"model {name}: {digest[:19]} is not among the release's models (was the record edited?)")
+        else:
+            checked[name] = model
+    with ThreadPoolExecutor(max_workers=PARALLEL_REQUESTS) as pool:
+        proofs = pool.map(lambda m: evidence(registry, trusted, m.repository.split("/", 1)[1], m.digest),
+                          checked.values())  # fmt: skip
+        for (name, model), proof in zip(checked.items(), proofs, strict=True):
+            label = f"model {name}"
+            if not proof.signers:
+                problems.append(f"{label}: {model.digest[:19]} has no signature by a trusted key")
+            problems += _verdict_problem(label, model.digest[:19], "verify", proof.verdicts.get("verify"), record)
     return problems
 
 
@@ -91,11 +118,17 @@ def _verdict_problem(
 
 
 def digest_problems(
-    registry: RegistryClient, trusted: Sequence[PublicKey], label: str, path: str, digest: str
+    registry: RegistryClient,
+    trusted: Sequence[PublicKey],
+    label: str,
+    path: str,
+    digest: str,
+    gates: Sequence[str] = ("verify", "scan"),
 ) -> list[str]:
-    """For an image no record names (a channel's digest, on its way to a machine): signed, verified, scanned."""
+    """For an artifact no record names (a channel's digest, on its way to a machine): signed and carrying
+    a signed verdict of each of ``gates`` (an image: verified and scanned; a model: verified)."""
     proof = evidence(registry, trusted, path, digest)
     problems = [] if proof.signers else [f"{label}: {digest[:19]} has no signature by a trusted key"]
-    problems += [f"{label}: no signed {gate} verdict for {digest[:19]}" for gate in ("verify", "scan")
+    problems += [f"{label}: no signed {gate} verdict for {digest[:19]}" for gate in gates
                  if gate not in proof.verdicts]  # fmt: skip
     return problems

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
@@ -38,16 +38,37 @@ def _path(repository: str) -> str:
 def statement(record: ReleaseRecord, key: str, gate: str, policy: Mapping[str, Any]) -> dict[str, Any]:
     """The signed claim that ``key``'s image passed ``gate`` of ``record.release`` under ``policy``."""
     unit = record.units[key]
-    policy_json = json.dumps(policy, sort_keys=True, separators=(",", ":")).encode()
     details = {k: v for k, v in unit.verdicts[gate].items() if k != "logs"}
+    return subject_statement(record, unit.repository, unit.digest, key, gate, policy, details)
+
+
+def model_statement(record: ReleaseRecord, name: str, gate: str, policy: Mapping[str, Any]) -> dict[str, Any]:
+    """The signed claim that the model ``name`` of ``record.release`` passed ``gate``; its ``unit`` is
+    ``models/<name>``."""
+    model = record.models[name]
+    return subject_statement(record, model.repository, model.digest, f"models/{name}", gate, policy,
+                             dict(model.verdicts[gate]))  # fmt: skip
+
+
+def subject_statement(
+    record: ReleaseRecord,
+    repository: str,
+    digest: str,
+    key: str,
+    gate: str,
+    policy: Mapping[str, Any],
+    details: Mapping[str, Any],
+) -> dict[str, Any]:
+    """The in-toto statement of a passed ``gate`` for the artifact ``repository@digest`` (an image or a model)."""
+    policy_json = json.dumps(policy, sort_keys=True, separators=(",", ":")).encode()
     return {
         "_type": "https://in-toto.io/Statement/v1",
-        "subject": [{"name": unit.repository, "digest": {"sha256": unit.digest.removeprefix("sha256:")}}],
+        "subject": [{"name": repository, "digest": {"sha256": digest.removeprefix("sha256:")}}],
         "predicateType": VSA,
         "predicate": {
             "verifier": {"id": VERIFIER},
             "timeVerified": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "resourceUri": f"{unit.repository}@{unit.digest}",
+            "resourceUri": f"{repository}@{digest}",
             "policy": {"uri": f"shipyard:{gate}", "digest": {"sha256": hashlib.sha256(policy_json).hexdigest()}},
             "verificationResult": "PASSED",
             "verifiedLevels": [f"SHIPYARD_{gate.upper()}_PASSED"],
@@ -57,7 +78,7 @@ def statement(record: ReleaseRecord, key: str, gate: str, policy: Mapping[str, A
                 "release": record.release,
                 "revision": record.revision,
                 "policy": dict(policy),
-                "result": details,
+                "result": dict(details),
             },
         },
     }
@@ -75,29 +96,65 @@ def attest_gate(
     """Sign and attach the verdict of every unit (of ``keys``) that passed ``gate``, side by side; the
     units attested."""
 
-    def attest(key: str) -> bool:
+    def subject(key: str) -> _Subject:
         unit = record.units[key]
-        verdict = unit.verdicts.get(gate)
-        if not verdict or not verdict.get("passed"):
-            return False  # a failed or missing verdict is never signed
-        claim = statement(record, key, gate, policy)
-        ours = claim["predicate"]["shipyard"]
-        held = signed_verdicts(registry, [signer.public], _path(unit.repository), unit.digest).get(gate)
-        if held is not None and all(held.get(k) == ours[k] for k in ("release", "revision", "policy", "result")):
-            return False  # the same verdict is already signed: a gate run again adds nothing
-        push_attestation(registry, _path(unit.repository), unit.digest, claim, signer, label=gate)
-        return True
+        return unit.repository, unit.digest, unit.verdicts.get(gate), lambda: statement(record, key, gate, policy)
 
     wanted = list(keys if keys is not None else record.units)
+    return _attach_all(registry, signer, gate, {key: subject(key) for key in wanted}, "unit(s)", emit)
+
+
+def attest_models(
+    registry: RegistryClient,
+    signer: SigningKey,
+    record: ReleaseRecord,
+    gate: str,
+    policy: Mapping[str, Any],
+    emit: Emit,
+) -> list[str]:
+    """Sign and attach the verdict of every model of the release that passed ``gate`` (models are only
+    verified: their files are data, there is nothing to scan or run); the models attested."""
+
+    def subject(name: str) -> _Subject:
+        model = record.models[name]
+        claim = lambda: model_statement(record, name, gate, policy)  # noqa: E731
+        return model.repository, model.digest, model.verdicts.get(gate), claim
+
+    return _attach_all(registry, signer, gate, {name: subject(name) for name in record.models}, "model(s)", emit)
+
+
+# what gets a verdict: its repository (host/path), digest, the verdict in the record, and its statement
+_Subject = tuple[str, str, "dict[str, Any] | None", Callable[[], dict[str, Any]]]
+
+
+def _attach_all(
+    registry: RegistryClient,
+    signer: SigningKey,
+    gate: str,
+    subjects: Mapping[str, _Subject],
+    what: str,
+    emit: Emit,
+) -> list[str]:
+    """Attach each passed verdict of ``subjects`` that is not signed already, side by side; the names attested."""
+
+    def attach(item: tuple[str, _Subject]) -> bool:
+        _, (repository, digest, verdict, make_claim) = item
+        if not verdict or not verdict.get("passed"):
+            return False  # a failed or missing verdict is never signed
+        claim = make_claim()
+        ours = claim["predicate"]["shipyard"]
+        held = signed_verdicts(registry, [signer.public], _path(repository), digest).get(gate)
+        if held is not None and all(held.get(k) == ours[k] for k in ("release", "revision", "policy", "result")):
+            return False  # the same verdict is already signed: a gate run again adds nothing
+        push_attestation(registry, _path(repository), digest, claim, signer, label=gate)
+        return True
+
+    items = list(subjects.items())
     with ThreadPoolExecutor(max_workers=PARALLEL_UNITS) as pool:
-        attested = [key for key, done in zip(wanted, pool.map(attest, wanted), strict=True) if done]
+        attested = [name for (name, _), done in zip(items, pool.map(attach, items), strict=True) if done]
     if attested:
-        emit(
-            Event(
-                "verdict.signed",
-                f"{gate}: signed verdicts attached to {len(attested)} unit(s) ({signer.public.key_id[:19]}…)",
-            )
-        )
+        emit(Event("verdict.signed", f"{gate}: signed verdicts attached to {len(attested)} {what} "
+                   f"({signer.public.key_id[:19]}…)"))  # fmt: skip
     return attested
 
 

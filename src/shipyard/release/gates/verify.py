@@ -15,7 +15,8 @@ from ...oci.layers import LayerCache
 from ...oci.signing import PublicKey, SigningKey
 from ...record import ReleaseRecord, UnitRecord, load_record, reports_dir, write_atomic
 from .checks import CHECKS, PER_PLATFORM, Finding, UnitImage, checked_by_files
-from .verdicts import attest_gate
+from .model_checks import MODEL_CHECKS, check_model, model_key
+from .verdicts import attest_gate, attest_models
 
 PARALLEL_UNITS = 8  # units checked at once: their time is registry round trips and layer reads
 
@@ -67,11 +68,16 @@ class Verifier:
         self.layers = LayerCache(registry, layer_cache, keep=checked_by_files)  # what check_files reads
 
     def run(self) -> VerifyReport:
-        """Units checked side by side (registry round trips); the report and the events in record order."""
+        """Units and models checked side by side (registry round trips, a model's bytes read once); the
+        report and the events in record order, the models after the images."""
         report = VerifyReport(self.record.release)
         with ThreadPoolExecutor(max_workers=PARALLEL_UNITS) as pool:
             results = pool.map(lambda item: (item[0], list(self._unit(*item))), self.record.units.items())
-            for key, findings in results:
+            models = pool.map(
+                lambda item: (model_key(item[0]), check_model(self.registry, self.trusted, *item)),
+                self.record.models.items(),
+            )
+            for key, findings in [*results, *models]:
                 self._told(report, key, findings)
         return report
 
@@ -142,11 +148,15 @@ def verify_release(
             "passed": all(f.status != "fail" for f in mine),
             "failed": [f.check for f in mine if f.status == "fail"],
         }
+    for name, model in record.models.items():
+        mine = [f for f in report.findings if f.unit == model_key(name) and f.status == "fail"]
+        model.verdicts["verify"] = {"passed": not mine, "problems": [f"{f.check}: {f.found}" for f in mine]}
     write_atomic(record_path, record.to_json())
     if signer is not None:
         attest_gate(
             registry, signer, record, "verify", {"checks": [c.__name__.removeprefix("check_") for c in CHECKS]}, emit
         )
+        attest_models(registry, signer, record, "verify", {"checks": list(MODEL_CHECKS)}, emit)
     out = reports_dir(project, record.release) / "verify.json"
     write_atomic(out, report.to_json())
     emit(Event("record", f"verify report: {out}", data={"path": str(out)}))
