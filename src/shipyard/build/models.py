@@ -155,6 +155,7 @@ def _push_directory(ctx: BuildContext, model: PlannedModel) -> ModelRecord:
         size=sum(f.size for f in files),
         source="path",
         origin=spec.path.relative_to(ctx.project.root).as_posix(),
+        budget_mb=spec.size_budget_mb,
     )
     outcome = "reused (same files)" if existing is not None else "pushed"
     ctx.emit(
@@ -214,6 +215,7 @@ def _record_artifact(ctx: BuildContext, model: PlannedModel, pack: ModelPack) ->
         size=pack.size,
         source="from",
         origin=str(artifact),
+        budget_mb=model.spec.size_budget_mb,
     )
 
 
