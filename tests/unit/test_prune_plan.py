@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 import pytest
 
 from shipyard.errors import ConfigError, PruneRefused
+from shipyard.record import ModelFileRecord, ModelRecord, ReleaseRecord
 from shipyard.release.channels.ledger import Entry, Ledger
 from shipyard.release.deploy.deployments import Deployment, DeploymentLedger
 from shipyard.release.retention.inventory import TOMBSTONE_TYPE, Inventory, Node
@@ -200,3 +201,99 @@ def test_leaves_first_survives_a_cycle() -> None:
     a = Node(SVC, d("a"), INDEX, 1, (d("b"),))
     b = Node(SVC, d("b"), INDEX, 1, (d("a"),))
     assert {n.digest for n in leaves_first([a, b])} == {d("a"), d("b")}
+
+
+# --- models: ModelPack artifacts in <namespace>/models/<name>, released like images ---------------------
+
+BERT = f"{NS}/models/bert"
+MODEL = "application/vnd.cncf.model.manifest.v1+json"
+
+
+def model(w: World, name: str, *tags: str, repo: str = BERT, size: int = 5000) -> str:
+    """A ModelPack manifest (one layer per file) with its signature and verdict attestation tags."""
+    digest = w.node(repo, name, blobs=size, artifact=MODEL)
+    w.tag(repo, f"sha256-{digest[7:]}.sig", w.node(repo, f"{name}-sig", blobs=5))
+    w.tag(repo, f"sha256-{digest[7:]}.att", w.node(repo, f"{name}-vsa", blobs=5))
+    for tag in tags:
+        w.tag(repo, tag, digest)
+    return digest
+
+
+def with_models() -> tuple[World, list[tuple[str, dict[str, str]]], dict[str, str]]:
+    """five() with the model bert in every release: the same files in r1 and r2 (one digest, two release
+    tags), new in r3, new in r4 and the same again in r5."""
+    w, r = five()
+    names = [name for name, _ in r]
+    models = {"m1": model(w, "m1", names[0], names[1]), "m3": model(w, "m3", names[2])}
+    models["m4"] = model(w, "m4", names[3], names[4])
+    return w, r, models
+
+
+def deleted(plan_deletions: list[Node]) -> set[str]:
+    return {n.digest for n in plan_deletions}
+
+
+def test_a_release_keeps_its_model_and_a_removed_one_takes_its_model_signature_and_verdicts_along() -> None:
+    w, r, m = with_models()
+    plan = make_plan(w.inv, Rules(keep=2))
+    gone = deleted(plan.deletions)
+    assert {m["m1"], d("m1-sig"), d("m1-vsa"), m["m3"], d("m3-sig"), d("m3-vsa")} <= gone
+    assert not {m["m4"], d("m4-sig"), d("m4-vsa")} & gone  # r4 and r5 are kept, both with m4
+    assert all((repo, tag) != (BERT, r[3][0]) for repo, tag in plan.untag)
+    # the model's repository is one more of the release: its images and models told apart
+    (r5,) = [release for release in plan.releases if release.name == r[4][0]]
+    assert r5.models == {"bert": m["m4"]} and set(r5.images) == {SVC, FAM}
+    # what is deleted in the model repository goes leaves first too, and the blobs of m1 and m3 are freed
+    assert plan.bytes_freed >= 2 * 5000
+
+
+def test_a_model_a_target_runs_stays_though_its_releases_go_and_only_their_tags_are_taken_away() -> None:
+    w, r, m = with_models()
+    # a target still runs m1 under a release prune knows nothing of any more (its images were pruned)
+    ref = f"reg.example/{BERT}@{m['m1']}"
+    running = Deployment("20241231-0000dead", "x", {}, {}, {}, {}, state="complete", models={"bert": ref})
+    w.inv.deployments["mainpc"] = DeploymentLedger("mainpc", [running])
+    plan = make_plan(w.inv, Rules(keep=2))
+    assert plan.removed == [r[2][0], r[1][0], r[0][0]]
+    gone = deleted(plan.deletions)
+    assert not {m["m1"], d("m1-sig"), d("m1-vsa")} & gone
+    assert m["m3"] in gone
+    assert [(repo, tag) for repo, tag in plan.untag if repo == BERT] == [(BERT, r[0][0]), (BERT, r[1][0])]
+
+
+def test_a_channel_ledger_entry_keeps_the_model_digest_it_names() -> None:
+    w, r, m = with_models()
+    ledger = w.inv.channels.setdefault("stable", Ledger("stable"))
+    # an entry of a release whose tags are gone from the registry: only its model digest is still there
+    entry = Entry("promote", "20241230-0000beef", {"models/bert": m["m3"]}, {}, state="complete")
+    ledger.entries.append(entry)
+    plan = make_plan(w.inv, Rules(keep=2))
+    gone = deleted(plan.deletions)
+    assert not {m["m3"], d("m3-sig"), d("m3-vsa")} & gone
+    assert m["m1"] in gone
+    assert (BERT, r[2][0]) in plan.untag
+
+
+def test_a_kept_record_keeps_its_models_by_digest_whatever_they_are_tagged() -> None:
+    """A ``from`` model the build could not tag under the release: the record names it, in another model's
+    repository, by digest; that artifact's only release tag is a removed release's."""
+    w, r, m = with_models()
+    record = ReleaseRecord(r[4][0], "f" * 40, "2025-01-05T12:00:00Z", f"reg.example/{NS}")
+    files = [ModelFileRecord("model.onnx", d("m1-layer"), 5000)]
+    record.models["bert-copy"] = ModelRecord(f"reg.example/{BERT}", "", m["m1"], "onnx", files, 5000, "from", "x")
+    w.inv.records[r[4][0]] = record
+    plan = make_plan(w.inv, Rules(keep=2))
+    gone = deleted(plan.deletions)
+    assert not {m["m1"], d("m1-sig"), d("m1-vsa")} & gone
+    assert {(BERT, r[0][0]), (BERT, r[1][0])} <= set(plan.untag)
+    # without the record, nothing holds m1
+    del w.inv.records[r[4][0]]
+    assert m["m1"] in deleted(make_plan(w.inv, Rules(keep=2)).deletions)
+
+
+def test_a_repository_of_models_without_release_tags_is_never_touched() -> None:
+    w, _, _ = with_models()
+    upstream = f"{NS}/models/upstream"
+    model(w, "up", "v1", repo=upstream)
+    plan = make_plan(w.inv, Rules(keep=1))
+    assert not [n for n in plan.deletions if n.repository == upstream]

@@ -1,4 +1,5 @@
-"""``shipyard prune``: the plan (kept releases and why, removed ones, manifests, bytes), then the deletes."""
+"""``shipyard prune``: the plan (kept releases and why, their images and models, removed ones, manifests,
+bytes), then the deletes."""
 
 from __future__ import annotations
 
@@ -70,15 +71,16 @@ def cmd_prune(args: argparse.Namespace, console: Console) -> int:
 
 
 def _show(console: Console, plan: Plan, *, dry_run: bool) -> None:
-    rows: list[tuple[str, ...]] = [("release", "units", "plan", "why")]
-    units = {r.name: len(r.units) for r in plan.releases}
+    rows: list[tuple[str, ...]] = [("release", "units", "models", "plan", "why")]
+    units = {r.name: str(len(r.images)) for r in plan.releases}
+    models = {r.name: ", ".join(sorted(r.models)) or "-" for r in plan.releases}
     for name, why in plan.kept.items():
-        rows.append((name, str(units[name]), "keep", ", ".join(why)))
+        rows.append((name, units[name], models[name], "keep", ", ".join(why)))
     untagged = Counter(tag for _, tag in plan.untag)
     for name in plan.removed:
         stays = untagged.get(name, 0)
-        note = f"tag only on {stays} unit(s): a kept release uses the same digest" if stays else ""
-        rows.append((name, str(units[name]), "remove", note))
+        note = f"tag only on {stays} unit(s) or model(s): a kept release uses the same digest" if stays else ""
+        rows.append((name, units[name], models[name], "remove", note))
     table(console, rows)
     verb = "would delete" if dry_run else "deletes"
     console.line(
@@ -102,6 +104,7 @@ def _json(plan: Plan, *, dry_run: bool, deleted: int) -> dict[str, object]:
         "dry_run": dry_run,
         "kept": plan.kept,
         "removed": plan.removed,
+        "models": {r.name: r.models for r in reversed(plan.releases)},  # release -> model name -> digest
         "deletions": [{"repository": n.repository, "digest": n.digest} for n in plan.deletions],
         "untagged": [{"repository": repo, "tag": tag} for repo, tag in plan.untag],
         "deleted": deleted,

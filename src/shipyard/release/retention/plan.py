@@ -7,6 +7,11 @@ platform and attestation manifests, the ``sha256-<hex>`` referrers index (the SB
 ``sha256-<hex>.sig`` / ``.att`` tags (signature, provenance, verdicts), the parent images the project's
 records name by digest, and so, untouched, every ``inputs-`` and alias tag on a kept digest.
 
+Models are released like images: a ModelPack artifact in ``<namespace>/models/<name>`` carries the release
+tag, so it is one more repository of the release. A model is kept when a kept release has it (under the
+release tag, or by digest in the project's record), a channel ledger entry's ``models/<name>`` names it,
+or a deployment ledger entry's ``models`` runs it; else it goes with its signature and attestations.
+
 Deleted: every other manifest of a repository that holds release tags, leaves first (an index after
 the manifests it lists). Distribution reveals manifests only through tags, so a run killed midway
 leaves every manifest it has not deleted yet reachable from a tag, and the next run finds and deletes
@@ -36,6 +41,7 @@ RELEASE_RE = re.compile(r"^(\d{8})-[0-9a-f]{7,40}(?:-dirty-[0-9a-f]+)?$")
 SEMVER_RE = re.compile(r"^v?\d+\.\d+(?:\.\d+)?(?:-[0-9A-Za-z.-]+)?$")
 DERIVED_RE = re.compile(r"^sha256-([0-9a-f]{64})(?:\.sig|\.att)?$")
 SUFFIXES = ("", ".sig", ".att")  # the referrers index, the signatures, the attestations of a digest
+MODELS = "models"  # <namespace>/models/<name>: where a release's ModelPack artifacts are
 
 
 @dataclass(frozen=True)
@@ -57,16 +63,33 @@ class Rules:
             raise ConfigError(f"--older-than {self.older_than_days:g}: expected a number of days, 0 or more")
 
 
+def is_model_repository(repository: str, namespace: str) -> bool:
+    """``<namespace>/models/<name>``: a model's repository, not an image's."""
+    return repository.startswith(f"{namespace}/{MODELS}/")
+
+
 @dataclass
 class Release:
     name: str
-    units: dict[str, str] = field(default_factory=dict)  # repository -> digest under the release tag
+    # repository -> digest under the release tag: the images' and the models' repositories
+    units: dict[str, str] = field(default_factory=dict)
+    namespace: str = ""
 
     @property
     def date(self) -> datetime:
         match = RELEASE_RE.match(self.name)
         assert match is not None
         return datetime.strptime(match[1], "%Y%m%d").replace(tzinfo=UTC)
+
+    @property
+    def images(self) -> dict[str, str]:
+        return {r: d for r, d in self.units.items() if not is_model_repository(r, self.namespace)}
+
+    @property
+    def models(self) -> dict[str, str]:
+        """Model name -> the digest of its artifact under the release tag."""
+        prefix = f"{self.namespace}/{MODELS}/"
+        return {r.removeprefix(prefix): d for r, d in self.units.items() if is_model_repository(r, self.namespace)}
 
 
 @dataclass
@@ -106,7 +129,7 @@ def releases_of(inventory: Inventory) -> list[Release]:
         for tag, digest in tags.items():
             node = inventory.nodes.get((repo, digest))
             if kind_of(tag) == "release" and node is not None and not node.tombstone:
-                found.setdefault(tag, Release(tag)).units[repo] = digest
+                found.setdefault(tag, Release(tag, namespace=inventory.namespace)).units[repo] = digest
     created = {name: record.created for name, record in inventory.records.items()}
     return sorted(found.values(), key=lambda r: (r.date, created.get(r.name, ""), r.name))
 
@@ -151,7 +174,8 @@ def make_plan(inventory: Inventory, rules: Rules) -> Plan:
     for name, deployments in sorted(inventory.deployments.items()):
         for deployment in deployments.entries[-rules.ledger_entries :]:
             reasons[deployment.release].append(f"deployed on {name}")
-            seeds |= {(_path(ref), ref.rpartition("@")[2]) for ref in deployment.images.values() if "@" in ref}
+            refs = [*deployment.images.values(), *deployment.models.values()]  # what the target runs, models too
+            seeds |= {(_path(ref), ref.rpartition("@")[2]) for ref in refs if "@" in ref}
     by_digest: dict[tuple[str, str], list[str]] = defaultdict(list)
     for release in releases:
         for key in release.units.items():
@@ -178,6 +202,8 @@ def make_plan(inventory: Inventory, rules: Rules) -> Plan:
             for unit in record.units.values() if record else []:
                 if "@" in unit.parent:  # the parent image, by digest: what reuse and a rebuild start from
                     seeds.add((_path(unit.parent), unit.parent.rpartition("@")[2]))
+            for model in record.models.values() if record else []:  # by digest, whatever tag it carries
+                seeds.add((_path(model.ref), model.digest))
 
     keep_nodes = closure(inventory, seeds)
     _refuse_lost_rollbacks(inventory, keep_nodes)
