@@ -1,5 +1,5 @@
 """``shipyard report``: the release report (HTML, Markdown) from the record, its reports, the channel and
-deployment ledgers."""
+deployment ledgers, and the models' signatures and signed verdicts in the registry."""
 
 from __future__ import annotations
 
@@ -11,14 +11,18 @@ from pathlib import Path
 from typing import TypeVar
 
 from ..config.catalog import load_catalog
+from ..config.keys import resolve_keys
 from ..config.registry import parse_target
 from ..errors import ConfigError, RegistryError
 from ..oci.client import RegistryClient
 from ..oci.credentials import credentials_for
+from ..oci.reference import RegistryTarget
 from ..oci.retry import RetryPolicy
-from ..record import find_record, load_record
+from ..oci.signing import PublicKey
+from ..record import ReleaseRecord, find_record, load_record
 from ..release.channels.ledger import Entry, load_ledger
 from ..release.channels.promote import check_channel
+from ..release.channels.trust import Evidence, evidence
 from ..release.deploy.deployments import Deployment, load_deployments
 from ..report.html import render_html
 from ..report.markdown import render_markdown
@@ -31,6 +35,7 @@ DEFAULT_CHANNELS = ("canary", "stable")
 LEDGER_POLICY = RetryPolicy(attempts=2, deadline_s=10.0, timeout_s=5.0)
 Ledgers = dict[str, list[Entry] | str]
 Deployments = dict[str, list[Deployment] | str]
+ModelEvidence = dict[str, Evidence | str]
 T = TypeVar("T")
 
 
@@ -54,6 +59,39 @@ def fetch_deployments(registry: RegistryClient, namespace: str, targets: Sequenc
         lambda t: load_deployments(registry, namespace, t).entries,
         "The deployment ledger of {} could not be read: {}",
     )
+
+
+def fetch_model_evidence(
+    registry: RegistryClient, trusted: Sequence[PublicKey] | str, record: ReleaseRecord
+) -> ModelEvidence:
+    """Each model's trusted signers and signed verdicts, read by digest from the registry; or why they were
+    not (``trusted`` a string: no keys to check with; a model in another registry; a read that failed)."""
+    found: ModelEvidence = {}
+    for name, model in record.models.items():
+        host, _, path = model.repository.partition("/")
+        if isinstance(trusted, str):
+            found[name] = trusted
+        elif host != registry.target.host:
+            found[name] = f"the artifact is in {host}, not {registry.target.host}"
+        else:
+            try:
+                found[name] = evidence(registry, trusted, path, model.digest)
+            except RegistryError as exc:
+                found[name] = f"the registry could not be read ({exc})"
+    return found
+
+
+def _trusted(root: Path, target: RegistryTarget) -> list[PublicKey] | str:
+    """The keys a signature must be by: shipyard.toml's [project] trusted_keys (and on the local registry its
+    development key); or why there are none to check with."""
+    try:
+        trusted_keys = load_catalog(root).trusted_keys
+    except ConfigError:
+        trusted_keys = ()  # a record copied alone: the local registry's development key still answers
+    try:
+        return list(resolve_keys(trusted_keys, target).trusted)
+    except ConfigError as exc:
+        return f"no trusted keys ({exc})"
 
 
 def _read_each(names: Sequence[str], read: Callable[[str], list[T]], unreadable: str) -> dict[str, list[T] | str]:
@@ -83,6 +121,9 @@ def cmd_report(args: argparse.Namespace, console: Console) -> int:
     with RegistryClient(target, credentials_for(target), policy=LEDGER_POLICY) as registry:
         ledgers, note = fetch_ledgers(registry, target.namespace, channels)
         deployments = {} if note else fetch_deployments(registry, target.namespace, _targets(root))
+        unreachable = f"the registry {target} is not reachable"
+        trusted = unreachable if note else _trusted(root, target) if record.models else []
+        model_evidence = fetch_model_evidence(registry, trusted, record)
     if note:
         console.line(note)
     report = build_report(
@@ -93,6 +134,7 @@ def cmd_report(args: argparse.Namespace, console: Console) -> int:
         history_note=note,
         generated=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         deployments=deployments,
+        model_evidence=model_evidence,
     )
     html_path, md_path = write_report(root, record.release, render_markdown(report), render_html(report))
     if args.json:

@@ -17,9 +17,14 @@ from .text import (
     build_text,
     canary_text,
     counts_text,
+    files_text,
     gates,
+    model_signed,
+    model_verified,
+    models_summary,
     number,
     profiles_text,
+    runs_text,
     short_digest,
     short_parent,
     signed_text,
@@ -85,7 +90,7 @@ def render_html(report: ReleaseReport) -> str:
     if failures:
         items = "".join(f"<li><code>{_e(k)}</code>: {_e(f)}</li>" for k, f in failures)
         body.append(f'<section id="verify-failures"><h2>Verify failures</h2><ul>{items}</ul></section>')
-    body += [_canary(report), _findings(report), _history(report), _placements(report)]
+    body += [_models(report), _canary(report), _findings(report), _history(report), _placements(report)]
     generated = f" on {_e(report.generated)}" if report.generated else ""
     body.append(f"<footer>shipyard release report{generated}</footer>")
     return (
@@ -127,6 +132,35 @@ def _unit_row(report: ReleaseReport, key: str) -> str:
         f"<td>{_badge(bool(u.attestations.get('signature')), signed_text(u))}</td>",
     ]
     return f'<tr data-unit="{_e(key)}">{"".join(cells)}</tr>'
+
+
+def _models(report: ReleaseReport) -> str:
+    if not report.models:
+        return ""
+    rows = []
+    for row in report.models:
+        model = row.model
+        signed_ok, signed = model_signed(row)
+        verified_ok, verified = model_verified(row, report.record.release)
+        files = "; ".join(f"{f.path} ({f.size} bytes)" for f in model.files)
+        cells = [
+            f"<td>{_e(row.name)}</td>",
+            f"<td>{_e(model.format or '-')}</td>",
+            f'<td><code class="digest" title="{_e(model.ref)}">{_e(short_digest(model.digest))}</code></td>',
+            f'<td class="num" title="{model.size} bytes">{_e(size_text(model.size))}</td>',
+            f'<td title="{_e(files)}">{_e(files_text(row))}</td>',
+            f'<td title="{_e(model.origin)}">{_e(model.source)}</td>',
+            f'<td class="signed">{_badge(signed_ok, signed)}</td>',
+            f'<td class="verified">{_badge(verified_ok, verified)}</td>',
+            f'<td class="runs">{_e(runs_text(row.runs))}</td>',
+        ]
+        rows.append(f'<tr data-model="{_e(row.name)}">{"".join(cells)}</tr>')
+    header = ("model", "format", "digest", "size", "files", "source", "signed", "verified", "runs on")
+    return (
+        f'<section id="models"><h2>Models</h2><p class="meta">{_e(models_summary(report))}</p>'
+        + _table(header, rows, "models")
+        + "</section>"
+    )
 
 
 def _canary(report: ReleaseReport) -> str:

@@ -9,9 +9,14 @@ from .model import ReleaseReport
 from .text import (
     build_text,
     canary_text,
+    files_text,
     gates,
+    model_signed,
+    model_verified,
+    models_summary,
     number,
     profiles_text,
+    runs_text,
     scan_text,
     short_digest,
     short_parent,
@@ -78,11 +83,33 @@ def render_markdown(report: ReleaseReport) -> str:
         out += ["## Verify failures", ""]
         out += [f"- {text(key)}: {text(failure)}" for key, failure in failures]
         out += [""]
+    out += _models(report)
     out += _canary(report)
     out += _findings(report)
     out += _history(report)
     out += _placements(report)
     return "\n".join(out).rstrip() + "\n"
+
+
+def _models(report: ReleaseReport) -> list[str]:
+    if not report.models:
+        return []
+    rows = [
+        (
+            text(row.name),
+            text(row.model.format or "-"),
+            code(short_digest(row.model.digest)),
+            size_text(row.model.size),
+            text(files_text(row)),
+            text(row.model.source),
+            text(model_signed(row)[1]),
+            text(model_verified(row, report.record.release)[1]),
+            text(runs_text(row.runs)),
+        )
+        for row in report.models
+    ]
+    header = ("model", "format", "digest", "size", "files", "source", "signed", "verified", "runs on")
+    return ["## Models", "", text(models_summary(report)), "", *_table(header, rows)]
 
 
 def _canary(report: ReleaseReport) -> list[str]:

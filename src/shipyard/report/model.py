@@ -1,10 +1,10 @@
 """The release report: what a release is, from its record, its verify and scan reports and the channels' ledgers.
 
-``build_report`` is pure (the record, the verify report, the scan findings and the ledger entries in; a
-``ReleaseReport`` out); ``report_md`` and ``report_html`` render it (with the plain-text pieces of
-``report_text``), and ``write_report`` stores both next to the release's other reports. The inputs on disk
-are read by ``load_verify`` and ``load_findings``; the ledgers come from the registry, which the command
-reaches (or says it could not).
+``build_report`` is pure (the record, the verify report, the scan findings, the ledger entries and what the
+registry holds signed for each model in; a ``ReleaseReport`` out); ``report_md`` and ``report_html`` render it
+(with the plain-text pieces of ``report_text``), and ``write_report`` stores both next to the release's other
+reports. The inputs on disk are read by ``load_verify`` and ``load_findings``; the ledgers and the models'
+signatures and signed verdicts come from the registry, which the command reaches (or says it could not).
 """
 
 from __future__ import annotations
@@ -15,8 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..record import ReleaseRecord, UnitRecord, reports_dir, write_atomic
+from ..record import ModelRecord, ReleaseRecord, UnitRecord, reports_dir, write_atomic
 from ..release.channels.ledger import Entry
+from ..release.channels.trust import Evidence
 from ..release.deploy.deployments import Deployment
 from ..release.gates.findings import SEVERITIES, ScanFinding, parse_report
 
@@ -104,6 +105,76 @@ def placements(record: ReleaseRecord, deployments: Mapping[str, Sequence[Deploym
 
 
 @dataclass(frozen=True)
+class ModelRun:
+    """A target that runs (or ran) a model's digest: the newest deployment ledger entry that put it there."""
+
+    target: str
+    state: str  # running, replaced by <release>, rolled-back, failed, in-progress, interrupted
+    at: str
+    release: str  # the release that entry deployed: this one, or another released with the same model
+
+
+@dataclass(frozen=True)
+class ModelRow:
+    """One model of the release, what the registry holds signed for its digest, and where it runs."""
+
+    name: str
+    model: ModelRecord
+    units: tuple[str, ...]  # the release's units released with this digest of it
+    evidence: Evidence | None  # under trusted keys; None: not checked (``note`` says why)
+    note: str = ""
+    runs: tuple[ModelRun, ...] = ()
+
+    @property
+    def signed(self) -> bool | None:
+        """A trusted signature on the digest; None where the registry was not asked."""
+        return None if self.evidence is None else bool(self.evidence.signers)
+
+    @property
+    def signed_verdict(self) -> Mapping[str, Any] | None:
+        return None if self.evidence is None else self.evidence.verdicts.get("verify")
+
+    @property
+    def record_verdict(self) -> Mapping[str, Any] | None:
+        return self.model.verdicts.get("verify")
+
+
+def model_runs(model: ModelRecord, deployments: Mapping[str, Sequence[Deployment] | str]) -> tuple[ModelRun, ...]:
+    """Per target whose ledger could be read: the newest entry that put ``model``'s digest there (by the
+    ledger's ``models``, whatever the release was called), and whether it still runs there."""
+    runs = []
+    for target, entries in deployments.items():
+        if isinstance(entries, str):
+            continue  # "Where it runs" says the ledger is unreadable
+        ours = [e for e in entries if any(ref.rpartition("@")[2] == model.digest for ref in e.models.values())]
+        if not ours:
+            continue
+        good = next((e for e in reversed(entries) if e.state == "complete"), None)
+        entry = ours[-1]
+        state: str = entry.state
+        if state == "complete":
+            state = "running" if entry is good else f"replaced by {good.release if good else '?'}"
+        runs.append(ModelRun(target, state, entry.at, entry.release))
+    return tuple(runs)
+
+
+def model_rows(
+    record: ReleaseRecord,
+    evidence: Mapping[str, Evidence | str],
+    deployments: Mapping[str, Sequence[Deployment] | str],
+) -> tuple[ModelRow, ...]:
+    """Every model of the record, by name; ``evidence``: model -> what the registry holds, or why it was not read."""
+    rows = []
+    for name, model in sorted(record.models.items()):
+        units = tuple(k for k, u in record.units.items() if u.models.get(name) == model.digest)
+        proof = evidence.get(name, "not checked")
+        checked = proof if isinstance(proof, Evidence) else None
+        note = proof if isinstance(proof, str) else ""
+        rows.append(ModelRow(name, model, units, checked, note, model_runs(model, deployments)))
+    return tuple(rows)
+
+
+@dataclass(frozen=True)
 class ReleaseReport:
     record: ReleaseRecord
     verify: Mapping[str, VerifyTally]
@@ -114,6 +185,7 @@ class ReleaseReport:
     generated: str = ""
     profiles: tuple[str, ...] = ()
     placements: tuple[Placement, ...] = ()  # where it runs, per deploy target
+    models: tuple[ModelRow, ...] = ()  # the release's models, by name
 
     def units_of(self, profile: str) -> list[tuple[str, UnitRecord]]:
         """The profile's units, parents before children (the record itself is sorted by name)."""
@@ -211,9 +283,11 @@ def build_report(
     history_note: str = "",
     generated: str = "",
     deployments: Mapping[str, Sequence[Deployment] | str] | None = None,
+    model_evidence: Mapping[str, Evidence | str] | None = None,
 ) -> ReleaseReport:
     """``ledgers``: channel -> its entries, or a string saying why that channel's ledger could not be read;
-    ``deployments`` likewise for each deploy target's deployment ledger."""
+    ``deployments`` likewise for each deploy target's deployment ledger, and ``model_evidence`` for each
+    model's signatures and signed verdicts under the trusted keys."""
     tops, more = top_findings(record, findings)
     history = tuple(
         ChannelHistory(channel, error=value)
@@ -223,8 +297,9 @@ def build_report(
     )
     profiles = tuple(dict.fromkeys(u.profile for u in record.units.values()))
     where = placements(record, deployments or {})
+    models = model_rows(record, model_evidence or {}, deployments or {})
     return ReleaseReport(
-        record, tally_verify(record, verify), tops, more, history, history_note, generated, profiles, where
+        record, tally_verify(record, verify), tops, more, history, history_note, generated, profiles, where, models
     )
 
 

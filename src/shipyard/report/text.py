@@ -8,7 +8,7 @@ from typing import Any
 
 from ..record import UnitRecord
 from ..release.gates.findings import SEVERITIES
-from .model import ReleaseReport, VerifyTally
+from .model import ModelRow, ModelRun, ReleaseReport, VerifyTally
 
 MB = 1_000_000
 
@@ -129,3 +129,53 @@ def gates(report: ReleaseReport) -> list[Gate]:
             note = "profile " + ", ".join(sorted({u.profile for u in units if stage in u.verdicts}))
         out.append(Gate(stage, sum(bool(v.get("passed")) for v in judged), len(judged), note))
     return out
+
+
+def model_signed(row: ModelRow) -> tuple[bool | None, str]:
+    """Whether the registry holds a trusted signature on the model's digest (None: it was not asked)."""
+    if row.evidence is None:
+        return None, f"not checked: {row.note}" if row.note else "not checked"
+    if not row.evidence.signers:
+        return False, "unsigned (no trusted signature)"
+    return True, "signed (" + ", ".join(f"{key[:19]}…" for key in row.evidence.signers) + ")"
+
+
+def model_verified(row: ModelRow, release: str) -> tuple[bool | None, str]:
+    """A signed verify verdict for the digest (the authority), else the record's verdict (a summary only)."""
+    signed = row.signed_verdict
+    if signed is not None:
+        other = str(signed.get("release") or "")
+        return True, "passed (signed verdict" + (f" of {other})" if other and other != release else ")")
+    verdict = row.record_verdict
+    unsigned = "; no signed verdict" if row.evidence is not None else ""
+    if verdict is None:
+        return None, "not verified"
+    if not verdict.get("passed"):
+        problems = [str(p) for p in verdict.get("problems") or []]
+        return False, "FAILED" + (f": {'; '.join(problems)}" if problems else "")
+    return None, f"passed (record{unsigned})"
+
+
+def runs_text(runs: Iterable[ModelRun]) -> str:
+    """``mainpc (running), pc2 (replaced by 20250112-77e0d2b5)``, or ``—`` where no target runs it."""
+    return ", ".join(f"{run.target} ({run.state})" for run in runs) or "—"
+
+
+def files_text(row: ModelRow) -> str:
+    files = row.model.files
+    shown = ", ".join(f.path for f in files[:3])
+    return f"{len(files)}: {shown}" + (f" and {len(files) - 3} more" if len(files) > 3 else "")
+
+
+def models_summary(report: ReleaseReport) -> str:
+    """``2 models, 16.3 MB: 2 signed, 1 with a signed verify verdict, 1 running on a target``."""
+    rows = report.models
+    size = sum(r.model.size for r in rows)
+    signed = sum(r.signed is True for r in rows)
+    verified = sum(r.signed_verdict is not None for r in rows)
+    running = sum(any(run.state == "running" for run in r.runs) for r in rows)
+    checked = "" if any(r.evidence is not None for r in rows) else " (signatures not checked)"
+    return (
+        f"{len(rows)} model(s), {size_text(size)}: {signed} signed, {verified} with a signed verify verdict{checked}, "
+        f"{running} running on a target"
+    )
