@@ -24,6 +24,7 @@ from ..release.gates.scan import ScanOptions, scan_release
 from ..release.gates.trivy_db import push_db
 from ..release.gates.verdicts import attest_gate
 from ..release.gates.verify import verify_release
+from ..release.model_volumes import model_fetch_image
 from ..runner import Runner
 from .console import Console, print_canary_summary, print_scan_summary, print_verify_failures
 from .shared import _keys, _reachable_registry, _release
@@ -126,9 +127,21 @@ def cmd_canary(args: argparse.Namespace, console: Console) -> int:
         _gate(args, console, path, "canary", print_canary_summary),
         _signing(target, keys, path, "canary", policy, console),
     ):
-        verdicts = canary_release(path, args.profile, console.event, gpu_profiles=gpu_profiles)
+        verdicts = canary_release(
+            path,
+            args.profile,
+            console.event,
+            gpu_profiles=gpu_profiles,
+            fetch_image=lambda: _fetch_image(target, console),
+        )
     console.line(f"canary: {len(verdicts)} service(s) healthy, answering right and within their SLO")
     return 0
+
+
+def _fetch_image(target: RegistryTarget, console: Console) -> str:
+    """The image that fills the canary's model volumes: the local Python base, from the release's registry."""
+    with _reachable_registry(target, console) as registry:
+        return model_fetch_image(registry, Runner(), console.event)
 
 
 @contextmanager

@@ -4,8 +4,10 @@ What a target runs is decided from the registry: for ``--channel C`` each servic
 project holds what was promoted; for a release, its record's digests, gated as a promotion is. Each
 service runs as the canary runs it (the image's non-root user, a read-only root with a tmpfs
 ``/tmp``, no capabilities, no new privileges) with the profile's ``runtime`` limits, restarts
-unless stopped, keeps its models in a named volume, and takes its secrets from the deploying
-environment as ``${NAME:?…}``: Compose fails loudly when one is missing, and no value is written.
+unless stopped, and takes its secrets from the deploying environment as ``${NAME:?…}``: Compose fails
+loudly when one is missing, and no value is written. A service released with models mounts each one's
+volume (by digest, filled before the deploy starts anything: model_volumes.py) read-only at
+``<model_dir>/<name>``; one without keeps a named cache volume at the model directory, as before.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from ...config.catalog import Catalog
+from ...config.catalog import Catalog, Service
 from ...config.profiles import CanarySettings, Profile
 from ...config.targets import Target
 from ...errors import ConfigError, PromoteRefused
@@ -26,6 +28,7 @@ from ..channels.ledger import load_ledger
 from ..channels.promote import check_channel, gate_problems
 from ..channels.trust import digest_problems
 from ..engine import has_gpu
+from ..model_volumes import PlacedModel, released_models, volume_name
 
 MODEL_CACHE_DIR = "/models"  # the templates' model_cache_dir
 RELEASE_LABEL = "io.shipyard.release"
@@ -43,6 +46,7 @@ class Placed:
     port: int
     probe: Mapping[str, Any]  # health path, golden request, SLO, ready timeout: the service table of the catalog
     requests: int  # golden requests the live check sends (the profile's canary.requests)
+    models: tuple[PlacedModel, ...] = ()  # the models it runs with, each in a volume of its digest
 
 
 def target_named(catalog: Catalog, name: str) -> Target:
@@ -91,11 +95,11 @@ def from_channel(
         config = registry.config_of(repository, manifest).get("config") or {}
         labels = config.get("Labels") or {}
         built_by = str(labels.get("org.opencontainers.image.version", "?"))
-        # the release promoted to the channel at this digest (the label names the one that built it)
-        release = next(
-            (e.release for e in reversed(promoted) if e.digests.get(f"{target.profile}/{service}") == index.digest),
-            built_by,
-        )
+        # the promotion that put this digest on the channel (the label names the release that built it)
+        entry = next((e for e in reversed(promoted) if e.digests.get(f"{target.profile}/{service}") == index.digest),
+                     None)  # fmt: skip
+        release = entry.release if entry is not None else built_by
+        models = _channel_models(registry, where, spec, channel, entry.digests if entry else {}, trusted)
         placed.append(
             Placed(
                 service=service,
@@ -105,9 +109,37 @@ def from_channel(
                 port=spec.port,
                 probe=asdict(spec),
                 requests=profile.canary.requests,
+                models=models,
             )
         )
     return placed
+
+
+def _channel_models(
+    registry: RegistryClient,
+    where: RegistryTarget,
+    spec: Service,
+    channel: str,
+    promoted: Mapping[str, str],
+    trusted: Sequence[PublicKey] | None,
+) -> tuple[PlacedModel, ...]:
+    """The models of a service on ``channel``: the digests its promotion moved with it (``models/<name>``
+    in the ledger entry), else the model's own channel tag; refused unless signed and verified."""
+    found = []
+    for name in spec.models:
+        path = where.repository("models", name)
+        digest = promoted.get(f"models/{name}") or registry.head_digest(path, channel)
+        if digest is None:
+            raise ConfigError(
+                f"--channel {channel}: {where.host}/{path} has no {channel} tag; promote a release with model "
+                f"{name} to {channel} first (shipyard promote --channel {channel})"
+            )
+        if trusted is not None:
+            problems = digest_problems(registry, trusted, f"model {name}", path, digest, gates=("verify",))
+            if problems:
+                raise PromoteRefused(f"channel {channel} refused: {'; '.join(problems[:4])}")
+        found.append(PlacedModel(name, f"{where.host}/{path}@{digest}", f"{spec.model_dir.rstrip('/')}/{name}"))
+    return tuple(found)
 
 
 Policy = Callable[[ReleaseRecord, list[str]], list[str]]  # what stands between these units and a machine
@@ -137,6 +169,7 @@ def from_release(
                 port=int((unit.expect.get("service") or {})["port"]),
                 probe=unit.expect["service"],
                 requests=int((unit.expect.get("canary") or {}).get("requests", CanarySettings.requests)),
+                models=released_models(record, key),
             )
         )
     return placed
@@ -159,7 +192,7 @@ def compose_project(target: Target, profile: Profile, placed: Iterable[Placed], 
             "cpus": limits.cpus,
             "pids_limit": limits.pids,
             "ports": [f"{target.ports.get(item.service, item.port)}:{item.port}"],
-            "volumes": [f"models:{MODEL_CACHE_DIR}"],
+            "volumes": _mounts(item),
             "labels": {RELEASE_LABEL: item.release, TARGET_LABEL: target.name},
         }
         if item.user:
@@ -173,9 +206,33 @@ def compose_project(target: Target, profile: Profile, placed: Iterable[Placed], 
                 }
             }
         services[item.service] = service
+    models = {m.volume: m.ref for item in placed for m in item.models}
+    volumes: dict[str, Any] = {"models": {"labels": {TARGET_LABEL: target.name}}}
+    volumes |= {name: {"external": True} for name in models}  # made and filled before the project is applied
+    shipyard = {"target": target.name, "profile": profile.name, "from": source}
     return {
         "name": f"shipyard-{target.name}",
         "services": services,
-        "volumes": {"models": {"labels": {TARGET_LABEL: target.name}}},
-        "x-shipyard": {"target": target.name, "profile": profile.name, "from": source},
+        "volumes": volumes,
+        "x-shipyard": shipyard | ({"models": models} if models else {}),
     }
+
+
+def _mounts(item: Placed) -> list[Any]:
+    if not item.models:
+        return [f"models:{MODEL_CACHE_DIR}"]
+    return [{"type": "volume", "source": m.volume, "target": m.mount, "read_only": True} for m in item.models]
+
+
+def project_models(project: Mapping[str, Any]) -> list[PlacedModel]:
+    """The models a Compose project (as a deployment ledger keeps it) mounts: what a rollback to it needs."""
+    found = []
+    for service in (project.get("services") or {}).values():
+        refs = (project.get("x-shipyard") or {}).get("models") or {}
+        for mount in service.get("volumes") or []:
+            if isinstance(mount, dict) and mount.get("source") in refs:
+                ref = refs[mount["source"]]
+                name = str(mount["target"]).rsplit("/", 1)[-1]
+                if volume_name(name, ref.rpartition("@")[2]) == mount["source"]:
+                    found.append(PlacedModel(name, ref, str(mount["target"])))
+    return found

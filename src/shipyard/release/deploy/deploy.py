@@ -30,6 +30,7 @@ from ...oci.client import RegistryClient
 from ...runner import Runner
 from ..channels.ledger import actor
 from ..engine import TargetEngine, check_secrets, connect_engine, has_gpu, require_nvidia_runtime, resolve_engine
+from ..model_volumes import ensure_models, model_fetch_image
 from .blue_green import EdgeStrategy
 from .compose import RELEASE_LABEL, Placed, compose_project
 from .compose_apply import ComposeApplier
@@ -88,6 +89,10 @@ class DeployContext:
     environ: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
     lock_dir: Path = field(default_factory=lambda: state_dir() / "locks")
     lock_wait_s: float = 0.0  # how long a deploy waits for another one of the same target
+
+    def fetch_image(self) -> str:
+        """The image of the one-shot container that fills model volumes (the local Python base), by digest."""
+        return model_fetch_image(self.registry, self.runner, self.emit)
 
     def proxy_image(self, target: Target, *, build: bool) -> str:
         """The edge's image by digest: ``local:NAME`` built here (once per registry) and pushed; with
@@ -240,6 +245,10 @@ class TargetDeploy:
                 was = move.live.colour if move.live is not None else "-"
                 where = f" ({was} -> {move.colour or '-'})"
             lines.append(f"  {change.action:<6} {change.service}: {before} -> {after}{where}")
+        for model in {m.volume: m for p in self.placed for m in p.models}.values():
+            lines.append(
+                f"  model  {model.name}: {model.digest[:19]} in volume {model.volume}, read-only at {model.mount}"
+            )
         if self.edge is not None:
             lines += self.edge.notes()
         return lines
@@ -268,6 +277,7 @@ class TargetDeploy:
                 self.edge.prepare(log)
             except ApplyFailed as exc:
                 raise DeployFailed(f"{name}: {exc}; nothing was changed") from None
+        self._place_models(log)
         if self.unfinished is not None:
             self.unfinished.state = "interrupted"
             self.unfinished.reason = "the run was stopped before it finished; the next deploy took over"
@@ -276,6 +286,7 @@ class TargetDeploy:
             self.release, self.source, self.images, previous, self.project, self.checks, strategy=self.strategy
         )
         entry.steps = log.steps
+        entry.models = {m.name: m.ref for p in self.placed for m in p.models}
         log.save = self._save
         self.ledger.entries.append(entry)
         self._save()
@@ -304,6 +315,18 @@ class TargetDeploy:
         how, healthy = self.in_place.recover(self.ledger.last_good, log) if self.in_place else ("", False)
         good = self.ledger.last_good
         return self._failed(entry, failure, how, healthy, good.release if good is not None else "-", started)
+
+    def _place_models(self, log: StepLog) -> None:
+        """Every model of the release in its volume on the target, each file's digest checked, before the
+        ledger entry and before anything starts: a model that cannot be placed changes nothing."""
+        models = [m for p in self.placed for m in p.models]
+        if not models:
+            return
+        try:
+            with log.step("models", detail=f"{len({m.volume for m in models})} model(s)"):
+                ensure_models(self.client, models, self.ctx.fetch_image(), self.ctx.emit, self.target.name)
+        except EngineError as exc:
+            raise DeployFailed(f"{exc}; nothing was changed") from None
 
     def _failed(
         self, entry: Deployment, failure: str, how: str, healthy: bool, after: str, started: float

@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import socket
 import time
-from collections.abc import Collection, Iterator
+from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -24,8 +24,9 @@ import httpx
 
 from ...errors import CanaryFailed, ConfigError, EngineError
 from ...events import Emit, Event
-from ...record import UnitRecord, load_record, write_atomic
+from ...record import ReleaseRecord, UnitRecord, load_record, write_atomic
 from ..engine import Endpoint, connect, endpoint, gpu_device_requests, require_nvidia_runtime
+from ..model_volumes import PlacedModel, ensure_models, released_models
 from .probes import Crashed, NotReady, golden_of, http_health, judge, send_golden, wait_until_ready
 
 LABEL = "io.shipyard.canary"
@@ -132,13 +133,22 @@ def remove_own(client: Any) -> int:
 
 @contextmanager
 def running(
-    client: Any, where: Endpoint, key: str, unit: UnitRecord, release: str, *, gpu: bool = False
+    client: Any,
+    where: Endpoint,
+    key: str,
+    unit: UnitRecord,
+    release: str,
+    *,
+    gpu: bool = False,
+    models: Sequence[PlacedModel] = (),
 ) -> Iterator[tuple[Any, str]]:
     """The unit's container, hardened, removed on the way out whatever happens; ``gpu``: with every
-    NVIDIA GPU of the engine's host."""
+    NVIDIA GPU of the engine's host; ``models``: their volumes (filled already) read-only where it reads them."""
     service, limits = unit.expect["service"], unit.expect["canary"]
     port = f"{service['port']}/tcp"
-    gpus: dict[str, Any] = {"device_requests": gpu_device_requests()} if gpu else {}
+    extra: dict[str, Any] = {"device_requests": gpu_device_requests()} if gpu else {}
+    if models:
+        extra["volumes"] = {m.volume: {"bind": m.mount, "mode": "ro"} for m in models}
     container = _start(
         client,
         key,
@@ -152,7 +162,7 @@ def running(
         pids_limit=int(limits["pids"]),
         ports={port: (where.bind, None)},
         labels={LABEL: release, "io.shipyard.unit": key, OWNER_LABEL: owner()},
-        **gpus,
+        **extra,
     )
     try:
         container.reload()
@@ -176,13 +186,21 @@ def _ready_check(container: Any, base_url: str, health_path: str, client: httpx.
 
 
 def canary_unit(
-    client: Any, where: Endpoint, key: str, unit: UnitRecord, release: str, *, gpu: bool = False
+    client: Any,
+    where: Endpoint,
+    key: str,
+    unit: UnitRecord,
+    release: str,
+    *,
+    gpu: bool = False,
+    models: Sequence[PlacedModel] = (),
 ) -> CanaryVerdict:
     service, limits = unit.expect["service"], unit.expect["canary"]
     golden = golden_of(service)
     slo_ms = float(service["slo_p95_ms"])
     verdict = CanaryVerdict(key, passed=False, slo_p95_ms=slo_ms)
-    with running(client, where, key, unit, release, gpu=gpu) as (container, base_url), httpx.Client() as http:
+    started = running(client, where, key, unit, release, gpu=gpu, models=models)
+    with started as (container, base_url), httpx.Client() as http:
         try:
             verdict.ready_s = round(
                 wait_until_ready(
@@ -205,13 +223,26 @@ def canary_unit(
 
 
 def _canary_units(
-    client: Any, where: Endpoint, units: dict[str, UnitRecord], release: str, emit: Emit, *, gpu: bool = False
+    client: Any,
+    where: Endpoint,
+    record: ReleaseRecord,
+    units: dict[str, UnitRecord],
+    emit: Emit,
+    *,
+    gpu: bool = False,
+    fetch_image: Callable[[], str] | None = None,
 ) -> list[CanaryVerdict]:
+    models = {key: released_models(record, key) for key in units}
+    wanted = [m for placed in models.values() for m in placed]
+    if wanted:  # every model on the canary's engine first, each file's digest checked, as a deploy does
+        if fetch_image is None:
+            raise ConfigError(f"canary: release {record.release} has models, and no image to fill their volumes with")
+        ensure_models(client, wanted, fetch_image(), emit, "canary")
     verdicts = []
     for key, unit in units.items():
         started = time.monotonic()
         emit(Event("canary.started", f"{key}: starting {unit.ref[:90]}", unit=key))
-        verdict = canary_unit(client, where, key, unit, release, gpu=gpu)
+        verdict = canary_unit(client, where, key, unit, record.release, gpu=gpu, models=models[key])
         outcome = "ok" if verdict.passed else f"FAIL {verdict.reason}"
         emit(
             Event(
@@ -226,10 +257,16 @@ def _canary_units(
 
 
 def canary_release(
-    record_path: Path, profile: str | None, emit: Emit, *, gpu_profiles: Collection[str] = ()
+    record_path: Path,
+    profile: str | None,
+    emit: Emit,
+    *,
+    gpu_profiles: Collection[str] = (),
+    fetch_image: Callable[[], str] | None = None,
 ) -> list[CanaryVerdict]:
     """Canary the services of ``profile`` (default: the release's first). ``gpu_profiles``: the project's
-    profiles whose hardware has a GPU (the record does not say); their containers get the GPUs."""
+    profiles whose hardware has a GPU (the record does not say); their containers get the GPUs.
+    ``fetch_image``: the image (by digest) that fills the release's model volumes, asked only when it has models."""
     record = load_record(record_path)
     profiles = list(dict.fromkeys(u.profile for u in record.units.values()))
     chosen = profile or (profiles[0] if profiles else "")
@@ -253,7 +290,7 @@ def canary_release(
         emit(Event("canary.engine", f"engine {where.url}: probing the services at {where.probe_host}"))
     remove_leftovers(client, emit)
     try:
-        verdicts = _canary_units(client, where, units, record.release, emit, gpu=gpu)
+        verdicts = _canary_units(client, where, record, units, emit, gpu=gpu, fetch_image=fetch_image)
     finally:
         remove_own(client)  # one interrupted mid-request (create answered after Ctrl-C) included
     for verdict in verdicts:
