@@ -81,4 +81,3 @@ class InPlaceStrategy:
         if again:
             how += "; the target needs attention"
         return how, not again
-

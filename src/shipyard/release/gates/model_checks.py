@@ -27,9 +27,7 @@ def model_key(name: str) -> str:
     return f"models/{name}"
 
 
-def check_model(
-    registry: RegistryClient, trusted: Sequence[PublicKey], name: str, model: ModelRecord
-) -> list[Finding]:
+def check_model(registry: RegistryClient, trusted: Sequence[PublicKey], name: str, model: ModelRecord) -> list[Finding]:
     """Every check of one model, failures naming the file."""
     key, path = model_key(name), model.repository.split("/", 1)[1]
     where = f"{model.repository}@{model.digest}"
@@ -46,8 +44,13 @@ def check_model(
     findings.append(_budget(key, model, pack.size))
     signers = verified_signers(registry, path, model.digest, trusted) if trusted else []
     findings.append(
-        Finding(key, "signature", "pass" if signers else "fail", "a signature by a trusted key (sha256-<hex>.sig)",
-                f"signed by {signers[0][:19]}…" if signers else "no signature by a trusted key")  # fmt: skip
+        Finding(
+            key,
+            "signature",
+            "pass" if signers else "fail",
+            "a signature by a trusted key (sha256-<hex>.sig)",
+            f"signed by {signers[0][:19]}…" if signers else "no signature by a trusted key",
+        )  # fmt: skip
     )
     return findings
 
