@@ -25,10 +25,11 @@ from ..oci.artifacts import MANIFEST_TYPE
 from ..oci.client import RegistryClient
 from ..oci.cosign import push_signature
 from ..oci.credentials import reading_credentials_for
+from ..oci.model_signature import HashingRules, NotSignable, hashing_rules, push_model_signature
 from ..oci.modelfiles import model_paths, scan_model
 from ..oci.modelpack import CONFIG_TYPE, ModelPack, inspect_model, model_config, model_manifest, push_model
 from ..oci.reference import RegistryTarget
-from ..record import ModelFileRecord, ModelRecord
+from ..record import ModelFileRecord, ModelRecord, reports_dir, write_atomic
 from .options import BuildContext
 from .plan import Plan
 
@@ -97,6 +98,19 @@ def _sign(ctx: BuildContext, name: str, record: ModelRecord) -> None:
     state = "signed" if added else "signature present"
     key = ctx.signer.public.key_id[:19]
     ctx.emit(Event("model.signed", f"model {name}: {state} ({key}…) {record.repository}@{record.digest[:19]}"))
+    # and in sigstore model-signing's format, over the files (``model_signing verify key`` reads it): the
+    # directory's hidden entries, which the model leaves out, are named for the verifier to leave out too
+    rules = hashing_rules(ctx.project.root / record.origin) if record.source == "path" else HashingRules()
+    try:
+        bundle, added = push_model_signature(ctx.registry, path, record.digest, ctx.signer, name=name, rules=rules)
+    except NotSignable as exc:
+        ctx.emit(Event("model.unsigned", f"model {name}: no model-signing bundle ({exc})", data={"model": name}))
+        return
+    write_atomic(
+        reports_dir(ctx.project.root, ctx.revision.release_tag) / "model-signing" / f"{name}.sig", bundle.decode()
+    )
+    state = "model-signing bundle pushed" if added else "model-signing bundle present"
+    ctx.emit(Event("model.signed", f"model {name}: {state} (referrer of {record.digest[:19]})", data={"model": name}))
 
 
 def _sizes(model: PlannedModel) -> list[int]:

@@ -42,6 +42,7 @@ COMMANDS = {
     "rollback": ("channel_commands", "cmd_rollback"),
     "history": ("channel_commands", "cmd_history"),
     "report": ("report_commands", "cmd_report"),
+    "model-signature": ("model_commands", "cmd_model_signature"),
     "init": ("init_command", "cmd_init"),
     "keygen": ("key_commands", "cmd_keygen"),
     "compose-file": ("deploy_commands", "cmd_compose_file"),

@@ -292,6 +292,17 @@ def make_parser() -> argparse.ArgumentParser:
         help="where the ledgers are, if not under the record's registry address",
     )
     p = add(
+        "model-signature",
+        help="write a released model's sigstore model-signing bundle (and its key) for `model_signing verify key`",
+        epilog="example: shipyard model-signature --model affect-nb -o model.sig --public-key model.pub && "
+        "model_signing verify key models/affect-nb --signature model.sig --public_key model.pub",
+    )
+    p.add_argument("--release", metavar="TAG", help="the release (default: the newest record)")
+    p.add_argument("--model", required=True, metavar="NAME", help="a model of the release (shipyard.toml [models])")
+    p.add_argument("-o", "--output", type=Path, required=True, metavar="FILE", help="where to write the bundle")
+    p.add_argument("--public-key", type=Path, metavar="FILE", help="also write the trusted key that signed it (PEM)")
+    p.add_argument("--registry", metavar="HOST/NAMESPACE", help="registry of the release (default: the record's)")
+    p = add(
         "trivy-db",
         help="mirror a Trivy vulnerability DB into an OCI registry (air-gapped sites)",
         epilog="example: shipyard trivy-db push ~/.cache/trivy/db --to localhost:5000/mirror/trivy-db:2",
