@@ -161,7 +161,12 @@ def bench(session: nox.Session) -> None:
 
     `nox -s bench` measures this repo's catalog; `nox -s bench -- --scale 18,50,100` the scaling
     benchmark on generated catalogs of 18, 50 and 100 units (bench/scale.py; also bench/scaling.svg).
+    `nox -s bench -- --models [--rounds 3]`: a new version of a 1 GiB model released (push, verify, sign)
+    vs `oras push` of the same files, seconds and peak memory of both (bench/models.py).
     """
     install(session)
     up(session)
+    if "--models" in session.posargs:
+        session.run("python", "bench/models.py", *session.posargs)
+        return
     session.run("python", "bench/run.py", *session.posargs)
