@@ -214,3 +214,18 @@ def test_model_signing_verifies_the_bundle_over_the_directory_and_refuses_a_chan
     (directory / "a" / "z.txt").write_bytes(b"tampered")
     with pytest.raises(ValueError, match=r"Hash mismatch for 'a/z\.txt'"):
         verifier.verify(directory, tmp_path / "model.sig")
+
+
+def test_the_cli_names_the_model_a_release_does_not_have(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from shipyard.cli.main import main
+    from shipyard.record import ModelRecord, ReleaseRecord, save_record
+
+    model = ModelRecord("localhost:5000/acme/models/affect", "r1", sha(b"m"), "safetensors", [], 0, "path", "m")
+    save_record(
+        tmp_path, ReleaseRecord("20250111-abcdef12", "abcdef12", "", "localhost:5000/acme", models={"affect": model})
+    )
+    argv = ["--project", str(tmp_path), "model-signature", "--model", "other", "-o", str(tmp_path / "s.sig")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "--model other: release 20250111-abcdef12" in err and "(it has: affect)" in err, err
+    assert not (tmp_path / "s.sig").exists()
