@@ -1,16 +1,20 @@
-"""The prune plan from an inventory in memory: what is kept and why, the delete order, the bytes freed."""
+"""The prune plan from an inventory in memory: what is kept and why, the delete order, the bytes freed; and
+what the inventory reads."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 from datetime import UTC, datetime
 
 import pytest
 
 from shipyard.errors import ConfigError, PruneRefused
+from shipyard.oci.client import Manifest
 from shipyard.record import ModelFileRecord, ModelRecord, ReleaseRecord
 from shipyard.release.channels.ledger import Entry, Ledger
 from shipyard.release.deploy.deployments import Deployment, DeploymentLedger
-from shipyard.release.retention.inventory import TOMBSTONE_TYPE, Inventory, Node
+from shipyard.release.retention.inventory import TOMBSTONE_TYPE, Inventory, Node, take_inventory
 from shipyard.release.retention.plan import Rules, kind_of, leaves_first, make_plan
 
 NS = "acme"
@@ -297,3 +301,51 @@ def test_a_repository_of_models_without_release_tags_is_never_touched() -> None:
     model(w, "up", "v1", repo=upstream)
     plan = make_plan(w.inv, Rules(keep=1))
     assert not [n for n in plan.deletions if n.repository == upstream]
+
+
+class Registry:
+    """Just what ``take_inventory`` reads: tags, a tag's digest, a manifest by digest (tagged or not)."""
+
+    def __init__(self) -> None:
+        self.manifests: dict[tuple[str, str], Manifest] = {}
+        self.tag_map: dict[tuple[str, str], str] = {}
+
+    def push(self, repo: str, document: dict[str, object], *tags: str) -> str:
+        raw = json.dumps(document, sort_keys=True).encode()
+        digest = "sha256:" + hashlib.sha256(raw).hexdigest()
+        self.manifests[(repo, digest)] = Manifest(digest, IMAGE, raw)
+        for tag in tags:
+            self.tag_map[(repo, tag)] = digest
+        return digest
+
+    def tags(self, repo: str) -> list[str]:
+        return sorted(tag for r, tag in self.tag_map if r == repo)
+
+    def head_digest(self, repo: str, tag: str) -> str | None:
+        return self.tag_map.get((repo, tag))
+
+    def manifest(self, repo: str, reference: str) -> Manifest | None:
+        return self.manifests.get((repo, self.tag_map.get((repo, reference), reference)))
+
+
+def test_the_inventory_reads_what_the_records_name_by_digest_though_no_tag_is_on_it() -> None:
+    """A model a kept release's record names, whose only release tag an earlier prune took away: distribution
+    lists it nowhere, but its digest is known, and so is that its signature and attestation are needed."""
+    reg = Registry()
+    layer = {"mediaType": "application/vnd.cncf.model.weight.v1.raw", "digest": d("weights"), "size": 4000}
+    untagged = reg.push(BERT, {"artifactType": MODEL, "layers": [layer]})
+    reg.push(BERT, {"layers": [], "note": "signature"}, f"sha256-{untagged[7:]}.sig")
+    reg.push(BERT, {"layers": [], "note": "attestation"}, f"sha256-{untagged[7:]}.att")
+    newest = reg.push(BERT, {"artifactType": MODEL, "layers": []}, "20250105-00000005")
+    record = ReleaseRecord("20250105-00000005", "f" * 40, "2025-01-05T12:00:00Z", f"reg.example/{NS}")
+    files = [ModelFileRecord("model.onnx", d("weights"), 4000)]
+    for name, digest in (("bert", newest), ("bert-copy", untagged)):
+        record.models[name] = ModelRecord(f"reg.example/{BERT}", "", digest, "onnx", files, 4000, "from", "x")
+    for_records = {record.release: record}
+    inventory = take_inventory(reg, NS, [BERT], for_records)  # type: ignore[arg-type]
+    assert (BERT, untagged) in inventory.nodes and inventory.nodes[(BERT, untagged)].artifact_type == MODEL
+    plan = make_plan(inventory, Rules(keep=1))
+    assert plan.deletions == []
+    # with no record to name it, it is invisible again: its signature and attestation would go
+    plan = make_plan(take_inventory(reg, NS, [BERT]), Rules(keep=1))  # type: ignore[arg-type]
+    assert len(plan.deletions) == 2 and untagged not in {n.digest for n in plan.deletions}

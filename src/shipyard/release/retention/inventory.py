@@ -1,8 +1,10 @@
 """What the registry holds under a namespace: every tag, every manifest reachable from a tag, the ledgers.
 
 Only tags reveal manifests (distribution lists no untagged ones), so the walk starts at every tag of
-every repository under the namespace and follows index entries down. The result is plain data that
-:mod:`.plan` decides on without further requests.
+every repository under the namespace and follows index entries down. What the ledgers and the project's
+records name by digest is read by digest too: a model a target runs, whose only release tag an earlier
+prune took away, is still seen, so its signature and attestation tags are seen to be needed. The result
+is plain data that :mod:`.plan` decides on without further requests.
 """
 
 from __future__ import annotations
@@ -94,20 +96,47 @@ def take_inventory(
         for (repo, tag), digest in zip(pairs, digests, strict=True):
             if digest:  # a tag deleted since the listing is not there
                 inventory.tags.setdefault(repo, {})[tag] = digest
-        wanted = {(repo, digest) for repo, tags in inventory.tags.items() for digest in tags.values()}
-        while wanted:
-            found = list(pool.map(_fetch(registry), sorted(wanted)))
-            wanted = set()
-            for node in found:
-                if node is None:
-                    continue
-                inventory.nodes[node.key] = node
-                wanted |= {(node.repository, c) for c in node.children if (node.repository, c) not in inventory.nodes}
-    for channel in inventory.tags.get(ledger_repository(namespace), {}):
-        inventory.channels[channel] = load_ledger(registry, namespace, channel)
-    for target in inventory.tags.get(deployments_repository(namespace), {}):
-        inventory.deployments[target] = load_deployments(registry, namespace, target)
+        _walk(inventory, registry, pool, {(r, d) for r, tags in inventory.tags.items() for d in tags.values()})
+        for channel in inventory.tags.get(ledger_repository(namespace), {}):
+            inventory.channels[channel] = load_ledger(registry, namespace, channel)
+        for target in inventory.tags.get(deployments_repository(namespace), {}):
+            inventory.deployments[target] = load_deployments(registry, namespace, target)
+        listed = set(repositories)
+        _walk(inventory, registry, pool, {key for key in named_by_digest(inventory) if key[0] in listed})
     return inventory
+
+
+def path_of(reference: str) -> str:
+    """``host/ns/cpu/app@sha256:…`` -> ``ns/cpu/app``."""
+    return reference.split("@", 1)[0].split("/", 1)[1] if "/" in reference else reference
+
+
+def named_by_digest(inventory: Inventory) -> set[tuple[str, str]]:
+    """Every (repository, digest) the ledgers and the records name: units, models and parents."""
+    ns = inventory.namespace
+    named = {(f"{ns}/{unit}", digest) for ledger in inventory.channels.values()
+             for entry in ledger.entries for unit, digest in entry.digests.items()}  # fmt: skip
+    refs = [ref for ledger in inventory.deployments.values() for e in ledger.entries
+            for ref in (*e.images.values(), *e.models.values())]  # fmt: skip
+    for record in inventory.records.values():
+        refs += [unit.ref for unit in record.units.values()] + [unit.parent for unit in record.units.values()]
+        refs += [model.ref for model in record.models.values()]
+    return named | {(path_of(ref), ref.rpartition("@")[2]) for ref in refs if "@" in ref}
+
+
+def _walk(
+    inventory: Inventory, registry: RegistryClient, pool: ThreadPoolExecutor, wanted: set[tuple[str, str]]
+) -> None:
+    """Read ``wanted`` and every manifest their indexes list, but what the inventory holds already."""
+    wanted = {key for key in wanted if key not in inventory.nodes}
+    while wanted:
+        found = list(pool.map(_fetch(registry), sorted(wanted)))
+        wanted = set()
+        for node in found:
+            if node is None:
+                continue
+            inventory.nodes[node.key] = node
+            wanted |= {(node.repository, c) for c in node.children if (node.repository, c) not in inventory.nodes}
 
 
 def _fetch(registry: RegistryClient) -> Callable[[tuple[str, str]], Node | None]:

@@ -34,6 +34,7 @@ from datetime import UTC, datetime
 from ...errors import ConfigError, PruneRefused
 from ..channels.ledger import Ledger
 from .inventory import Inventory, Node
+from .inventory import path_of as _path
 
 DEFAULT_KEEP = 10
 DEFAULT_LEDGER_ENTRIES = 10  # K: the last K entries of every channel and deployment ledger are kept
@@ -136,11 +137,6 @@ def releases_of(inventory: Inventory) -> list[Release]:
 
 def unit_repositories(inventory: Inventory) -> set[str]:
     return {repo for repo, tags in inventory.tags.items() if any(kind_of(t) == "release" for t in tags)}
-
-
-def _path(reference: str) -> str:
-    """``host/ns/cpu/app@sha256:…`` -> ``ns/cpu/app``."""
-    return reference.split("@", 1)[0].split("/", 1)[1] if "/" in reference else reference
 
 
 def rollback_pair(ledger: Ledger) -> tuple[int | None, int | None]:
