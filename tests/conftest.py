@@ -1,3 +1,5 @@
+"""Fixtures every test suite shares: git with fixed dates, and copies of this repo's catalog as projects."""
+
 from __future__ import annotations
 
 import json

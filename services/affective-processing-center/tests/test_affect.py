@@ -1,3 +1,5 @@
+"""affective-processing-center: its model trained reproducibly, loaded from models/affect-nb; refused without it."""
+
 from __future__ import annotations
 
 import json

@@ -1,3 +1,5 @@
+"""model-ops-coordinator: its model trained reproducibly, loaded from models/ops-softmax, served; refused without it."""
+
 from __future__ import annotations
 
 import json

@@ -1,3 +1,5 @@
+"""real-time-audio-pipeline: frame features and VAD, the WebSocket protocol, the real entry point."""
+
 from __future__ import annotations
 
 import asyncio
