@@ -1,4 +1,5 @@
-"""The front door: `nox -s build` runs the main job end to end, `nox -s tests` the test suite.
+"""The front door: `nox -s build` runs the main job end to end, `nox -s tests` the test suite, `nox -s train`
+regenerates the demo services' models.
 
 Sessions that need the engine and the registry bring them up themselves (scripts/up.sh,
 idempotent). Virtualenvs are reused, and the project is reinstalled only when
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import sys
 from pathlib import Path
 
 import nox
@@ -58,6 +60,26 @@ def render(session: nox.Session) -> None:
     """Render every template for every profile into .shipyard/rendered/."""
     install(session)
     session.run("shipyard", "render", *session.posargs)
+
+
+def trainers() -> list[Path]:
+    """Each service's training step: ``services/<service>/<package>/train.py``, in path order."""
+    return sorted(ROOT.glob("services/*/*/train.py"))
+
+
+@nox.session(python=False)
+def train(session: nox.Session) -> None:
+    """Regenerate every models/<name>/ from its service's training step (the same bytes on every run).
+
+    The steps need the standard library only, so this runs with nox's own interpreter, no virtualenv.
+    Commit what it writes: the build ships the committed files. `nox -s train -- --check` writes nothing
+    and fails when a committed model is not what training gives.
+    """
+    for script in trainers():
+        module = f"{script.parent.name}.train"
+        session.run(
+            sys.executable, "-m", module, *session.posargs, env={"PYTHONPATH": str(script.parents[1])}, external=True
+        )
 
 
 @nox.session

@@ -37,8 +37,13 @@ with warnings.catch_warnings():
 
 
 # What the services' /health reports comes from these variables; tests start from none of them set.
-RUNTIME_ENV_VARS = ("SHIPYARD_PROFILE", "SHIPYARD_HARDWARE_GPU", "TORCH_CUDA_ARCH_LIST", "OMP_NUM_THREADS",
-                    "UVICORN_WORKERS")
+RUNTIME_ENV_VARS = (
+    "SHIPYARD_PROFILE",
+    "SHIPYARD_HARDWARE_GPU",
+    "TORCH_CUDA_ARCH_LIST",
+    "OMP_NUM_THREADS",
+    "UVICORN_WORKERS",
+)
 
 
 @pytest.fixture()
@@ -93,9 +98,7 @@ class LineReader:
                 ) from None
             if line is self._EOF:
                 self.lines.put(line)  # keep EOF visible to later calls and to rest()
-                raise AssertionError(
-                    f"output ended without a line matching {pattern!r}; output:\n{''.join(self.seen)}"
-                )
+                raise AssertionError(f"output ended without a line matching {pattern!r}; output:\n{''.join(self.seen)}")
             self.seen.append(line)
             if match := re.search(pattern, line):
                 return match
@@ -157,11 +160,22 @@ def start_service() -> Iterator[StartService]:
         env: Mapping[str, str] | None = None,
         timeout: float = 15.0,
     ) -> RunningService:
-        full_env = {**os.environ, "PORT": "0", "PYTHONPATH": str(service_dir), "PYTHONDONTWRITEBYTECODE": "1",
-                    **(env or {})}
+        full_env = {
+            **os.environ,
+            "PORT": "0",
+            "PYTHONPATH": str(service_dir),
+            "PYTHONDONTWRITEBYTECODE": "1",
+            **(env or {}),
+        }
         streams = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL, output: subprocess.PIPE}
-        proc = subprocess.Popen([sys.executable, "-m", module], env=full_env, cwd=service_dir,
-                                stdout=streams["stdout"], stderr=streams["stderr"], text=True)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", module],
+            env=full_env,
+            cwd=service_dir,
+            stdout=streams["stdout"],
+            stderr=streams["stderr"],
+            text=True,
+        )
         pipe = proc.stdout if output == "stdout" else proc.stderr
         assert pipe is not None
         reader = LineReader(pipe)
@@ -185,8 +199,9 @@ def start_service() -> Iterator[StartService]:
 
 
 def _post_json(url: str, payload: Any) -> Any:
-    request = urllib.request.Request(url, data=json.dumps(payload).encode(),
-                                     headers={"Content-Type": "application/json"})
+    request = urllib.request.Request(
+        url, data=json.dumps(payload).encode(), headers={"Content-Type": "application/json"}
+    )
     with urllib.request.urlopen(request, timeout=5) as resp:
         return json.loads(resp.read())
 

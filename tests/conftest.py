@@ -1,6 +1,9 @@
+"""Fixtures every test suite shares: git with fixed dates, and copies of this repo's catalog as projects."""
+
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -32,9 +35,14 @@ def make_project(
     profiles: tuple[str, ...] = ("cpu", "mainpc", "pc2"),
     commit: bool = True,
     gitignore: bool = True,
+    models: bool = True,
 ) -> Path:
     """A copy of this repo's catalog, reduced to the families and the given services, as a git repo
-    (``gitignore=False``: one that does not ignore ``.shipyard/``, as a team's repository would not)."""
+    (``gitignore=False``: one that does not ignore ``.shipyard/``, as a team's repository would not).
+
+    The given services keep their models: the ``[models.*]`` tables they list and the ``models/<name>/``
+    directories (the demo services refuse to start without them). ``models=False``: a copy with no models
+    at all, neither tables nor the services' ``models`` keys, for a test that declares its own."""
     dest.mkdir(parents=True, exist_ok=True)
     shutil.copytree(REPO / "dockerfiles", dest / "dockerfiles")
     shutil.copytree(REPO / "families", dest / "families")
@@ -44,13 +52,23 @@ def make_project(
         shutil.copy(REPO / "profiles" / f"{name}.json", dest / "profiles")
     text = (REPO / "shipyard.toml").read_text()
     text = text.split("\n# Deploy targets")[0].split("\n[targets.")[0] + "\n"  # tests that deploy add their own
-    blocks = text.split("\n[images.")
+    model_table = re.compile(r"(?m)^\[models\.([^]]+)\]\n(?:[^[\n].*\n|\n)*")  # a table, up to the next one
+    tables = {found[1]: found[0] for found in model_table.finditer(text)}
+    blocks = model_table.sub("", text).split("\n[images.")
     kept = [blocks[0]]
     for block in blocks[1:]:
         name = block.split("]", 1)[0].split(".")[0]
         if name.startswith(("base-", "family-")) or name in services:
             kept.append(block)
-    (dest / "shipyard.toml").write_text("\n[images.".join(kept))
+    text = "\n[images.".join(kept)
+    needed = [name for names in re.findall(r"(?m)^models = (\[[^]]*\])", text) for name in json.loads(names)]
+    if models:
+        text += "".join(f"\n{tables[name]}" for name in dict.fromkeys(needed))
+        for name in dict.fromkeys(needed):
+            shutil.copytree(REPO / "models" / name, dest / "models" / name)
+    else:
+        text = re.sub(r"(?m)^models = \[[^]]*\].*\n", "", text)
+    (dest / "shipyard.toml").write_text(text)
     for svc in services:
         shutil.copytree(
             REPO / "services" / svc,

@@ -6,6 +6,7 @@ import json
 import subprocess
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 
 import docker
 import httpx
@@ -13,6 +14,7 @@ import pytest
 import tenacity
 
 from shipyard.build.sbom import trivy_binary
+from shipyard.config.catalog import load_catalog
 from shipyard.oci.attestations import find_provenance, read_sbom
 from shipyard.oci.client import RegistryClient
 from shipyard.oci.cosign import signature_tag
@@ -130,11 +132,13 @@ def test_rebuild_after_prune_comes_from_the_registry_cache(built) -> None:  # ty
         assert unit.steps > 0 and unit.cache_hits == unit.steps, f"{key}: {unit.cache_hits}/{unit.steps} cached"
 
 
-def _run(client: docker.DockerClient, ref: str, port: int) -> Iterator[str]:
+def _run(client: docker.DockerClient, ref: str, port: int, models: dict[str, Path]) -> Iterator[str]:
+    """The image run as a deploy runs it: hardened, each of its models mounted read-only at /models/<name>."""
     container = client.containers.run(
         ref,
         detach=True,
         read_only=True,
+        volumes={str(path): {"bind": f"/models/{name}", "mode": "ro"} for name, path in models.items()},
         tmpfs={"/tmp": "rw,size=64m"},
         cap_drop=["ALL"],
         security_opt=["no-new-privileges"],
@@ -162,7 +166,8 @@ def test_service_container_answers_health(built, service: str) -> None:  # type:
     }[service]
     client = docker.from_env()
     try:
-        for base_url in _run(client, unit.ref, catalog_port):
+        models = {name: root / "models" / name for name in load_catalog(root).images[service].service.models}
+        for base_url in _run(client, unit.ref, catalog_port, models):
             for attempt in tenacity.Retrying(
                 stop=tenacity.stop_after_delay(60),
                 wait=tenacity.wait_fixed(0.2),

@@ -80,7 +80,7 @@ def release_the_model(root: Path, events: list[Event]) -> ReleaseRecord:
 def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     if not MODEL_SIGNING.is_file():
         pytest.fail(f"{MODEL_SIGNING}: not installed; pip install -e '.[dev]' (model-signing is a dev extra)")
-    root = make_project(tmp_path_factory.mktemp("msig") / "proj", services=(SERVICE,), profiles=("cpu",))
+    root = make_project(tmp_path_factory.mktemp("msig") / "proj", services=(SERVICE,), profiles=("cpu",), models=False)
     for rel, data in {**FILES, **HIDDEN}.items():
         (root / "models" / "affect-nb" / rel).parent.mkdir(parents=True, exist_ok=True)
         (root / "models" / "affect-nb" / rel).write_bytes(data)

@@ -78,7 +78,9 @@ def repositories(prefix: str) -> list[str]:
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = make_project(tmp_path_factory.mktemp("models") / "proj", services=(SERVICE,), profiles=("cpu",))
+    root = make_project(
+        tmp_path_factory.mktemp("models") / "proj", services=(SERVICE,), profiles=("cpu",), models=False
+    )
     with_model(root)
     commit(root, "a service released with a model")
     return isolated(root)
@@ -195,7 +197,9 @@ CASES: dict[str, tuple[Mutation, str]] = {
 @pytest.mark.parametrize("case", list(CASES))
 def test_a_bad_model_is_one_line_exit_2_and_nothing_pushed(tmp_path: Path, case: str) -> None:
     mutate, expected = CASES[case]
-    root = with_model(make_project(tmp_path / "proj", services=(SERVICE,), profiles=("cpu",), commit=False))
+    root = with_model(
+        make_project(tmp_path / "proj", services=(SERVICE,), profiles=("cpu",), commit=False, models=False)
+    )
     mutate(root)
     git(root, "init", "-q", "-b", "main")
     commit(root, "a bad model")

@@ -50,7 +50,7 @@ def write_model(directory: Path, files: dict[str, bytes] = FILES) -> Path:
 
 
 def project(tmp_path: Path, extra: str = MODELS, needs: str = '["affect-nb"]') -> Path:
-    root = make_project(tmp_path / "p", services=(SERVICE,), profiles=("cpu",), commit=False)
+    root = make_project(tmp_path / "p", services=(SERVICE,), profiles=("cpu",), commit=False, models=False)
     write_model(root / "models" / "affect-nb")
     catalog = root / "shipyard.toml"
     table = f"[images.{SERVICE}.service]\n"

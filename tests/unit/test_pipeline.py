@@ -87,7 +87,10 @@ def registry_handler(mem: MemoryRegistry, base_digest: str):  # type: ignore[no-
 
 @pytest.fixture
 def ctx(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[BuildContext, FakeBuildx, list[Event]]:
-    root = make_project(tmp_path / "p", services=("affective-processing-center",), profiles=("cpu", "pc2"))
+    # images only: what a release does with models (and what it asks the registry) is test_models_build's
+    root = make_project(
+        tmp_path / "p", services=("affective-processing-center",), profiles=("cpu", "pc2"), models=False
+    )
     # the wheelhouse is tested on its own; here it is already "downloaded"
     monkeypatch.setattr(
         "shipyard.build.contexts.Wheelhouse.prepare", lambda self, lock, py, plat: (tmp_path / "w", False)

@@ -1,4 +1,4 @@
-"""HTTP layer: GET /health and POST /v1/affect; uvicorn imports ``affective_processing_center.app:app``."""
+"""HTTP layer: GET /health and POST /v1/affect; uvicorn calls ``affective_processing_center.app:create_app``."""
 
 from __future__ import annotations
 
@@ -10,15 +10,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from . import SERVICE_NAME
-from .classifier import NaiveBayes, tokenize, train_default
-from .runtime import health_payload
+from . import MODEL_NAME, SERVICE_NAME
+from .classifier import NaiveBayes, load_model, tokenize
+from .runtime import health_payload, model_dir
 
 MAX_BODY_BYTES = 64 * 1024
 MAX_TEXT_CHARS = 10_000
-
-# Trained once per worker process, at import (i.e. at startup), before any request is served.
-MODEL: NaiveBayes = train_default()
 
 
 class InvalidInput(ValueError):
@@ -54,6 +51,7 @@ async def health(request: Request) -> JSONResponse:
 
 
 async def affect(request: Request) -> JSONResponse:
+    model: NaiveBayes = request.app.state.model
     body = await request.body()
     if len(body) > MAX_BODY_BYTES:
         return error(f"body larger than {MAX_BODY_BYTES} bytes", 413)
@@ -61,15 +59,24 @@ async def affect(request: Request) -> JSONResponse:
         text = parse_text(body)
     except InvalidInput as exc:
         return error(str(exc))
-    label, scores, n_tokens = MODEL.classify(text)
-    return JSONResponse({
-        "label": label,
-        "scores": {lab: round(p, 4) for lab, p in scores.items()},
-        "tokens": n_tokens,
-    })
+    label, scores, n_tokens = model.classify(text)
+    return JSONResponse(
+        {
+            "label": label,
+            "scores": {lab: round(p, 4) for lab, p in scores.items()},
+            "tokens": n_tokens,
+        }
+    )
 
 
-app = Starlette(routes=[
-    Route("/health", health, methods=["GET"]),
-    Route("/v1/affect", affect, methods=["POST"]),
-])
+def create_app(model: NaiveBayes | None = None) -> Starlette:
+    """The app serving ``model``; by default the one at ``$MODEL_CACHE_DIR/affect-nb``, loaded once per
+    worker before it serves (a ``ModelError`` if it is not there)."""
+    app = Starlette(
+        routes=[
+            Route("/health", health, methods=["GET"]),
+            Route("/v1/affect", affect, methods=["POST"]),
+        ]
+    )
+    app.state.model = model if model is not None else load_model(model_dir(MODEL_NAME))
+    return app

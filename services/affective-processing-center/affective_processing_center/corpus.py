@@ -1,4 +1,4 @@
-"""Embedded training corpus: 20 short sentences per affect label."""
+"""Training corpus of ``train`` (20 short sentences per affect label); not in the image, not read at run time."""
 
 from __future__ import annotations
 

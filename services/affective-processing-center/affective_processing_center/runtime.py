@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any
+
+DEFAULT_MODEL_CACHE_DIR = "/models"  # the image's MODEL_CACHE_DIR, where a deploy mounts the models
 
 
 def env_port(default: int) -> int:
@@ -18,6 +21,11 @@ def env_port(default: int) -> int:
     if not 0 <= port <= 65535:
         raise SystemExit(f"PORT must be 0-65535, got {port}")
     return port
+
+
+def model_dir(name: str) -> Path:
+    """Where model ``name`` is: ``$MODEL_CACHE_DIR/<name>``, as a deploy mounts each of a service's models."""
+    return Path(os.environ.get("MODEL_CACHE_DIR", "").strip() or DEFAULT_MODEL_CACHE_DIR) / name
 
 
 def effective_workers() -> int:

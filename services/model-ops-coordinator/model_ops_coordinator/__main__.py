@@ -1,19 +1,30 @@
-"""``python -m model_ops_coordinator``: serve on 0.0.0.0:$PORT, $UVICORN_WORKERS (capped) workers."""
+"""``python -m model_ops_coordinator``: load the model, then serve on 0.0.0.0:$PORT ($UVICORN_WORKERS, capped).
+
+The model is loaded once here, before uvicorn binds the port or starts a worker, so a missing or broken
+model is one log line and exit status 1 (the container never reports healthy), not a traceback per worker.
+"""
 
 from __future__ import annotations
 
 import uvicorn
 
-from . import DEFAULT_PORT, SERVICE_NAME
-from .runtime import effective_workers, env_port
+from . import DEFAULT_PORT, MODEL_NAME, SERVICE_NAME
+from .model import ModelError, load_model
+from .runtime import effective_workers, env_port, model_dir
 
 
 def main() -> None:
     port = env_port(DEFAULT_PORT)
     workers = effective_workers()
+    try:
+        model = load_model(model_dir(MODEL_NAME))
+    except ModelError as exc:
+        raise SystemExit(f"{SERVICE_NAME}: {exc}") from None
+    print(f"{SERVICE_NAME}: model {model.name} from {model_dir(MODEL_NAME)}", flush=True)
     print(f"{SERVICE_NAME}: starting on 0.0.0.0:{port} with {workers} worker(s)", flush=True)
     uvicorn.run(
-        "model_ops_coordinator.app:app",
+        "model_ops_coordinator.app:create_app",
+        factory=True,
         host="0.0.0.0",
         port=port,
         workers=workers,

@@ -1,4 +1,4 @@
-"""HTTP layer: ``GET /health`` and ``POST /v1/predict`` (import string ``model_ops_coordinator.app:app``)."""
+"""HTTP layer: ``GET /health`` and ``POST /v1/predict``; uvicorn calls ``model_ops_coordinator.app:create_app``."""
 
 from __future__ import annotations
 
@@ -11,14 +11,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from . import SERVICE_NAME
-from .model import SoftmaxClassifier, train_default
-from .runtime import health_payload
+from . import MODEL_NAME, SERVICE_NAME
+from .model import SoftmaxClassifier, load_model
+from .runtime import health_payload, model_dir
 
 MAX_BODY_BYTES = 64 * 1024
-
-# Trained once per worker process, at import (i.e. at startup), before any request is served.
-MODEL: SoftmaxClassifier = train_default()
 
 
 class InvalidInput(ValueError):
@@ -55,22 +52,32 @@ async def health(request: Request) -> JSONResponse:
 
 
 async def predict(request: Request) -> JSONResponse:
+    model: SoftmaxClassifier = request.app.state.model
     body = await request.body()
     if len(body) > MAX_BODY_BYTES:
         return error(f"body larger than {MAX_BODY_BYTES} bytes", 413)
     try:
-        features = parse_features(body, MODEL.n_features)
+        features = parse_features(body, model.n_features)
     except InvalidInput as exc:
         return error(str(exc))
-    label, probabilities = MODEL.predict(features)
-    return JSONResponse({
-        "label": label,
-        "probabilities": {k: round(v, 6) for k, v in probabilities.items()},
-        "model": MODEL.name,
-    })
+    label, probabilities = model.predict(features)
+    return JSONResponse(
+        {
+            "label": label,
+            "probabilities": {k: round(v, 6) for k, v in probabilities.items()},
+            "model": model.name,
+        }
+    )
 
 
-app = Starlette(routes=[
-    Route("/health", health, methods=["GET"]),
-    Route("/v1/predict", predict, methods=["POST"]),
-])
+def create_app(model: SoftmaxClassifier | None = None) -> Starlette:
+    """The app serving ``model``; by default the one at ``$MODEL_CACHE_DIR/ops-softmax``, loaded once per
+    worker before it serves (a ``ModelError`` if it is not there)."""
+    app = Starlette(
+        routes=[
+            Route("/health", health, methods=["GET"]),
+            Route("/v1/predict", predict, methods=["POST"]),
+        ]
+    )
+    app.state.model = model if model is not None else load_model(model_dir(MODEL_NAME))
+    return app

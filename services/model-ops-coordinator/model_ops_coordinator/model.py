@@ -1,74 +1,33 @@
-"""A multinomial logistic-regression (softmax) load classifier, trained with numpy at startup.
+"""The softmax load classifier, loaded from its model directory (``config.json`` + ``weights.safetensors``).
 
-Features (all normalised to [0, 1]) describe one serving node:
-``cpu`` utilisation, ``memory`` utilisation, request ``queue`` fill, and ``latency`` (p95 / SLO).
-Labels: ``low``, ``medium``, ``high``. Training is full-batch gradient descent from zero weights
-for a fixed number of iterations, so the model is bit-for-bit deterministic.
+The weights are trained offline by ``model_ops_coordinator.train`` (``nox -s train``) and shipped as the
+release's ``ops-softmax`` model, never trained here: a service that cannot load them refuses to start.
+Every way the files can be wrong is a ``ModelError`` with one line that says which file and why.
 """
 
 from __future__ import annotations
 
+import json
+import math
+import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
-MODEL_NAME = "load-softmax"
-MODEL_VERSION = "1.0.0"
-LABELS: tuple[str, ...] = ("low", "medium", "high")
-FEATURES: tuple[str, ...] = ("cpu", "memory", "queue", "latency")
-
-# (cpu, memory, queue, latency) -> label. Three well separated clusters, 15 points each.
-TRAINING_DATA: tuple[tuple[tuple[float, float, float, float], str], ...] = (
-    ((0.10, 0.20, 0.02, 0.10), "low"),
-    ((0.15, 0.18, 0.05, 0.12), "low"),
-    ((0.12, 0.25, 0.00, 0.08), "low"),
-    ((0.20, 0.22, 0.04, 0.15), "low"),
-    ((0.08, 0.15, 0.01, 0.09), "low"),
-    ((0.18, 0.28, 0.06, 0.14), "low"),
-    ((0.22, 0.20, 0.03, 0.11), "low"),
-    ((0.05, 0.12, 0.00, 0.06), "low"),
-    ((0.14, 0.30, 0.05, 0.13), "low"),
-    ((0.25, 0.24, 0.08, 0.18), "low"),
-    ((0.11, 0.17, 0.02, 0.07), "low"),
-    ((0.17, 0.21, 0.04, 0.16), "low"),
-    ((0.09, 0.26, 0.03, 0.10), "low"),
-    ((0.21, 0.14, 0.07, 0.12), "low"),
-    ((0.13, 0.19, 0.01, 0.09), "low"),
-    ((0.50, 0.48, 0.35, 0.42), "medium"),
-    ((0.55, 0.52, 0.30, 0.38), "medium"),
-    ((0.45, 0.55, 0.40, 0.45), "medium"),
-    ((0.58, 0.50, 0.33, 0.40), "medium"),
-    ((0.48, 0.45, 0.38, 0.36), "medium"),
-    ((0.52, 0.58, 0.28, 0.44), "medium"),
-    ((0.42, 0.50, 0.36, 0.41), "medium"),
-    ((0.60, 0.47, 0.42, 0.47), "medium"),
-    ((0.47, 0.53, 0.31, 0.35), "medium"),
-    ((0.53, 0.44, 0.37, 0.43), "medium"),
-    ((0.56, 0.56, 0.34, 0.39), "medium"),
-    ((0.44, 0.49, 0.29, 0.37), "medium"),
-    ((0.51, 0.51, 0.41, 0.46), "medium"),
-    ((0.49, 0.57, 0.32, 0.40), "medium"),
-    ((0.57, 0.46, 0.39, 0.42), "medium"),
-    ((0.90, 0.85, 0.80, 0.88), "high"),
-    ((0.85, 0.90, 0.75, 0.82), "high"),
-    ((0.95, 0.88, 0.85, 0.92), "high"),
-    ((0.88, 0.80, 0.90, 0.85), "high"),
-    ((0.92, 0.92, 0.78, 0.90), "high"),
-    ((0.83, 0.86, 0.82, 0.80), "high"),
-    ((0.97, 0.84, 0.88, 0.95), "high"),
-    ((0.86, 0.94, 0.76, 0.87), "high"),
-    ((0.91, 0.82, 0.92, 0.83), "high"),
-    ((0.89, 0.89, 0.84, 0.91), "high"),
-    ((0.94, 0.87, 0.79, 0.86), "high"),
-    ((0.82, 0.91, 0.86, 0.84), "high"),
-    ((0.96, 0.83, 0.81, 0.93), "high"),
-    ((0.87, 0.95, 0.87, 0.89), "high"),
-    ((0.93, 0.86, 0.83, 0.81), "high"),
-)
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "weights.safetensors"
+MODEL_FILES = (WEIGHTS_FILE, CONFIG_FILE)
+MAX_HEADER_BYTES = 1 << 20
 
 FloatArray = NDArray[np.float64]
+
+
+class ModelError(Exception):
+    """The model directory is missing, incomplete or unreadable; the message is one line for the log."""
 
 
 def _softmax(logits: FloatArray) -> FloatArray:
@@ -80,15 +39,12 @@ def _softmax(logits: FloatArray) -> FloatArray:
 
 @dataclass(frozen=True)
 class SoftmaxClassifier:
+    name: str  # "<model>-<version>", as /v1/predict reports it
     labels: tuple[str, ...]
     mean: FloatArray  # feature standardisation, shape (d,)
     scale: FloatArray  # shape (d,)
     weights: FloatArray  # shape (d, k)
     bias: FloatArray  # shape (k,)
-
-    @property
-    def name(self) -> str:
-        return f"{MODEL_NAME}-{MODEL_VERSION}"
 
     @property
     def n_features(self) -> int:
@@ -110,36 +66,93 @@ class SoftmaxClassifier:
         return float(np.mean(pred == truth))
 
 
-def training_arrays() -> tuple[FloatArray, list[str]]:
-    x = np.array([row for row, _ in TRAINING_DATA], dtype=np.float64)
-    return x, [label for _, label in TRAINING_DATA]
+def read_safetensors(path: Path) -> dict[str, FloatArray]:
+    """The F64 tensors of a safetensors file (the subset of the format the trainer writes)."""
+    data = path.read_bytes()
+    if len(data) < 8:
+        raise ModelError(f"{path}: not a safetensors file ({len(data)} bytes)")
+    (size,) = struct.unpack("<Q", data[:8])
+    if size > min(MAX_HEADER_BYTES, len(data) - 8):
+        raise ModelError(f"{path}: not a safetensors file (header of {size} bytes)")
+    try:
+        header: Any = json.loads(data[8 : 8 + size])
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ModelError(f"{path}: the safetensors header is not JSON: {exc}") from None
+    if not isinstance(header, dict):
+        raise ModelError(f"{path}: the safetensors header is not a JSON object")
+    buffer = memoryview(data)[8 + size :]
+    tensors: dict[str, FloatArray] = {}
+    for name, info in header.items():
+        if name == "__metadata__":
+            continue
+        try:
+            dtype, shape = info["dtype"], [int(n) for n in info["shape"]]
+            start, end = (int(offset) for offset in info["data_offsets"])
+        except (TypeError, KeyError, ValueError) as exc:
+            raise ModelError(f"{path}: tensor {name!r}: malformed header entry ({exc!r})") from None
+        if dtype != "F64":
+            raise ModelError(f"{path}: tensor {name!r}: expected dtype F64, got {dtype!r}")
+        if not (0 <= start <= end <= len(buffer)) or end - start != 8 * math.prod(shape):
+            raise ModelError(f"{path}: tensor {name!r}: data_offsets {[start, end]} do not fit shape {shape}")
+        tensors[name] = np.frombuffer(buffer[start:end], dtype="<f8").astype(np.float64).reshape(shape)
+    return tensors
 
 
-def train(
-    x: FloatArray,
-    y: Sequence[str],
-    labels: tuple[str, ...] = LABELS,
-    iterations: int = 500,
-    learning_rate: float = 0.5,
-    l2: float = 1e-3,
-) -> SoftmaxClassifier:
-    """Full-batch gradient descent on the mean cross-entropy (+ L2 on weights), zero init."""
-    mean = x.mean(axis=0)
-    scale = x.std(axis=0)
-    scale[scale == 0] = 1.0
-    z = (x - mean) / scale
-    n, d = z.shape
-    onehot = np.zeros((n, len(labels)))
-    onehot[np.arange(n), [labels.index(lab) for lab in y]] = 1.0
-    w = np.zeros((d, len(labels)))
-    b = np.zeros(len(labels))
-    for _ in range(iterations):
-        err = _softmax(z @ w + b) - onehot  # d(loss)/d(logits), shape (n, k)
-        w -= learning_rate * (z.T @ err / n + l2 * w)
-        b -= learning_rate * err.mean(axis=0)
-    return SoftmaxClassifier(labels=labels, mean=mean, scale=scale, weights=w, bias=b)
+def _config(path: Path) -> dict[str, Any]:
+    try:
+        config: Any = json.loads(path.read_bytes())
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ModelError(f"{path}: not valid JSON: {exc}") from None
+    if not isinstance(config, dict):
+        raise ModelError(f"{path}: expected a JSON object")
+    for key in ("name", "version", "labels", "features"):
+        if key not in config:
+            raise ModelError(f"{path}: missing key {key!r}")
+    labels, features = config["labels"], config["features"]
+    for key, names in (("labels", labels), ("features", features)):
+        if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
+            raise ModelError(f"{path}: {key!r} must be a non-empty list of names")
+    if config.get("weights", WEIGHTS_FILE) != WEIGHTS_FILE:
+        raise ModelError(f"{path}: weights {config['weights']!r}: this service reads {WEIGHTS_FILE}")
+    return config
 
 
-def train_default() -> SoftmaxClassifier:
-    x, y = training_arrays()
-    return train(x, y)
+def load_model(directory: Path) -> SoftmaxClassifier:
+    """The classifier in ``directory``, checked whole (files, shapes, finite values) before it serves."""
+    missing = [name for name in MODEL_FILES if not (directory / name).is_file()]
+    if len(missing) == len(MODEL_FILES):
+        raise ModelError(
+            f"no model at {directory} (expected {', '.join(MODEL_FILES)}): deploy it with its release's models"
+        )
+    if missing:
+        raise ModelError(
+            f"incomplete model at {directory} (missing {', '.join(missing)} of {', '.join(MODEL_FILES)}): "
+            f"deploy it with its release's models"
+        )
+    try:
+        config = _config(directory / CONFIG_FILE)
+        tensors = read_safetensors(directory / WEIGHTS_FILE)
+    except OSError as exc:
+        raise ModelError(f"cannot read the model at {directory}: {exc.strerror or exc}: {exc.filename}") from None
+    d, k = len(config["features"]), len(config["labels"])
+    expected = {"mean": (d,), "scale": (d,), "weights": (d, k), "bias": (k,)}
+    for name, shape in expected.items():
+        if name not in tensors:
+            raise ModelError(f"{directory / WEIGHTS_FILE}: no tensor {name!r}")
+        if tensors[name].shape != shape:
+            raise ModelError(
+                f"{directory / WEIGHTS_FILE}: tensor {name!r} has shape {list(tensors[name].shape)}, "
+                f"expected {list(shape)} for {d} features and {k} labels ({CONFIG_FILE})"
+            )
+        if not np.all(np.isfinite(tensors[name])):
+            raise ModelError(f"{directory / WEIGHTS_FILE}: tensor {name!r} has values that are not finite")
+    if not np.all(tensors["scale"] > 0):
+        raise ModelError(f"{directory / WEIGHTS_FILE}: tensor 'scale' must be positive")
+    return SoftmaxClassifier(
+        name=f"{config['name']}-{config['version']}",
+        labels=tuple(config["labels"]),
+        mean=tensors["mean"],
+        scale=tensors["scale"],
+        weights=tensors["weights"],
+        bias=tensors["bias"],
+    )

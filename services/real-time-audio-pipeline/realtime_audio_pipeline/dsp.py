@@ -62,8 +62,10 @@ def encode_pcm16(samples: FloatArray) -> bytes:
 
 def frame_length(sample_rate: int) -> int:
     if not MIN_SAMPLE_RATE <= sample_rate <= MAX_SAMPLE_RATE or sample_rate * FRAME_MS % 1000:
-        raise InvalidAudio(f"sample_rate must be {MIN_SAMPLE_RATE}-{MAX_SAMPLE_RATE} Hz and a multiple of "
-                           f"{1000 // FRAME_MS} Hz, got {sample_rate}")
+        raise InvalidAudio(
+            f"sample_rate must be {MIN_SAMPLE_RATE}-{MAX_SAMPLE_RATE} Hz and a multiple of "
+            f"{1000 // FRAME_MS} Hz, got {sample_rate}"
+        )
     return sample_rate * FRAME_MS // 1000
 
 

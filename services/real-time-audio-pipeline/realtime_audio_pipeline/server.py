@@ -64,7 +64,10 @@ async def run(host: str, port: int) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     async with create_server(host, port) as server:
-        print(f"{SERVICE_NAME}: listening on ws://{host}:{bound_port(server)}{STREAM_PATH} "
-              f"(health: GET {HEALTH_PATH}, workers: 1)", flush=True)
+        print(
+            f"{SERVICE_NAME}: listening on ws://{host}:{bound_port(server)}{STREAM_PATH} "
+            f"(health: GET {HEALTH_PATH}, workers: 1)",
+            flush=True,
+        )
         await stop.wait()
     print(f"{SERVICE_NAME}: stopped", flush=True)

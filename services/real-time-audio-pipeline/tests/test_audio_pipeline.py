@@ -1,3 +1,5 @@
+"""real-time-audio-pipeline: frame features and VAD, the WebSocket protocol, the real entry point."""
+
 from __future__ import annotations
 
 import asyncio
@@ -33,8 +35,13 @@ GOLDEN_PCM_B64 = base64.b64encode(golden_pcm()).decode()
 # Pins the exact golden request (sha256 of the pcm_b64 string) handed to the release smoke test.
 GOLDEN_PCM_B64_SHA256 = "ac1db086d5b2d6964a1f5580864d82ac22aa9b4429033179a8c8468d92116307"
 GOLDEN_REQUEST = {"sample_rate": SR, "pcm_b64": GOLDEN_PCM_B64}
-GOLDEN_EXPECT = {"frames": 5, "speech_frames": 3, "speech_ratio": 0.6, "mean_dbfs": -53.4,
-                 "vad": [True, True, True, False, False]}
+GOLDEN_EXPECT = {
+    "frames": 5,
+    "speech_frames": 3,
+    "speech_ratio": 0.6,
+    "mean_dbfs": -53.4,
+    "vad": [True, True, True, False, False],
+}
 
 
 def sine(freq: float, amplitude: float, n: int, sr: int = SR) -> np.ndarray:
@@ -42,6 +49,7 @@ def sine(freq: float, amplitude: float, n: int, sr: int = SR) -> np.ndarray:
 
 
 # --- pure DSP ---------------------------------------------------------------------------------
+
 
 def test_silence_is_not_speech() -> None:
     f = frame_features(np.zeros(5 * 320), SR)
@@ -63,12 +71,15 @@ def test_full_scale_sine_is_minus_3_dbfs_after_int16_round_trip() -> None:
     assert frame_features(samples, SR).dbfs[0] == pytest.approx(-3.01, abs=0.01)
 
 
-@pytest.mark.parametrize(("signal_", "why"), [
-    (sine(300.0, 0.005, 320), "too quiet (-49 dBFS)"),
-    (sine(50.0, 0.5, 320), "mains hum: ZCR too low"),
-    (np.random.default_rng(0).uniform(-0.5, 0.5, 320), "white noise: ZCR too high"),
-    (np.full(320, 0.5), "DC offset: no crossings"),
-])
+@pytest.mark.parametrize(
+    ("signal_", "why"),
+    [
+        (sine(300.0, 0.005, 320), "too quiet (-49 dBFS)"),
+        (sine(50.0, 0.5, 320), "mains hum: ZCR too low"),
+        (np.random.default_rng(0).uniform(-0.5, 0.5, 320), "white noise: ZCR too high"),
+        (np.full(320, 0.5), "DC offset: no crossings"),
+    ],
+)
 def test_non_speech_signals(signal_: np.ndarray, why: str) -> None:
     assert not frame_features(signal_, SR).vad.any(), why
 
@@ -91,20 +102,29 @@ def test_golden_analysis() -> None:
     assert handle_message(golden_pcm()) == GOLDEN_EXPECT  # binary frames: raw int16 at 16 kHz
 
 
-@pytest.mark.parametrize("message", [
-    "not json", "[1]", json.dumps({"pcm_b64": GOLDEN_PCM_B64}), json.dumps({"sample_rate": "16000",
-    "pcm_b64": GOLDEN_PCM_B64}), json.dumps({"sample_rate": True, "pcm_b64": GOLDEN_PCM_B64}),
-    json.dumps({"sample_rate": SR}), json.dumps({"sample_rate": SR, "pcm_b64": "%%%not base64"}),
-    json.dumps({"sample_rate": SR, "pcm_b64": base64.b64encode(b"\x00" * 641).decode()}),
-    json.dumps({"sample_rate": SR, "pcm_b64": ""}), json.dumps({"sample_rate": 12345, "pcm_b64": "AAAA"}),
-    b"\x00" * 639,
-])
+@pytest.mark.parametrize(
+    "message",
+    [
+        "not json",
+        "[1]",
+        json.dumps({"pcm_b64": GOLDEN_PCM_B64}),
+        json.dumps({"sample_rate": "16000", "pcm_b64": GOLDEN_PCM_B64}),
+        json.dumps({"sample_rate": True, "pcm_b64": GOLDEN_PCM_B64}),
+        json.dumps({"sample_rate": SR}),
+        json.dumps({"sample_rate": SR, "pcm_b64": "%%%not base64"}),
+        json.dumps({"sample_rate": SR, "pcm_b64": base64.b64encode(b"\x00" * 641).decode()}),
+        json.dumps({"sample_rate": SR, "pcm_b64": ""}),
+        json.dumps({"sample_rate": 12345, "pcm_b64": "AAAA"}),
+        b"\x00" * 639,
+    ],
+)
 def test_invalid_messages_give_errors(message: str | bytes) -> None:
     reply = handle_message(message)
     assert list(reply) == ["error"] and isinstance(reply["error"], str)
 
 
 # --- real server ------------------------------------------------------------------------------
+
 
 def http_get(url: str) -> tuple[int, str, Any]:
     try:
@@ -131,8 +151,15 @@ def test_websocket_round_trip_and_http_health(runtime_env: Callable[..., None]) 
 
             status, ctype, body = await asyncio.to_thread(http_get, f"http://{base}/health")
             assert (status, ctype) == (200, "application/json")
-            assert body == {"status": "ok", "service": SERVICE_NAME, "profile": "edge-cpu",
-                            "accelerator": "none", "cuda_arch": None, "workers": 1, "omp_num_threads": "4"}
+            assert body == {
+                "status": "ok",
+                "service": SERVICE_NAME,
+                "profile": "edge-cpu",
+                "accelerator": "none",
+                "cuda_arch": None,
+                "workers": 1,
+                "omp_num_threads": "4",
+            }
             status, ctype, body = await asyncio.to_thread(http_get, f"http://{base}/nope")
             assert (status, ctype) == (404, "application/json") and "error" in body
 
@@ -141,9 +168,14 @@ def test_websocket_round_trip_and_http_health(runtime_env: Callable[..., None]) 
 
 def test_main_serves_and_stops_on_sigterm(start_service: Callable[..., Any]) -> None:
     # Printed only once the socket is bound.
-    service = start_service("realtime_audio_pipeline", SERVICE_DIR, r"ws://0\.0\.0\.0:(\d+)/v1/stream",
-                            output="stdout", env={"UVICORN_WORKERS": "1"})
+    service = start_service(
+        "realtime_audio_pipeline",
+        SERVICE_DIR,
+        r"ws://0\.0\.0\.0:(\d+)/v1/stream",
+        output="stdout",
+        env={"UVICORN_WORKERS": "1"},
+    )
     status, _, body = http_get(f"{service.url}/health")
     assert status == 200 and body["service"] == SERVICE_NAME
-    assert 'stopped' in service.stop(signal.SIGTERM)
+    assert "stopped" in service.stop(signal.SIGTERM)
     assert service.proc.returncode == 0
