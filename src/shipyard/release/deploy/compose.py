@@ -197,8 +197,11 @@ def compose_project(target: Target, profile: Profile, placed: Iterable[Placed], 
         }
         if item.user:
             service["user"] = item.user
-        if target.secrets:
-            service["environment"] = {name: f"${{{name}:?{name} must be set}}" for name in target.secrets}
+        environment = {name: f"${{{name}:?{name} must be set}}" for name in target.secrets}
+        if item.models:  # where it reads them, wherever the catalog's model_dir puts them
+            environment["MODEL_CACHE_DIR"] = item.models[0].mount.rsplit("/", 1)[0] or "/"
+        if environment:
+            service["environment"] = environment
         if has_gpu(profile.hardware):
             service["deploy"] = {
                 "resources": {

@@ -149,6 +149,7 @@ def running(
     extra: dict[str, Any] = {"device_requests": gpu_device_requests()} if gpu else {}
     if models:
         extra["volumes"] = {m.volume: {"bind": m.mount, "mode": "ro"} for m in models}
+        extra["environment"] = {"MODEL_CACHE_DIR": models[0].mount.rsplit("/", 1)[0] or "/"}
     container = _start(
         client,
         key,
