@@ -194,3 +194,15 @@ def require_nvidia_runtime(client: Any, who: str, engine_url: str) -> None:
         f"install the NVIDIA Container Toolkit there and run `nvidia-ctk runtime configure --runtime=docker`, "
         f"then restart dockerd"
     )
+
+
+def create_container(client: Any, image: str, **options: Any) -> Any:
+    """A container of ``image`` created on the engine of ``client``, the image pulled first where the engine
+    lacks it (the SDK's create does not pull)."""
+    import docker
+
+    try:
+        return client.containers.create(image, **options)
+    except docker.errors.ImageNotFound:
+        client.images.pull(image)
+        return client.containers.create(image, **options)

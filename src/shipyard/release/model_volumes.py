@@ -25,6 +25,7 @@ from ..events import Emit, Event
 from ..oci.client import RegistryClient
 from ..record import ReleaseRecord
 from ..runner import Runner
+from .engine import create_container
 
 FETCH_BASE = "debian-bookworm-python"  # the local base every Python image starts from: python3, nothing else
 MODEL_LABEL = "io.shipyard.model"
@@ -142,11 +143,7 @@ def _run(client: Any, image: str, jobs: list[dict[str, str]], mounts: dict[str, 
     }
     container = None
     try:
-        try:
-            container = client.containers.create(image, **options)
-        except docker.errors.ImageNotFound:
-            client.images.pull(image)
-            container = client.containers.create(image, **options)
+        container = create_container(client, image, **options)
         container.start()
         code = int(container.wait(timeout=FILL_TIMEOUT_S).get("StatusCode", -1))
         out = container.logs(stdout=True, stderr=False).decode(errors="replace")

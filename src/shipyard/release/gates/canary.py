@@ -25,7 +25,7 @@ import httpx
 from ...errors import CanaryFailed, ConfigError, EngineError
 from ...events import Emit, Event
 from ...record import ReleaseRecord, UnitRecord, load_record, write_atomic
-from ..engine import Endpoint, connect, endpoint, gpu_device_requests, require_nvidia_runtime
+from ..engine import Endpoint, connect, create_container, endpoint, gpu_device_requests, require_nvidia_runtime
 from ..model_volumes import PlacedModel, ensure_models, released_models
 from .probes import Crashed, NotReady, golden_of, http_health, judge, send_golden, wait_until_ready
 
@@ -105,11 +105,7 @@ def _start(client: Any, key: str, image: str, **options: Any) -> Any:
 
     container = None
     try:
-        try:
-            container = client.containers.create(image, **options)
-        except docker.errors.ImageNotFound:
-            client.images.pull(image)
-            container = client.containers.create(image, **options)
+        container = create_container(client, image, **options)
         container.start()
         return container
     except docker.errors.APIError as exc:
