@@ -6,8 +6,10 @@ it after. What a service would read is read back through a container, not taken 
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
+import tarfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,7 +21,7 @@ from shipyard.config.keys import state_dir
 from shipyard.errors import EngineError
 from shipyard.events import Event
 from shipyard.oci.client import RegistryClient
-from shipyard.oci.modelpack import push_model
+from shipyard.oci.modelpack import push_model, verify_model
 from shipyard.oci.reference import RegistryTarget
 from shipyard.release.model_volumes import PlacedModel, ensure_models, model_fetch_image
 from shipyard.runner import Runner
@@ -99,3 +101,51 @@ def test_a_blob_changed_in_the_registry_fails_the_fill_naming_the_file(
         check=True, capture_output=True, text=True,
     ).stdout  # fmt: skip
     assert ".shipyard-model.json" not in listing
+
+
+def handmade(registry: RegistryClient, repository: str, tmp_path: Path) -> tuple[str, dict[str, bytes]]:
+    """A ModelPack artifact written by hand, as another tool (modctl, KitOps) writes one following the
+    spec: a tar layer for a directory, a raw weight layer, extra annotations and config keys; its digest
+    and the files it holds."""
+    vocab, weights = b"happy\ngrateful\n", os.urandom(1 << 16)
+    (tmp_path / "tokenizer").mkdir()
+    (tmp_path / "tokenizer" / "vocab.txt").write_bytes(vocab)
+    with tarfile.open(tmp_path / "tokenizer.tar", "w", format=tarfile.PAX_FORMAT) as tar:
+        tar.add(tmp_path / "tokenizer", arcname="tokenizer")
+    archive = (tmp_path / "tokenizer.tar").read_bytes()
+    layers = []
+    for blob, media_type, path in (
+        (archive, "application/vnd.cncf.model.weight.config.v1.tar", "tokenizer"),
+        (weights, "application/vnd.cncf.model.weight.v1.raw", "model.gguf"),
+    ):
+        digest = registry.upload_blob(repository, blob)
+        annotations = {"org.cncf.model.filepath": path, "org.cncf.model.file.metadata+json": json.dumps({"name": path})}
+        layers.append({"mediaType": media_type, "digest": digest, "size": len(blob), "annotations": annotations})
+    config = json.dumps({
+        "descriptor": {"name": "handmade", "family": "tiny", "createdAt": "2025-01-01T00:00:00Z"},
+        "config": {"format": "gguf", "paramSize": "16K"},
+        "modelfs": {"type": "layers", "diffIds": [layer["digest"] for layer in layers]},
+    }).encode()  # fmt: skip
+    manifest = json.dumps({
+        "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "artifactType": "application/vnd.cncf.model.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.cncf.model.config.v1+json",
+                   "digest": registry.upload_blob(repository, config), "size": len(config)},
+        "layers": layers, "annotations": {"org.cncf.model.created": "2025-01-01T00:00:00Z"},
+    }).encode()  # fmt: skip
+    digest = registry.put_manifest(repository, "handmade", manifest, "application/vnd.oci.image.manifest.v1+json")
+    return digest, {"tokenizer/vocab.txt": vocab, "model.gguf": weights}
+
+
+def test_a_model_another_tool_wrote_fills_its_volume_tar_layers_and_all(
+    registry: RegistryClient, it_target: RegistryTarget, tmp_path: Path, engine, fetch_image, volumes
+) -> None:
+    repository = it_target.repository("pipeline", uuid.uuid4().hex)
+    digest, files = handmade(registry, repository, tmp_path)
+    assert verify_model(registry, repository, digest, deep=True) == []
+    model = PlacedModel("handmade", f"{it_target.host}/{repository}@{digest}", "/models/handmade")
+    volumes.append(model.volume)
+    [result] = ensure_models(engine, [model], fetch_image, lambda event: None, "it")
+    assert (result["state"], result["files"]) == ("filled", 2)
+    for path, data in files.items():
+        assert read_back(fetch_image, model.volume, path) == data
