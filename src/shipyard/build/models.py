@@ -63,10 +63,14 @@ def plan_models(catalog: Catalog, plan: Plan) -> list[PlannedModel]:
     ]
 
 
-def release_models(ctx: BuildContext, plan: Plan) -> dict[str, ModelRecord]:
+def release_models(
+    ctx: BuildContext, plan: Plan, before_upload: Callable[[], None] = lambda: None
+) -> dict[str, ModelRecord]:
     """Check every model the plan needs, then push (or tag) each: the records, by model name.
 
-    A dry run pushes and reads nothing: it says what the build would do."""
+    ``before_upload`` runs before the first model the registry lacks is sent (the engine's preflight: a
+    build that cannot build sends nothing); a model already there is only tagged. A dry run pushes and
+    reads nothing: it says what the build would do."""
     planned = plan_models(ctx.project.catalog, plan)
     if not planned:
         return {}
@@ -83,7 +87,10 @@ def release_models(ctx: BuildContext, plan: Plan) -> dict[str, ModelRecord]:
         records = {}
         for model in planned:
             pack = found.get(model.name)
-            records[model.name] = _push_directory(ctx, model) if pack is None else _record_artifact(ctx, model, pack)
+            if pack is None:
+                records[model.name] = _push_directory(ctx, model, before_upload)
+            else:
+                records[model.name] = _record_artifact(ctx, model, pack)
             _sign(ctx, model.name, records[model.name])
     return records
 
@@ -137,7 +144,7 @@ def _tell_dry_run(ctx: BuildContext, model: PlannedModel) -> None:
     ctx.emit(Event("model.planned", f"model {model.name}: {what}", data={"model": model.name}))
 
 
-def _push_directory(ctx: BuildContext, model: PlannedModel) -> ModelRecord:
+def _push_directory(ctx: BuildContext, model: PlannedModel, before_upload: Callable[[], None]) -> ModelRecord:
     """Tag the artifact these files make when the registry has it, else push what it lacks."""
     spec, registry = model.spec, ctx.registry
     assert spec.path is not None
@@ -147,6 +154,7 @@ def _push_directory(ctx: BuildContext, model: PlannedModel) -> ModelRecord:
     if existing is not None:
         digest, uploaded = registry.put_manifest(model.repository_path, model.tag, raw, MANIFEST_TYPE), 0
     else:
+        before_upload()
         pushed = push_model(
             registry,
             model.repository_path,

@@ -61,8 +61,9 @@ def build_release(ctx: BuildContext, options: BuildOptions) -> ReleaseRecord:
                 data={"tags": list(unapplied)},
             )
         )
-    models = release_models(ctx, plan)  # before any image: a refused model pushes nothing
     engine_ready = Once(ctx.before_first_build)
+    # before any image: a refused model pushes nothing, nor one the engine's preflight would stop
+    models = release_models(ctx, plan, before_upload=engine_ready)
     bases = LocalBases(plan.target, ctx.registry, ctx.runner, ctx.cache_dir, ctx.emit, before_build=engine_ready)
     base_refs: dict[str, str] = {}
     for unit in plan.units:
