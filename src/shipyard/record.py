@@ -17,8 +17,9 @@ from typing import Any
 from .errors import ConfigError
 from .oci.reference import OCI_TAG_RE
 from .state import make_dirs, state_dir
+from .versions import check_schema, writer
 
-SCHEMA = 1
+SCHEMA = 2  # 2: aliases, platforms, models and written_by; 1 is still read
 
 
 @dataclass
@@ -115,14 +116,18 @@ class ReleaseRecord:
     # semver tags ("1.4.2", "1.4") every unit was also pushed under, from the git tags on the commit
     aliases: list[str] = field(default_factory=list)
     models: dict[str, ModelRecord] = field(default_factory=dict)  # absent from records written before models
+    written_by: str = field(default_factory=writer)  # "shipyard <version>" ("" in schema 1 records)
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), indent=2, sort_keys=True) + "\n"
+        """The record as this shipyard writes it: of its schema, and saying so."""
+        return json.dumps(asdict(self) | {"schema": SCHEMA, "written_by": writer()}, indent=2, sort_keys=True) + "\n"
 
     @classmethod
     def from_json(cls, text: str, *, source: str) -> ReleaseRecord:
         try:
             data = json.loads(text)
+            data["schema"] = check_schema(data, SCHEMA, "release record", source)
+            data.setdefault("written_by", "")
             units = {key: UnitRecord(**value) for key, value in data.pop("units").items()}
             models = {name: ModelRecord.from_dict(value) for name, value in data.pop("models", {}).items()}
             return cls(units=units, models=models, **data)

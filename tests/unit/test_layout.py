@@ -18,13 +18,15 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[2] / "src" / "shipyard"
 DATA = "resources"  # files shipyard runs or writes (up.sh, templates, init's scaffold): not its own modules
 
-BASE = {"errors", "events", "package"}  # every room may raise shipyard's errors, emit events, read __version__
+# every room may raise shipyard's errors, emit events, read __version__ and the schema of what it writes
+BASE = {"errors", "events", "package", "versions"}
 TOOLS = BASE | {"runner", "dag", "state"}
 # room -> the rooms it may import besides itself
 MAY_IMPORT: dict[str, set[str]] = {
     "package": set(),  # shipyard/__init__.py: the version
     "__main__": {"package", "cli"},  # `python -m shipyard`
     "errors": {"package"},
+    "versions": {"package", "errors"},  # which shipyard wrote a document, and of which schema
     "events": {"package"},
     "runner": BASE,
     "dag": BASE,

@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from html import escape
 from typing import Any
 
-from .model import ReleaseReport
+from .model import ReleaseReport, record_origin
 from .text import (
     build_text,
     canary_text,
@@ -77,7 +77,7 @@ def render_html(report: ReleaseReport) -> str:
         f'<header><h1>Release <span id="release">{_e(record.release)}</span></h1>',
         f'<p class="meta">revision <code>{_e(record.revision)}</code> · created {_e(record.created)} · registry '
         f"<code>{_e(record.registry)}</code> · {len(record.units)} units ({len(record.units) - reused} built, "
-        f"{reused} reused)</p>",
+        f"{reused} reused) · {_e(record_origin(record))}</p>",
         f'<ul class="gates">{gate_items}</ul></header>',
         '<section id="units"><h2>Images</h2>',
     ]

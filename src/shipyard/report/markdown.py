@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from .model import ReleaseReport
+from .model import ReleaseReport, record_origin
 from .text import (
     build_text,
     canary_text,
@@ -52,7 +52,8 @@ def render_markdown(report: ReleaseReport) -> str:
         f"# Release {text(record.release)}",
         "",
         f"Revision {code(record.revision)}, created {text(record.created)}, registry {code(record.registry)}: "
-        f"{len(record.units)} units ({len(record.units) - reused} built, {reused} reused)."
+        f"{len(record.units)} units ({len(record.units) - reused} built, {reused} reused); "
+        f"{text(record_origin(record))}."
         + (f" Report generated {text(report.generated)}." if report.generated else ""),
         "",
         *[f"- {text(line)}" for line in gates(report)],

@@ -335,3 +335,8 @@ def write_report(project: Path, release: str, markdown: str, html: str) -> tuple
     write_atomic(html_path, html)
     write_atomic(md_path, markdown)
     return html_path, md_path
+
+
+def record_origin(record: ReleaseRecord) -> str:
+    """``record schema 2, written by shipyard 0.1.0``: what the report says of the record itself."""
+    return f"record schema {record.schema}, written by {record.written_by or 'an older shipyard'}"

@@ -37,8 +37,10 @@ from ...errors import LedgerBroken, RegistryError
 from ...oci.artifacts import MANIFEST_TYPE, artifact_manifest, canonical
 from ...oci.client import RegistryClient
 from ...oci.signing import PublicKey, SigningKey
+from ...versions import check_schema, writer
 
 LEDGER_TYPE = "application/vnd.shipyard.ledger.v1+json"
+LEDGER_SCHEMA = 2  # 2: schema and written_by in the document; 1 (no field): read as before
 State = Literal["in-progress", "complete"]
 
 
@@ -102,12 +104,9 @@ class Ledger:
         entry.signature = base64.b64encode(signer.sign(signed_payload(self.channel, entry))).decode()
 
     def to_json(self) -> bytes:
-        return (
-            json.dumps(
-                {"channel": self.channel, "entries": [asdict(e) for e in self.entries]}, indent=2, sort_keys=True
-            ).encode()
-            + b"\n"
-        )
+        document = {"channel": self.channel, "schema": LEDGER_SCHEMA, "written_by": writer(),
+                    "entries": [asdict(e) for e in self.entries]}  # fmt: skip
+        return json.dumps(document, indent=2, sort_keys=True).encode() + b"\n"
 
 
 def actor() -> str:
@@ -138,6 +137,7 @@ def load_ledger(registry: RegistryClient, namespace: str, channel: str) -> Ledge
         return Ledger(channel)
     try:
         data = json.loads(registry.blob(repository, manifest.json["layers"][0]["digest"]))
+        check_schema(data, LEDGER_SCHEMA, "channel ledger", f"{registry.target.host}/{repository}:{channel}")
         return Ledger(channel, [Entry(**entry) for entry in data["entries"]], head=manifest.digest)
     except (KeyError, IndexError, TypeError, ValueError) as exc:
         raise RegistryError(f"{repository}:{channel}: unreadable ledger ({exc})") from None

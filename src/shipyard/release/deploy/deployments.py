@@ -20,9 +20,11 @@ from typing import Any, Literal
 from ...errors import RegistryError
 from ...oci.artifacts import pull_document, push_document
 from ...oci.client import RegistryClient
+from ...versions import check_schema, writer
 from ..channels.ledger import actor
 
 DEPLOYMENTS_TYPE = "application/vnd.shipyard.deployments.v1+json"
+DEPLOYMENTS_SCHEMA = 2  # 2: schema and written_by in the document; 1 (no field): read as before
 DeployState = Literal["in-progress", "complete", "rolled-back", "failed", "interrupted"]
 
 
@@ -60,7 +62,8 @@ class DeploymentLedger:
         return self.entries[-1] if self.entries else None
 
     def to_json(self) -> bytes:
-        document = {"target": self.target, "entries": [asdict(e) for e in self.entries]}
+        document = {"target": self.target, "schema": DEPLOYMENTS_SCHEMA, "written_by": writer(),
+                    "entries": [asdict(e) for e in self.entries]}  # fmt: skip
         return json.dumps(document, indent=2, sort_keys=True).encode() + b"\n"
 
 
@@ -74,6 +77,7 @@ def load_deployments(registry: RegistryClient, namespace: str, target: str) -> D
         data = pull_document(registry, repository, target)
         if data is None:
             return DeploymentLedger(target)
+        check_schema(data, DEPLOYMENTS_SCHEMA, "deployment ledger", f"{registry.target.host}/{repository}:{target}")
         known = set(Deployment.__dataclass_fields__)
         entries = [Deployment(**{k: v for k, v in entry.items() if k in known}) for entry in data["entries"]]
         return DeploymentLedger(target, entries)
