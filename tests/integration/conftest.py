@@ -24,7 +24,7 @@ from shipyard.oci.client import RegistryClient
 from shipyard.oci.cosign import push_signature
 from shipyard.oci.reference import RegistryTarget
 from shipyard.record import ReleaseRecord, load_record
-from shipyard.release.gates.verdicts import attest_gate
+from shipyard.release.gates.verdicts import attest_gate, attest_models
 from shipyard.runner import Runner
 from tests.conftest import git, make_project
 
@@ -140,8 +140,10 @@ def sign_as_gated(record: ReleaseRecord, *keys: str) -> None:
         for key in keys:
             unit = record.units[key]
             push_signature(registry, unit.repository.split("/", 1)[1], unit.digest, unit.repository, signer)
+        # the gates run on the whole release: every unit (and model) gets a verdict made for this release
         for gate in ("verify", "scan", "canary"):
-            attest_gate(registry, signer, record, gate, {"gate": gate, "by": "a test"}, lambda event: None, keys)
+            attest_gate(registry, signer, record, gate, {"gate": gate, "by": "a test"}, lambda event: None)
+        attest_models(registry, signer, record, "verify", {"gate": "verify", "by": "a test"}, lambda event: None)
 
 
 def copy_project(source: Path, root: Path) -> Path:

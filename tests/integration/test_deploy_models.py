@@ -28,10 +28,9 @@ from shipyard.oci.cosign import push_signature
 from shipyard.oci.modelpack import push_model
 from shipyard.record import ModelFileRecord, ModelRecord, ReleaseRecord, save_record
 from shipyard.release.deploy.deployments import load_deployments
-from shipyard.release.gates.verdicts import attest_models
 from shipyard.release.model_volumes import volume_name
 from tests.conftest import REPO
-from tests.integration.conftest import IT_REGISTRY, copy_project, shipyard
+from tests.integration.conftest import IT_REGISTRY, copy_project, shipyard, sign_as_gated
 
 SERVICE = "affective-processing-center"
 KEY = f"cpu/{SERVICE}"
@@ -77,8 +76,8 @@ def project(gated, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Project
 
 
 def release_with(project: Project, files: Path, tag: str) -> ReleaseRecord:
-    """The gated release with the service's model replaced by ``files``: pushed, signed and its verify
-    verdict signed (as build and verify do)."""
+    """The gated release with the service's model replaced by ``files``: pushed and signed, and the
+    release's verdicts signed (as build, verify, scan and canary do)."""
     record = replace(project.base, release=f"{project.base.release}-{tag}")
     path = parse_target(IT_REGISTRY).repository("models", project.model)
     with RegistryClient(parse_target(IT_REGISTRY)) as registry:
@@ -96,8 +95,8 @@ def release_with(project: Project, files: Path, tag: str) -> ReleaseRecord:
             **project.base.units,
             KEY: replace(project.base.units[KEY], models={project.model: pushed.digest}),
         }
-        attest_models(registry, signer, record, "verify", {"by": "a test"}, lambda event: None)
     save_record(project.root, record)
+    sign_as_gated(record)  # the release's own verdicts, its model's included
     return record
 
 
@@ -118,9 +117,11 @@ def mounts() -> list[tuple[str, str, bool]]:
 
 
 def with_extra(project: Project, tmp: Path, name: str, data: bytes | int) -> Path:
-    """The model's files plus one more: ``data`` bytes, or a sparse file of that many bytes."""
+    """The model's files plus one more: ``data`` bytes, or a sparse file of that many bytes; and a note of
+    this run, so that no earlier run (nor the session's canary) left its volume on the engine."""
     copy = tmp / f"{project.model}-{name}"
     shutil.copytree(project.files, copy)
+    (copy / "RUN.txt").write_text(f"{RUN} {name}\n")
     if isinstance(data, int):
         with (copy / name).open("wb") as out:
             out.truncate(data)
@@ -132,8 +133,8 @@ def with_extra(project: Project, tmp: Path, name: str, data: bytes | int) -> Pat
 def test_each_release_runs_its_own_model_and_a_rollback_puts_the_old_one_back_with_no_download(
     project: Project, tmp_path: Path
 ) -> None:
-    a = release_with(project, project.files, "m1")
-    b = release_with(project, with_extra(project, tmp_path, "NOTICE", f"second model {RUN}\n".encode()), "m2")
+    a = release_with(project, with_extra(project, tmp_path, "NOTICE", b"first model\n"), "m1")
+    b = release_with(project, with_extra(project, tmp_path, "LICENSE", b"second model\n"), "m2")
     m1, m2 = (r.models[project.model] for r in (a, b))
     assert m1.digest != m2.digest
     mount = f"/models/{project.model}"

@@ -43,7 +43,8 @@ def releases(gated, registry: RegistryClient) -> tuple[Path, ReleaseRecord, Rele
     root, full = gated
     a = ReleaseRecord(full.release + "-fa", full.revision, full.created, full.registry)
     a.units = {k: full.units[k] for k in ("cpu/base-python", "cpu/family-web", "cpu/affective-processing-center")}
-    b = ReleaseRecord(full.release + "-fb", full.revision, full.created, full.registry)
+    a.models = dict(full.models)  # the service's model, verified and signed with the gated release
+    b = ReleaseRecord(full.release + "-fb", full.revision, full.created, full.registry, models=dict(full.models))
     for key, unit in a.units.items():
         path = unit.repository.split("/", 1)[1]
         manifest = registry.manifest(path, unit.digest)

@@ -43,7 +43,7 @@ def test_a_model_needs_a_trusted_signature_and_a_signed_verify_verdict_of_the_re
     problems = trust_problems(client, [KEY.public], record, ["cpu/svc"])
     assert problems == [
         f"model affect-nb: {model.digest[:19]} has no signature by a trusted key",
-        f"model affect-nb: no signed verify verdict for {model.digest[:19]}",
+        f"model affect-nb: no signed verify verdict of release {record.release} for {model.digest[:19]}",
     ]
     push_signature(client, "acme/models/affect-nb", model.digest, model.repository, KEY)
     attest_models(client, KEY, record, "verify", {"checks": ["model"]}, lambda event: None)

@@ -52,7 +52,7 @@ def test_an_untrusted_key_proves_nothing(registry) -> None:  # type: ignore[no-u
     record = signed_release(client, memory, "20250111-aaaaaaaa", key=SigningKey.generate())
     problems = trust_problems(client, [KEY.public], record, ["cpu/svc"])
     assert problems[0].startswith("cpu/svc: sha256:") and "has no signature by a trusted key" in problems[0]
-    assert "cpu/svc: no signed verify verdict for " in problems[1] and any(
+    assert "cpu/svc: no signed verify verdict of release 20250111-aaaaaaaa for " in problems[1] and any(
         "no signed canary verdict" in p for p in problems
     )
 
@@ -65,8 +65,8 @@ def test_an_edited_record_finds_nothing_signed_to_match(registry) -> None:  # ty
     problems = trust_problems(client, [KEY.public], edited, ["pc2/svc"])
     assert problems == [
         f"pc2/svc: {other.units['pc2/svc'].digest[:19]} has no signature by a trusted key",
-        f"pc2/svc: no signed verify verdict for {other.units['pc2/svc'].digest[:19]}",
-        f"pc2/svc: no signed scan verdict for {other.units['pc2/svc'].digest[:19]}",
+        f"pc2/svc: no signed verify verdict of release 20250111-aaaaaaaa for {other.units['pc2/svc'].digest[:19]}",
+        f"pc2/svc: no signed scan verdict of release 20250111-aaaaaaaa for {other.units['pc2/svc'].digest[:19]}",
     ]
 
 
@@ -125,3 +125,25 @@ def test_verdicts_are_read_newest_first_and_only_until_each_gate_has_one(registr
     memory.requests.clear()
     assert attest_gate(fresh, KEY, newest, "verify", {"gate": "verify"}, lambda _: None) == []
     assert not [p for m, p in memory.requests if m == "PUT"]
+
+
+def test_a_verdict_is_bound_to_its_release_in_either_order(registry) -> None:  # type: ignore[no-untyped-def]
+    """Two releases of the same revision share a digest: each is promotable on its own verdicts, whichever
+    was verified last, and a release with only the other's verdicts is refused naming both."""
+    client, memory = registry
+    first = signed_release(client, memory, "20250111-aaaaaaaa")
+    second = replace(first, release="20250112-bbbbbbbb")  # the same digests, verified again for the second
+    for gate in ("verify", "scan", "canary"):
+        attest_gate(client, KEY, second, gate, {"gate": gate}, lambda event: None)
+    assert trust_problems(client, [KEY.public], first, first.units) == []  # older, after the newer re-verified
+    assert trust_problems(client, [KEY.public], second, second.units) == []
+    digest = first.units["cpu/svc"].digest
+    mine = signed_verdicts(client, [KEY.public], "acme/cpu/svc", digest, first.release)
+    assert {v["release"] for v in mine.values()} == {first.release}
+    assert signed_verdicts(client, [KEY.public], "acme/cpu/svc", digest)["verify"]["release"] == second.release
+    third = replace(first, release="20250113-cccccccc")  # never gated itself
+    problems = trust_problems(client, [KEY.public], third, ["cpu/svc"])
+    assert problems[0] == (
+        f"cpu/svc: no signed verify verdict of release 20250113-cccccccc for {digest[:19]} (its signed verify "
+        f"verdict is of release 20250112-bbbbbbbb, not of 20250113-cccccccc)"
+    )

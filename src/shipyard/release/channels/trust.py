@@ -12,7 +12,7 @@ passes vacuously.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -34,14 +34,20 @@ class Evidence:
     verdicts: dict[str, dict[str, Any]] = field(default_factory=dict)  # gate -> shipyard's part of the verdict
 
 
-def evidence(registry: RegistryClient, trusted: Sequence[PublicKey], path: str, digest: str) -> Evidence:
-    """``path``: the repository inside the registry."""
-    return Evidence(verified_signers(registry, path, digest, trusted), signed_verdicts(registry, trusted, path, digest))
+def evidence(
+    registry: RegistryClient, trusted: Sequence[PublicKey], path: str, digest: str, release: str | None = None
+) -> Evidence:
+    """``path``: the repository inside the registry; ``release``: only verdicts made for that release
+    count (None: the newest of any release, for a digest no record names)."""
+    signers = verified_signers(registry, path, digest, trusted)
+    return Evidence(signers, signed_verdicts(registry, trusted, path, digest, release))
 
 
-def gather(registry: RegistryClient, trusted: Sequence[PublicKey], units: dict[str, UnitRecord]) -> dict[str, Evidence]:
+def gather(
+    registry: RegistryClient, trusted: Sequence[PublicKey], units: dict[str, UnitRecord], release: str
+) -> dict[str, Evidence]:
     def one(unit: UnitRecord) -> Evidence:
-        return evidence(registry, trusted, unit.repository.split("/", 1)[1], unit.digest)
+        return evidence(registry, trusted, unit.repository.split("/", 1)[1], unit.digest, release)
 
     with ThreadPoolExecutor(max_workers=PARALLEL_REQUESTS) as pool:
         return dict(zip(units, pool.map(one, units.values()), strict=True))
@@ -57,22 +63,25 @@ def trust_problems(
     if not trusted:
         return ["no trusted key to check signatures with"]
     services = [k for k, u in record.units.items() if u.kind == "service"]
-    found = gather(registry, trusted, {k: record.units[k] for k in dict.fromkeys([*wanted, *services])})
+    found = gather(registry, trusted, {k: record.units[k] for k in dict.fromkeys([*wanted, *services])}, record.release)
     problems = []
     for key in wanted:
         unit, proof = record.units[key], found[key]
         short = unit.digest[:19]
         if not proof.signers:
             problems.append(f"{key}: {short} has no signature by a trusted key")
+        other = _elsewhere(registry, trusted, unit.repository, unit.digest)
         for gate in ("verify", "scan"):
-            problems += _verdict_problem(key, short, gate, proof.verdicts.get(gate), record)
+            problems += _verdict_problem(key, short, gate, proof.verdicts.get(gate), record, other)
     canaried = {record.units[k].profile for k in services if _matches(found[k].verdicts.get("canary"), record)}
     if not canaried:
         problems.append(f"release {record.release}: no signed canary verdict (run `shipyard canary`)")
     for key in wanted:
         unit = record.units[key]
         if unit.kind == "service" and unit.profile in canaried:
-            problems += _verdict_problem(key, unit.digest[:19], "canary", found[key].verdicts.get("canary"), record)
+            other = _elsewhere(registry, trusted, unit.repository, unit.digest)
+            problems += _verdict_problem(key, unit.digest[:19], "canary", found[key].verdicts.get("canary"), record,
+                                         other)  # fmt: skip
     return problems + model_problems(registry, trusted, record, wanted)
 
 
@@ -92,13 +101,15 @@ def model_problems(
         else:
             checked[name] = model
     with ThreadPoolExecutor(max_workers=PARALLEL_REQUESTS) as pool:
-        proofs = pool.map(lambda m: evidence(registry, trusted, m.repository.split("/", 1)[1], m.digest),
-                          checked.values())  # fmt: skip
+        proofs = pool.map(lambda m: evidence(registry, trusted, m.repository.split("/", 1)[1], m.digest,
+                                             record.release), checked.values())  # fmt: skip
         for (name, model), proof in zip(checked.items(), proofs, strict=True):
             label = f"model {name}"
             if not proof.signers:
                 problems.append(f"{label}: {model.digest[:19]} has no signature by a trusted key")
-            problems += _verdict_problem(label, model.digest[:19], "verify", proof.verdicts.get("verify"), record)
+            other = _elsewhere(registry, trusted, model.repository, model.digest)
+            problems += _verdict_problem(label, model.digest[:19], "verify", proof.verdicts.get("verify"), record,
+                                         other)  # fmt: skip
     return problems
 
 
@@ -106,11 +117,31 @@ def _matches(verdict: dict[str, Any] | None, record: ReleaseRecord) -> bool:
     return verdict is not None and verdict.get("revision") == record.revision
 
 
+Elsewhere = Callable[[str], "str | None"]  # gate -> the release whose verdict the digest carries instead, if any
+
+
+def _elsewhere(registry: RegistryClient, trusted: Sequence[PublicKey], repository: str, digest: str) -> Elsewhere:
+    """Which release's verdict of a gate the digest carries, read only when a problem is to be named."""
+
+    def other(gate: str) -> str | None:
+        verdict = signed_verdicts(registry, trusted, repository.split("/", 1)[1], digest).get(gate)
+        return str(verdict.get("release")) if verdict else None
+
+    return other
+
+
 def _verdict_problem(
-    key: str, short: str, gate: str, verdict: dict[str, Any] | None, record: ReleaseRecord
+    key: str,
+    short: str,
+    gate: str,
+    verdict: dict[str, Any] | None,
+    record: ReleaseRecord,
+    elsewhere: Elsewhere = lambda gate: None,
 ) -> list[str]:
     if verdict is None:
-        return [f"{key}: no signed {gate} verdict for {short}"]
+        other = elsewhere(gate)
+        held = f" (its signed {gate} verdict is of release {other}, not of {record.release})" if other else ""
+        return [f"{key}: no signed {gate} verdict of release {record.release} for {short}{held}"]
     if verdict.get("revision") != record.revision:
         return [f"{key}: the signed {gate} verdict for {short} is of revision {str(verdict.get('revision'))[:8]}, "
                 f"not the release's {record.revision[:8]}"]  # fmt: skip

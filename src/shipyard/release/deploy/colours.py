@@ -167,6 +167,9 @@ def colour_definition(
     definition = dict(project["services"][service])
     target = str(project["x-shipyard"]["target"])
     definition["ports"] = [f"{bind}:{port}:{container_port}"]
+    # the engine's default bridge: a colour is one container the edge reaches by its port, and a network of
+    # its own per colour project would only use up the engine's address pools (a few dozen by default)
+    definition["network_mode"] = "bridge"
     definition["labels"] = {
         **definition.get("labels", {}),
         SERVICE_LABEL: service,

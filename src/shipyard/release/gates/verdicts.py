@@ -143,10 +143,12 @@ def _attach_all(
             return False  # a failed or missing verdict is never signed
         claim = make_claim()
         ours = claim["predicate"]["shipyard"]
-        held = signed_verdicts(registry, [signer.public], _path(repository), digest).get(gate)
+        release = str(ours["release"])
+        held = signed_verdicts(registry, [signer.public], _path(repository), digest, release).get(gate)
         if held is not None and all(held.get(k) == ours[k] for k in ("release", "revision", "policy", "result")):
             return False  # the same verdict is already signed: a gate run again adds nothing
-        push_attestation(registry, _path(repository), digest, claim, signer, label=gate)
+        # one label per gate and release: a reused digest keeps each release's verdict, and gains its own
+        push_attestation(registry, _path(repository), digest, claim, signer, label=f"{gate}@{release}")
         return True
 
     items = list(subjects.items())
@@ -159,17 +161,26 @@ def _attach_all(
 
 
 def signed_verdicts(
-    registry: RegistryClient, trusted: Iterable[PublicKey], path: str, digest: str
+    registry: RegistryClient, trusted: Iterable[PublicKey], path: str, digest: str, release: str | None = None
 ) -> dict[str, dict[str, Any]]:
-    """gate -> shipyard's part of the newest trusted, passing verdict for the image ``path@digest``.
+    """gate -> shipyard's part of a trusted, passing verdict for the image (or model) ``path@digest``: the
+    newest one made **for** ``release``, or with ``release`` None the newest of any release.
 
     Read newest first, and only until every gate has one: a digest reused by many releases carries a
-    verdict of each, and the layers labelled with a gate already found are not read."""
+    verdict of each, and the layers labelled with a gate already found (or, for one release, with another
+    release: ``<gate>@<release>``) are not read."""
     found: dict[str, dict[str, Any]] = {}
-    for _, statement_ in newest_statements(registry, path, digest, list(trusted), VSA, skip=found.__contains__):
+
+    def skip(label: str) -> bool:
+        gate, _, made_for = label.partition("@")
+        return gate in found or bool(release and made_for and made_for != release)
+
+    for _, statement_ in newest_statements(registry, path, digest, list(trusted), VSA, skip=skip):
         predicate = statement_.get("predicate") or {}
         ours = predicate.get("shipyard") or {}
         gate = ours.get("gate")
+        if release is not None and ours.get("release") != release:
+            continue  # the label is unsigned: the statement's own release decides
         if predicate.get("verificationResult") == "PASSED" and gate in GATES and gate not in found:
             found[str(gate)] = ours
             if len(found) == len(GATES):
