@@ -55,6 +55,7 @@ def releases(gated, registry: RegistryClient) -> tuple[Path, ReleaseRecord, Rele
         b.units[key] = type(unit)(**{**unit.__dict__, "digest": digest})
     save_record(root, a)
     save_record(root, b)
+    sign_as_gated(a)  # A's own verdicts (a verdict is bound to its release): its digests are the gated release's
     sign_as_gated(b, *b.units)  # B passed A's gates: its new digests carry the signed verdicts too
     return root, a, b
 
