@@ -115,6 +115,9 @@ def render(state: EdgeState) -> str:
         "    timeout http-keep-alive 60s",
         "    option redispatch 1",  # every retry goes to the server that is live at that moment
         "    option http-server-close",  # a new server connection per request: none is idle when a service stops
+        # on a reload the old worker keeps idle keep-alive clients until their next request (answered with
+        # Connection: close), instead of closing them under a request already on its way
+        "    option idle-close-on-response",
         "    retry-on conn-failure empty-response",  # a service that stopped (or closed) before answering
         "",
     ]
