@@ -21,7 +21,9 @@ def number(value: float | None, unit: str = "") -> str:
 
 
 def size_text(size: int) -> str:
-    return f"{size / MB:.1f} MB" if size else "—"
+    if not size:
+        return "—"
+    return f"{size / MB:.1f} MB" if size >= MB // 10 else f"{size / 1000:.1f} kB"  # a model of a few kB too
 
 
 def short_digest(digest: str, length: int = 12) -> str:
