@@ -33,6 +33,7 @@ from .text import (
     verify_text,
 )
 
+UNIT_COLUMNS = ("image", "kind", "digest", "size", "parent", "build", "verify", "scan", "canary", "signed", "platforms")
 CSP = "default-src 'none'; style-src 'unsafe-inline'"
 STYLE = """
 body { font: 14px/1.45 system-ui, "DejaVu Sans", sans-serif; margin: 24px 32px; color: #1d232a; background: #fff; }
@@ -84,9 +85,7 @@ def render_html(report: ReleaseReport) -> str:
     ]
     for profile in report.profiles:
         rows = [_unit_row(report, key) for key, _ in report.units_of(profile)]
-        header = ("image", "kind", "digest", "size", "parent", "build", "verify", "scan", "canary", "signed")
-        header += ("platforms",)
-        body += [f"<h3>Profile {_e(profile)}</h3>", _table(header, rows, f"units profile-{_e(profile)}")]
+        body += [f"<h3>Profile {_e(profile)}</h3>", _table(UNIT_COLUMNS, rows, f"units profile-{_e(profile)}")]
     body.append("</section>")
     failures = [(key, f) for key, tally in report.verify.items() for f in tally.failed]
     if failures:
