@@ -95,3 +95,23 @@ def push_like_buildx(
     for tag in tags:
         mem.tags[(repo, tag)] = digest
     return digest
+
+
+def push_platforms(
+    mem: MemoryRegistry, repo: str, tags: list[str], images: dict[str, bytes]
+) -> tuple[str, dict[str, str]]:
+    """A multi-platform index as buildx pushes one: an image per platform (``os/arch`` -> its manifest), each
+    with its attestation manifest; the index's digest and each platform's manifest digest."""
+    entries: list[dict[str, object]] = []
+    digests: dict[str, str] = {}
+    for platform, image in images.items():
+        single = json.loads(mem.manifests[(repo, push_like_buildx(mem, repo, [], image))][0])
+        os_name, _, arch = platform.partition("/")
+        single["manifests"][0]["platform"] = {"architecture": arch, "os": os_name}
+        digests[platform] = single["manifests"][0]["digest"]
+        entries += single["manifests"]
+    index = json.dumps({"schemaVersion": 2, "mediaType": INDEX_TYPE, "manifests": entries}).encode()
+    digest = put_untagged(mem, repo, index, INDEX_TYPE)
+    for tag in tags:
+        mem.tags[(repo, tag)] = digest
+    return digest, digests

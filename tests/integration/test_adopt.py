@@ -15,9 +15,15 @@ from pathlib import Path
 
 import pytest
 
-from shipyard.record import ReleaseRecord, load_record
+from shipyard.config.keys import development_key, state_dir
+from shipyard.config.registry import parse_target
+from shipyard.oci.attestations import find_sbom, image_platforms, read_sbom
+from shipyard.oci.client import RegistryClient
+from shipyard.record import ReleaseRecord, load_record, save_record
+from shipyard.release.gates.verdicts import attest_gate, signed_verdicts
 from tests.conftest import git
-from tests.integration.conftest import registry_digest, registry_get, shipyard
+from tests.integration.conftest import IT_REGISTRY, installed_source, registry_digest, registry_get, shipyard
+from tests.trivydb import Advisory, make_trivy_db
 
 PLAIN_DOCKERFILE = """\
 # the team's own Dockerfile: no Jinja; shipyard passes the parent by digest
@@ -207,6 +213,92 @@ def test_the_teams_own_images_profiles_uid_and_waivers(team: Path) -> None:
         assert registry_digest(unit.repository, channel) == unit.digest, key
         assert platforms_of(unit.repository, channel) == {"linux/amd64", "linux/arm64"}, key
     assert registry_digest(record.units["cpu/hello"].repository, channel) is None  # edge only
+
+
+EDGE = ("edge/hello", "edge/summer")
+BOTH = ["linux/amd64", "linux/arm64"]
+
+
+def test_every_platform_of_the_edge_profile_is_gated(team: Path, tmp_path: Path) -> None:
+    """The edge units built above (an amd64 and an arm64 image in one index): an SBOM per platform image,
+    the scan reads both, the canary runs the arm64 image under QEMU, and a verdict signed over amd64 alone
+    does not let the release through."""
+    record = newest_record(team)
+    path = team / ".shipyard" / "releases" / f"{record.release}.json"
+    with RegistryClient(parse_target(IT_REGISTRY)) as registry:
+        for key in ("edge/base", *EDGE):  # each platform's image has its own SBOM, the index none
+            unit = record.units[key]
+            repository = unit.repository.split("/", 1)[1]
+            index = registry.manifest(repository, unit.digest)
+            assert index is not None
+            manifests = image_platforms(index)
+            assert sorted(manifests) == BOTH, key
+            assert find_sbom(registry, repository, unit.digest) is None, key
+            for platform, manifest in manifests.items():
+                sbom = json.loads(read_sbom(registry, repository, manifest).document)
+                assert sbom["bomFormat"] == "CycloneDX" and sbom["components"], (key, platform)
+            assert unit.attestations["sbom@linux/arm64"] == find_sbom(registry, repository, manifests["linux/arm64"])
+    verify = json.loads((team / ".shipyard" / "reports" / record.release / "verify.json").read_text())
+    sboms = {f["platform"] for f in verify["findings"] if f["unit"] == "edge/summer" and f["check"] == "sbom"}
+    assert sboms == set(BOTH)
+
+    # scan: a DB with a CVE on the zlib both images have; each platform's image is read and named
+    source, version = installed_source(record.units["edge/base"].ref, "zlib1g")
+    make_trivy_db(tmp_path / "db", [Advisory("CVE-2099-2424", source, "LOW", f"{version}+deb12u99", "test: zlib")])
+    db = f"{IT_REGISTRY}/trivy-db-platforms-{uuid.uuid4().hex[:6]}:2"
+    shipyard("trivy-db", "push", str(tmp_path / "db"), "--to", db)
+    env = {"SHIPYARD_CACHE_DIR": str(tmp_path / "cache"), "SHIPYARD_TRIVY_DB_REPOSITORY": db}
+    scan = shipyard("--project", str(team), "scan", "--release", record.release, env=env)
+    assert "edge/summer: ok" in scan.stdout and "scanned linux/amd64, linux/arm64" in scan.stdout, scan.stdout
+    scanned = load_record(path).units["edge/summer"].verdicts["scan"]
+    assert sorted(scanned["platforms"]) == BOTH
+    assert all(scanned["platforms"][p]["counts"]["LOW"] >= 1 for p in BOTH), scanned
+    reports = team / ".shipyard" / "reports" / record.release / "scan" / "edge/summer"
+    for name, platform in (("image.trivy.json", "linux/amd64"), ("image.linux-arm64.trivy.json", "linux/arm64")):
+        report = json.loads((reports / name).read_text())
+        assert report["Metadata"]["ImageConfig"]["architecture"] == platform.split("/")[1], name
+        assert "CVE-2099-2424" in json.dumps(report), name
+    shipyard("--project", str(team), "report", record.release)
+    page = (team / ".shipyard" / "reports" / record.release / "report.md").read_text()
+    assert "(linux/amd64, linux/arm64)" in page, page  # the finding, found in both images
+
+    # canary: amd64 natively, arm64 under QEMU (golden checked, latency not judged)
+    canary = shipyard("--project", str(team), "canary", "--release", record.release, "--profile", "edge")
+    assert "edge/summer: ok" in canary.stdout, canary.stdout
+    assert "linux/arm64 emulated ok" in canary.stdout, canary.stdout
+    ran = load_record(path).units["edge/summer"].verdicts["canary"]
+    assert ran["passed"] and ran["platforms"]["linux/amd64"]["mode"] == "native"
+    arm = ran["platforms"]["linux/arm64"]
+    assert arm["passed"] and arm["mode"] == "emulated" and arm["latency"].startswith("skipped: emulated (qemu-aarch64)")
+    assert arm["requests"] > 0 and arm["error_rate"] == 0
+    channel = f"edge-{uuid.uuid4().hex[:6]}"
+    shipyard("--project", str(team), "promote", record.release, "--channel", channel, "--profile", "edge")
+    assert registry_digest(record.units["edge/summer"].repository, channel) == record.units["edge/summer"].digest
+
+    # the same digests under a release whose scan verdict was signed over amd64 only: refused, naming arm64
+    gated = load_record(path)
+    amd64_only = gated.release + "-amd64only"
+    gated.release = amd64_only
+    for unit in gated.units.values():
+        scan_verdict = unit.verdicts["scan"]
+        scan_verdict["platforms"] = {p: v for p, v in scan_verdict["platforms"].items() if p == "linux/amd64"}
+    save_record(team, gated)
+    signer = development_key(state_dir())
+    with RegistryClient(parse_target(IT_REGISTRY)) as registry:
+        for gate in ("verify", "scan", "canary"):
+            attest_gate(registry, signer, gated, gate, {"gate": gate, "by": "a test"}, lambda event: None)
+        summer = gated.units["edge/summer"]
+        repository = summer.repository.split("/", 1)[1]
+        arm64 = image_platforms(registry.manifest(repository, summer.digest))["linux/arm64"]  # type: ignore[arg-type]
+        assert set(signed_verdicts(registry, [signer.public], repository, arm64, amd64_only)) == {"verify", "canary"}
+    refused = shipyard("--project", str(team), "promote", amd64_only, "--channel", channel + "-x",
+                       "--profile", "edge", check=False)  # fmt: skip
+    assert refused.returncode != 0, refused.stdout
+    assert (
+        f"edge/summer: the signed scan verdict of release {amd64_only} for {summer.digest[:19]} does not cover "
+        "linux/arm64 (it covers linux/amd64)"
+    ) in refused.stderr, refused.stderr
+    assert registry_digest(summer.repository, channel + "-x") is None
 
 
 def test_a_wrong_parent_profile_is_one_line_naming_both_and_builds_nothing(team: Path) -> None:

@@ -6,7 +6,8 @@ its own so a unit's children start building as soon as the unit is pushed, not a
 has read it: at most ``jobs`` Trivy processes at once, the registry look-ups of reused units
 beside them. A reused image already has its SBOM (it is keyed by the digest), so it is looked
 up and only made when missing, e.g. for an image pushed before shipyard made SBOMs; its
-provenance is the one its index lists (verify reads the statement). Without attestations
+provenance is the one its index lists (verify reads the statement). A multi-platform unit gets an SBOM
+per platform manifest, each made by Trivy for its platform (see oci/attestations.py). Without attestations
 (``--no-attest``) the pool only signs. The build waits for the pool at the end and fails if an
 attestation could not be made; the image stays pushed and in the release record.
 """
@@ -21,7 +22,14 @@ from dataclasses import dataclass
 
 from ..errors import RegistryError, ShipyardError
 from ..events import Emit, Event
-from ..oci.attestations import find_provenance, find_sbom, listed_provenance, push_sbom
+from ..oci.attestations import (
+    find_provenance,
+    find_sbom,
+    image_platforms,
+    listed_provenance,
+    push_sbom,
+    sbom_subject,
+)
 from ..oci.client import RegistryClient
 from ..oci.cosign import push_signature, signature_tag
 from ..oci.signing import SigningKey
@@ -95,19 +103,32 @@ class Attacher:
         return attached
 
     def _attestations(self, pushed: Pushed, generate: Generate) -> tuple[dict[str, str], str]:
+        """The provenance and the SBOM of every platform in the unit's index (kinds ``provenance`` and
+        ``sbom`` for the primary platform, ``provenance@<os/arch>`` and ``sbom@<os/arch>`` for the others)."""
         index = self.registry.manifest(pushed.repository, pushed.digest)
         if index is None:
             raise RegistryError(f"{pushed.ref} is not in the registry")
-        image = self.registry.for_platform(pushed.repository, index, pushed.platform)
-        listed = listed_provenance(index, image.digest) if pushed.reused else None
-        provenance = listed or find_provenance(self.registry, pushed.repository, index, image.digest).manifest
-        sbom = find_sbom(self.registry, pushed.repository, pushed.digest)
-        if sbom is not None:
-            what = f"SBOM present {sbom[:19]}"
-        else:
-            with self._generating:
-                document = generate(pushed.ref, pushed.platform)
-            annotations = {"org.opencontainers.image.description": f"CycloneDX SBOM of {pushed.key}"}
-            sbom = push_sbom(self.registry, pushed.repository, index, document, annotations)
-            what = f"SBOM {sbom[:19]} ({components(document)} components)"
-        return {"provenance": provenance, "sbom": sbom}, f"provenance {provenance[:19]}, {what}"
+        listed = image_platforms(index)
+        platforms = [pushed.platform, *sorted(p for p in listed if p != pushed.platform)]
+        attached: dict[str, str] = {}
+        told = []
+        for platform in platforms:
+            image = self.registry.for_platform(pushed.repository, index, platform)
+            suffix, shown = ("", "") if platform == pushed.platform else (f"@{platform}", f" {platform}")
+            known = listed_provenance(index, image.digest) if pushed.reused else None
+            provenance = known or find_provenance(self.registry, pushed.repository, index, image.digest).manifest
+            subject = sbom_subject(pushed.digest, image.digest, len(listed) > 1)
+            sbom = find_sbom(self.registry, pushed.repository, subject)
+            if sbom is not None:
+                what = f"SBOM{shown} present {sbom[:19]}"
+            else:
+                with self._generating:
+                    document = generate(pushed.ref, platform)
+                described = f"CycloneDX SBOM of {pushed.key}" + (f" ({platform})" if len(listed) > 1 else "")
+                annotations = {"org.opencontainers.image.description": described}
+                of = index if subject == index.digest else image
+                sbom = push_sbom(self.registry, pushed.repository, of, document, annotations)
+                what = f"SBOM{shown} {sbom[:19]} ({components(document)} components)"
+            attached[f"provenance{suffix}"], attached[f"sbom{suffix}"] = provenance, sbom
+            told.append(f"provenance{shown} {provenance[:19]}, {what}")
+        return attached, "; ".join(told)

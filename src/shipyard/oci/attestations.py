@@ -15,6 +15,11 @@ SBOM of the pushed image by digest (build/sbom.py) and pushes it as an OCI 1.1 a
 *refers* to the image: ``artifactType: application/vnd.cyclonedx+json``, the empty config
 descriptor, one CycloneDX layer, ``subject`` = the image index's descriptor.
 
+**One SBOM per platform**: a single-platform unit's SBOM refers to its index (as it always did); a
+multi-platform unit's index gets none of its own: each platform manifest in it has its SBOM, made by
+Trivy for that platform, referring to that manifest (``subject`` = the platform manifest), so what was
+never read for arm64 cannot pass for arm64's SBOM. ``sbom_subject`` says which digest an image's is under.
+
 **Where the SBOM is found**: Distribution 2.8 (the embedded registry) and GHCR have no
 referrers API, so shipyard keeps the distribution spec's *referrers tag schema*: the tag
 ``sha256-<hex of the image digest>`` in the image's repository holds an OCI index listing every
@@ -79,6 +84,25 @@ def _attestation_entries(index: Manifest, image_digest: str) -> list[dict[str, A
         if (entry.get("annotations") or {}).get(REFERENCE_TYPE) == "attestation-manifest"
         and entry["annotations"].get(REFERENCE_DIGEST) == image_digest
     ]
+
+
+def image_platforms(index: Manifest) -> dict[str, str]:
+    """``os/arch`` -> the platform manifest's digest, for each image an index lists (its attestation
+    manifests, ``unknown/unknown``, left out); a single manifest: none."""
+    if not index.is_index:
+        return {}
+    found: dict[str, str] = {}
+    for entry in index.json.get("manifests", []):
+        platform = entry.get("platform") or {}
+        name = f"{platform.get('os')}/{platform.get('architecture')}"
+        if name != "unknown/unknown" and "os" in platform:
+            found.setdefault(name, str(entry["digest"]))
+    return found
+
+
+def sbom_subject(index_digest: str, image_digest: str, multi_platform: bool) -> str:
+    """The digest an image's SBOM refers to: the platform manifest in a multi-platform index, else the index."""
+    return image_digest if multi_platform else index_digest
 
 
 def has_provenance(index: Manifest, image_digest: str) -> bool:

@@ -198,11 +198,15 @@ def require_nvidia_runtime(client: Any, who: str, engine_url: str) -> None:
 
 def create_container(client: Any, image: str, **options: Any) -> Any:
     """A container of ``image`` created on the engine of ``client``, the image pulled first where the engine
-    lacks it (the SDK's create does not pull)."""
+    lacks it (the SDK's create does not pull); with ``platform``, that platform's image of an index."""
     import docker
 
     try:
         return client.containers.create(image, **options)
-    except docker.errors.ImageNotFound:
-        client.images.pull(image)
+    except docker.errors.NotFound as exc:
+        # an index the engine has, without the asked platform's image, is a NotFound that names no image
+        if not isinstance(exc, docker.errors.ImageNotFound) and not options.get("platform"):
+            raise
+        platform = {"platform": options["platform"]} if options.get("platform") else {}
+        client.images.pull(image, **platform)
         return client.containers.create(image, **options)

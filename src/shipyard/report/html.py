@@ -23,6 +23,7 @@ from .text import (
     model_verified,
     models_summary,
     number,
+    platforms_text,
     profiles_text,
     runs_text,
     short_digest,
@@ -32,6 +33,7 @@ from .text import (
     verify_text,
 )
 
+UNIT_COLUMNS = ("image", "kind", "digest", "size", "parent", "build", "verify", "scan", "canary", "signed", "platforms")
 CSP = "default-src 'none'; style-src 'unsafe-inline'"
 STYLE = """
 body { font: 14px/1.45 system-ui, "DejaVu Sans", sans-serif; margin: 24px 32px; color: #1d232a; background: #fff; }
@@ -83,8 +85,7 @@ def render_html(report: ReleaseReport) -> str:
     ]
     for profile in report.profiles:
         rows = [_unit_row(report, key) for key, _ in report.units_of(profile)]
-        header = ("image", "kind", "digest", "size", "parent", "build", "verify", "scan", "canary", "signed")
-        body += [f"<h3>Profile {_e(profile)}</h3>", _table(header, rows, f"units profile-{_e(profile)}")]
+        body += [f"<h3>Profile {_e(profile)}</h3>", _table(UNIT_COLUMNS, rows, f"units profile-{_e(profile)}")]
     body.append("</section>")
     failures = [(key, f) for key, tally in report.verify.items() for f in tally.failed]
     if failures:
@@ -130,6 +131,7 @@ def _unit_row(report: ReleaseReport, key: str) -> str:
         f"<td>{scan_cell}</td>",
         f"<td>{_badge(bool(canary.get('passed')), canary_text(canary)) if canary else '—'}</td>",
         f"<td>{_badge(bool(u.attestations.get('signature')), signed_text(u))}</td>",
+        f'<td class="platforms">{_e(platforms_text(u))}</td>',
     ]
     return f'<tr data-unit="{_e(key)}">{"".join(cells)}</tr>'
 
@@ -265,7 +267,7 @@ def _findings(report: ReleaseReport) -> str:
         units = report.units_text(top.units, shown=4)
         rows.append(
             f'<tr data-finding="{_e(f.id)}"><td><span class="badge sev-{_e(f.severity.lower())}">{_e(f.severity)}'
-            f'</span></td><td><code class="id">{_e(f.id)}</code></td><td>{gate}</td><td>{_e(f.target)}</td>'
+            f'</span></td><td><code class="id">{_e(f.id)}</code></td><td>{gate}</td><td>{_e(top.where)}</td>'
             f"<td>{_e(f.installed)}</td><td>{_e(f.fixed or 'no fix')}</td><td>{_e(f.title)}</td>"
             f'<td title="{_e(", ".join(top.units))}">{_e(units)}</td></tr>'
         )

@@ -15,6 +15,7 @@ from .text import (
     model_verified,
     models_summary,
     number,
+    platforms_text,
     profiles_text,
     runs_text,
     scan_text,
@@ -73,12 +74,12 @@ def render_markdown(report: ReleaseReport) -> str:
                 text(scan_text(u.verdicts.get("scan"))),
                 text(canary_text(u.verdicts.get("canary"))),
                 text(signed_text(u)),
+                text(platforms_text(u)),
             )
             for key, u in report.units_of(profile)
         ]
-        out += _table(
-            ("image", "kind", "digest", "size", "parent", "build", "verify", "scan", "canary", "signed"), rows
-        )
+        header = ("image", "kind", "digest", "size", "parent", "build", "verify", "scan", "canary", "signed")
+        out += _table((*header, "platforms"), rows)
     failures = [(key, f) for key, tally in report.verify.items() for f in tally.failed]
     if failures:
         out += ["## Verify failures", ""]
@@ -144,7 +145,7 @@ def _findings(report: ReleaseReport) -> list[str]:
         units = report.units_text(top.units)
         fix = f.fixed or "no fix"
         rows.append(
-            (text(f.severity), text(f.id), text(flag), text(f.target), text(f.installed), text(fix), text(f.title))
+            (text(f.severity), text(f.id), text(flag), text(top.where), text(f.installed), text(fix), text(f.title))
             + (text(units),)
         )
     header = ("severity", "id", "gate", "package", "installed", "fixed in", "title", "units")

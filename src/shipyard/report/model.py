@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +19,7 @@ from ..record import ModelRecord, ReleaseRecord, UnitRecord, reports_dir, write_
 from ..release.channels.ledger import Entry
 from ..release.channels.trust import Evidence
 from ..release.deploy.deployments import Deployment
-from ..release.gates.findings import SEVERITIES, ScanFinding, parse_report
+from ..release.gates.findings import SEVERITIES, ScanFinding, image_report_name, parse_report
 
 TOP_FINDINGS = 15
 _RANK = {severity: rank for rank, severity in enumerate(SEVERITIES)}
@@ -40,10 +40,19 @@ class VerifyTally:
 
 @dataclass(frozen=True)
 class TopFinding:
-    finding: ScanFinding
+    finding: ScanFinding  # its platform left out: ``platforms`` has every one it was found in
     units: tuple[str, ...]
     blocking: bool
     suppressed: bool
+    platforms: tuple[str, ...] = ()  # the platforms' images it was found in ("" not listed: the Dockerfile's)
+    multi_platform: bool = False  # one of ``units`` has more than one platform: the report names them
+
+    @property
+    def where(self) -> str:
+        """The finding's target, with the platforms it was found in when a unit of it has several."""
+        if not self.multi_platform or not self.platforms:
+            return self.finding.target
+        return f"{self.finding.target} ({', '.join(self.platforms)})"
 
 
 @dataclass(frozen=True)
@@ -237,11 +246,17 @@ def _order(top: TopFinding) -> tuple[int, bool, bool, int, str]:
 def top_findings(
     record: ReleaseRecord, findings: Mapping[str, Sequence[ScanFinding]], limit: int = TOP_FINDINGS
 ) -> tuple[tuple[TopFinding, ...], int]:
-    """Distinct findings of the release, worst first, each with the units that have it; and how many more."""
+    """Distinct findings of the release (one finding of several platforms' images is one), worst first, each
+    with the units and the platforms that have it; and how many more."""
     units: dict[ScanFinding, list[str]] = {}
+    platforms: dict[ScanFinding, list[str]] = {}
     for key in record.units:
-        for finding in dict.fromkeys(findings.get(key, ())):
-            units.setdefault(finding, []).append(key)
+        for finding in findings.get(key, ()):
+            same = replace(finding, platform="")
+            if key not in units.setdefault(same, []):
+                units[same].append(key)
+            if finding.platform and finding.platform not in platforms.setdefault(same, []):
+                platforms[same].append(finding.platform)
     tops = []
     for finding, keys in units.items():
         verdicts = [record.units[k].verdicts.get("scan") or {} for k in keys]
@@ -251,6 +266,8 @@ def top_findings(
                 tuple(keys),
                 blocking=any(finding.id in v.get("blocking", ()) for v in verdicts),
                 suppressed=any(finding.id in v.get("suppressed", ()) for v in verdicts),
+                platforms=tuple(sorted(platforms.get(finding, ()))),
+                multi_platform=any(len(record.units[k].platforms) > 1 for k in keys),
             )
         )
     tops.sort(key=_order)
@@ -316,16 +333,18 @@ def load_verify(project: Path, release: str) -> dict[str, Any] | None:
 
 
 def load_findings(project: Path, record: ReleaseRecord) -> dict[str, list[ScanFinding]]:
-    """Every unit's findings from its trivy JSON reports (image and Dockerfile); none when it was not scanned."""
+    """Every unit's findings from its trivy JSON reports (each platform's image, and the Dockerfile), each
+    naming the platform it was found in; none when it was not scanned."""
     found: dict[str, list[ScanFinding]] = {}
-    for key in record.units:
+    for key, unit in record.units.items():
         directory = reports_dir(project, record.release) / "scan" / key
-        for name in ("image.trivy.json", "dockerfile.trivy.json"):
+        reports = [(image_report_name(p, unit.platform), p) for p in unit.platforms or [unit.platform]]
+        for name, platform in [*reports, ("dockerfile.trivy.json", "")]:
             try:
                 data = json.loads((directory / name).read_text(encoding="utf-8"))
             except (OSError, ValueError):
                 continue
-            found.setdefault(key, []).extend(parse_report(data))
+            found.setdefault(key, []).extend(parse_report(data, platform))
     return found
 
 

@@ -8,6 +8,7 @@ from typing import Any
 
 from ..record import UnitRecord
 from ..release.gates.findings import SEVERITIES
+from ..release.gates.verdicts import GATES, covered_platforms
 from .model import ModelRow, ModelRun, ReleaseReport, VerifyTally
 
 MB = 1_000_000
@@ -78,6 +79,40 @@ def scan_text(verdict: Mapping[str, Any] | None) -> str:
     if verdict.get("vulnerabilities") == "skipped":
         parts.append("vulnerabilities not scanned")
     return "; ".join(parts)
+
+
+def gate_platforms(unit: UnitRecord) -> list[tuple[str, str]]:
+    """Per gate the unit went through: which of its platforms the gate covered, by the record's verdicts:
+    ``all`` when every one, else those it covered and those it did not (a canary's, with the reason)."""
+    platforms = unit.platforms or [unit.platform]
+    out = []
+    for gate in GATES:
+        verdict = unit.verdicts.get(gate)
+        if not verdict:
+            continue
+        covered = covered_platforms(unit, verdict)
+        listed = verdict.get("platforms") if isinstance(verdict.get("platforms"), Mapping) else {}
+        emulated = [p for p in covered if (listed.get(p) or {}).get("mode") == "emulated"]
+        if not isinstance(verdict.get("platforms"), Mapping) and len(platforms) > 1:
+            shown = f"{unit.platform} only (an older shipyard's verdict)"
+        elif all(p in covered for p in platforms):
+            shown = "all" if len(platforms) > 1 else platforms[0]
+        else:
+            shown = ", ".join(covered) or "none"
+            for platform in (p for p in platforms if p not in covered):
+                why = (listed.get(platform) or {}).get("reason") if gate == "canary" else ""
+                shown += f"; not {platform}" + (f" ({why})" if why else "")
+        if emulated:
+            shown += " (" + ", ".join(emulated) + " emulated, latency not judged)"
+        out.append((gate, shown))
+    return out
+
+
+def platforms_text(unit: UnitRecord) -> str:
+    """``linux/amd64, linux/arm64: verify all, scan all, canary linux/amd64; not linux/arm64 (…)``."""
+    platforms = ", ".join(unit.platforms or [unit.platform])
+    gates_ = ", ".join(f"{gate} {shown}" for gate, shown in gate_platforms(unit))
+    return f"{platforms}: {gates_}" if gates_ else platforms
 
 
 def signed_text(unit: UnitRecord) -> str:

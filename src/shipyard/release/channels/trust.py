@@ -3,7 +3,10 @@
 Promotion, deploy and rollout ask this module, not the release record. Every unit's digest must
 carry a signature by a trusted key and signed ``verify`` and ``scan`` verdicts for that digest and the
 release's git revision; the release must have been canaried (a signed canary verdict for at least one
-profile), and every service of a canaried profile needs its own. Every model a unit was released with
+profile), and every service of a canaried profile needs its own. Each of those verdicts must cover every
+platform of the unit (a multi-platform unit's index: each image in it): one whose ``platforms`` lack one
+is refused naming the unit, the gate and the platform; a verdict written before verdicts named platforms
+covers the unit's primary platform only, which is all of a single-platform unit. Every model a unit was released with
 needs a trusted signature and a signed verify verdict of that revision. The record is only the list of what
 to look for: a record whose digests or verdicts were edited finds nothing signed to match and is
 refused, naming the unit and what is missing. An empty list of units is refused too: no policy
@@ -17,6 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+from ...oci.attestations import image_platforms
 from ...oci.client import RegistryClient
 from ...oci.cosign import verified_signers
 from ...oci.signing import PublicKey
@@ -72,7 +76,7 @@ def trust_problems(
             problems.append(f"{key}: {short} has no signature by a trusted key")
         other = _elsewhere(registry, trusted, unit.repository, unit.digest)
         for gate in ("verify", "scan"):
-            problems += _verdict_problem(key, short, gate, proof.verdicts.get(gate), record, other)
+            problems += _verdict_problem(key, short, gate, proof.verdicts.get(gate), record, other, unit)
     canaried = {record.units[k].profile for k in services if _matches(found[k].verdicts.get("canary"), record)}
     if not canaried:
         problems.append(f"release {record.release}: no signed canary verdict (run `shipyard canary`)")
@@ -81,7 +85,7 @@ def trust_problems(
         if unit.kind == "service" and unit.profile in canaried:
             other = _elsewhere(registry, trusted, unit.repository, unit.digest)
             problems += _verdict_problem(key, unit.digest[:19], "canary", found[key].verdicts.get("canary"), record,
-                                         other)  # fmt: skip
+                                         other, unit)  # fmt: skip
     return problems + model_problems(registry, trusted, record, wanted)
 
 
@@ -137,7 +141,9 @@ def _verdict_problem(
     verdict: dict[str, Any] | None,
     record: ReleaseRecord,
     elsewhere: Elsewhere = lambda gate: None,
+    unit: UnitRecord | None = None,
 ) -> list[str]:
+    """``unit``: the image the verdict is of, each of whose platforms it must cover (None: a model)."""
     if verdict is None:
         other = elsewhere(gate)
         held = f" (its signed {gate} verdict is of release {other}, not of {record.release})" if other else ""
@@ -145,7 +151,19 @@ def _verdict_problem(
     if verdict.get("revision") != record.revision:
         return [f"{key}: the signed {gate} verdict for {short} is of revision {str(verdict.get('revision'))[:8]}, "
                 f"not the release's {record.revision[:8]}"]  # fmt: skip
-    return []
+    if unit is None:
+        return []
+    covered = signed_platforms(verdict, unit)
+    return [f"{key}: the signed {gate} verdict of release {record.release} for {short} does not cover {platform} "
+            f"(it covers {', '.join(covered) or 'no platform'})"
+            for platform in unit.platforms or [unit.platform] if platform not in covered]  # fmt: skip
+
+
+def signed_platforms(verdict: dict[str, Any], unit: UnitRecord) -> list[str]:
+    """The platforms a signed verdict (shipyard's part of it) covers: its ``platforms``; one without them
+    (written before verdicts named platforms) covers the unit's primary platform only."""
+    listed = verdict.get("platforms")
+    return list(listed) if isinstance(listed, dict) else [unit.platform]
 
 
 def digest_problems(
@@ -162,4 +180,12 @@ def digest_problems(
     problems = [] if proof.signers else [f"{label}: {digest[:19]} has no signature by a trusted key"]
     problems += [f"{label}: no signed {gate} verdict for {digest[:19]}" for gate in gates
                  if gate not in proof.verdicts]  # fmt: skip
+    found = registry.manifest(path, digest) if len(proof.verdicts) else None
+    platforms = list(image_platforms(found)) if found is not None else []
+    if len(platforms) > 1:  # a multi-platform index: each verdict covers each of its images (none is primary here)
+        for gate in (g for g in gates if g in proof.verdicts):
+            listed = proof.verdicts[gate].get("platforms")
+            covered = list(listed) if isinstance(listed, dict) else []
+            problems += [f"{label}: the signed {gate} verdict for {digest[:19]} does not cover {platform}"
+                         for platform in platforms if platform not in covered]  # fmt: skip
     return problems

@@ -6,6 +6,13 @@ on 127.0.0.1 only (all interfaces of a remote engine's host: see engine.py), and
 which leftovers of a killed run are found and removed. A GPU profile's containers also get every
 NVIDIA GPU of the engine's host, and an engine without the NVIDIA runtime is refused before anything
 starts (see engine.py).
+
+Every platform of a unit is canaried that the engine can run: its own (``docker info``'s architecture)
+natively, a foreign one under QEMU when the engine is this machine's and binfmt_misc has the emulator
+registered (``/proc/sys/fs/binfmt_misc/qemu-aarch64``). An emulated platform's golden answer must be right
+as a native one's, but its latency is not the hardware's: the SLO is not judged (the figures are kept) and
+its readiness deadline is scaled, each with the reason in the verdict. A platform the engine cannot run is
+recorded as not canaried, with the reason; promotion then finds no canary verdict covering it.
 """
 
 from __future__ import annotations
@@ -15,7 +22,7 @@ import socket
 import time
 from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -30,8 +37,52 @@ from ..model_volumes import PlacedModel, ensure_models, released_models
 from .probes import Crashed, NotReady, golden_of, http_health, judge, send_golden, wait_until_ready
 
 LABEL = "io.shipyard.canary"
+PLATFORM_LABEL = "io.shipyard.platform"
+BINFMT_MISC = Path("/proc/sys/fs/binfmt_misc")
+EMULATED_READY_FACTOR = 5  # an emulated platform's readiness deadline, in multiples of the service's
+# docker info's Architecture (uname -m) -> the OCI architecture, and an OCI architecture -> QEMU's name for it
+ARCH_OF_MACHINE = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64", "armv7l": "arm",
+                   "ppc64le": "ppc64le", "s390x": "s390x", "riscv64": "riscv64"}  # fmt: skip
+QEMU_OF_ARCH = {"amd64": "x86_64", "arm64": "aarch64", "arm": "arm", "ppc64le": "ppc64le", "s390x": "s390x",
+                "riscv64": "riscv64"}  # fmt: skip
 OWNER_LABEL = "io.shipyard.canary.owner"  # host:pid of the shipyard process that started it
 STALE_AFTER = timedelta(hours=1)
+
+
+@dataclass(frozen=True)
+class HowToRun:
+    """How the engine runs one platform's image: ``native``, ``emulated`` (under ``emulator``), or not at all
+    (``mode`` "", ``reason`` says why)."""
+
+    platform: str
+    mode: str
+    reason: str = ""
+    emulator: str = ""
+
+
+def how_to_run(platform: str, machine: str, *, local: bool, binfmt: Path = BINFMT_MISC) -> HowToRun:
+    """``machine``: the engine's architecture (``docker info``); ``local``: the engine runs on this machine,
+    so its binfmt_misc is the one under ``binfmt``."""
+    os_name, _, arch = platform.partition("/")
+    arch = arch.split("/")[0]
+    native = ARCH_OF_MACHINE.get(machine, machine)
+    if os_name == "linux" and arch == native:
+        return HowToRun(platform, "native")
+    qemu = QEMU_OF_ARCH.get(arch)
+    if os_name != "linux" or qemu is None:
+        return HowToRun(platform, "", f"the engine ({machine}) has no way to run {platform}")
+    if not local:
+        return HowToRun(platform, "", f"the engine ({machine}) is on another machine: whether it emulates "
+                        f"{platform} cannot be read from here")  # fmt: skip
+    entry = binfmt / f"qemu-{qemu}"
+    try:
+        enabled = entry.read_text().splitlines()[:1] == ["enabled"]
+    except OSError:
+        hint = f"register QEMU with binfmt_misc: docker run --privileged --rm tonistiigi/binfmt --install {arch}"
+        return HowToRun(platform, "", f"the engine ({machine}) cannot run {platform}: no {entry} ({hint})")
+    if not enabled:
+        return HowToRun(platform, "", f"the engine ({machine}) cannot run {platform}: {entry} is disabled")
+    return HowToRun(platform, "emulated", emulator=f"qemu-{qemu}")
 
 
 @dataclass
@@ -46,9 +97,20 @@ class CanaryVerdict:
     error_rate: float | None = None
     requests: int = 0
     logs: list[str] = field(default_factory=list)
+    # the figures, at the top, are those of the first platform canaried (the native one); ``platforms``
+    # has each platform's: its own figures, or {"canaried": False, "reason": why}
+    platform: str = ""
+    mode: str = ""  # "native" or "emulated"
+    latency: str = ""  # "judged against the SLO", or why it was not
+    platforms: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def to_record(self) -> dict[str, Any]:
         return {k: v for k, v in self.__dict__.items() if k not in ("unit", "logs")} | {"logs": self.logs[-20:]}
+
+    def figures(self) -> dict[str, Any]:
+        """This platform's entry of ``platforms``."""
+        keep = ("passed", "reason", "mode", "latency", "ready_s", "p50_ms", "p95_ms", "error_rate", "requests")
+        return {"canaried": True} | {k: getattr(self, k) for k in keep}
 
 
 def owner() -> str:
@@ -137,12 +199,18 @@ def running(
     *,
     gpu: bool = False,
     models: Sequence[PlacedModel] = (),
+    platform: str = "",
 ) -> Iterator[tuple[Any, str]]:
     """The unit's container, hardened, removed on the way out whatever happens; ``gpu``: with every
-    NVIDIA GPU of the engine's host; ``models``: their volumes (filled already) read-only where it reads them."""
+    NVIDIA GPU of the engine's host; ``models``: their volumes (filled already) read-only where it reads them;
+    ``platform``: the image of that platform in the unit's index (the engine picks it)."""
     service, limits = unit.expect["service"], unit.expect["canary"]
     port = f"{service['port']}/tcp"
     extra: dict[str, Any] = {"device_requests": gpu_device_requests()} if gpu else {}
+    labels = {LABEL: release, "io.shipyard.unit": key, OWNER_LABEL: owner()}
+    if platform:
+        extra["platform"] = platform
+        labels[PLATFORM_LABEL] = platform
     if models:
         extra["volumes"] = {m.volume: {"bind": m.mount, "mode": "ro"} for m in models}
         extra["environment"] = {"MODEL_CACHE_DIR": models[0].mount.rsplit("/", 1)[0] or "/"}
@@ -158,7 +226,7 @@ def running(
         nano_cpus=int(float(limits["cpus"]) * 1e9),
         pids_limit=int(limits["pids"]),
         ports={port: (where.bind, None)},
-        labels={LABEL: release, "io.shipyard.unit": key, OWNER_LABEL: owner()},
+        labels=labels,
         **extra,
     )
     try:
@@ -191,31 +259,74 @@ def canary_unit(
     *,
     gpu: bool = False,
     models: Sequence[PlacedModel] = (),
+    run: HowToRun | None = None,
 ) -> CanaryVerdict:
+    """One platform's image of the unit (``run``; None: the unit's own platform, as the engine picks it)."""
     service, limits = unit.expect["service"], unit.expect["canary"]
     golden = golden_of(service)
     slo_ms = float(service["slo_p95_ms"])
-    verdict = CanaryVerdict(key, passed=False, slo_p95_ms=slo_ms)
-    started = running(client, where, key, unit, release, gpu=gpu, models=models)
+    emulated = run is not None and run.mode == "emulated"
+    ready_timeout = float(service["ready_timeout_s"]) * (EMULATED_READY_FACTOR if emulated else 1)
+    verdict = CanaryVerdict(key, passed=False, slo_p95_ms=slo_ms, platform=run.platform if run else unit.platform,
+                            mode=run.mode if run else "native", latency="judged against the SLO")  # fmt: skip
+    if emulated:
+        verdict.latency = (f"skipped: emulated ({run.emulator if run else ''}), latency is not the hardware's; "
+                           f"ready deadline x{EMULATED_READY_FACTOR}")  # fmt: skip
+    platform = run.platform if run is not None and unit.platforms else ""
+    started = running(client, where, key, unit, release, gpu=gpu, models=models, platform=platform)
     with started as (container, base_url), httpx.Client() as http:
         try:
             verdict.ready_s = round(
-                wait_until_ready(
-                    _ready_check(container, base_url, service["health"], http), float(service["ready_timeout_s"])
-                ),
-                2,
+                wait_until_ready(_ready_check(container, base_url, service["health"], http), ready_timeout), 2
             )
         except NotReady as exc:
-            verdict.reason = f"not healthy by the deadline ({service['ready_timeout_s']}s): {exc}"
+            verdict.reason = f"not healthy by the deadline ({ready_timeout:g}s): {exc}"
         except Crashed as exc:
             verdict.reason = f"crashed (exit code {exc.exit_code})"
         if not verdict.reason:
-            judged = judge(send_golden(base_url, golden, int(limits["requests"])), golden, slo_ms)
+            load = send_golden(base_url, golden, int(limits["requests"]))
+            judged = judge(load, golden, float("inf") if emulated else slo_ms)
             verdict.requests, verdict.error_rate = judged.requests, judged.error_rate
             verdict.p50_ms, verdict.p95_ms = judged.p50_ms, judged.p95_ms
             verdict.reason, verdict.passed = judged.reason, not judged.reason
         if not verdict.passed:
             verdict.logs = container.logs(tail=20).decode(errors="replace").splitlines()
+    return verdict
+
+
+def canary_platforms(
+    client: Any,
+    where: Endpoint,
+    key: str,
+    unit: UnitRecord,
+    release: str,
+    runs: Callable[[str], HowToRun],
+    *,
+    gpu: bool = False,
+    models: Sequence[PlacedModel] = (),
+) -> CanaryVerdict:
+    """Every platform of the unit the engine can run (``runs``: how it runs one), one after the other; the
+    verdict passes when each canaried platform passed, and at least one could be canaried."""
+    platforms = unit.platforms or [unit.platform]
+    results: dict[str, CanaryVerdict] = {}
+    skipped: dict[str, str] = {}
+    for platform in platforms:
+        run = runs(platform)
+        if not run.mode:
+            skipped[platform] = run.reason
+            continue
+        results[platform] = canary_unit(client, where, key, unit, release, gpu=gpu, models=models, run=run)
+    if not results:
+        reasons = "; ".join(f"{p}: {why}" for p, why in skipped.items())
+        verdict = CanaryVerdict(key, passed=False, reason=f"no platform of the unit can run here ({reasons})")
+    else:
+        failed = [v for v in results.values() if not v.passed]
+        verdict = replace(failed[0] if failed else next(iter(results.values())))
+        verdict.passed = not failed
+        if failed and len(platforms) > 1:
+            verdict.reason = f"{failed[0].platform}: {failed[0].reason}"
+    verdict.platforms = {p: results[p].figures() if p in results else {"canaried": False, "reason": skipped[p]}
+                         for p in platforms}  # fmt: skip
     return verdict
 
 
@@ -236,21 +347,51 @@ def _canary_units(
             raise ConfigError(f"canary: release {record.release} has models, and no image to fill their volumes with")
         ensure_models(client, wanted, fetch_image(), emit, "canary")
     verdicts = []
+    runs = _platform_runner(client, where)
     for key, unit in units.items():
         started = time.monotonic()
         emit(Event("canary.started", f"{key}: starting {unit.ref[:90]}", unit=key))
-        verdict = canary_unit(client, where, key, unit, record.release, gpu=gpu, models=models[key])
+        verdict = canary_platforms(client, where, key, unit, record.release, runs, gpu=gpu, models=models[key])
         outcome = "ok" if verdict.passed else f"FAIL {verdict.reason}"
         emit(
             Event(
                 "canary.unit",
                 f"{key}: {outcome} (ready {verdict.ready_s}s, p50 {verdict.p50_ms} ms, "
-                f"p95 {verdict.p95_ms} ms, {time.monotonic() - started:.1f}s to verdict)",
+                f"p95 {verdict.p95_ms} ms, {time.monotonic() - started:.1f}s to verdict){_platforms_told(verdict)}",
                 unit=key,
+                data={"platforms": verdict.platforms},
             )
         )
         verdicts.append(verdict)
     return verdicts
+
+
+def _platform_runner(client: Any, where: Endpoint) -> Callable[[str], HowToRun]:
+    """How the engine runs each platform; ``docker info`` asked once, when a first platform is asked about."""
+    machine: list[str] = []
+
+    def runs(platform: str) -> HowToRun:
+        if not machine:
+            machine.append(str(client.info().get("Architecture") or ""))
+        return how_to_run(platform, machine[0], local=not where.is_remote)
+
+    return runs
+
+
+def _platforms_told(verdict: CanaryVerdict) -> str:
+    """``; linux/amd64 native ok, linux/arm64 emulated ok (latency skipped: emulated …)`` for more than one
+    platform, or for a platform not run natively; "" for a unit canaried as it always was."""
+    if len(verdict.platforms) < 2 and verdict.mode == "native":
+        return ""
+    parts = []
+    for platform, shown in verdict.platforms.items():
+        if not shown.get("canaried"):
+            parts.append(f"{platform} not canaried: {shown.get('reason')}")
+            continue
+        outcome = "ok" if shown.get("passed") else "FAIL"
+        latency = "" if shown.get("mode") == "native" else f" (latency {shown.get('latency')})"
+        parts.append(f"{platform} {shown.get('mode')} {outcome}{latency}")
+    return "; " + ", ".join(parts)
 
 
 def canary_release(

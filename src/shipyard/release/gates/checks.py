@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from ...build.sbom import InvalidSbom, components
-from ...oci.attestations import AttestationMissing, find_provenance, read_sbom
+from ...oci.attestations import AttestationMissing, find_provenance, read_sbom, sbom_subject
 from ...oci.client import Manifest
 from ...oci.cosign import verified_signers
 from ...oci.layers import setuid_or_setgid
@@ -197,9 +197,11 @@ def check_provenance(v: Verifier, image: UnitImage) -> Iterator[Finding]:
 
 
 def check_sbom(v: Verifier, image: UnitImage) -> Iterator[Finding]:
-    expected = "CycloneDX SBOM referrer with components"
+    """The platform's own SBOM: a multi-platform unit's refers to the platform manifest, not the index."""
+    subject = sbom_subject(image.unit.digest, image.manifest.digest, bool(image.platform))
+    expected = "CycloneDX SBOM referrer with components" + (f" of the {image.platform} image" if image.platform else "")
     try:
-        sbom = read_sbom(v.registry, image.repository, image.unit.digest)
+        sbom = read_sbom(v.registry, image.repository, subject)
         count = components(sbom.document)
     except (AttestationMissing, InvalidSbom) as exc:
         yield _result(image, "sbom", False, expected, exc)
@@ -241,6 +243,6 @@ CHECKS: tuple[Check, ...] = (
     check_sbom,
     check_signature,
 )
-# what the unit's digest has once (its tags, its SBOM referrer, its signature) is checked with the primary
-# platform only
-PER_PLATFORM: tuple[Check, ...] = tuple(c for c in CHECKS if c not in (check_tag, check_sbom, check_signature))
+# what the unit's digest has once (its tags, its signature) is checked with the primary platform only; every
+# other check, the SBOM included (each platform manifest has its own), on each platform's image
+PER_PLATFORM: tuple[Check, ...] = tuple(c for c in CHECKS if c not in (check_tag, check_signature))

@@ -6,7 +6,7 @@ import fnmatch
 import json
 from collections import Counter
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 from typing import Any, Literal
@@ -27,14 +27,27 @@ class ScanFinding:
     installed: str = ""
     fixed: str = ""  # "" when no fix is available
     title: str = ""
+    platform: str = ""  # the image's platform (os/arch) it was found in; "" for the Dockerfile's
+
+    @property
+    def where(self) -> str:
+        """``target`` with the platform it was found in, as the report names it."""
+        return f"{self.target} ({self.platform})" if self.platform else self.target
 
     @property
     def has_fix(self) -> bool:
         return bool(self.fixed)
 
 
-def parse_report(data: dict[str, Any]) -> list[ScanFinding]:
-    """Findings of one ``trivy image|config --format json`` report. Secret matches are never kept."""
+def image_report_name(platform: str, primary: str, suffix: str = "trivy.json") -> str:
+    """The file of a unit's image report for ``platform``: ``image.trivy.json`` for its primary platform (the
+    name it always had), ``image.linux-arm64.trivy.json`` for another."""
+    return f"image.{suffix}" if platform == primary else f"image.{platform.replace('/', '-')}.{suffix}"
+
+
+def parse_report(data: dict[str, Any], platform: str = "") -> list[ScanFinding]:
+    """Findings of one ``trivy image|config --format json`` report, each naming ``platform`` (an image's
+    report; "" for the Dockerfile's). Secret matches are never kept."""
     findings: list[ScanFinding] = []
     for result in data.get("Results") or []:
         target = result.get("Target", "")
@@ -48,6 +61,7 @@ def parse_report(data: dict[str, Any]) -> list[ScanFinding]:
                     v.get("InstalledVersion", ""),
                     v.get("FixedVersion", "") or "",
                     v.get("Title", ""),
+                    platform,
                 )
             )
         for s in result.get("Secrets") or []:
@@ -58,6 +72,7 @@ def parse_report(data: dict[str, Any]) -> list[ScanFinding]:
                     s.get("Severity", "UNKNOWN"),
                     f"{target}:{s.get('StartLine', '?')}",
                     title=s.get("Title", ""),
+                    platform=platform,
                 )
             )
         for m in result.get("Misconfigurations") or []:
@@ -69,6 +84,7 @@ def parse_report(data: dict[str, Any]) -> list[ScanFinding]:
                         m.get("Severity", "UNKNOWN"),
                         target,
                         title=m.get("Title", ""),
+                        platform=platform,
                     )
                 )
     return findings
@@ -154,14 +170,24 @@ class UnitVerdict:
     blocking: list[ScanFinding]
     suppressed: list[tuple[ScanFinding, AllowEntry]]
     expired: list[tuple[ScanFinding, AllowEntry]]
+    platforms: list[str] = field(default_factory=list)  # the images scanned, by platform
 
     @property
     def passed(self) -> bool:
         return not self.blocking
 
-    def counts(self) -> dict[str, int]:
-        tally = Counter(f.severity for f in self.findings)
+    def counts(self, platform: str | None = None) -> dict[str, int]:
+        """By severity: every finding, or (``platform``) those of that platform's image."""
+        tally = Counter(f.severity for f in self.findings if platform is None or f.platform == platform)
         return {s: tally.get(s, 0) for s in SEVERITIES}
+
+    def of_platform(self, platform: str) -> dict[str, Any]:
+        """What the scan of ``platform``'s image found: counts, secrets and what of it blocks."""
+        return {
+            "counts": self.counts(platform),
+            "secrets": sum(f.kind == "secret" and f.platform == platform for f in self.findings),
+            "blocking": sorted({f.id for f in self.blocking if f.platform == platform}),
+        }
 
     def to_record(self) -> dict[str, Any]:
         return {
@@ -172,14 +198,21 @@ class UnitVerdict:
             "blocking": sorted({f.id for f in self.blocking}),
             "suppressed": sorted({f.id for f, _ in self.suppressed}),
             "expired_allowances": sorted({f.id for f, _ in self.expired}),
+            "platforms": {platform: self.of_platform(platform) for platform in self.platforms},
         }
 
 
 def judge(
-    unit: str, findings: Iterable[ScanFinding], policy: GatePolicy, allow: list[AllowEntry], today: date
+    unit: str,
+    findings: Iterable[ScanFinding],
+    policy: GatePolicy,
+    allow: list[AllowEntry],
+    today: date,
+    platforms: Iterable[str] = (),
 ) -> UnitVerdict:
+    """``platforms``: the images that were scanned (their findings name them)."""
     findings = list(findings)
-    verdict = UnitVerdict(unit, findings, [], [], [])
+    verdict = UnitVerdict(unit, findings, [], [], [], list(platforms))
     for finding in findings:
         if not policy.blocks(finding):
             continue

@@ -1,4 +1,4 @@
-"""Scan every unit of a release with Trivy (from the registry), write reports, gate on severity."""
+"""Scan every platform's image of every unit of a release with Trivy (from the registry), gate on severity."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from ...oci.credentials import Credentials
 from ...record import ReleaseRecord, UnitRecord, load_record, reports_dir, write_atomic
 from ...runner import Runner
 from ...state import make_dirs, state_dir
-from .findings import AllowEntry, GatePolicy, UnitVerdict, judge, parse_report, read_json_report
+from .findings import AllowEntry, GatePolicy, UnitVerdict, image_report_name, judge, parse_report, read_json_report
 
 DB_FILES = ("trivy.db", "metadata.json")
 MIRROR_HINT = (
@@ -132,28 +132,35 @@ def _unit_dir(project: Path, release: str, key: str) -> Path:
 def scan_unit(
     trivy: Trivy, project: Path, record: ReleaseRecord, key: str, unit: UnitRecord, cache: Path, insecure: bool
 ) -> UnitVerdict:
+    """Every platform's image of the unit (a multi-platform unit's index: each image in it, by Trivy's
+    ``--platform``), each finding naming its platform, and the rendered Dockerfile once."""
     out = _unit_dir(project, record.release, key)
     make_dirs(out)
-    image_json = out / "image.trivy.json"
-    trivy.scan_image(unit.ref, unit.platform, cache, image_json, insecure=insecure)
-    trivy.convert(image_json, "sarif", out / "image.sarif")
-    trivy.convert(image_json, "cyclonedx", out / "sbom.cdx.json")
-    findings = parse_report(read_json_report(image_json))
+    platforms = unit.platforms or [unit.platform]
+    findings = []
+    for platform in platforms:
+        image_json = out / image_report_name(platform, unit.platform)
+        trivy.scan_image(unit.ref, platform, cache, image_json, insecure=insecure)
+        trivy.convert(image_json, "sarif", out / image_report_name(platform, unit.platform, "sarif"))
+        sbom = "sbom.cdx.json" if platform == unit.platform else f"sbom.{platform.replace('/', '-')}.cdx.json"
+        trivy.convert(image_json, "cyclonedx", out / sbom)
+        findings += parse_report(read_json_report(image_json), platform)
     rendered = state_dir(project) / "rendered" / key
     if (rendered / "Dockerfile").is_file():
         config_json = out / "dockerfile.trivy.json"
         trivy.scan_config(rendered, cache, config_json)
         findings += parse_report(read_json_report(config_json))
     options = trivy.options
-    return judge(key, findings, options.policy, list(options.allowlist), options.today)
+    return judge(key, findings, options.policy, list(options.allowlist), options.today, platforms)
 
 
 def _describe(verdict: UnitVerdict) -> str:
     counts = verdict.counts()
     outcome = "ok" if verdict.passed else "BLOCKED by " + ", ".join(sorted({f.id for f in verdict.blocking}))
+    scanned = f", scanned {', '.join(verdict.platforms)}" if len(verdict.platforms) > 1 else ""
     return (
         f"{outcome} (critical {counts['CRITICAL']}, high {counts['HIGH']}, medium {counts['MEDIUM']}, "
-        f"secrets {verdict.to_record()['secrets']})"
+        f"secrets {verdict.to_record()['secrets']}{scanned})"
     )
 
 

@@ -7,6 +7,14 @@ database, the canary's p50/p95 against its SLO) with the release and its git rev
 the registry as a cosign attestation (``sha256-<hex>.att``, a DSSE envelope), so promotion, deploy
 and ``cosign verify-attestation`` decide from the registry, not from the record file. A unit that
 failed the gate gets nothing: there is no signed failure to promote from.
+
+**Platforms**: a unit's digest is an index; the gate may have covered only some of its platforms' images
+(a canary machine that cannot run arm64). The statement's subjects are the index *and* the platform
+manifest of each platform the gate covered, ``shipyard.platforms`` maps those platforms to their
+manifests, and the attestation is attached under the index's ``.att`` tag and under each of those
+manifests' own, so a reader holding one platform's digest finds it too. Promotion requires every platform
+of the unit to be covered (channels/trust.py). A statement written before platforms were recorded has no
+``platforms``: it covers its unit's primary platform only.
 """
 
 from __future__ import annotations
@@ -19,15 +27,17 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ...events import Emit, Event
+from ...oci.attestations import image_platforms
 from ...oci.client import RegistryClient
 from ...oci.cosign import newest_statements, push_attestation
 from ...oci.signing import PublicKey, SigningKey
-from ...record import ReleaseRecord
+from ...record import ReleaseRecord, UnitRecord
 
 VSA = "https://slsa.dev/verification_summary/v1"
 VERIFIER = "https://github.com/shipyard-ml/shipyard"  # who verified: this tool
 GATES = ("verify", "scan", "canary")
 PARALLEL_UNITS = 8  # verdicts attached at once (registry round trips)
+SIGNED_FIELDS = ("release", "revision", "policy", "result", "platforms")  # two verdicts alike in these are one
 
 
 def _path(repository: str) -> str:
@@ -35,11 +45,26 @@ def _path(repository: str) -> str:
     return repository.split("/", 1)[1]
 
 
-def statement(record: ReleaseRecord, key: str, gate: str, policy: Mapping[str, Any]) -> dict[str, Any]:
-    """The signed claim that ``key``'s image passed ``gate`` of ``record.release`` under ``policy``."""
+def covered_platforms(unit: UnitRecord, verdict: Mapping[str, Any]) -> list[str]:
+    """The platforms of ``unit`` a gate's verdict (as the record has it) covered: each of its ``platforms``
+    that was canaried and passed (verify and scan cover every platform they read); a verdict without
+    ``platforms`` (an older shipyard's) covers the unit's primary platform."""
+    listed = verdict.get("platforms")
+    if not isinstance(listed, Mapping):
+        return [unit.platform]
+    return [p for p, one in listed.items() if one.get("canaried", True) and one.get("passed", True)]
+
+
+def statement(
+    record: ReleaseRecord, key: str, gate: str, policy: Mapping[str, Any], manifests: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    """The signed claim that ``key``'s image passed ``gate`` of ``record.release`` under ``policy``, on the
+    platforms it covered; ``manifests``: platform -> its manifest's digest in the unit's index."""
     unit = record.units[key]
     details = {k: v for k, v in unit.verdicts[gate].items() if k != "logs"}
-    return subject_statement(record, unit.repository, unit.digest, key, gate, policy, details)
+    known = dict(manifests or {})
+    covered = {p: known[p] for p in covered_platforms(unit, unit.verdicts[gate]) if p in known}
+    return subject_statement(record, unit.repository, unit.digest, key, gate, policy, details, covered)
 
 
 def model_statement(record: ReleaseRecord, name: str, gate: str, policy: Mapping[str, Any]) -> dict[str, Any]:
@@ -58,12 +83,25 @@ def subject_statement(
     gate: str,
     policy: Mapping[str, Any],
     details: Mapping[str, Any],
+    platforms: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
-    """The in-toto statement of a passed ``gate`` for the artifact ``repository@digest`` (an image or a model)."""
+    """The in-toto statement of a passed ``gate`` for the artifact ``repository@digest`` (an image or a model);
+    ``platforms``: the platforms it covered -> their manifests, subjects too (None: a model, no platforms)."""
     policy_json = json.dumps(policy, sort_keys=True, separators=(",", ":")).encode()
+    subjects = [digest, *(d for d in dict.fromkeys((platforms or {}).values()) if d != digest)]
+    ours: dict[str, Any] = {
+        "gate": gate,
+        "unit": key,
+        "release": record.release,
+        "revision": record.revision,
+        "policy": dict(policy),
+        "result": dict(details),
+    }
+    if platforms is not None:
+        ours["platforms"] = dict(platforms)
     return {
         "_type": "https://in-toto.io/Statement/v1",
-        "subject": [{"name": repository, "digest": {"sha256": digest.removeprefix("sha256:")}}],
+        "subject": [{"name": repository, "digest": {"sha256": d.removeprefix("sha256:")}} for d in subjects],
         "predicateType": VSA,
         "predicate": {
             "verifier": {"id": VERIFIER},
@@ -72,14 +110,7 @@ def subject_statement(
             "policy": {"uri": f"shipyard:{gate}", "digest": {"sha256": hashlib.sha256(policy_json).hexdigest()}},
             "verificationResult": "PASSED",
             "verifiedLevels": [f"SHIPYARD_{gate.upper()}_PASSED"],
-            "shipyard": {
-                "gate": gate,
-                "unit": key,
-                "release": record.release,
-                "revision": record.revision,
-                "policy": dict(policy),
-                "result": dict(details),
-            },
+            "shipyard": ours,
         },
     }
 
@@ -98,7 +129,13 @@ def attest_gate(
 
     def subject(key: str) -> _Subject:
         unit = record.units[key]
-        return unit.repository, unit.digest, unit.verdicts.get(gate), lambda: statement(record, key, gate, policy)
+
+        def claim() -> dict[str, Any]:  # in the pool: the index is read beside the other units'
+            index = registry.manifest(_path(unit.repository), unit.digest)
+            listed = {unit.platform: unit.digest} if index is not None and not index.is_index else {}
+            return statement(record, key, gate, policy, listed or (image_platforms(index) if index else {}))
+
+        return unit.repository, unit.digest, unit.verdicts.get(gate), claim
 
     wanted = list(keys if keys is not None else record.units)
     return _attach_all(registry, signer, gate, {key: subject(key) for key in wanted}, "unit(s)", emit)
@@ -135,7 +172,8 @@ def _attach_all(
     what: str,
     emit: Emit,
 ) -> list[str]:
-    """Attach each passed verdict of ``subjects`` that is not signed already, side by side; the names attested."""
+    """Attach each passed verdict of ``subjects`` that is not signed already, side by side, under each of its
+    statement's subjects (an image's index and the platform manifests it covered); the names attested."""
 
     def attach(item: tuple[str, _Subject]) -> bool:
         _, (repository, digest, verdict, make_claim) = item
@@ -144,12 +182,16 @@ def _attach_all(
         claim = make_claim()
         ours = claim["predicate"]["shipyard"]
         release = str(ours["release"])
-        held = signed_verdicts(registry, [signer.public], _path(repository), digest, release).get(gate)
-        if held is not None and all(held.get(k) == ours[k] for k in ("release", "revision", "policy", "result")):
-            return False  # the same verdict is already signed: a gate run again adds nothing
-        # one label per gate and release: a reused digest keeps each release's verdict, and gains its own
-        push_attestation(registry, _path(repository), digest, claim, signer, label=f"{gate}@{release}")
-        return True
+        pushed = False
+        for subject in claim["subject"]:  # the index first, as before: what trust reads
+            at = "sha256:" + subject["digest"]["sha256"]
+            held = signed_verdicts(registry, [signer.public], _path(repository), at, release).get(gate)
+            if held is not None and all(held.get(k) == ours.get(k) for k in SIGNED_FIELDS):
+                continue  # the same verdict is already signed: a gate run again adds nothing
+            # one label per gate and release: a reused digest keeps each release's verdict, and gains its own
+            push_attestation(registry, _path(repository), at, claim, signer, label=f"{gate}@{release}")
+            pushed = True
+        return pushed
 
     items = list(subjects.items())
     with ThreadPoolExecutor(max_workers=PARALLEL_UNITS) as pool:

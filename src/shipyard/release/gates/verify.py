@@ -128,6 +128,19 @@ class Verifier:
                     yield finding
 
 
+def _per_platform(unit: UnitRecord, findings: list[Finding]) -> dict[str, dict[str, object]]:
+    """Each platform of the unit that verify read an image of: its checks' outcome (a single-platform unit's
+    findings name no platform: they are its one platform's)."""
+    platforms = unit.platforms or [unit.platform]
+    out: dict[str, dict[str, object]] = {}
+    for platform in platforms:
+        mine = [f for f in findings if (f.platform or unit.platform) == platform]
+        if any(f.check == "manifest" and f.status == "pass" for f in mine):
+            out[platform] = {"passed": all(f.status != "fail" for f in mine),
+                             "failed": [f.check for f in mine if f.status == "fail"]}  # fmt: skip
+    return out
+
+
 def verify_release(
     project: Path,
     record_path: Path,
@@ -147,6 +160,7 @@ def verify_release(
         unit.verdicts["verify"] = {
             "passed": all(f.status != "fail" for f in mine),
             "failed": [f.check for f in mine if f.status == "fail"],
+            "platforms": _per_platform(unit, mine),
         }
     for name, model in record.models.items():
         mine = [f for f in report.findings if f.unit == model_key(name) and f.status == "fail"]
