@@ -55,7 +55,10 @@ def releases(gated, registry: RegistryClient) -> tuple[Path, ReleaseRecord, Rele
         b.units[key] = type(unit)(**{**unit.__dict__, "digest": digest})
     save_record(root, a)
     save_record(root, b)
-    sign_as_gated(b, *b.units)  # B passed A's gates: its new digests carry the signed verdicts too
+    # verdicts are bound to their release: A (the gated release under another name) and B (A's gates
+    # passed by its new digests) each carry their own
+    sign_as_gated(a, *a.units)
+    sign_as_gated(b, *b.units)
     return root, a, b
 
 
