@@ -62,6 +62,7 @@ SERVICE = "real-time-audio-pipeline"
 CHANNEL = "stable"
 TARGET = "bench-conc"
 KEEP = 3
+SEED_PROMOTIONS = 2  # the channel's entries before the writers start
 LEDGER_ENTRIES = 10  # prune's default: the last K entries of every ledger are kept
 WRITERS = ("promote", "rollback", "deploy", "prune")
 PAUSE_S = {"promote": 1.0, "rollback": 3.0, "deploy": 2.0, "prune": 10.0}  # between one writer's operations
@@ -228,12 +229,17 @@ class Bench:
 
     # --- the invariants -----------------------------------------------------------------------------
     def check(self, when: str) -> dict[str, Any]:
-        """With every writer paused: what must hold, read from the registry directly."""
+        """With every writer paused: what must hold, read from the registry directly (by a client of its own:
+        one that read a manifest by digest before would not ask again whether it is still there)."""
+        with RegistryClient(parse_target(f"{REGISTRY}/{self.namespace}")) as fresh:
+            return self._check(when, fresh)
+
+    def _check(self, when: str, client: RegistryClient) -> dict[str, Any]:
         problems: list[str] = []
         verified = self.shipyard("history", "--channel", CHANNEL, "--verify", check=False)
         if verified.returncode != 0:
             problems.append(f"history --verify: {verified.stderr.strip()[-300:]}")
-        ledger = load_ledger(self.client, self.namespace, CHANNEL)
+        ledger = load_ledger(client, self.namespace, CHANNEL)
         last = ledger.entries[-1] if ledger.entries else None
         complete = ledger.completed[-1] if ledger.completed else None
         if last is not None and last.state != "complete":
@@ -242,7 +248,7 @@ class Bench:
         if complete is not None:
             for unit, digest in complete.digests.items():
                 path = f"{self.namespace}/{unit}"
-                if self.client.head_digest(path, CHANNEL) != digest:
+                if client.head_digest(path, CHANNEL) != digest:
                     mismatched.append(unit)
         if mismatched:
             problems.append(
@@ -253,12 +259,12 @@ class Bench:
             lost = [s for s in self.figures.signatures if s not in signatures]
         if lost:
             problems.append(f"{len(lost)} reported promotion(s)/rollback(s) not in the ledger")
-        deployments = load_deployments(self.client, self.namespace, TARGET).entries
+        deployments = load_deployments(client, self.namespace, TARGET).entries
         missing = older_missing = 0
         for index, entry in enumerate(deployments):
             for ref in entry.images.values():
                 path, digest = ref.split("/", 1)[1].split("@")
-                if self.client.manifest(path, digest) is None:
+                if client.manifest(path, digest) is None:
                     if index >= len(deployments) - LEDGER_ENTRIES:
                         missing += 1
                     else:
@@ -331,7 +337,7 @@ def main(argv: list[str]) -> int:
     setup_s = time.monotonic() - started
     with bench.proxy:
         # the channel starts on two releases (something to roll back to), the target on the channel
-        for _ in range(2):
+        for _ in range(SEED_PROMOTIONS):
             record = bench.new_release(seed)
             bench.shipyard("promote", record.release, "--channel", CHANNEL, "-q")
         bench.shipyard("deploy", "--target", TARGET, "--channel", CHANNEL, "-q")
@@ -437,10 +443,38 @@ def section(raw: dict[str, Any]) -> list[str]:
         "",
         *(failures or ["- none"]),
         "",
+        *meaning(raw),
+        "",
         "| check | channel ledger entries | deployment entries | channel on | older deployments' images pruned "
         "| invariants |",
         "|---|---:|---:|---|---:|---|",
         *checks,
+    ]
+
+
+def meaning(raw: dict[str, Any]) -> list[str]:
+    """What the figures say, in a paragraph: failures, refusals, and whether anything was lost."""
+    end = raw["checks"][-1]
+    tries = sum(raw["done"].get(w, 0) for w in ("promote", "rollback"))
+    refused = sum(v for k, v in raw["refused"].items() if k.startswith(("promote:", "rollback:")))
+    failed = sum(raw["failed"].values())
+    deployed = raw["outcomes"].get("deploy: deployed", 0)
+    ledger_extra = end["ledger_entries"] - raw["reported_entries"] - SEED_PROMOTIONS
+    deploy_extra = end["deployment_entries"] - deployed - 1
+    held = all(not c["problems"] for c in raw["checks"])
+    return [
+        f"**What they mean.** {'No operation failed' if not failed else f'{failed} operation(s) failed'}: every "
+        f"request that met a fault succeeded on a later attempt. {refused} of {tries + refused} promotions and "
+        "rollbacks were refused cleanly (the ledger's race detection: another machine wrote the ledger between "
+        "this one's read and its write, or within the settle time after it; exit 13 before any tag moved, an "
+        f"operator's `run it again`). Nothing lost: the {raw['reported_entries']} that reported success are all in "
+        f"the channel's ledger, which holds {end['ledger_entries']} entries (those, the {SEED_PROMOTIONS} the run "
+        f"starts from{', and nothing else' if ledger_extra == 0 else f', and {ledger_extra} more'}); the "
+        f"target's ledger holds {end['deployment_entries']} entries for {deployed} deploys reported `deployed` and "
+        f"the one the run starts from{'' if deploy_extra == 0 else f' ({deploy_extra} more)'}. The invariants "
+        f"{'held at every check' if held else 'did NOT hold at every check (see the table)'}; the images prune "
+        f"removed from deployment entries older than the last {LEDGER_ENTRIES} are its rule (`--ledger-entries`), "
+        "not a loss.",
     ]
 
 
