@@ -185,6 +185,8 @@ def bench(session: nox.Session) -> None:
     benchmark on generated catalogs of 18, 50 and 100 units (bench/scale.py; also bench/scaling.svg).
     `nox -s bench -- --models [--rounds 3]`: a new version of a 1 GiB model released (push, verify, sign)
     vs `oras push` of the same files, seconds and peak memory of both (bench/models.py).
+    `nox -s bench -- --concurrency [--minutes 5]`: promote, rollback, deploy and prune on one namespace
+    through a fault proxy for N minutes; operations, refusals, failures and the invariants (bench/concurrency.py).
     """
     install(session)
     up(session)

@@ -6,6 +6,7 @@ ratio shipyard / anchor are printed and written to bench/RESULTS.md with the raw
     nox -s bench                   # or: python bench/run.py --repeat 3
     nox -s bench -- --scale 18,50,100   # the scaling benchmark instead (bench/scale.py)
     nox -s bench -- --deploy            # deploys under traffic: blue-green, stop-first, in place (bench/deploy.py)
+    nox -s bench -- --concurrency [--minutes 5]   # 4 writers on one namespace through faults (bench/concurrency.py)
 
 Each benchmark writes its own section of bench/RESULTS.md and leaves the other's as it is.
 """
@@ -97,6 +98,10 @@ def main() -> int:
         import deploy
 
         return deploy.main(sys.argv[1:])
+    if "--concurrency" in sys.argv[1:]:
+        import concurrency
+
+        return concurrency.main(sys.argv[1:])
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()

@@ -79,7 +79,11 @@ class RetryPolicy:
             timeout_s=_env_number("SHIPYARD_REGISTRY_TIMEOUT", base.timeout_s, minimum=0.1),
         )
 
-    def retrying(self, *, sleep: Callable[[float], None] | None = None) -> tenacity.Retrying:
+    def retrying(
+        self, *, sleep: Callable[[float], None] | None = None, attempts: int | None = None
+    ) -> tenacity.Retrying:
+        """The retry loop of one request: ``attempts`` (default the policy's) tries of it, the backoff
+        between them, all within the deadline."""
         backoff = tenacity.wait_exponential_jitter(
             multiplier=self.backoff_s, max=self.max_wait_s, jitter=self.backoff_s
         )
@@ -93,7 +97,7 @@ class RetryPolicy:
         return tenacity.Retrying(
             retry=tenacity.retry_if_exception_type(Transient),
             wait=wait,
-            stop=tenacity.stop_after_attempt(self.attempts) | tenacity.stop_before_delay(self.deadline_s),
+            stop=tenacity.stop_after_attempt(attempts or self.attempts) | tenacity.stop_before_delay(self.deadline_s),
             reraise=True,
             **kwargs,  # type: ignore[arg-type]
         )

@@ -16,9 +16,10 @@ tag moves would interleave. So:
   ``in-progress`` one is waited for (up to ``IN_PROGRESS_WAIT_S``; older, it counts as interrupted
   and stays so, the new entry after it). The new ledger's blobs are uploaded, then the head is read
   again (moved: refused, ``channel moved during the promotion; run it again``, no tag moved) and
-  the manifest PUT; that look and the PUT's answer may be at most ``SETTLE_S`` apart (else the same
-  bytes are written again, after a look that must find this write's head, up to ``WRITE_ATTEMPTS``
-  times; then refused, no tag moved). ``SETTLE_S`` after the PUT the head is read once more and
+  the manifest PUT; that look and the PUT's answer may be at most ``SETTLE_S`` apart (else the slow
+  write is retried like a fault, with the backoff and within the deadline of every registry request,
+  ``oci/retry.py``: the same bytes written again after a look that must find this write's head, up
+  to ``WRITE_ATTEMPTS`` times; then refused, no tag moved). ``SETTLE_S`` after the PUT the head is read once more and
   must be ours (else refused, no tag moved): a writer that saw the old head before our write landed has, by its own
   ``SETTLE_S`` bound, written by then (Fischer's timed mutual exclusion), so of two writers that
   read one head the earlier stops and the later goes on, both entries never moving tags at once.
@@ -56,11 +57,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import tenacity
+
 from ...config.keys import state_dir
 from ...errors import ConfigError, LedgerBroken, PromoteRefused, RegistryError
 from ...events import Emit, Event
 from ...oci.client import Manifest, RegistryClient
 from ...oci.reference import RegistryTarget
+from ...oci.retry import Transient
 from ...oci.signing import PublicKey, SigningKey
 from ...record import ReleaseRecord, UnitRecord
 from .ledger import (
@@ -83,7 +87,7 @@ POLL_S = 0.1  # between looks at a lock or a ledger that another promotion holds
 SETTLE_S = 1.0  # the longest a writer's last look at the head may precede its write; waited after each write
 # (a loopback registry's default is none, see settle_seconds)
 IN_PROGRESS_WAIT_S = 60.0  # how long another promotion's fresh in-progress entry is waited for
-WRITE_ATTEMPTS = 8  # ledger writes slower than SETTLE_S, tried again before giving up
+WRITE_ATTEMPTS = 8  # ledger writes slower than SETTLE_S, tried again (the registry's backoff) before giving up
 LOCK_TIMEOUT_S = 600.0  # how long this machine's lock of a channel is waited for
 CHANNEL_RE = re.compile(r"^[a-z][a-z0-9-]{0,40}$")
 
@@ -167,6 +171,14 @@ def lock_path(directory: Path, host: str, namespace: str, channel: str) -> Path:
     key = f"{host}/{namespace}/{channel}"
     readable = re.sub(r"[^A-Za-z0-9._-]+", "_", f"{host}-{namespace}-{channel}")
     return directory / f"{readable}-{hashlib.sha256(key.encode()).hexdigest()[:12]}.lock"
+
+
+class SlowWrite(Transient):
+    """A ledger write whose look at the head and PUT took longer than the settle time: retried like a fault."""
+
+    def __init__(self, took: float) -> None:
+        super().__init__(f"the ledger write took {took:.1f} s")
+        self.took = took
 
 
 class Promoter:
@@ -344,41 +356,53 @@ class Promoter:
         """Append the entry and write the ledger only if its head is still the one read, then make sure
         no other promotion's write landed right after it; every refusal comes before any tag moved.
 
-        The last look at the head and the PUT are at most ``settle_s`` apart (else refused), and the
-        head is read again ``settle_s`` after the PUT: a writer that saw the old head before this
-        write landed has written by then, so of two such writers the earlier sees the later and stops
-        (Fischer's timed mutual exclusion, over the registry's reads and writes)."""
+        The last look at the head and the PUT are at most ``settle_s`` apart, and the head is read
+        again ``settle_s`` after the PUT: a writer that saw the old head before this write landed has
+        written by then, so of two such writers the earlier sees the later and stops (Fischer's timed
+        mutual exclusion, over the registry's reads and writes). A look and PUT slower than that is a
+        transient fault of its own: tried again (the same bytes, after a look that must find this
+        write's head) with the backoff and within the deadline of every registry request
+        (:class:`~shipyard.oci.retry.RetryPolicy`), at most ``WRITE_ATTEMPTS`` times; then refused."""
         channel = ledger.channel
-        expected = ledger.head  # the head this promotion read; once its own write landed, that write's
+        expected = [ledger.head]  # the head this promotion read; once its own write landed, that write's
         ledger.append(entry, self.signer)
         raw = ledger_manifest(self.registry, self.namespace, ledger)  # blobs first: then one PUT
-        for attempt in range(1, WRITE_ATTEMPTS + 1):
+
+        def look_and_write() -> None:
             started = self.clock()
-            if self._head(channel) != expected:
+            if self._head(channel) != expected[0]:
                 raise PromoteRefused(
                     f"{moved_away} (another promotion wrote the ledger after this one read it; no tag moved)"
                 )
             ledger.head = put_ledger(self.registry, self.namespace, channel, raw)
             took = self.clock() - started
-            if took <= self.settle_s or not self.settle_s:  # no settle: no timing is promised, none checked
-                break
-            # Too slow to be sure: write the same bytes again (the same digest) within the bound, so
-            # that the look before it and the wait after it cover every writer that came since.
-            expected = ledger.head
-            if attempt < WRITE_ATTEMPTS:
-                self.emit(
-                    Event(
-                        "promote.slow",
-                        f"{channel}: the registry took {took:.1f} s to store the ledger (over {self.settle_s:.0f} s); "
-                        f"writing it again ({attempt + 1}/{WRITE_ATTEMPTS})",
-                    )
+            if self.settle_s and took > self.settle_s:  # no settle: no timing is promised, none checked
+                expected[0] = ledger.head
+                raise SlowWrite(took)
+
+        def again(state: tenacity.RetryCallState) -> None:
+            slow = state.outcome.exception() if state.outcome else None
+            took = slow.took if isinstance(slow, SlowWrite) else 0.0
+            wait = state.upcoming_sleep
+            self.emit(
+                Event(
+                    "promote.slow",
+                    f"{channel}: the registry took {took:.1f} s to store the ledger (over {self.settle_s:.0f} s); "
+                    f"writing it again ({state.attempt_number + 1}/{WRITE_ATTEMPTS})",
+                    data={"took_s": round(took, 3), "wait_s": round(wait, 3)},
                 )
-        else:
-            raise PromoteRefused(
-                f"{moved_away} (the registry took over {self.settle_s:.0f} s to store the ledger {WRITE_ATTEMPTS} "
-                f"times, last {took:.1f} s: too long to be sure no other promotion wrote at the same time; no tag "
-                f"moved, entry {len(ledger.entries)} stays in-progress)"
             )
+
+        retrying = self.registry.policy.retrying(sleep=self.sleep, attempts=WRITE_ATTEMPTS).copy(before_sleep=again)
+        try:
+            retrying(look_and_write)
+        except SlowWrite as slow:
+            tries = retrying.statistics.get("attempt_number", WRITE_ATTEMPTS)
+            raise PromoteRefused(
+                f"{moved_away} (the registry took over {self.settle_s:.0f} s to store the ledger {tries} "
+                f"times, last {slow.took:.1f} s: too long to be sure no other promotion wrote at the same time; no "
+                f"tag moved, entry {len(ledger.entries)} stays in-progress)"
+            ) from None
         if self.settle_s:
             self.sleep(self.settle_s)
         if self._head(channel) != ledger.head:
