@@ -2,7 +2,7 @@
 meets it.
 
 Every case must end with exactly one ``shipyard: error: …`` line on stderr that names the file, key or
-flag and says what was expected, an exit code from the documented set (README, "Exit codes"), and
+flag and says what was expected, an exit code from the documented set (docs/reference/exit-codes.md), and
 nothing built, pushed or promoted: no release record written, no repository under the case's own
 registry namespace, and for promote/rollback no channel tag and no ledger. Every case fails before
 anything is built, so the whole table runs in seconds.
@@ -33,7 +33,7 @@ import tenacity
 from tests.conftest import git, make_project
 from tests.integration.conftest import htpasswd_registry
 
-EXIT_CODES = {2, 3, 4, 5, 6, 7, 10, 11, 12, 13}  # README, "Exit codes"
+EXIT_CODES = {2, 3, 4, 5, 6, 7, 10, 11, 12, 13}  # docs/reference/exit-codes.md
 RUN = secrets.token_hex(3)  # a fresh namespace per run: leftovers of an earlier run cannot hide a push
 MAIN_REGISTRY = "localhost:5000"
 AUTH_PORT = 5003  # 5001/5002 belong to other integration tests that may run at the same time

@@ -1,11 +1,15 @@
-"""The README stays true to the code: config keys, commands, exit codes, environment, the quick start.
+"""The README and the manual (docs/) stay true to the code: config keys, commands, exit codes, environment,
+the quick start, the import rules.
 
 Keys and commands are read from the parsers themselves, so a key or a command added to the code
-without a line in the README fails here, and so does a README row for a key the code refuses.
+without a line in the manual fails here, and so does a row for a key the code refuses. Sections are
+looked up by heading across every page of docs/, wherever a page puts them; the README keeps the
+quick start and links into the manual.
 """
 
 from __future__ import annotations
 
+import argparse
 import inspect
 import re
 import shlex
@@ -15,15 +19,18 @@ from pathlib import Path
 import pytest
 
 from shipyard import errors
-from shipyard.cli.main import COMMANDS
 from shipyard.cli.parser import make_parser
 from shipyard.config import catalog, models, policy, profiles, targets
 from shipyard.errors import ConfigError
+from tests.unit.test_layout import MAY_IMPORT
 
 ROOT = Path(__file__).resolve().parents[2]
 README = (ROOT / "README.md").read_text(encoding="utf-8")
+DOCS = ROOT / "docs"
+PAGES = {path.relative_to(ROOT).as_posix(): path.read_text(encoding="utf-8") for path in sorted(DOCS.rglob("*.md"))}
 HEADING_RE = re.compile(r"^(#{1,6})\s+(.+?)\s*$")
 KEY_ROW_RE = re.compile(r"^\|\s*`([^`]+)`\s*\|")
+KEY_PREFIXES = ("org.opencontainers.", "io.shipyard.", "in-toto.io", "dev.cosignproject.")
 
 
 def lines_outside_code(text: str) -> list[tuple[str, bool]]:
@@ -38,29 +45,38 @@ def lines_outside_code(text: str) -> list[tuple[str, bool]]:
     return out
 
 
-def headings() -> list[tuple[int, str, int]]:
-    """(level, title, line index) of every Markdown heading."""
+def headings(text: str) -> list[tuple[int, str, int]]:
+    """(level, title, line index) of every Markdown heading of a page."""
     found = []
-    for i, (line, fenced) in enumerate(lines_outside_code(README)):
+    for i, (line, fenced) in enumerate(lines_outside_code(text)):
         if not fenced and (m := HEADING_RE.match(line)):
             found.append((len(m.group(1)), m.group(2), i))
     return found
 
 
-def section(title: str, *, nested: bool = True) -> str:
-    """The text under the first heading matching ``title`` (a regex), up to the next heading of the same
-    or a higher level (with ``nested=False``: up to any heading)."""
-    lines = README.splitlines()
-    all_headings = headings()
-    for n, (level, text, start) in enumerate(all_headings):
-        if re.search(title, text):
-            end = len(lines)
-            for next_level, _, index in all_headings[n + 1 :]:
-                if not nested or next_level <= level:
-                    end = index
-                    break
-            return "\n".join(lines[start + 1 : end])
-    raise AssertionError(f"README.md has no heading matching {title!r}")
+def page_section(text: str, level: int, start: int, *, nested: bool = True) -> str:
+    """The text under the heading at line ``start`` up to the next heading of the same or a higher level
+    (with ``nested=False``: up to any heading), or the end of its page."""
+    lines = text.splitlines()
+    end = len(lines)
+    for next_level, _, index in headings(text):
+        if index > start and (not nested or next_level <= level):
+            end = index
+            break
+    return "\n".join(lines[start + 1 : end])
+
+
+def section(title: str, *, nested: bool = True, pages: dict[str, str] = PAGES) -> str:
+    """The text under the one heading of the manual matching ``title`` (a regex), wherever it lives."""
+    found = [
+        (path, page_section(text, level, start, nested=nested))
+        for path, text in pages.items()
+        for level, heading, start in headings(text)
+        if re.search(title, heading)
+    ]
+    assert found, f"no page of docs/ has a heading matching {title!r}"
+    assert len(found) == 1, f"several headings match {title!r}: {[path for path, _ in found]}"
+    return found[0][1]
 
 
 def table_keys(text: str) -> set[str]:
@@ -80,13 +96,33 @@ def allowed_keys(tmp_path: Path, toml: str) -> set[str]:
     return set(str(error.value).rsplit("allowed: ", 1)[1].split(", "))
 
 
+def quick_start_block(text: str, where: str) -> str:
+    blocks = code_blocks(section(r"^Quick start$", pages={where: text}))
+    assert blocks, f"the Quick start of {where} has no code block"
+    return blocks[0]
+
+
 def test_quick_start_is_exactly_two_commands() -> None:
-    blocks = code_blocks(section(r"^Quick start$"))
-    assert blocks, "the Quick start has no code block"
-    commands = [line for line in blocks[0].splitlines() if line.strip() and not line.lstrip().startswith("#")]
+    block = quick_start_block(README, "README.md")
+    commands = [line for line in block.splitlines() if line.strip() and not line.lstrip().startswith("#")]
     assert len(commands) == 2, commands
     assert commands[0].startswith("python3 -m pip install nox") and commands[0].endswith("nox -s release"), commands
     assert commands[1] == "nox -s tests"
+    getting_started = "docs/getting-started.md"
+    assert quick_start_block(PAGES[getting_started], getting_started) == block  # the manual says the same
+
+
+def test_readme_is_the_newcomers_page() -> None:
+    """Short, one picture of the pipeline, and every link it gives leads somewhere (GitHub renders them)."""
+    assert len(README.splitlines()) <= 250, len(README.splitlines())
+    assert code_blocks(section(r"^The pipeline$", pages={"README.md": README}))
+    links = re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", README)
+    local = [link for link in links if not re.match(r"^[a-z]+://", link)]
+    assert any(link.startswith("docs/") for link in local), local
+    for link in local:
+        assert (ROOT / link).is_file(), f"README.md links {link}, which is not a file of the repository"
+    for page in ("getting-started", "adopting", "architecture", "benchmarks", "reference/catalog"):
+        assert f"](docs/{page}.md)" in README, page
 
 
 def test_catalog_reference_lists_exactly_the_parsed_keys(tmp_path: Path) -> None:
@@ -119,21 +155,25 @@ def test_profile_reference_states_the_canary_defaults() -> None:
 
 
 def commands() -> set[str]:
+    """Every subcommand of the parser (its public argparse structure: what `make_parser` promises)."""
     parser = make_parser()
-    sub = next(a for a in parser._actions if a.dest == "command")
-    return set(COMMANDS) | set(sub.choices or ())
+    subparsers = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    assert len(subparsers) == 1
+    return set(subparsers[0].choices)
 
 
 @pytest.mark.parametrize("command", sorted(commands()))
 def test_every_command_has_a_section_with_an_example(command: str) -> None:
-    for _, title, _ in headings():
-        plain = re.sub(r"[`*]", "", title).strip().lower()
-        if f"`shipyard {command}`" in title or plain == command:
-            text = section(re.escape(title))
-            examples = [b for b in code_blocks(text) if f"shipyard {command}" in b or f"nox -s {command}" in b]
-            assert examples, f"README section {title!r} has no example of `shipyard {command}`"
-            return
-    pytest.fail(f"README.md has no section for `shipyard {command}` (a heading like ### `shipyard {command}`)")
+    found = []
+    for path, text in PAGES.items():
+        for level, title, start in headings(text):
+            if f"`shipyard {command}`" in title:
+                found.append((path, title, page_section(text, level, start)))
+    assert found, f"docs/ has no section for `shipyard {command}` (a heading like ## `shipyard {command}`)"
+    assert len(found) == 1, f"`shipyard {command}` has several sections: {[(p, t) for p, t, _ in found]}"
+    path, title, text = found[0]
+    examples = [b for b in code_blocks(text) if f"shipyard {command}" in b or f"nox -s {command}" in b]
+    assert examples, f"{path}: section {title!r} has no example of `shipyard {command}`"
 
 
 def test_every_exit_code_class_is_in_the_table() -> None:
@@ -181,25 +221,38 @@ def test_sites_cover_ghcr_remote_canary_and_air_gap() -> None:
 
 
 def test_no_registry_host_but_localhost_and_ghcr() -> None:
-    for path in (ROOT / "README.md", ROOT / ".github" / "workflows" / "release.yml"):
-        text = path.read_text(encoding="utf-8")
+    texts = {"README.md": README, "mkdocs.yml": (ROOT / "mkdocs.yml").read_text(encoding="utf-8"), **PAGES}
+    texts[".github/workflows/release.yml"] = (ROOT / ".github" / "workflows" / "release.yml").read_text("utf-8")
+    for name, text in texts.items():
         hosts = set(re.findall(r"\b((?:[a-z0-9-]+\.)+[a-z]{2,}|localhost)(?::\d+)?/[a-z0-9._-]+", text))
-        hosts -= {h for h in hosts if h.startswith(("org.opencontainers.", "io.shipyard."))}  # label keys
-        assert hosts <= {"localhost", "ghcr.io", "github.com", "slsa.dev"}, (path.name, hosts)
+        hosts -= {h for h in hosts if h.startswith(KEY_PREFIXES)}  # label and annotation keys, not hosts
+        assert hosts <= {"localhost", "ghcr.io", "github.com", "slsa.dev"}, (name, hosts)
 
 
-def test_every_shipyard_command_line_in_the_readme_parses() -> None:
-    """Every `shipyard …` line of a code block is a command line the parser accepts (flags, choices)."""
+def test_every_shipyard_command_line_in_the_docs_parses() -> None:
+    """Every `shipyard …` line of a code block of the README or the manual is a command line the parser
+    accepts (flags, choices)."""
     parser = make_parser()
     checked = 0
-    for block in code_blocks(README):
+    for block in [b for text in (README, *PAGES.values()) for b in code_blocks(text)]:
         for line in block.splitlines():
             line = line.split(" #", 1)[0].strip()  # a trailing comment
             for part in re.split(r"\s(?:&&|\||>)\s", line):
-                words = shlex.split(part) if part else []
+                if not re.match(r"^(?:[A-Z_]+=\S*\s+)*shipyard\b", part):
+                    continue  # not a command line of shipyard (a tree, a picture, another tool)
+                words = shlex.split(part)
                 while words and re.match(r"^[A-Z_]+=", words[0]):  # VAR=value shipyard …
                     words.pop(0)
                 if words[:1] == ["shipyard"]:
                     parser.parse_args(words[1:])  # a usage error exits 2 and fails the test
                     checked += 1
     assert checked >= 15
+
+
+def test_the_import_rules_in_the_architecture_page_are_the_tested_ones() -> None:
+    rows = {}
+    for line in section(r"^Who may import whom$").splitlines():
+        if m := KEY_ROW_RE.match(line):
+            cells = line.strip().strip("|").split("|")
+            rows[m.group(1)] = set(re.findall(r"`([\w.]+)`", cells[1]))
+    assert rows == MAY_IMPORT

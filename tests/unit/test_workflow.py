@@ -1,4 +1,5 @@
-"""`.github/workflows/release.yml` is a valid workflow that does what the README says it does.
+"""`.github/workflows/release.yml` is a valid workflow that does what the manual says it does
+(docs/sites/github-actions.md).
 
 Three layers: the GitHub workflow JSON schema (check-jsonschema vendors it; always runs), actionlint
 (expressions, job graph, shellcheck on `run:`; runs when an `actionlint` binary is on PATH: the
