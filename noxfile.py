@@ -194,3 +194,11 @@ def bench(session: nox.Session) -> None:
         session.run("python", "bench/models.py", *session.posargs)
         return
     session.run("python", "bench/run.py", *session.posargs)
+
+
+@nox.session
+def docs(session: nox.Session) -> None:
+    """Build the manual (docs/, mkdocs.yml) into site/ with `mkdocs build --strict`; `-- serve` serves it."""
+    install(session, "dev")
+    command = session.posargs or ["build", "--strict"]
+    session.run("mkdocs", *command, env={"NO_MKDOCS_2_WARNING": "1"})
