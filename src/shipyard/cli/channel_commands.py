@@ -1,9 +1,6 @@
-"""The channel verbs, each with its options, help and handler: promote, rollback and history (the
-ledger), by digest through the registry API.
-
-Apart from the gates' verbs (release_commands.py), so that a promotion imports no gate: it is a few
-registry round trips, and its floor is the interpreter and these imports.
-"""
+"""The channel verbs, each with its options, help and handler: promote, rollback and history (the ledger),
+by digest through the registry API; apart from the gates' verbs (release_commands.py), so that a
+promotion imports no gate and its floor is the interpreter and these imports."""
 
 from __future__ import annotations
 

@@ -1,9 +1,6 @@
-"""``shipyard completion SHELL``, its options, help and handler: a static completion script generated from
-the argparse parser (shtab).
-
-The script is made from the same parser ``shipyard`` runs, so every subcommand, flag and choice
-completes as it parses; file and directory arguments complete as paths.
-"""
+"""``shipyard completion SHELL``, its options, help and handler: a static completion script (shtab) made
+from the parser ``shipyard`` runs, so every verb, flag and choice completes as it parses, and file and
+directory arguments complete as paths."""
 
 from __future__ import annotations
 

@@ -1,9 +1,6 @@
-"""The ``shipyard`` command: the same code the nox sessions run, without nox.
-
-It reads argv with the parser of the one verb it names, imports that verb's module alone, builds the
-verb's typed arguments and runs its handler; a ShipyardError is one ``shipyard: error:`` line and its
-exit code.
-"""
+"""The ``shipyard`` command, the same code the nox sessions run: argv read by the parser of the verb it
+names (that verb's module alone imported), its typed arguments to its handler, and a ShipyardError as
+one ``shipyard: error:`` line and its exit code."""
 
 from __future__ import annotations
 

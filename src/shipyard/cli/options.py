@@ -1,11 +1,6 @@
-"""Every option that more than one verb takes, declared once (flags, type, help, default, group), and
-what an option declaration is.
-
-A verb names these by reference in its ``Verb(options=…)`` (cli/verb.py) and declares its own beside
-its handler; ``GLOBAL_OPTIONS`` are read before and after the verb, and ``Arguments`` is the typed
-base every verb's arguments extend. The release is named the same way in every verb that takes one:
-the optional positional ``RELEASE``.
-"""
+"""What an option is, and every option more than one verb takes, declared once: the global ones (with
+``Arguments``, the base of every verb's typed arguments), ``--registry``, the release (always the
+optional positional ``RELEASE``), ``--dry-run``, the selection, the channel and the target."""
 
 from __future__ import annotations
 

@@ -1,9 +1,6 @@
-"""The argparse parser, made from the verbs' declarations (cli/verb.py's table); nothing runs here.
-
-``make_parser()`` is the complete parser (the docs' command reference and the completion script read
-it); ``shipyard`` itself makes one with only the verb it runs (``verb_named``), so that a promotion
-imports the promotion's module and not every verb's.
-"""
+"""The argparse parser, made from the verbs' declarations with no code of its own per verb: complete
+(``make_parser()``, which the command reference and the completion script read), or of the one verb
+argv names (``verb_named``), which is what ``shipyard`` runs with."""
 
 from __future__ import annotations
 

@@ -1,11 +1,6 @@
-"""What a verb is (its help, example, options, typed arguments and handler), and the one table that says
-which module declares each verb.
-
-Each verb-group module (build_commands.py, channel_commands.py, …) ends with ``VERBS``, its verbs'
-declarations beside their handlers. ``VERB_MODULES`` only says where each lives, in the order
-``shipyard --help`` lists them, so ``shipyard promote`` imports channel_commands alone (not the build
-side, nor the gates); ``load_verbs`` checks that the table and the modules agree.
-"""
+"""What a verb is (help, example, options, typed arguments, handler), and the one table of where each is
+declared: every verb-group module ends with its ``VERBS``, and ``VERB_MODULES`` names the module, so
+``shipyard promote`` imports channel_commands alone, not the build side nor the gates."""
 
 from __future__ import annotations
 
