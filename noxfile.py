@@ -114,13 +114,13 @@ def lint(session: nox.Session) -> None:
 
 @nox.session
 def verify(session: nox.Session) -> None:
-    """Verify the newest release (or `-- --release TAG`) from the registry."""
+    """Verify the newest release (or `-- RELEASE`) from the registry."""
     run_stage(session, "verify")
 
 
 @nox.session
 def scan(session: nox.Session) -> None:
-    """Scan the newest release (or `-- --release TAG`) with Trivy and gate on severity."""
+    """Scan the newest release (or `-- RELEASE`) with Trivy and gate on severity."""
     run_stage(session, "scan")
 
 

@@ -192,7 +192,7 @@ def measure_size(scale: Scale, repeat: int, log: Callable[[str, str, float], Non
                 record(
                     "verify",
                     tool,
-                    timed(lambda: scale.shipyard(scale.sy_ns, "verify", "--release", release["release"])),
+                    timed(lambda: scale.shipyard(scale.sy_ns, "verify", release["release"])),
                 )
             else:
                 record("verify", tool, timed(inspect_all))

@@ -191,9 +191,9 @@ def registry(it_target: RegistryTarget) -> Iterator[RegistryClient]:
 def gated(built) -> tuple[Path, ReleaseRecord]:  # type: ignore[no-untyped-def]
     """The e2e release, cpu units only, with real verify, scan and canary verdicts."""
     root, record, _ = built
-    shipyard("--project", str(root), "verify", "--release", record.release)
-    shipyard("--project", str(root), "scan", "--release", record.release, "--skip-vulnerabilities")
-    shipyard("--project", str(root), "canary", "--release", record.release, "--profile", "cpu")
+    shipyard("--project", str(root), "verify", record.release)
+    shipyard("--project", str(root), "scan", record.release, "--skip-vulnerabilities")
+    shipyard("--project", str(root), "canary", record.release, "--profile", "cpu")
     return root, load_record(root / ".shipyard" / "releases" / f"{record.release}.json")
 
 

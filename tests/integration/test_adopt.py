@@ -248,7 +248,7 @@ def test_every_platform_of_the_edge_profile_is_gated(team: Path, tmp_path: Path)
     db = f"{IT_REGISTRY}/trivy-db-platforms-{uuid.uuid4().hex[:6]}:2"
     shipyard("trivy-db", "push", str(tmp_path / "db"), "--to", db)
     env = {"SHIPYARD_CACHE_DIR": str(tmp_path / "cache"), "SHIPYARD_TRIVY_DB_REPOSITORY": db}
-    scan = shipyard("--project", str(team), "scan", "--release", record.release, env=env)
+    scan = shipyard("--project", str(team), "scan", record.release, env=env)
     assert "edge/summer: ok" in scan.stdout and "scanned linux/amd64, linux/arm64" in scan.stdout, scan.stdout
     scanned = load_record(path).units["edge/summer"].verdicts["scan"]
     assert sorted(scanned["platforms"]) == BOTH
@@ -263,7 +263,7 @@ def test_every_platform_of_the_edge_profile_is_gated(team: Path, tmp_path: Path)
     assert "(linux/amd64, linux/arm64)" in page, page  # the finding, found in both images
 
     # canary: amd64 natively, arm64 under QEMU (golden checked, latency not judged)
-    canary = shipyard("--project", str(team), "canary", "--release", record.release, "--profile", "edge")
+    canary = shipyard("--project", str(team), "canary", record.release, "--profile", "edge")
     assert "edge/summer: ok" in canary.stdout, canary.stdout
     assert "linux/arm64 emulated ok" in canary.stdout, canary.stdout
     ran = load_record(path).units["edge/summer"].verdicts["canary"]

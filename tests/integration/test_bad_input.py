@@ -406,14 +406,14 @@ CASES = [
     ),
     Case(
         "allowlist-entry-without-reason",
-        ("scan", "--release", RELEASE),
+        ("scan", RELEASE),
         2,
         ("scan-allowlist.toml: allow[0].reason: missing (required): expected a reason: why CVE-1 is accepted",),
         (record(verdicts=True), write("scan-allowlist.toml", '[[allow]]\nid = "CVE-1"\nexpires = 2030-01-01\n')),
     ),
     Case(
         "scan-severity-unknown",
-        ("scan", "--release", RELEASE, "--severity", "CRITICAL,SEVERE"),
+        ("scan", RELEASE, "--severity", "CRITICAL,SEVERE"),
         2,
         ("--severity: 'SEVERE': expected a list of CRITICAL, HIGH",),
         (record(verdicts=True),),

@@ -56,7 +56,7 @@ def leftovers() -> list[object]:
 
 def test_good_release_passes_and_records_latency(built) -> None:  # type: ignore[no-untyped-def]
     root, record, _ = built
-    result = shipyard("--project", str(root), "canary", "--release", record.release, "--profile", "cpu")
+    result = shipyard("--project", str(root), "canary", record.release, "--profile", "cpu")
     assert "canary: 3 service(s) healthy" in result.stdout, result.stdout
     saved = load_record(root / ".shipyard" / "releases" / f"{record.release}.json")
     for key in ("cpu/model-ops-coordinator", "cpu/real-time-audio-pipeline", UNIT):
@@ -80,7 +80,7 @@ def test_broken_variant_fails_with_its_reason(built, variant: str, tmp_path: Pat
     unit = replace(good, repository=repository, digest=digest, expect=expect, verdicts={})
     broken = replace(record, release=f"{record.release}-{variant}", units={UNIT: unit})
     save_record(root, broken)
-    result = shipyard("--project", str(root), "canary", "--release", broken.release, check=False)
+    result = shipyard("--project", str(root), "canary", broken.release, check=False)
     assert result.returncode == 12, result.stdout + result.stderr
     assert f"{UNIT}: {reason}" in result.stderr, result.stderr
     verdict = load_record(root / ".shipyard" / "releases" / f"{broken.release}.json").units[UNIT].verdicts["canary"]
@@ -121,7 +121,7 @@ def test_leftovers_of_a_killed_run_are_removed_and_a_running_canary_is_not(built
         client.containers.create(ref, labels=killed)
         concurrent = client.containers.create(ref, labels=alive)
         try:
-            result = shipyard("--project", str(root), "canary", "--release", record.release)
+            result = shipyard("--project", str(root), "canary", record.release)
             assert "removed 1 canary container(s) left by an earlier run" in result.stdout
             concurrent.reload()  # still there: another canary's container is not a leftover
         finally:
@@ -192,7 +192,7 @@ def test_canary_on_a_remote_engine(gated, tmp_path: Path, via: str) -> None:  # 
             subprocess.run(["docker", "context", "create", "mainpc-it", "--docker", f"host={url}"], env=cli, check=True)
             subprocess.run(["docker", "context", "use", "mainpc-it"], env=cli, check=True, capture_output=True)
         assert "DOCKER_HOST" not in os.environ  # the context case relies on it
-        result = shipyard("--project", str(root), "canary", "--release", record.release, "--profile", "cpu", env=env)
+        result = shipyard("--project", str(root), "canary", record.release, "--profile", "cpu", env=env)
         assert f"engine {url}: probing the services at 127.0.0.2" in result.stdout, result.stdout
         assert "service(s) healthy, answering right and within their SLO" in result.stdout
     finally:
@@ -211,7 +211,7 @@ def test_a_gpu_canary_on_an_engine_without_nvidia_is_refused_before_anything_sta
             pytest.skip("this engine has the NVIDIA runtime: the refusal cannot be seen here")
         since = int(time.time()) - 1
         result = shipyard(
-            "--project", str(root), "canary", "--release", record.release, "--profile", "pc2", check=False
+            "--project", str(root), "canary", record.release, "--profile", "pc2", check=False
         )
         until = int(time.time()) + 1
         events = client.events(since=since, until=until, decode=True, filters={"type": "container", "event": "create"})

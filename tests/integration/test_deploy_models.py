@@ -172,7 +172,7 @@ def test_a_model_changed_in_the_registry_fails_verify_naming_the_file_and_the_de
     blob = state_dir() / "registry" / "docker/registry/v2/blobs/sha256" / hexdigest[:2] / hexdigest / "data"
     blob.write_bytes(bytes(layer.size))  # replaced in the registry's storage: same size, same digest named
 
-    verify = shipyard("--project", str(project.root), "verify", "--release", bad.release, check=False)
+    verify = shipyard("--project", str(project.root), "verify", bad.release, check=False)
     assert verify.returncode != 0
     assert f"models/{project.model}" in verify.stdout + verify.stderr
     assert "weights.bin" in verify.stdout + verify.stderr

@@ -91,7 +91,7 @@ def test_twenty_runs_at_a_20_percent_fault_rate_all_end_correct(releases, proxy,
 
     def run(number: int) -> str:
         channel = f"faults-{RUN_ID}-{number}"
-        shipyard("--project", str(root), "verify", "--release", a.release, "--registry", via, env=FAULT_ENV)
+        shipyard("--project", str(root), "verify", a.release, "--registry", via, env=FAULT_ENV)
         for release in (a.release, b.release):
             shipyard("--project", str(root), "promote", release, "--channel", channel, "--registry", via, env=FAULT_ENV)
         assert channel_digests(registry, b, channel) == {k: u.digest for k, u in b.units.items()}

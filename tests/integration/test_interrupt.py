@@ -207,7 +207,7 @@ def canary_containers(pid: int) -> list[str]:
 )
 def test_interrupted_canary_leaves_no_container_behind(gated, signum: int) -> None:  # type: ignore[no-untyped-def]
     root, record = gated
-    run = Running.start("--project", str(root), "canary", "--release", record.release, "--profile", "cpu")
+    run = Running.start("--project", str(root), "canary", record.release, "--profile", "cpu")
     run.wait_for(r": starting ")
     deadline = time.monotonic() + 60
     while not canary_containers(run.proc.pid):
@@ -216,7 +216,7 @@ def test_interrupted_canary_leaves_no_container_behind(gated, signum: int) -> No
     code = run.signal(signum)
     if signum == signal.SIGKILL:
         assert canary_containers(run.proc.pid), "a killed canary cannot clean up: the next run must"
-        again = shipyard("--project", str(root), "canary", "--release", record.release, "--profile", "cpu")
+        again = shipyard("--project", str(root), "canary", record.release, "--profile", "cpu")
         assert re.search(r"removed \d canary container\(s\) left by an earlier run", again.stdout), again.stdout
     else:
         assert code == (130 if signum == signal.SIGINT else 143), run.output

@@ -101,7 +101,7 @@ def test_model_signing_verifies_what_shipyard_signed_and_refuses_a_changed_file(
 
     signature, public_key = tmp_path / "model.sig", tmp_path / "model.pub"
     out = shipyard(
-        "--project", str(project), "model-signature", "--release", record.release, "--model", "affect-nb",
+        "--project", str(project), "model-signature", record.release, "--model", "affect-nb",
         "-o", str(signature), "--public-key", str(public_key), env=ENV,
     )  # fmt: skip
     assert f"wrote {signature}" in out.stdout, out.stdout
@@ -171,7 +171,7 @@ def test_a_model_without_a_trusted_bundle_is_exit_10_and_no_file(project: Path, 
     unsigned = dataclasses.replace(model, digest=pushed.digest)
     save_record(project, dataclasses.replace(record, models={"affect-nb": unsigned}))
     out = shipyard(
-        "--project", str(project), "model-signature", "--release", record.release, "--model", "affect-nb",
+        "--project", str(project), "model-signature", record.release, "--model", "affect-nb",
         "-o", str(tmp_path / "s.sig"), env=ENV, check=False,
     )  # fmt: skip
     assert out.returncode == 10, out.stdout + out.stderr

@@ -44,7 +44,7 @@ def test_unchanged_tree_reuses_every_unit_without_building(project) -> None:  # 
         assert unit.reused_from == first.release, key
         assert unit.digest == first.units[key].digest, key
         assert unit.attestations == first.units[key].attestations and unit.attestations["sbom"], key
-    verify = shipyard("--project", str(root), "verify", "--release", second.release)
+    verify = shipyard("--project", str(root), "verify", second.release)
     assert "checks passed" in verify.stdout
 
 

@@ -49,7 +49,7 @@ def scan_setup(built, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, R
 
 
 def scan(root: Path, release: str, env: dict[str, str], *extra: str):  # type: ignore[no-untyped-def]
-    return shipyard("--project", str(root), "scan", "--release", release, *extra, env=env, check=False)
+    return shipyard("--project", str(root), "scan", release, *extra, env=env, check=False)
 
 
 def allowlist(path: Path, expires: date) -> Path:

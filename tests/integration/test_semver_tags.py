@@ -44,7 +44,7 @@ def test_a_v_tag_on_head_pushes_its_semver_tags_with_every_unit(tagged) -> None:
 
 def test_the_release_is_verified_and_promoted_by_its_semver_names(tagged) -> None:  # type: ignore[no-untyped-def]
     root, record, _ = tagged
-    verify = shipyard("--project", str(root), "verify", "--release", "1.4.2")
+    verify = shipyard("--project", str(root), "verify", "1.4.2")
     assert f"({record.release}.json)" in verify.stdout and "checks passed" in verify.stdout
     report = json.loads((root / ".shipyard" / "reports" / record.release / "verify.json").read_text())
     tags = sorted((f["unit"], f["expected"].split(" ")[0]) for f in report["findings"] if f["check"] == "tag")

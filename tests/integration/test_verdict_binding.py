@@ -28,7 +28,7 @@ def test_an_older_release_stays_promotable_after_a_newer_one_re_verified_its_dig
     run = uuid.uuid4().hex[:6]
     b = replace(a, release=f"{a.release}-b{run}", revision="b" * 40, units=cpu)
     save_record(root, b)
-    verified = shipyard("--project", str(root), "verify", "--release", b.release)  # the real gate, for B
+    verified = shipyard("--project", str(root), "verify", b.release)  # the real gate, for B
     assert "signed verdicts attached" in verified.stdout, verified.stdout
     sign_as_gated(load_record(root / ".shipyard" / "releases" / f"{b.release}.json"))  # scan and canary, for B
 

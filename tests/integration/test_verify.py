@@ -70,7 +70,7 @@ def broken_release(built, tmp_path_factory: pytest.TempPathFactory) -> tuple[Pat
 
 def test_good_release_passes(built) -> None:  # type: ignore[no-untyped-def]
     root, record, _ = built
-    result = shipyard("--project", str(root), "verify", "--release", record.release)
+    result = shipyard("--project", str(root), "verify", record.release)
     assert "verify: all" in result.stdout and "checks passed" in result.stdout
     saved = load_record(root / ".shipyard" / "releases" / f"{record.release}.json")
     assert all(unit.verdicts["verify"]["passed"] for unit in saved.units.values())
@@ -78,7 +78,7 @@ def test_good_release_passes(built) -> None:  # type: ignore[no-untyped-def]
 
 def test_each_broken_image_is_reported_with_its_check(broken_release) -> None:  # type: ignore[no-untyped-def]
     root, record = broken_release
-    result = shipyard("--project", str(root), "verify", "--release", record.release, check=False)
+    result = shipyard("--project", str(root), "verify", record.release, check=False)
     assert result.returncode == 10, result.stdout + result.stderr
     assert result.stderr.startswith("shipyard: error: verify: ")
     report = json.loads((root / ".shipyard" / "reports" / record.release / "verify.json").read_text())

@@ -3,7 +3,9 @@
 Every ``import`` of a shipyard module in ``src/shipyard`` is checked against ``MAY_IMPORT``: a room
 lists the rooms it may use, so an upward import (the build reaching into the release, the registry
 protocol into shipyard's policy, anything into the CLI) fails here with the file, the line and the
-rule. Printing is the CLI's alone: elsewhere ``print`` and ``sys.stdout``/``sys.stderr`` fail too.
+rule. Printing is the CLI's alone: elsewhere ``print`` and ``sys.stdout``/``sys.stderr`` fail too. A
+verb's handler takes its typed arguments: a function annotated to take ``argparse.Namespace`` fails,
+but where the arguments are made from it (cli/verb.py).
 """
 
 from __future__ import annotations
@@ -41,6 +43,8 @@ MAY_IMPORT: dict[str, set[str]] = {
     "cli": TOOLS | {"oci", "config", "record", "preflight", "build", "release", "report"},
 }
 PRINTS = {"cli"}  # the only room that talks to a person
+# a handler takes its verb's typed arguments; argparse's Namespace stays where it is read (cli/verb.py)
+NAMESPACE_READERS = {"shipyard.cli.verb"}
 
 
 def room_of(module: str) -> str:
@@ -94,6 +98,14 @@ def _prints(node: ast.AST) -> str | None:
     return None
 
 
+def _namespace(node: ast.FunctionDef) -> str | None:
+    """The parameter annotated ``argparse.Namespace`` (or ``Namespace``), if any."""
+    for arg in (*node.args.posonlyargs, *node.args.args, *node.args.kwonlyargs):
+        if arg.annotation is not None and ast.unparse(arg.annotation).split(".")[-1].strip("'\"") == "Namespace":
+            return arg.arg
+    return None
+
+
 def violations(package: Path) -> list[Violation]:
     found = []
     for path in sorted(p for p in package.rglob("*.py") if p.relative_to(package).parts[0] != DATA):
@@ -118,6 +130,15 @@ def violations(package: Path) -> list[Violation]:
                                 f"{', '.join(sorted(allowed - {'package'}))}",
                             )
                         )
+            elif isinstance(node, ast.FunctionDef) and module not in NAMESPACE_READERS and (arg := _namespace(node)):
+                found.append(
+                    Violation(
+                        path,
+                        node.lineno,
+                        f"{node.name}({arg}: Namespace): a handler takes its verb's typed arguments (a frozen "
+                        f"dataclass, cli/verb.py), never argparse.Namespace",
+                    )
+                )
             elif room not in PRINTS and (how := _prints(node)):
                 found.append(Violation(path, node.lineno, f"{how} outside cli/: emit an event, the CLI shows it"))
     return found
@@ -168,6 +189,14 @@ def _plant(tmp_path: Path, files: dict[str, str]) -> Path:
             "release/canary.py:2: sys.stderr outside cli/",
         ),
         ({"record.py": "print('done')\n"}, "record.py:1: print() outside cli/"),
+        (
+            {
+                "cli/__init__.py": "",
+                "cli/deploy_commands.py": "import argparse\n\n"
+                "def cmd_deploy(args: argparse.Namespace, c: object) -> int:\n    return 0\n",
+            },
+            "cli/deploy_commands.py:3: cmd_deploy(args: Namespace): a handler takes its verb's typed arguments",
+        ),
         ({"stray.py": ""}, "shipyard.stray is in no room of MAY_IMPORT"),
     ],
 )

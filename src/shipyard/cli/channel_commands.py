@@ -1,14 +1,11 @@
-"""The channel verbs: promote, rollback and history (the ledger), by digest through the registry API.
-
-Apart from the gates' commands (release_commands.py), so that a promotion imports no gate: it is a
-few registry round trips, and its floor is the interpreter and these imports.
-"""
+"""The channel verbs, each with its options, help and handler: promote, rollback and history (the ledger),
+by digest through the registry API; apart from the gates' verbs (release_commands.py), so that a
+promotion imports no gate and its floor is the interpreter and these imports."""
 
 from __future__ import annotations
 
-import argparse
 import json
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 
 from ..config.registry import parse_target
 from ..errors import ConfigError
@@ -16,13 +13,36 @@ from ..oci.reference import RegistryTarget
 from ..release.channels.ledger import Entry, Ledger, load_ledger, short_key, verify_ledger
 from ..release.channels.promote import Promoter, check_channel
 from .console import Console, table
-from .shared import _keys, _reachable_registry, _release, _target
+from .options import CHANNEL, PROFILES, REGISTRY, RELEASE, Arguments, Option
+from .shared import reachable_registry, release_record, signing_keys
+from .verb import Verb
 
 
-def _promoter(args: argparse.Namespace, target: RegistryTarget, console: Console) -> Promoter:
-    keys = _keys(args.project.resolve(), target, console, project_optional=True)
+@dataclass(frozen=True, kw_only=True)
+class ChannelArgs(Arguments):
+    """rollback's arguments; promote and history add theirs."""
+
+    channel: str
+    registry: str | None
+
+
+@dataclass(frozen=True, kw_only=True)
+class PromoteArgs(ChannelArgs):
+    release: str | None
+    profile: tuple[str, ...]
+    force: bool
+    reason: str | None
+
+
+@dataclass(frozen=True, kw_only=True)
+class HistoryArgs(ChannelArgs):
+    verify: bool
+
+
+def _promoter(args: ChannelArgs, target: RegistryTarget, console: Console) -> Promoter:
+    keys = signing_keys(args.project.resolve(), target, console, project_optional=True)
     assert keys.signer is not None  # need_signer: resolve_keys raises without one
-    registry = _reachable_registry(target, console)
+    registry = reachable_registry(target, console)
     return Promoter(registry, target.namespace, console.event, signer=keys.signer, trusted=keys.trusted)
 
 
@@ -30,8 +50,8 @@ def _entry_json(channel: str, entry: Entry | None) -> str:
     return json.dumps({"channel": channel, **(asdict(entry) if entry else {})}, indent=2, sort_keys=True)
 
 
-def cmd_promote(args: argparse.Namespace, console: Console) -> int:
-    root, path, record = _release(args)
+def cmd_promote(args: PromoteArgs, console: Console) -> int:
+    root, path, record = release_record(args)
     unknown = [p for p in args.profile if p not in {u.profile for u in record.units.values()}]
     if unknown:
         raise ConfigError(f"--profile: {unknown[0]!r} is not in release {record.release}")
@@ -49,8 +69,8 @@ def cmd_promote(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
-def cmd_rollback(args: argparse.Namespace, console: Console) -> int:
-    target = _target(args)
+def cmd_rollback(args: ChannelArgs, console: Console) -> int:
+    target = parse_target(args.registry)
     entry = _promoter(args, target, console).rollback(args.channel)
     console.line(f"{args.channel} is back on {entry.release} ({len(entry.digests)} units)")
     if args.json:
@@ -58,9 +78,9 @@ def cmd_rollback(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
-def cmd_history(args: argparse.Namespace, console: Console) -> int:
-    target = _target(args)
-    ledger = load_ledger(_reachable_registry(target, console), target.namespace, check_channel(args.channel))
+def cmd_history(args: HistoryArgs, console: Console) -> int:
+    target = parse_target(args.registry)
+    ledger = load_ledger(reachable_registry(target, console), target.namespace, check_channel(args.channel))
     if args.verify:
         return _verify_history(args, console, target, ledger)
     if args.json:
@@ -77,9 +97,9 @@ def cmd_history(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
-def _verify_history(args: argparse.Namespace, console: Console, target: RegistryTarget, ledger: Ledger) -> int:
+def _verify_history(args: HistoryArgs, console: Console, target: RegistryTarget, ledger: Ledger) -> int:
     """``history --verify``: every hash link and signature, or LedgerBroken naming the first bad entry."""
-    keys = _keys(args.project.resolve(), target, console, need_signer=False, project_optional=True)
+    keys = signing_keys(args.project.resolve(), target, console, need_signer=False, project_optional=True)
     signers = verify_ledger(ledger, keys.trusted)
     development = {k.key_id for k in keys.trusted} if keys.development else set()
     names = ", ".join(short_key(k) + (" (development key)" if k in development else "") for k in signers)
@@ -92,3 +112,49 @@ def _verify_history(args: argparse.Namespace, console: Console, target: Registry
     else:
         console.line(f"{ledger.channel}: {len(ledger.entries)} entries, chain and signatures verify (keys: {names})")
     return 0
+
+
+VERBS = (
+    Verb(
+        "promote",
+        help="point a channel at a release's digests (manifest PUT by digest, nothing rebuilt or pulled)",
+        example="shipyard promote 20250111-656873b3 --channel stable",
+        args=PromoteArgs,
+        run=cmd_promote,
+        options=(
+            RELEASE,
+            CHANNEL,
+            PROFILES,
+            Option(
+                ("--force",), action="store_true", help="promote despite missing or failed verdicts (needs --reason)"
+            ),
+            Option(("--reason",), metavar="TEXT", help="why; recorded in the channel's ledger"),
+            REGISTRY,
+        ),
+    ),
+    Verb(
+        "rollback",
+        help="point a channel back at the release before its current one",
+        example="shipyard rollback --channel stable",
+        args=ChannelArgs,
+        run=cmd_rollback,
+        options=(CHANNEL, REGISTRY),
+    ),
+    Verb(
+        "history",
+        help="who promoted which release to a channel, and when (from the registry)",
+        example="shipyard history --channel stable",
+        args=HistoryArgs,
+        run=cmd_history,
+        options=(
+            CHANNEL,
+            REGISTRY,
+            Option(
+                ("--verify",),
+                action="store_true",
+                help="check every entry's hash link and signature against the project's trusted keys; "
+                "exit 15 naming the first entry that does not hold",
+            ),
+        ),
+    ),
+)

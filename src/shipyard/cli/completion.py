@@ -1,18 +1,24 @@
-"""``shipyard completion SHELL``: a static completion script generated from the argparse parser (shtab).
-
-The script is made from the same parser ``shipyard`` runs, so every subcommand, flag and choice
-completes as it parses; file and directory arguments complete as paths.
-"""
+"""``shipyard completion SHELL``, its options, help and handler: a static completion script (shtab) made
+from the parser ``shipyard`` runs, so every verb, flag and choice completes as it parses, and file and
+directory arguments complete as paths."""
 
 from __future__ import annotations
 
 import argparse
+from dataclasses import dataclass
 from pathlib import Path
 
 import shtab
 
 from .console import Console
+from .options import Arguments, Option
 from .parser import make_parser
+from .verb import Verb
+
+
+@dataclass(frozen=True, kw_only=True)
+class CompletionArgs(Arguments):
+    shell: str
 
 
 def _mark_paths(parser: argparse.ArgumentParser) -> None:
@@ -31,6 +37,18 @@ def completion_script(shell: str) -> str:
     return shtab.complete(parser, shell=shell)
 
 
-def cmd_completion(args: argparse.Namespace, console: Console) -> int:
+def cmd_completion(args: CompletionArgs, console: Console) -> int:
     console.data(completion_script(args.shell).rstrip("\n"))
     return 0
+
+
+VERBS = (
+    Verb(
+        "completion",
+        help="print a shell completion script (bash, zsh or tcsh)",
+        example="shipyard completion bash > /etc/bash_completion.d/shipyard",
+        args=CompletionArgs,
+        run=cmd_completion,
+        options=(Option(("shell",), choices=("bash", "zsh", "tcsh"), help="the shell to complete for"),),
+    ),
+)

@@ -1,17 +1,21 @@
-"""``shipyard keygen``: a release signing key pair, the private half encrypted, never shown."""
+"""``shipyard keygen``, its options, help and handler: a release signing key pair, the private half
+encrypted, never shown; and the key's password for the verbs that sign."""
 
 from __future__ import annotations
 
-import argparse
 import getpass
 import os
 import sys
+from dataclasses import dataclass
+from pathlib import Path
 
 from ..config.keys import PASSWORD_ENV
 from ..errors import ConfigError
 from ..oci.signing import SigningKey
 from ..state import make_dirs
 from .console import Console
+from .options import Arguments, Option
+from .verb import Verb
 
 
 def read_password(confirm: bool) -> bytes:
@@ -33,7 +37,12 @@ def key_password() -> bytes:
     return read_password(confirm=False)
 
 
-def cmd_keygen(args: argparse.Namespace, console: Console) -> int:
+@dataclass(frozen=True, kw_only=True)
+class KeygenArgs(Arguments):
+    output: Path
+
+
+def cmd_keygen(args: KeygenArgs, console: Console) -> int:
     private, public = args.output.with_name(args.output.name + ".key"), args.output.with_name(args.output.name + ".pub")
     existing = [str(p) for p in (private, public) if p.exists()]
     if existing:
@@ -50,3 +59,17 @@ def cmd_keygen(args: argparse.Namespace, console: Console) -> int:
         f'trust it: [project] trusted_keys = ["{public}"] in shipyard.toml; sign with SHIPYARD_SIGNING_KEY={private}'
     )
     return 0
+
+
+VERBS = (
+    Verb(
+        "keygen",
+        help="write a signing key pair: PREFIX.key (ECDSA P-256, encrypted) and PREFIX.pub (trust it in shipyard.toml)",
+        example="shipyard keygen --output keys/release",
+        args=KeygenArgs,
+        run=cmd_keygen,
+        options=(
+            Option(("--output",), type=Path, required=True, metavar="PREFIX", help="writes PREFIX.key and PREFIX.pub"),
+        ),
+    ),
+)

@@ -1,22 +1,26 @@
-"""The ``shipyard`` command: the same code the nox sessions run, without nox."""
+"""The ``shipyard`` command, the same code the nox sessions run: argv read by the parser of the verb it
+names (that verb's module alone imported), its typed arguments to its handler, and a ShipyardError as
+one ``shipyard: error:`` line and its exit code."""
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import os
 import signal
 import sys
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from ..errors import ShipyardError
 from ..runner import stop_all
-from .console import Console
 from .output.factory import make_console
 from .output.mode import select_output
-from .parser import make_parser
-from .shared import run_script
+from .parser import make_parser, verb_named
+from .verb import VERB_MODULES, Verb, load_verbs
+
+# every verb -> the module of cli/ that declares it (options, help and handler), imported on use
+COMMANDS = VERB_MODULES
 
 
 class Terminated(KeyboardInterrupt):
@@ -27,51 +31,28 @@ def _raise_terminated(signum: int, frame: object) -> None:
     raise Terminated()
 
 
-# command -> (module, function); imported on use, so `shipyard promote` does not load the build side
-COMMANDS = {
-    "plan": ("build_commands", "cmd_plan"),
-    "render": ("build_commands", "cmd_render"),
-    "build": ("build_commands", "cmd_build"),
-    "base": ("build_commands", "cmd_base"),
-    "bake-file": ("build_commands", "cmd_bake_file"),
-    "verify": ("release_commands", "cmd_verify"),
-    "scan": ("release_commands", "cmd_scan"),
-    "trivy-db": ("release_commands", "cmd_trivy_db"),
-    "canary": ("release_commands", "cmd_canary"),
-    "promote": ("channel_commands", "cmd_promote"),
-    "rollback": ("channel_commands", "cmd_rollback"),
-    "history": ("channel_commands", "cmd_history"),
-    "report": ("report_commands", "cmd_report"),
-    "model-signature": ("model_commands", "cmd_model_signature"),
-    "init": ("init_command", "cmd_init"),
-    "keygen": ("key_commands", "cmd_keygen"),
-    "compose-file": ("deploy_commands", "cmd_compose_file"),
-    "deploy": ("deploy_commands", "cmd_deploy"),
-    "rollout": ("deploy_commands", "cmd_rollout"),
-    "deployments": ("deploy_commands", "cmd_deployments"),
-    "status": ("status_command", "cmd_status"),
-    "prune": ("prune_commands", "cmd_prune"),
-    "completion": ("completion", "cmd_completion"),
-}
+def read_argv(argv: Sequence[str]) -> tuple[Verb[Any], argparse.Namespace]:
+    """The verb argv names and what argparse read, by the parser of that verb alone (so only its module is
+    imported); where argv does not plainly name a verb (--help, a typo), by the complete parser."""
+    name = verb_named(argv)
+    verbs = load_verbs(None if name is None else [name])
+    namespace = make_parser(verbs).parse_args(argv)
+    return next(v for v in verbs if v.name == namespace.command), namespace
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = make_parser().parse_args(argv)
+    verb, namespace = read_argv(sys.argv[1:] if argv is None else argv)
     console = make_console(
-        select_output(os.environ, sys.stdout.isatty(), json=args.json, quiet=args.quiet, verbose=args.verbose)
+        select_output(
+            os.environ, sys.stdout.isatty(), json=namespace.json, quiet=namespace.quiet, verbose=namespace.verbose
+        )
     )
-    if args.command in ("up", "down"):
-        return run_script(f"{args.command}.sh", console if args.json else None)
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _raise_terminated)
     try:
-        module, function = COMMANDS[args.command]
-        command: Callable[[argparse.Namespace, Console], int] = getattr(
-            importlib.import_module(f".{module}", __package__), function
-        )
-        return command(args, console)
+        return verb.run(verb.arguments(namespace), console)
     except ShipyardError as exc:
-        console.failed(exc, args.command, args.project)
+        console.failed(exc, verb.name, namespace.project)
         first, *rest = str(exc).splitlines() or [type(exc).__name__]
         print(f"shipyard: error: {first}", file=sys.stderr)
         for line in rest:

@@ -1,20 +1,33 @@
-"""``shipyard model-signature``: a released model's sigstore model-signing bundle, for ``model_signing verify``."""
+"""``shipyard model-signature``, its options, help and handler: a released model's sigstore model-signing
+bundle, for ``model_signing verify``."""
 
 from __future__ import annotations
 
-import argparse
 import json
+from dataclasses import dataclass
+from pathlib import Path
 
 from ..config.registry import parse_target
 from ..errors import ConfigError, VerifyFailed
 from ..oci.model_signature import read_model_signature
 from ..record import write_atomic
 from .console import Console
-from .shared import _keys, _reachable_registry, _release
+from .options import OLD_RELEASE, REGISTRY, RELEASE, Arguments, Option
+from .shared import reachable_registry, release_record, signing_keys
+from .verb import Verb
 
 
-def cmd_model_signature(args: argparse.Namespace, console: Console) -> int:
-    root, path, record = _release(args)
+@dataclass(frozen=True, kw_only=True)
+class ModelSignatureArgs(Arguments):
+    release: str | None
+    model: str
+    output: Path
+    public_key: Path | None
+    registry: str | None
+
+
+def cmd_model_signature(args: ModelSignatureArgs, console: Console) -> int:
+    root, path, record = release_record(args)
     model = record.models.get(args.model)
     if model is None:
         known = ", ".join(sorted(record.models)) or "none"
@@ -23,8 +36,8 @@ def cmd_model_signature(args: argparse.Namespace, console: Console) -> int:
         )
     target = parse_target(args.registry or record.registry)
     repository = model.repository.partition("/")[2]
-    keys = _keys(root, target, console, need_signer=False)
-    with _reachable_registry(target, console) as registry:
+    keys = signing_keys(root, target, console, need_signer=False)
+    with reachable_registry(target, console) as registry:
         found = read_model_signature(registry, repository, model.digest, keys.trusted)
     if found is None:
         raise VerifyFailed(
@@ -43,3 +56,25 @@ def cmd_model_signature(args: argparse.Namespace, console: Console) -> int:
     key = args.public_key or "KEY.pub"
     console.line(f"check the files: model_signing verify key DIR --signature {args.output} --public_key {key}")
     return 0
+
+
+VERBS = (
+    Verb(
+        "model-signature",
+        help="write a released model's sigstore model-signing bundle (and its key) for `model_signing verify key`",
+        example="shipyard model-signature --model affect-nb -o model.sig --public-key model.pub && "
+        "model_signing verify key models/affect-nb --signature model.sig --public_key model.pub",
+        args=ModelSignatureArgs,
+        run=cmd_model_signature,
+        options=(
+            RELEASE,
+            OLD_RELEASE,
+            Option(("--model",), required=True, metavar="NAME", help="a model of the release (shipyard.toml [models])"),
+            Option(("-o", "--output"), type=Path, required=True, metavar="FILE", help="where to write the bundle"),
+            Option(
+                ("--public-key",), type=Path, metavar="FILE", help="also write the trusted key that signed it (PEM)"
+            ),
+            REGISTRY,
+        ),
+    ),
+)

@@ -1,13 +1,14 @@
-"""``shipyard prune``: the plan (kept releases and why, their images and models, removed ones, manifests,
-bytes), then the deletes."""
+"""``shipyard prune``, its options, help and handler: the plan (kept releases and why, their images and
+models, removed ones, manifests, bytes), then the deletes."""
 
 from __future__ import annotations
 
-import argparse
 import json
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 
+from ..config.registry import parse_target
 from ..errors import ConfigError, RegistryError
 from ..oci.credentials import credentials_for
 from ..oci.ghcr import GhcrPackages
@@ -18,7 +19,9 @@ from ..release.retention.inventory import take_inventory
 from ..release.retention.plan import Plan, Rules
 from ..release.retention.plan import make_plan as plan_prune
 from .console import Console, table
-from .shared import _reachable_registry, _target
+from .options import DRY_RUN, REGISTRY, Arguments, Option
+from .shared import reachable_registry
+from .verb import Verb
 
 
 def _records(project: Path) -> dict[str, ReleaseRecord]:
@@ -42,11 +45,20 @@ def _packages(target: RegistryTarget, owner: str) -> GhcrPackages:
     return GhcrPackages(owner, creds.password)
 
 
-def cmd_prune(args: argparse.Namespace, console: Console) -> int:
+@dataclass(frozen=True, kw_only=True)
+class PruneArgs(Arguments):
+    keep: int
+    older_than: float | None
+    ledger_entries: int
+    dry_run: bool
+    registry: str | None
+
+
+def cmd_prune(args: PruneArgs, console: Console) -> int:
     rules = Rules(keep=args.keep, ledger_entries=args.ledger_entries, older_than_days=args.older_than)
     rules.check()  # a bad flag is refused before the registry is asked anything
-    target = _target(args)
-    registry = _reachable_registry(target, console)
+    target = parse_target(args.registry)
+    registry = reachable_registry(target, console)
     try:
         backend = backend_for(registry, lambda owner: _packages(target, owner))
         repositories = backend.repositories(target.namespace)
@@ -113,3 +125,39 @@ def _json(plan: Plan, *, dry_run: bool, deleted: int) -> dict[str, object]:
         "bytes_before": plan.bytes_before,
         "bytes_freed": plan.bytes_freed,
     }
+
+
+VERBS = (
+    Verb(
+        "prune",
+        help="delete old releases from the registry by digest, keeping what channels, ledgers and rollbacks need",
+        example="shipyard prune --keep 5 --dry-run",
+        args=PruneArgs,
+        run=cmd_prune,
+        options=(
+            Option(
+                ("--keep",),
+                type=int,
+                default=10,
+                metavar="N",
+                help="keep the newest N releases (default 10; at least 1)",
+            ),
+            Option(
+                ("--older-than",),
+                type=float,
+                metavar="DAYS",
+                help="remove only releases older than DAYS (by their tag's date); never what the other rules keep",
+            ),
+            Option(
+                ("--ledger-entries",),
+                type=int,
+                default=10,
+                metavar="K",
+                help="keep every release named in the last K entries of each channel and deployment ledger "
+                "(default 10)",
+            ),
+            DRY_RUN,
+            REGISTRY,
+        ),
+    ),
+)

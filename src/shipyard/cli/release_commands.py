@@ -1,12 +1,13 @@
-"""Release-side commands: verify, scan, canary, promote, rollback, history, trivy-db."""
+"""The gates' verbs, each with its options, help and handler: verify, scan, canary, and trivy-db (the
+scan's vulnerability DB). The channel verbs are in channel_commands.py."""
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..config.keys import Keys
@@ -27,10 +28,16 @@ from ..release.gates.verify import verify_release
 from ..release.model_volumes import model_fetch_image
 from ..runner import Runner
 from .console import Console, print_canary_summary, print_scan_summary, print_verify_failures
-from .shared import _keys, _reachable_registry, _release
+from .options import OLD_RELEASE, REGISTRY, RELEASE, Arguments, Option, positive
+
+# shared.py's helpers under the short names the gates' bodies use
+from .shared import reachable_registry as _reachable_registry
+from .shared import release_record as _release
+from .shared import signing_keys as _keys
+from .verb import Verb
 
 
-def cmd_verify(args: argparse.Namespace, console: Console) -> int:
+def cmd_verify(args: VerifyArgs, console: Console) -> int:
     root, path, record = _release(args)
     target = parse_target(args.registry or record.registry)
     registry = _reachable_registry(target, console)
@@ -59,7 +66,7 @@ def cmd_verify(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
-def cmd_scan(args: argparse.Namespace, console: Console) -> int:
+def cmd_scan(args: ScanArgs, console: Console) -> int:
     root, path, record = _release(args)
     allowlist = args.allowlist
     if allowlist is None and (root / "scan-allowlist.toml").is_file():
@@ -92,7 +99,7 @@ def cmd_scan(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
-def cmd_trivy_db(args: argparse.Namespace, console: Console) -> int:
+def cmd_trivy_db(args: TrivyDbArgs, console: Console) -> int:
     ref = args.to
     location, _, tag = ref.rpartition(":")
     if not location or "/" in tag or not tag:
@@ -112,14 +119,14 @@ def cmd_trivy_db(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
-def cmd_canary(args: argparse.Namespace, console: Console) -> int:
+def cmd_canary(args: CanaryArgs, console: Console) -> int:
     root, path, record = _release(args)
     console.info(f"canary of {record.release} on profile {args.profile or 'first in the release'}")
     # the record does not say which profiles have a GPU: the project's profiles do
     gpu_profiles = {name for name, p in load_profiles(root / "profiles", root=root).items() if has_gpu(p.hardware)}
     target = parse_target(record.registry)
     keys = _keys(root, target, console)
-    policy = {
+    policy: dict[str, object] = {
         "profile": args.profile or "first in the release",
         "probes": "health, golden request, p95 against the SLO",
     }
@@ -169,7 +176,7 @@ def _attest(
 
 @contextmanager
 def _gate(
-    args: argparse.Namespace,
+    args: Arguments,
     console: Console,
     path: Path,
     stage: str,
@@ -196,3 +203,117 @@ def _gate(
 def _verdicts(record: ReleaseRecord, stage: str) -> dict[str, object]:
     units = {key: unit.verdicts[stage] for key, unit in record.units.items() if stage in unit.verdicts}
     return {"release": record.release, "stage": stage, "units": units}
+
+
+# --- the verbs: their typed arguments and options ----------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class VerifyArgs(Arguments):
+    release: str | None
+    registry: str | None
+
+
+@dataclass(frozen=True, kw_only=True)
+class ScanArgs(Arguments):
+    release: str | None
+    severity: str
+    skip_vulnerabilities: bool
+    ignore_unfixed: bool
+    allowlist: Path | None
+    db_repository: str | None
+    jobs: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class CanaryArgs(Arguments):
+    release: str | None
+    profile: str | None
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrivyDbArgs(Arguments):
+    action: str
+    source: Path
+    to: str
+
+
+VERBS = (
+    Verb(
+        "verify",
+        help="check every pushed image of a release from the registry (no pull)",
+        example="shipyard verify 20250111-656873b3",
+        args=VerifyArgs,
+        run=cmd_verify,
+        options=(RELEASE, OLD_RELEASE, REGISTRY),
+    ),
+    Verb(
+        "scan",
+        help="scan every image of a release with Trivy and gate on severity",
+        example="shipyard scan --db-repository localhost:5000/mirror/trivy-db:2 --severity CRITICAL",
+        args=ScanArgs,
+        run=cmd_scan,
+        options=(
+            RELEASE,
+            OLD_RELEASE,
+            Option(
+                ("--severity",),
+                default="CRITICAL,HIGH:fixed",
+                metavar="LIST",
+                help="severities that fail the gate; ':fixed' = only when a fix exists (default: %(default)s)",
+            ),
+            Option(
+                ("--skip-vulnerabilities",),
+                action="store_true",
+                help="no vulnerability DB to be had: scan secrets and misconfigurations only, and say so",
+            ),
+            Option(
+                ("--ignore-unfixed",),
+                action="store_true",
+                help="vulnerabilities without a fix never fail the gate",
+            ),
+            Option(
+                ("--allowlist",),
+                type=Path,
+                metavar="FILE",
+                help="[[allow]] entries with id, reason, expires (default: scan-allowlist.toml if present)",
+            ),
+            Option(
+                ("--db-repository",),
+                metavar="REF",
+                help="OCI ref of the Trivy DB (env SHIPYARD_TRIVY_DB_REPOSITORY; default: Trivy's public one)",
+            ),
+            Option(
+                ("--jobs",),
+                type=positive,
+                default_factory=lambda: min(4, os.cpu_count() or 1),
+                metavar="N",
+                help="trivy processes in parallel (default: %(default)s)",
+            ),
+        ),
+    ),
+    Verb(
+        "canary",
+        help="run the release's services of one profile, hardened, and check health, answers and latency",
+        example="shipyard canary 20250111-656873b3 --profile cpu   (the engine of DOCKER_HOST)",
+        args=CanaryArgs,
+        run=cmd_canary,
+        options=(
+            RELEASE,
+            OLD_RELEASE,
+            Option(("--profile",), metavar="NAME", help="profile to canary (default: the first of the release)"),
+        ),
+    ),
+    Verb(
+        "trivy-db",
+        help="mirror a Trivy vulnerability DB into an OCI registry (air-gapped sites)",
+        example="shipyard trivy-db push ~/.cache/trivy/db --to localhost:5000/mirror/trivy-db:2",
+        args=TrivyDbArgs,
+        run=cmd_trivy_db,
+        options=(
+            Option(("action",), choices=("push",), help="push: upload the DB as the OCI artifact Trivy pulls"),
+            Option(("source",), type=Path, help="a directory with trivy.db and metadata.json, or a .tar.gz of them"),
+            Option(("--to",), required=True, metavar="HOST/REPO:TAG", help="where to push it"),
+        ),
+    ),
+)

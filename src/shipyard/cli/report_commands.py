@@ -1,11 +1,12 @@
-"""``shipyard report``: the release report (HTML, Markdown) from the record, its reports, the channel and
-deployment ledgers, and the models' signatures and signed verdicts in the registry."""
+"""``shipyard report``, its options, help and handler: the release report (HTML, Markdown) from the record,
+its reports, the channel and deployment ledgers, and the models' signatures and signed verdicts in the
+registry."""
 
 from __future__ import annotations
 
-import argparse
 import json
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TypeVar
@@ -28,6 +29,8 @@ from ..report.html import render_html
 from ..report.markdown import render_markdown
 from ..report.model import build_report, load_findings, load_verify, write_report
 from .console import Console
+from .options import REGISTRY, RELEASE, Arguments, Option
+from .verb import Verb
 
 DEFAULT_CHANNELS = ("canary", "stable")
 # The history is one part of the report, not a gate: a registry that does not answer is said so in the
@@ -113,7 +116,14 @@ def _targets(root: Path) -> list[str]:
         return []
 
 
-def cmd_report(args: argparse.Namespace, console: Console) -> int:
+@dataclass(frozen=True, kw_only=True)
+class ReportArgs(Arguments):
+    release: str | None
+    channel: tuple[str, ...]
+    registry: str | None
+
+
+def cmd_report(args: ReportArgs, console: Console) -> int:
     root = args.project.resolve()
     record = load_record(find_record(root, args.release, flag="RELEASE"))
     channels = list(dict.fromkeys(check_channel(c) for c in args.channel or DEFAULT_CHANNELS))
@@ -142,3 +152,27 @@ def cmd_report(args: argparse.Namespace, console: Console) -> int:
     else:
         console.line(f"report of {record.release}: {html_path} (open in a browser) and {md_path}")
     return 0
+
+
+VERBS = (
+    Verb(
+        "report",
+        help="write a release's report: self-contained HTML and Markdown (digests, gates, latency, promotions)",
+        example="shipyard report 20250111-656873b3 --channel stable   "
+        "(writes .shipyard/reports/<release>/report.html and report.md)",
+        args=ReportArgs,
+        run=cmd_report,
+        options=(
+            RELEASE,
+            Option(
+                ("--channel",),
+                action="append",
+                default=[],
+                metavar="NAME",
+                help="a channel whose ledger entries about this release to show (repeatable; default: canary and "
+                "stable)",
+            ),
+            REGISTRY,
+        ),
+    ),
+)

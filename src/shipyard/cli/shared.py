@@ -1,49 +1,30 @@
-"""Helpers the CLI's commands share: the registry client, the release record, the bootstrap scripts."""
+"""Helpers several verbs share: a registry client (reachable, or not yet asked), the release record that
+RELEASE names, and the signing and trusted keys."""
 
 from __future__ import annotations
 
-import argparse
-import json
-import sys
-from importlib import resources
 from pathlib import Path
+from typing import Protocol
 
 from ..config.catalog import CATALOG_FILE, load_catalog
 from ..config.keys import Keys, is_local, resolve_keys
-from ..config.registry import parse_target
 from ..errors import ConfigError
 from ..oci.client import RegistryClient
 from ..oci.credentials import credentials_for
 from ..oci.reference import RegistryTarget
 from ..preflight import check_registry
 from ..record import ReleaseRecord, find_record, load_record
-from ..runner import Runner
 from .console import Console
 
 
-def run_script(name: str, json_console: Console | None = None) -> int:
-    """scripts/up.sh or down.sh, shipped inside the package, through the one runner, output streamed
-    (to stderr under --json, whose stdout is ``{"script": …, "returncode": …}``)."""
-    script = resources.files("shipyard") / "resources" / name
-    with resources.as_file(script) as path:
-        echo = print if json_console is None else (lambda line: print(line, file=sys.stderr, flush=True))
-        code = Runner().run(["bash", str(path)], on_line=echo, check=False).returncode
-    if json_console is not None:
-        json_console.data(json.dumps({"script": name, "returncode": code}))
-    return code
-
-
-def _target(args: argparse.Namespace) -> RegistryTarget:
-    return parse_target(getattr(args, "registry", None))
-
-
-def _registry(target: RegistryTarget) -> RegistryClient:
+def registry_client(target: RegistryTarget) -> RegistryClient:
+    """A client of ``target`` with its credentials, not asked anything yet."""
     return RegistryClient(target, credentials_for(target))
 
 
-def _reachable_registry(target: RegistryTarget, console: Console) -> RegistryClient:
+def reachable_registry(target: RegistryTarget, console: Console) -> RegistryClient:
     """A client whose registry answered /v2/ with these credentials: a refusal is one clear error up front."""
-    registry = _registry(target)
+    registry = registry_client(target)
     try:
         check_registry(registry, console.event)
     except BaseException:
@@ -52,14 +33,25 @@ def _reachable_registry(target: RegistryTarget, console: Console) -> RegistryCli
     return registry
 
 
-def _release(args: argparse.Namespace) -> tuple[Path, Path, ReleaseRecord]:
-    """The project root, and the path and contents of the release record that --release names."""
+class NamesRelease(Protocol):
+    """The arguments of a verb that takes a RELEASE."""
+
+    @property
+    def project(self) -> Path: ...
+
+    @property
+    def release(self) -> str | None: ...
+
+
+def release_record(args: NamesRelease) -> tuple[Path, Path, ReleaseRecord]:
+    """The project root, and the path and contents of the release record that RELEASE names (default: the
+    newest)."""
     root = args.project.resolve()
-    path = find_record(root, args.release, flag="RELEASE" if args.command == "promote" else "--release")
+    path = find_record(root, args.release, flag="RELEASE")
     return root, path, load_record(path)
 
 
-def _keys(
+def signing_keys(
     root: Path,
     target: RegistryTarget,
     console: Console,

@@ -1,13 +1,14 @@
-"""``shipyard status``: what each target runs now, from its engine, and where it drifted."""
+"""``shipyard status``, its options, help and handler: what each target runs now, from its engine, and
+where it drifted."""
 
 from __future__ import annotations
 
-import argparse
 import json
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from ..config.project import load_project
+from ..config.registry import parse_target
 from ..config.targets import Target
 from ..errors import DriftFound
 from ..oci.client import RegistryClient
@@ -20,7 +21,9 @@ from ..release.deploy.status import TargetStatus, find_drift, read_compose, read
 from ..release.engine import connect_engine, resolve_engine
 from ..runner import Runner
 from .console import Console
-from .shared import _reachable_registry, _target
+from .options import REGISTRY, TARGETS, Arguments
+from .shared import reachable_registry
+from .verb import Verb
 
 
 def _channel_digests(registry: RegistryClient, where: RegistryTarget, target: Target, source: str,
@@ -58,12 +61,18 @@ def read_target(
     return status
 
 
-def cmd_status(args: argparse.Namespace, console: Console) -> int:
+@dataclass(frozen=True, kw_only=True)
+class StatusArgs(Arguments):
+    targets: tuple[str, ...] | None
+    registry: str | None
+
+
+def cmd_status(args: StatusArgs, console: Console) -> int:
     project = load_project(args.project)
     names = args.targets or list(project.catalog.targets)
     targets = [target_named(project.catalog, name) for name in names]
-    where = _target(args)
-    with _reachable_registry(where, console) as registry:
+    where = parse_target(args.registry)
+    with reachable_registry(where, console) as registry:
         statuses = [
             read_target(t, target_services(project.catalog, t), registry, where, project.work_dir) for t in targets
         ]
@@ -91,3 +100,16 @@ def _show(console: Console, status: TargetStatus) -> None:
     console.table(rows)
     for line in status.drift:
         console.line(f"  drift: {line}")
+
+
+VERBS = (
+    Verb(
+        "status",
+        help="what each target runs now, read from its engine: release, digest, colour, health, uptime; "
+        "exits 18 when a target drifted from its channel or its last deployment",
+        example="shipyard status --target local --json",
+        args=StatusArgs,
+        run=cmd_status,
+        options=(TARGETS, REGISTRY),
+    ),
+)
