@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import inspect
 import re
-import shlex
 from dataclasses import fields
 from pathlib import Path
 
@@ -22,12 +21,10 @@ from shipyard import errors
 from shipyard.cli.parser import make_parser
 from shipyard.config import catalog, models, policy, profiles, targets
 from shipyard.errors import ConfigError
+from tests.docpages import PAGES, README, code_blocks, command_lines
 from tests.unit.test_layout import MAY_IMPORT
 
 ROOT = Path(__file__).resolve().parents[2]
-README = (ROOT / "README.md").read_text(encoding="utf-8")
-DOCS = ROOT / "docs"
-PAGES = {path.relative_to(ROOT).as_posix(): path.read_text(encoding="utf-8") for path in sorted(DOCS.rglob("*.md"))}
 HEADING_RE = re.compile(r"^(#{1,6})\s+(.+?)\s*$")
 KEY_ROW_RE = re.compile(r"^\|\s*`([^`]+)`\s*\|")
 KEY_PREFIXES = ("org.opencontainers.", "io.shipyard.", "in-toto.io", "dev.cosignproject.")
@@ -82,10 +79,6 @@ def section(title: str, *, nested: bool = True, pages: dict[str, str] = PAGES) -
 def table_keys(text: str) -> set[str]:
     """The backticked first cells of a section's table rows: the keys it documents."""
     return {m.group(1) for line in text.splitlines() if (m := KEY_ROW_RE.match(line))}
-
-
-def code_blocks(text: str) -> list[str]:
-    return re.findall(r"^```[^\n]*\n(.*?)^```", text, flags=re.M | re.S)
 
 
 def allowed_keys(tmp_path: Path, toml: str) -> set[str]:
@@ -233,20 +226,10 @@ def test_every_shipyard_command_line_in_the_docs_parses() -> None:
     """Every `shipyard …` line of a code block of the README or the manual is a command line the parser
     accepts (flags, choices)."""
     parser = make_parser()
-    checked = 0
-    for block in [b for text in (README, *PAGES.values()) for b in code_blocks(text)]:
-        for line in block.splitlines():
-            line = line.split(" #", 1)[0].strip()  # a trailing comment
-            for part in re.split(r"\s(?:&&|\||>)\s", line):
-                if not re.match(r"^(?:[A-Z_]+=\S*\s+)*shipyard\b", part):
-                    continue  # not a command line of shipyard (a tree, a picture, another tool)
-                words = shlex.split(part)
-                while words and re.match(r"^[A-Z_]+=", words[0]):  # VAR=value shipyard …
-                    words.pop(0)
-                if words[:1] == ["shipyard"]:
-                    parser.parse_args(words[1:])  # a usage error exits 2 and fails the test
-                    checked += 1
-    assert checked >= 15
+    lines = command_lines()
+    for words in lines:
+        parser.parse_args(words)  # a usage error exits 2 and fails the test
+    assert len(lines) >= 15
 
 
 def test_the_import_rules_in_the_architecture_page_are_the_tested_ones() -> None:

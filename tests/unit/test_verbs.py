@@ -5,7 +5,6 @@ agree, `shipyard VERB` reads argv as the complete parser does, and the old ``--r
 from __future__ import annotations
 
 import argparse
-import re
 import shlex
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +19,7 @@ from shipyard.cli.parser import make_parser, verb_named
 from shipyard.cli.verb import VERB_MODULES, Verb, load_verbs
 from shipyard.errors import ConfigError
 from shipyard.record import ReleaseRecord, save_record
+from tests.docpages import command_lines
 
 VERBS = load_verbs()
 
@@ -78,24 +78,7 @@ TRICKY = [
 ]
 
 
-def readme_lines() -> list[list[str]]:
-    """Every `shipyard …` command line of the README's code blocks (as test_docs reads them)."""
-    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
-    found, fenced = [], False
-    for line in readme.splitlines():
-        fenced ^= line.startswith("```")
-        if not fenced:
-            continue
-        for part in re.split(r"\s(?:&&|\||>)\s", line.split(" #", 1)[0].strip()):
-            words = shlex.split(part) if part and "shipyard" in part else []
-            while words and re.match(r"^[A-Z_]+=", words[0]):
-                words.pop(0)
-            if words[:1] == ["shipyard"]:
-                found.append(words[1:])
-    return found
-
-
-@pytest.mark.parametrize("argv", examples() + TRICKY + readme_lines(), ids=shlex.join)
+@pytest.mark.parametrize("argv", examples() + TRICKY + command_lines(), ids=shlex.join)
 def test_the_parser_of_one_verb_reads_argv_as_the_complete_parser_does(
     argv: list[str], capsys: pytest.CaptureFixture[str]
 ) -> None:
