@@ -21,7 +21,8 @@ from pathlib import Path
 import pytest
 
 from shipyard.build.models import release_models
-from shipyard.build.options import BuildContext, BuildOptions, plan_for
+from shipyard.build.options import BuildContext, BuildOptions
+from shipyard.build.prepare import plan_for
 from shipyard.build.revision import read_revision
 from shipyard.config.keys import resolve_keys
 from shipyard.config.project import load_project

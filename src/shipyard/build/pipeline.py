@@ -14,8 +14,10 @@ from ..runner import stopping
 from .attest import Attacher
 from .base import LocalBases
 from .models import release_models
-from .options import REUSE_LOOKUPS, BuildContext, BuildOptions, Once, plan_for
+from .once import Once
+from .options import REUSE_LOOKUPS, BuildContext, BuildOptions
 from .plan import Plan
+from .prepare import plan_for
 from .sbom import SbomGenerator
 from .scheduler import run_dag
 from .unit import UnitBuilder

@@ -17,18 +17,11 @@ from .attest import Attacher, Pushed
 from .buildx import BuildProgress, BuildRequest, read_metadata
 from .contexts import Wheelhouse, prepare_tools
 from .inputs import InputSet, compute_inputs, why_changed
-from .options import (
-    INPUTS_LABEL,
-    RELEASE_LABELS,
-    BuildContext,
-    BuildOptions,
-    Once,
-    expectations,
-    render_unit,
-    request_build_args,
-    unit_labels,
-)
+from .labels import INPUTS_LABEL, RELEASE_LABELS, unit_labels
+from .once import Once
+from .options import BuildContext, BuildOptions
 from .plan import BuildUnit, Plan
+from .prepare import expectations, render_unit, request_build_args
 from .render import RenderInputs, TemplateRenderer
 from .retry_build import run_buildx
 
