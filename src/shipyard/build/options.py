@@ -27,7 +27,7 @@ class BuildOptions:
     builder: str | None = None
     jobs: int = field(default_factory=default_jobs)
     reuse: bool = True
-    attest: bool = True  # provenance from buildx and our own SBOM referrer (build/attest.py)
+    attest: bool = True  # provenance from buildx and our own SBOM referrer (build/attach.py)
 
 
 @dataclass

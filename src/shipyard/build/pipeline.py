@@ -11,7 +11,7 @@ from ..errors import BuildError, ConfigError
 from ..events import Event
 from ..record import ReleaseRecord, UnitRecord, load_record, records_dir, save_record
 from ..runner import stopping
-from .attest import Attacher
+from .attach import Attacher
 from .base import LocalBases
 from .models import release_models
 from .once import Once

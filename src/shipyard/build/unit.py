@@ -13,7 +13,7 @@ from ..events import Event
 from ..oci.attestations import has_provenance
 from ..oci.client import Manifest
 from ..record import UnitRecord
-from .attest import Attacher, Pushed
+from .attach import Attacher, Pushed
 from .buildx import BuildProgress, BuildRequest, read_metadata
 from .contexts import Wheelhouse, prepare_tools
 from .inputs import InputSet, compute_inputs, why_changed
