@@ -42,7 +42,7 @@ from .docker_cli import ApplyFailed, DockerCli
 from .edge import Edge
 from .edge_config import PARKED, EdgeState, Route
 from .edge_plan import EdgePlan, Move
-from .live import Alive, ServiceCheck, check_service
+from .live_checks import Alive, ServiceCheck, check_service
 from .steps import StepLog
 
 

@@ -38,7 +38,7 @@ from .deployments import Deployment, load_deployments, save_deployments
 from .docker_cli import ApplyFailed, DockerCli, Running
 from .edge_plan import Move
 from .in_place import InPlaceStrategy
-from .live import ServiceCheck
+from .live_checks import ServiceCheck
 from .lock import lock_file, target_lock
 from .steps import StepLog
 from .swarm_apply import SwarmApplier, stack_project
