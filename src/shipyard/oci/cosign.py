@@ -98,16 +98,6 @@ def pae(payload_type: str, body: bytes) -> bytes:
     return b"DSSEv1 %d %s %d %s" % (len(kind), kind, len(body), body)
 
 
-def in_toto_statement(name: str, digest: str, predicate_type: str, predicate: Mapping[str, Any]) -> dict[str, Any]:
-    """An in-toto v1 statement about one image (``name``: its repository, as cosign names subjects)."""
-    return {
-        "_type": STATEMENT_V1,
-        "subject": [{"name": name, "digest": {"sha256": _hex(digest)}}],
-        "predicateType": predicate_type,
-        "predicate": dict(predicate),
-    }
-
-
 def dsse_envelope(statement: Mapping[str, Any], key: SigningKey) -> bytes:
     """``statement`` signed in a DSSE envelope (``keyid`` empty, as cosign writes it)."""
     body = canonical(dict(statement))
@@ -233,14 +223,6 @@ def _envelope_signers(raw: bytes, keys: Sequence[PublicKey]) -> tuple[bytes, lis
     return body, [key.key_id for key in keys if any(key.verify(signed, s) for s in valid)]
 
 
-def verified_statements(
-    registry: RegistryClient, repository: str, digest: str, keys: Sequence[PublicKey], predicate_type: str
-) -> list[tuple[str, dict[str, Any]]]:
-    """(key id, statement) for every attestation of ``predicate_type`` about ``digest`` signed by one of
-    ``keys``, in the order of the layers (oldest first)."""
-    return list(_statements(registry, repository, digest, keys, predicate_type, newest_first=False))
-
-
 def newest_statements(
     registry: RegistryClient,
     repository: str,
@@ -249,8 +231,9 @@ def newest_statements(
     predicate_type: str,
     skip: Callable[[str], bool] = lambda label: False,
 ) -> Iterator[tuple[str, dict[str, Any]]]:
-    """The same, newest first, each layer's blob read only when it is reached: a reader that has what it
-    needs stops. A layer whose ``LABEL_ANNOTATION`` ``skip`` accepts is not read."""
+    """(key id, statement) for every attestation of ``predicate_type`` about ``digest`` signed by one of
+    ``keys``, newest layer first, each layer's blob read only when it is reached: a reader that has what
+    it needs stops. A layer whose ``LABEL_ANNOTATION`` ``skip`` accepts is not read."""
     return _statements(registry, repository, digest, keys, predicate_type, newest_first=True, skip=skip)
 
 
