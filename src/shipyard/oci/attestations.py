@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import VerifyFailed
-from .artifacts import MANIFEST_TYPE, artifact_manifest, canonical
+from .artifacts import MANIFEST_TYPE, OneFile, artifact_manifest, canonical
 from .client import INDEX_TYPES, Manifest, RegistryClient
 
 INDEX_TYPE = "application/vnd.oci.image.index.v1+json"
@@ -186,16 +186,8 @@ def push_sbom(
     registry: RegistryClient, repository: str, subject: Manifest, document: bytes, annotations: dict[str, str]
 ) -> str:
     """Push ``document`` as a referrer of ``subject`` and list it under the referrers tag; its digest."""
-    raw = artifact_manifest(
-        registry,
-        repository,
-        document,
-        layer_type=CYCLONEDX_TYPE,
-        title="sbom.cdx.json",
-        artifact_type=CYCLONEDX_TYPE,
-        subject=subject,
-        annotations=annotations,
-    )
+    file = OneFile(CYCLONEDX_TYPE, "sbom.cdx.json", CYCLONEDX_TYPE)
+    raw = artifact_manifest(registry, repository, document, file, subject=subject, annotations=annotations)
     digest = registry.put_manifest(repository, _digest_of(raw), raw, MANIFEST_TYPE)
     _add_referrer(
         registry,

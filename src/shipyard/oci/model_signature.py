@@ -43,7 +43,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from ..errors import RegistryError
-from .artifacts import MANIFEST_TYPE, artifact_manifest, canonical
+from .artifacts import MANIFEST_TYPE, OneFile, artifact_manifest, canonical
 from .attestations import INDEX_TYPE, referrers_tag
 from .client import INDEX_TYPES, Manifest, RegistryClient
 from .cosign import IN_TOTO_PAYLOAD_TYPE, STATEMENT_V1, dsse_envelope, pae
@@ -266,9 +266,7 @@ def push_model_signature(
         registry,
         repository,
         bundle,
-        layer_type=BUNDLE_TYPE,
-        title=TITLE,
-        artifact_type=BUNDLE_TYPE,
+        OneFile(BUNDLE_TYPE, TITLE, BUNDLE_TYPE),
         subject=model,
         annotations=BUNDLE_ANNOTATIONS,
     )

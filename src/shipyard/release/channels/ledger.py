@@ -34,7 +34,7 @@ from datetime import UTC, datetime
 from typing import Literal
 
 from ...errors import LedgerBroken, RegistryError
-from ...oci.artifacts import MANIFEST_TYPE, artifact_manifest, canonical
+from ...oci.artifacts import MANIFEST_TYPE, OneFile, artifact_manifest, canonical
 from ...oci.client import RegistryClient
 from ...oci.signing import PublicKey, SigningKey
 from ...versions import check_schema, writer
@@ -152,14 +152,8 @@ def ledger_manifest(registry: RegistryClient, namespace: str, ledger: Ledger) ->
     """Upload the ledger's blobs; the manifest bytes that make it the channel's ledger once PUT (the same
     artifact ``push_document`` makes). Apart, so that a writer's last look at the head comes right
     before the one PUT that replaces it."""
-    return artifact_manifest(
-        registry,
-        ledger_repository(namespace),
-        ledger.to_json(),
-        layer_type=LEDGER_TYPE,
-        title=f"{ledger.channel}.json",
-        artifact_type=LEDGER_TYPE,
-    )
+    file = OneFile(LEDGER_TYPE, f"{ledger.channel}.json", LEDGER_TYPE)
+    return artifact_manifest(registry, ledger_repository(namespace), ledger.to_json(), file)
 
 
 def put_ledger(registry: RegistryClient, namespace: str, channel: str, raw: bytes) -> str:

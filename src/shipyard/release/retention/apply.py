@@ -19,7 +19,7 @@ from typing import Protocol
 from ...config.keys import state_dir
 from ...errors import RegistryError
 from ...events import Emit, Event
-from ...oci.artifacts import MANIFEST_TYPE, artifact_manifest
+from ...oci.artifacts import MANIFEST_TYPE, OneFile, artifact_manifest
 from ...oci.client import RegistryClient
 from ...oci.ghcr import GhcrPackages, package_of
 from .inventory import TOMBSTONE_TYPE, list_namespace
@@ -100,9 +100,7 @@ def apply_plan(plan: Plan, registry: RegistryClient, backend: Backend, emit: Emi
     for repo, tag in plan.untag:
         by_repo.setdefault(repo, []).append(tag)
     for repo, tags in sorted(by_repo.items()):
-        raw = artifact_manifest(
-            registry, repo, TOMBSTONE, layer_type=TOMBSTONE_TYPE, title="pruned", artifact_type=TOMBSTONE_TYPE
-        )
+        raw = artifact_manifest(registry, repo, TOMBSTONE, OneFile(TOMBSTONE_TYPE, "pruned", TOMBSTONE_TYPE))
         tombstone = ""
         for tag in tags:
             tombstone = registry.put_manifest(repo, tag, raw, MANIFEST_TYPE)
