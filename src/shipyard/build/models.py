@@ -26,8 +26,8 @@ from ..oci.client import RegistryClient
 from ..oci.cosign import push_signature
 from ..oci.credentials import reading_credentials_for
 from ..oci.model_signature import HashingRules, NotSignable, hashing_rules, push_model_signature
-from ..oci.modelfiles import model_paths, scan_model
-from ..oci.modelpack import CONFIG_TYPE, ModelPack, inspect_model, model_config, model_manifest, push_model
+from ..oci.modelfiles import model_paths
+from ..oci.modelpack import CONFIG_TYPE, LocalModel, ModelPack, inspect_model, push_model
 from ..oci.reference import RegistryTarget
 from ..record import ModelFileRecord, ModelRecord, reports_dir, write_atomic
 from .options import BuildContext
@@ -148,23 +148,14 @@ def _push_directory(ctx: BuildContext, model: PlannedModel, before_upload: Calla
     """Tag the artifact these files make when the registry has it, else push what it lacks."""
     spec, registry = model.spec, ctx.registry
     assert spec.path is not None
-    files = scan_model(spec.path)
-    raw = model_manifest(model_config(spec.name, spec.format, files), files)
+    local = LocalModel.scan(spec.path, name=spec.name, format=spec.format)
+    files, raw = local.files, local.manifest()
     existing = registry.manifest(model.repository_path, _digest(raw))
     if existing is not None:
         digest, uploaded = registry.put_manifest(model.repository_path, model.tag, raw, MANIFEST_TYPE), 0
     else:
         before_upload()
-        pushed = push_model(
-            registry,
-            model.repository_path,
-            spec.path,
-            name=spec.name,
-            format=spec.format,
-            tag=model.tag,
-            emit=ctx.emit,
-            files=files,
-        )
+        pushed = push_model(registry, model.repository_path, local, tag=model.tag, emit=ctx.emit)
         digest, uploaded = pushed.digest, pushed.uploaded_bytes
     for alias in ctx.revision.aliases:
         registry.put_manifest(model.repository_path, alias, raw, MANIFEST_TYPE)
