@@ -181,12 +181,25 @@ class SlowWrite(Transient):
         self.took = took
 
 
+@dataclass(frozen=True)
+class Seams:
+    """What a Promoter otherwise takes from this machine, replaced by tests: where the channel locks are
+    (None: the state directory's ``locks/``), the settle time (None: :func:`settle_seconds`), the waits'
+    ``sleep`` and ``clock`` (monotonic, for durations), and what stands between a release and a channel
+    (None: the registry's signatures and signed verdicts for the exact digests, trust.py)."""
+
+    lock_dir: Path | None = None
+    settle_s: float | None = None
+    sleep: Callable[[float], None] = time.sleep
+    clock: Callable[[], float] = time.monotonic
+    policy: Callable[[ReleaseRecord, Iterable[str]], list[str]] | None = None
+
+
 class Promoter:
     """Moves a channel's tags and records each move, signed by ``signer``, in the channel's ledger.
 
     ``trusted`` are the keys whose ledger entries a rollback restores and an interrupted promotion
-    finishes; ``lock_dir`` holds the host-local channel locks (default: the state directory's
-    ``locks/``); ``sleep`` and ``clock`` (monotonic, for durations) are the waits' seams for tests."""
+    finishes."""
 
     def __init__(
         self,
@@ -196,27 +209,22 @@ class Promoter:
         *,
         signer: SigningKey,
         trusted: Sequence[PublicKey],
-        lock_dir: Path | None = None,
-        sleep: Callable[[float], None] = time.sleep,
-        clock: Callable[[], float] = time.monotonic,
-        policy: Callable[[ReleaseRecord, Iterable[str]], list[str]] | None = None,
-        settle_s: float | None = None,
+        seams: Seams | None = None,
     ) -> None:
-        # what stands between a release and a channel: by default the registry's signatures and signed
-        # verdicts for the exact digests (trust.py); the record's own verdicts only where a test says so
-        self.policy = policy or (lambda record, keys: trust_problems(registry, trusted, record, keys))
+        seams = seams or Seams()
+        self.policy = seams.policy or (lambda record, keys: trust_problems(registry, trusted, record, keys))
         self.registry = registry
         self.namespace = namespace
         self.emit = emit
         self.host = registry.target.host
         self.signer = signer
         self.trusted = tuple(trusted)
-        self.lock_dir = lock_dir if lock_dir is not None else state_dir() / "locks"
-        self.sleep = sleep
-        self.clock = clock
+        self.lock_dir = seams.lock_dir if seams.lock_dir is not None else state_dir() / "locks"
+        self.sleep = seams.sleep
+        self.clock = seams.clock
         self.in_progress_wait_s = IN_PROGRESS_WAIT_S
         self.lock_timeout_s = LOCK_TIMEOUT_S
-        self.settle_s = settle_seconds(registry.target) if settle_s is None else settle_s
+        self.settle_s = settle_seconds(registry.target) if seams.settle_s is None else seams.settle_s
         self.entry: Entry | None = None  # the entry the last promote or rollback wrote (or found in place)
 
     def _path(self, repository: str) -> str:
