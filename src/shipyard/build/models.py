@@ -1,14 +1,6 @@
-"""The models a release's services need, as ModelPack artifacts under the release tag, before any image.
-
-A ``path`` model is pushed to ``<registry>/<namespace>/models/<name>``. Its manifest digest is a function
-of its files alone, so the same files are found by that digest and only tagged, uploading nothing (the
-images' input-digest reuse, with the digest itself as the key). A ``from`` model is read back by its
-digest and recorded; in the build's own registry it is also tagged there, its blobs mounted across
-repositories (server-side: nothing uploaded), so every model of a release is found at one place.
-
-Everything that can refuse a model (a size budget, a ``from`` that is no ModelPack or another format)
-is checked for every model before the first one is pushed.
-"""
+"""The models a release's services need, as ModelPack artifacts under the release tag, all checked before
+the first is pushed: a ``path`` model pushed (or only tagged, when the registry has its files' digest), a
+``from`` model read back by digest and recorded."""
 
 from __future__ import annotations
 

@@ -1,28 +1,6 @@
-"""Image signatures and in-toto attestations in the layout cosign 2.x reads with ``--key``.
-
-Both live in the image's own repository under tags derived from its digest, each an OCI image manifest
-with one layer per signature, appended to as more signers sign (what ``cosign sign`` does):
-
-* ``sha256-<hex>.sig``: layers ``application/vnd.dev.cosign.simplesigning.v1+json`` whose blob is the
-  simple-signing payload (``critical.identity.docker-reference``, ``critical.image.docker-manifest-digest``,
-  ``critical.type: cosign container image signature``, ``optional``) and whose annotation
-  ``dev.cosignproject.cosign/signature`` is the base64 DER ECDSA signature of that blob.
-* ``sha256-<hex>.att``: layers ``application/vnd.dsse.envelope.v1+json`` whose blob is a DSSE envelope
-  (payloadType ``application/vnd.in-toto+json``, signed over the DSSE PAE) of an in-toto statement,
-  annotated ``predicateType`` (and an empty ``dev.cosignproject.cosign/signature``, as cosign writes it).
-
-The config is the image config cosign (go-containerregistry) writes for these manifests: empty os and
-architecture, zero dates, one ``history`` entry and one ``diff_id`` per layer (the layers are stored
-uncompressed, so a diff_id is the layer's digest).
-
-A signature counts only when it verifies with a trusted key *and* its signed content names the digest
-asked about: a ``.sig`` layer copied from another image's tag verifies, but names the other digest.
-Annotations other than the signature are not signed; ``predicateType`` is used only to skip layers.
-
-The tags are read-modify-write, and distribution has no conditional PUT. A push reads the tag again
-after writing it and merges again when another writer replaced it meanwhile (up to ``WRITE_ATTEMPTS``),
-so two gates attesting one digest at once keep both layers unless a third write lands in between.
-"""
+"""Image signatures (``sha256-<hex>.sig``) and in-toto attestations (``.att``) in the layout cosign 2.x
+reads with ``--key``: a signature counts only when a trusted key verifies it and what it signs names the
+digest asked about."""
 
 from __future__ import annotations
 

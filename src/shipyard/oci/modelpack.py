@@ -1,15 +1,6 @@
-"""Models released like images: a directory of model files as a CNCF ModelPack artifact, and back.
-
-ModelPack (github.com/modelpack/model-spec, v1) is an OCI image manifest with
-``artifactType: application/vnd.cncf.model.manifest.v1+json``, a model config
-(``application/vnd.cncf.model.config.v1+json``: descriptor, config, modelfs) and one layer per file,
-the file's relative path in the layer's ``org.cncf.model.filepath``. We push every file raw (no tar,
-no compression), so a layer's blob *is* the file and its diffId is its digest.
-
-The manifest is a pure function of the files' paths and contents, the name and the format: no
-timestamps, canonical JSON, so pushing the same directory again gives the same digest and uploads
-nothing, and a changed file uploads its own layer (and the small config) only.
-"""
+"""Models released like images: a directory of model files as a CNCF ModelPack artifact (one raw layer per
+file), and back. The manifest is a pure function of the files, the name and the format, so the same
+directory pushes to the same digest and uploads nothing."""
 
 from __future__ import annotations
 

@@ -1,23 +1,5 @@
-"""The channel ledger: every promotion and rollback of a channel, kept in the registry itself.
-
-One JSON document per channel, pushed as a single-layer OCI artifact to
-``<namespace>/shipyard-ledger:<channel>``, so ``shipyard history`` works from any machine
-that can reach the registry. An entry is written ``in-progress`` before any tag moves and
-``complete`` after the last one, so an interrupted promotion shows, and is finished by
-running the same promotion again.
-
-Entries are signed and chained. Each records ``extends`` (the digest of the ledger manifest it
-was appended to), ``follows`` (the SHA-256 of the canonical JSON of the entry before it,
-signature included), ``key_id`` and ``signature``: ECDSA P-256 over the canonical JSON of the
-channel's name and the entry without its signature. Rewriting a past entry breaks its signature
-(or, re-signed with a trusted key, the next entry's ``follows``); :func:`verify_ledger` names the
-first entry that does not hold. Only the last entry is ever rewritten (``in-progress`` ->
-``complete``), and it is signed again then. What a chain cannot show is a ledger cut short: the
-newest entries dropped leave a shorter chain that still verifies.
-
-Ledgers written before entries were signed still load (the new fields default to empty); they
-verify as ``unsigned``.
-"""
+"""The channel ledger: every promotion and rollback of a channel, signed and chained, kept as a one-file
+artifact ``<namespace>/shipyard-ledger:<channel>`` in the registry itself, readable from any machine."""
 
 from __future__ import annotations
 

@@ -1,12 +1,6 @@
-"""Carrying out a prune plan: deletes by digest, through distribution's API or GHCR's package API.
-
-Each run reads the registry afresh and deletes leaves first (see :mod:`.plan`), so a run killed at any
-point is finished by running it again; nothing it deletes is ever something a kept release needs.
-A removed release's tag on a digest that stays is taken away with a tombstone: a tiny artifact
-(``artifactType`` :data:`~.inventory.TOMBSTONE_TYPE`, the same bytes for every tag of a repository) is
-put under the tag, then deleted by digest, which deletes the tag. A tombstone left by a killed run is
-deleted by the next one like any manifest nothing keeps.
-"""
+"""Carrying out a prune plan: deletes by digest, leaves first, through distribution's API or GHCR's package
+API, a removed release's tag on a kept digest taken away with a tombstone; a killed run is finished by
+running it again."""
 
 from __future__ import annotations
 
