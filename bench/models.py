@@ -80,12 +80,12 @@ def release_shipyard(registry: Any, repository: str, directory: Path, tag: str, 
     release measures nothing."""
     from shipyard.oci.cosign import push_signature, verified_signers
     from shipyard.oci.modelfiles import scan_model
-    from shipyard.oci.modelpack import push_model, verify_model
+    from shipyard.oci.modelpack import LocalModel, push_model, verify_model
 
     started = time.perf_counter()
     files = scan_model(directory)
     hashed = time.perf_counter()
-    pushed = push_model(registry, repository, directory, name=NAME, format=FORMAT, tag=tag, files=files)
+    pushed = push_model(registry, repository, LocalModel(directory, NAME, FORMAT, files), tag=tag)
     uploaded = time.perf_counter()
     problems = verify_model(registry, repository, pushed.digest, deep=True)
     verified = time.perf_counter()

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
+from typing import Any
 
 from tests.memregistry import MemoryRegistry, digest_of
 
@@ -115,3 +117,13 @@ def push_platforms(
     for tag in tags:
         mem.tags[(repo, tag)] = digest
     return digest, digests
+
+
+def in_toto_statement(name: str, digest: str, predicate_type: str, predicate: Mapping[str, Any]) -> dict[str, Any]:
+    """An in-toto v1 statement about one image (``name``: its repository, as cosign names subjects)."""
+    return {
+        "_type": "https://in-toto.io/Statement/v1",
+        "subject": [{"name": name, "digest": {"sha256": digest.removeprefix("sha256:")}}],
+        "predicateType": predicate_type,
+        "predicate": dict(predicate),
+    }

@@ -1,15 +1,6 @@
-"""The one way shipyard runs a subprocess.
-
-Every external command (docker, buildx, mmdebstrap, pip, git when needed) goes through a
-``Runner``: it resolves the program with ``shutil.which``, reports ``+ argv`` to the event
-sink, streams output line by line to an optional callback, and raises ``CommandFailed``.
-``dry_run=True`` reports the command and does not execute it, which is what ``--dry-run``
-prints. Tests inject a fake runner and assert on the argv.
-
-On Ctrl-C (or SIGTERM) the CLI calls ``stop_all()``: the children still running are
-terminated and no new one starts, so an interrupted build does not leave buildx pushing
-behind the user's back.
-"""
+"""The one way shipyard runs a subprocess: a ``Runner`` resolves the program, reports ``+ argv``, streams
+output lines and raises ``CommandFailed``; ``dry_run`` only reports; ``stop_all()`` ends the children on
+Ctrl-C."""
 
 from __future__ import annotations
 

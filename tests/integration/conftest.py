@@ -105,7 +105,7 @@ def push_variant(
 
 
 def attach_sbom(repository_ref: str, digest: str) -> None:
-    """What ``shipyard build`` does after a push (build/attest.py), for an image a test pushed itself."""
+    """What ``shipyard build`` does after a push (build/attach.py), for an image a test pushed itself."""
     repository = repository_ref.split("/", 1)[1]
     document = SbomGenerator(Runner(), insecure=True).generate(f"{repository_ref}@{digest}", "linux/amd64")
     with RegistryClient(parse_target(IT_REGISTRY)) as registry:

@@ -41,7 +41,9 @@ def test_image_config_from_the_registry(built, registry: RegistryClient) -> None
     sha = git(root, "rev-parse", "HEAD")
     profiles = {name: json.loads((root / "profiles" / f"{name}.json").read_text()) for name in PROFILES}
     for key, unit in record.units.items():
-        config = registry.image_config(f"shipyard-it/{key}", unit.digest, unit.platform)["config"]
+        image = registry.image_manifest(f"shipyard-it/{key}", unit.digest, unit.platform)
+        assert image is not None, key
+        config = registry.config_of(f"shipyard-it/{key}", image)["config"]
         assert config["User"] == "10001:10001", key
         assert config["Healthcheck"]["Test"][0] == "CMD", key
         assert config["Entrypoint"] == ["/usr/bin/tini", "--"], key

@@ -29,6 +29,7 @@ from shipyard.oci import cosign
 from shipyard.oci.artifacts import MANIFEST_TYPE
 from shipyard.oci.client import RegistryClient
 from shipyard.oci.signing import PublicKey, SigningKey
+from tests.attested import in_toto_statement
 
 HOST = "localhost:5000"
 VSA = "https://slsa.dev/verification_summary/v1"
@@ -207,7 +208,7 @@ def test_cosign_verifies_an_attestation_shipyard_pushed(
     signer, stranger = shipyard_keys
     digest = push_tiny_image(client, repository)
     ref = f"{HOST}/{repository}@{digest}"
-    statement = cosign.in_toto_statement(f"{HOST}/{repository}", digest, VSA, PREDICATE)
+    statement = in_toto_statement(f"{HOST}/{repository}", digest, VSA, PREDICATE)
     assert cosign.push_attestation(client, repository, digest, statement, signer.key) is True
     assert statements_in(ok(verify_attestation(cosign_binary, signer.pem, ref)).stdout) == [statement]
     refused = verify_attestation(cosign_binary, stranger.pem, ref)
@@ -233,11 +234,11 @@ def test_shipyard_verifies_what_cosign_signed_and_attested(
     stranger = shipyard_keys[1].public
     assert cosign.verified_signers(client, repository, digest, [stranger, theirs]) == [theirs.key_id]
     assert cosign.verified_signers(client, repository, digest, [stranger]) == []
-    ((key_id, statement),) = cosign.verified_statements(client, repository, digest, [stranger, theirs], VSA)
+    ((key_id, statement),) = list(cosign.newest_statements(client, repository, digest, [stranger, theirs], VSA))
     assert key_id == theirs.key_id
     assert statement["predicate"] == PREDICATE and statement["_type"] == "https://in-toto.io/Statement/v0.1"
-    assert cosign.verified_statements(client, repository, digest, [stranger], VSA) == []
-    assert cosign.verified_statements(client, repository, digest, [theirs], "https://slsa.dev/provenance/v1") == []
+    assert list(cosign.newest_statements(client, repository, digest, [stranger], VSA)) == []
+    assert list(cosign.newest_statements(client, repository, digest, [theirs], "https://slsa.dev/provenance/v1")) == []
 
 
 def test_shipyard_and_cosign_append_to_each_others_tags(
@@ -268,17 +269,17 @@ def test_shipyard_and_cosign_append_to_each_others_tags(
     # attestations: cosign first, shipyard appends to cosign's manifest
     (tmp_path / "predicate.json").write_text(json.dumps(PREDICATE))
     cosign_attest(cosign_binary, cosign_keys, ref, tmp_path / "predicate.json")
-    statement = cosign.in_toto_statement(name, digest, VSA, {**PREDICATE, "verificationResult": "FAILED"})
+    statement = in_toto_statement(name, digest, VSA, {**PREDICATE, "verificationResult": "FAILED"})
     assert cosign.push_attestation(client, repository, digest, statement, signer.key)
     att = client.manifest(repository, cosign.attestation_tag(digest))
     assert att is not None and len(att.json["layers"]) == 2
     assert statement in statements_in(ok(verify_attestation(cosign_binary, signer.pem, ref)).stdout)
     ok(verify_attestation(cosign_binary, cosign_keys.public, ref))
-    found = cosign.verified_statements(client, repository, digest, [signer.public, theirs], VSA)
+    found = list(cosign.newest_statements(client, repository, digest, [signer.public, theirs], VSA))
     assert [(key_id, s["predicate"]["verificationResult"]) for key_id, s in found] == [
-        (theirs.key_id, "PASSED"),
         (signer.public.key_id, "FAILED"),
-    ]
+        (theirs.key_id, "PASSED"),
+    ]  # newest first
 
 
 def test_a_signature_or_attestation_copied_to_another_digest_is_refused_by_both(
@@ -289,7 +290,7 @@ def test_a_signature_or_attestation_copied_to_another_digest_is_refused_by_both(
     name = f"{HOST}/{repository}"
     assert cosign.push_signature(client, repository, signed, name, signer.key)
     assert cosign.push_attestation(
-        client, repository, signed, cosign.in_toto_statement(name, signed, VSA, PREDICATE), signer.key
+        client, repository, signed, in_toto_statement(name, signed, VSA, PREDICATE), signer.key
     )
     for tag in (cosign.signature_tag, cosign.attestation_tag):
         copied = client.manifest(repository, tag(signed))
@@ -300,6 +301,6 @@ def test_a_signature_or_attestation_copied_to_another_digest_is_refused_by_both(
     refused = verify_attestation(cosign_binary, signer.pem, f"{name}@{other}")
     assert refused.returncode != 0 and "no matching subject digest found" in refused.stderr, refused.stderr[-2000:]
     assert cosign.verified_signers(client, repository, other, [signer.public]) == []
-    assert cosign.verified_statements(client, repository, other, [signer.public], VSA) == []
+    assert list(cosign.newest_statements(client, repository, other, [signer.public], VSA)) == []
     assert cosign.verified_signers(client, repository, signed, [signer.public]) == [signer.public.key_id]
-    assert len(cosign.verified_statements(client, repository, signed, [signer.public], VSA)) == 1
+    assert len(list(cosign.newest_statements(client, repository, signed, [signer.public], VSA))) == 1

@@ -25,7 +25,7 @@ from shipyard.config.keys import development_key, state_dir
 from shipyard.config.registry import parse_target
 from shipyard.oci.client import RegistryClient
 from shipyard.oci.cosign import push_signature
-from shipyard.oci.modelpack import push_model
+from shipyard.oci.modelpack import LocalModel, push_model
 from shipyard.record import ModelFileRecord, ModelRecord, ReleaseRecord, save_record
 from shipyard.release.deploy.deployments import load_deployments
 from shipyard.release.model_volumes import volume_name
@@ -81,7 +81,9 @@ def release_with(project: Project, files: Path, tag: str) -> ReleaseRecord:
     record = replace(project.base, release=f"{project.base.release}-{tag}")
     path = parse_target(IT_REGISTRY).repository("models", project.model)
     with RegistryClient(parse_target(IT_REGISTRY)) as registry:
-        pushed = push_model(registry, path, files, name=project.model, format="json", tag=record.release)
+        pushed = push_model(
+            registry, path, LocalModel.scan(files, name=project.model, format="json"), tag=record.release
+        )
         signer = development_key(state_dir())
         push_signature(registry, path, pushed.digest, f"localhost:5000/{path}", signer)
         model = ModelRecord(

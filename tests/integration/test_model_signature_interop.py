@@ -21,7 +21,8 @@ from pathlib import Path
 import pytest
 
 from shipyard.build.models import release_models
-from shipyard.build.options import BuildContext, BuildOptions, plan_for
+from shipyard.build.options import BuildContext, BuildOptions
+from shipyard.build.prepare import plan_for
 from shipyard.build.revision import read_revision
 from shipyard.config.keys import resolve_keys
 from shipyard.config.project import load_project
@@ -30,7 +31,7 @@ from shipyard.events import Event
 from shipyard.oci.attestations import referrers_tag
 from shipyard.oci.client import RegistryClient
 from shipyard.oci.model_signature import BUNDLE_TYPE
-from shipyard.oci.modelpack import inspect_model, push_model
+from shipyard.oci.modelpack import LocalModel, inspect_model, push_model
 from shipyard.oci.signing import SigningKey
 from shipyard.record import ReleaseRecord, reports_dir, save_record
 from shipyard.runner import Runner
@@ -167,7 +168,7 @@ def test_a_model_without_a_trusted_bundle_is_exit_10_and_no_file(project: Path, 
     other.mkdir()
     (other / "weights.bin").write_bytes(os.urandom(1024))
     with RegistryClient(parse_target(REGISTRY)) as registry:  # pushed, but never signed
-        pushed = push_model(registry, path, other, name="affect-nb", format="safetensors")
+        pushed = push_model(registry, path, LocalModel.scan(other, name="affect-nb", format="safetensors"))
     unsigned = dataclasses.replace(model, digest=pushed.digest)
     save_record(project, dataclasses.replace(record, models={"affect-nb": unsigned}))
     out = shipyard(

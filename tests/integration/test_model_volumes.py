@@ -21,7 +21,7 @@ from shipyard.config.keys import state_dir
 from shipyard.errors import EngineError
 from shipyard.events import Event
 from shipyard.oci.client import RegistryClient
-from shipyard.oci.modelpack import push_model, verify_model
+from shipyard.oci.modelpack import LocalModel, push_model, verify_model
 from shipyard.oci.reference import RegistryTarget
 from shipyard.release.model_volumes import PlacedModel, ensure_models, model_fetch_image
 from shipyard.runner import Runner
@@ -55,7 +55,7 @@ def pushed(registry: RegistryClient, it_target: RegistryTarget, tmp_path: Path, 
         (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / path).write_bytes(data)
     repository = it_target.repository("models", uuid.uuid4().hex)
-    model = push_model(registry, repository, tmp_path, name=name, format="safetensors")
+    model = push_model(registry, repository, LocalModel.scan(tmp_path, name=name, format="safetensors"))
     return PlacedModel(name, f"{it_target.host}/{repository}@{model.digest}", f"/models/{name}")
 
 

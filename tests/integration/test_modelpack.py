@@ -20,7 +20,7 @@ import pytest
 
 from shipyard.oci.artifacts import MANIFEST_TYPE
 from shipyard.oci.client import RegistryClient
-from shipyard.oci.modelpack import FILEPATH, inspect_model, push_model, verify_model
+from shipyard.oci.modelpack import FILEPATH, LocalModel, inspect_model, push_model, verify_model
 from shipyard.oci.reference import RegistryTarget
 from tests.integration.conftest import registry_digest
 from tests.memregistry import digest_of
@@ -72,20 +72,20 @@ def test_a_second_push_uploads_nothing_and_a_changed_file_only_its_layer(
     root = model_dir(tmp_path / "tiny")
     wire = Counting()
     with RegistryClient(it_target, transport=wire) as registry:
-        first = push_model(registry, repository, root, name="tiny", format="safetensors", tag="v1")
+        first = push_model(registry, repository, LocalModel.scan(root, name="tiny", format="safetensors"), tag="v1")
         manifest = registry.manifest(repository, first.digest)
         assert manifest is not None
         config_size = manifest.json["config"]["size"]
         assert sorted(wire.uploads()) == sorted([config_size, *(file.size for file in first.files)])
         assert first.uploaded_bytes == sum(file.size for file in first.files) + config_size
 
-        again = push_model(registry, repository, root, name="tiny", format="safetensors", tag="v1")
+        again = push_model(registry, repository, LocalModel.scan(root, name="tiny", format="safetensors"), tag="v1")
         assert (again.digest, again.uploaded_bytes, again.uploaded) == (first.digest, 0, ())
         assert [method for method, _, _ in wire.sent if method not in ("HEAD", "GET")] == ["PUT"]  # the manifest
         assert wire.uploads() == []
 
         (root / WEIGHTS).write_bytes(os.urandom(3 << 20))
-        changed = push_model(registry, repository, root, name="tiny", format="safetensors", tag="v1")
+        changed = push_model(registry, repository, LocalModel.scan(root, name="tiny", format="safetensors"), tag="v1")
         sent = wire.uploads()
         assert changed.digest != first.digest and changed.uploaded == (WEIGHTS,)
         assert len(sent) == 2 and sent[0] == 3 << 20 and changed.uploaded_bytes == sum(sent)  # weights, config
@@ -100,7 +100,7 @@ PUSH_AND_MEASURE = textwrap.dedent(
     from pathlib import Path
     from shipyard.config.registry import parse_target
     from shipyard.oci.client import RegistryClient
-    from shipyard.oci.modelpack import push_model
+    from shipyard.oci.modelpack import LocalModel, push_model
 
     def hwm_kib():
         for line in Path("/proc/self/status").read_text().splitlines():
@@ -110,7 +110,7 @@ PUSH_AND_MEASURE = textwrap.dedent(
     registry = RegistryClient(parse_target("localhost:5000/shipyard-it"))
     registry.ping()
     before = hwm_kib()
-    pushed = push_model(registry, sys.argv[1], Path(sys.argv[2]), name="big", format="pt")
+    pushed = push_model(registry, sys.argv[1], LocalModel.scan(Path(sys.argv[2]), name="big", format="pt"))
     print(json.dumps({"before_kib": before, "after_kib": hwm_kib(), "digest": pushed.digest,
                       "uploaded_bytes": pushed.uploaded_bytes}))
     """
@@ -149,7 +149,7 @@ def test_oras_pull_writes_every_file_at_its_path_with_the_same_bytes(
     if oras is None:
         pytest.skip("oras is not on PATH (Debian: apt-get install oras/trixie)")
     root = model_dir(tmp_path / "tiny")
-    pushed = push_model(registry, repository, root, name="tiny", format="safetensors")
+    pushed = push_model(registry, repository, LocalModel.scan(root, name="tiny", format="safetensors"))
     out = tmp_path / "pulled"
     ref = f"{it_target.host}/{repository}@{pushed.digest}"
     result = subprocess.run([oras, "pull", ref, "-o", str(out), "--plain-http"], capture_output=True, text=True)
@@ -166,7 +166,7 @@ def test_a_tag_moved_to_a_manifest_with_another_blob_is_named_by_verify(
     """The registry refuses nothing here: distribution stores a manifest whose layer is another blob of
     the same size, or whose size is wrong. verify by the tag says which file; by the pinned digest, nothing."""
     root = model_dir(tmp_path / "tiny")
-    pushed = push_model(registry, repository, root, name="tiny", format="safetensors", tag="v1")
+    pushed = push_model(registry, repository, LocalModel.scan(root, name="tiny", format="safetensors"), tag="v1")
     original = registry.manifest(repository, pushed.digest)
     assert original is not None
     impostor = os.urandom(3 << 20)

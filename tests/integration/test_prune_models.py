@@ -27,7 +27,7 @@ import pytest
 from shipyard.config.keys import development_key, state_dir
 from shipyard.oci.client import RegistryClient
 from shipyard.oci.cosign import push_attestation, push_signature, verified_signers
-from shipyard.oci.modelpack import push_model, verify_model
+from shipyard.oci.modelpack import LocalModel, push_model, verify_model
 from shipyard.oci.reference import RegistryTarget
 from shipyard.oci.signing import SigningKey
 from shipyard.record import ModelFileRecord, ModelRecord, ReleaseRecord, UnitRecord, save_record
@@ -105,7 +105,7 @@ class World:
             directory.mkdir(parents=True)
             (directory / "model.onnx").write_bytes(hashlib.sha256(f"{name} {variant}".encode()).digest() * 4096)
             (directory / "config.json").write_text(json.dumps({"name": name, "variant": variant}))
-        pushed = push_model(self.client, self.repo(name), directory, name=name, format="onnx", tag=tag)
+        pushed = push_model(self.client, self.repo(name), LocalModel.scan(directory, name=name, format="onnx"), tag=tag)
         self.digests[f"{name}-{variant}"] = pushed.digest
         repository = f"{HOST}/{self.repo(name)}"
         push_signature(self.client, self.repo(name), pushed.digest, repository, self.signer)

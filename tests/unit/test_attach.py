@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from shipyard.build.attest import Attacher, Pushed
+from shipyard.build.attach import Attacher, Pushed
 from shipyard.errors import CommandFailed
 from shipyard.events import Event
 from shipyard.oci.attestations import find_sbom, read_sbom

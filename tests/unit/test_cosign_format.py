@@ -16,6 +16,7 @@ from shipyard.errors import RegistryError
 from shipyard.oci import cosign
 from shipyard.oci.client import RegistryClient
 from shipyard.oci.signing import PublicKey, SigningKey
+from tests.attested import in_toto_statement
 from tests.memregistry import MemoryRegistry, digest_of
 
 OCI = "application/vnd.oci.image.manifest.v1+json"
@@ -54,8 +55,15 @@ def manifest_puts(reg: MemoryRegistry) -> list[str]:
     return [path for method, path in reg.requests if method == "PUT" and "/manifests/" in path]
 
 
+def newest(
+    client: RegistryClient, digest: str, keys: list[PublicKey], predicate_type: str
+) -> list[tuple[str, dict[str, Any]]]:
+    """What the gates read: the statements about ``digest`` signed by ``keys``, newest first."""
+    return list(cosign.newest_statements(client, REPO, digest, keys, predicate_type))
+
+
 def vsa(digest: str, result: str = "PASSED") -> dict[str, Any]:
-    return cosign.in_toto_statement(REFERENCE, digest, VSA, {"verificationResult": result, "verifier": {"id": "t"}})
+    return in_toto_statement(REFERENCE, digest, VSA, {"verificationResult": result, "verifier": {"id": "t"}})
 
 
 def test_tags_are_cosigns_digest_tags() -> None:
@@ -222,7 +230,7 @@ def test_no_tag_or_a_tag_holding_something_else(
 ) -> None:
     digest = image(reg, "v1")
     assert cosign.verified_signers(client, REPO, digest, [keys[0].public]) == []
-    assert cosign.verified_statements(client, REPO, digest, [keys[0].public], VSA) == []
+    assert newest(client, digest, [keys[0].public], VSA) == []
     index = "application/vnd.oci.image.index.v1+json"
     reg.put(REPO, cosign.signature_tag(digest), json.dumps({"mediaType": index, "manifests": []}).encode(), index)
     assert cosign.verified_signers(client, REPO, digest, [keys[0].public]) == []
@@ -265,11 +273,9 @@ def test_an_attestation_is_a_dsse_layer_under_the_att_tag(
     assert signature["keyid"] == ""
     assert keys[0].public.verify(cosign.pae("application/vnd.in-toto+json", body), base64.b64decode(signature["sig"]))
     assert json.loads(reg.blobs[doc["config"]["digest"]])["rootfs"]["diff_ids"] == [layer["digest"]]
-    assert cosign.verified_statements(client, REPO, digest, [keys[0].public], VSA) == [
-        (keys[0].public.key_id, statement)
-    ]
-    assert cosign.verified_statements(client, REPO, digest, [keys[0].public], "https://slsa.dev/provenance/v1") == []
-    assert cosign.verified_statements(client, REPO, digest, [keys[1].public], VSA) == []
+    assert newest(client, digest, [keys[0].public], VSA) == [(keys[0].public.key_id, statement)]
+    assert newest(client, digest, [keys[0].public], "https://slsa.dev/provenance/v1") == []
+    assert newest(client, digest, [keys[1].public], VSA) == []
 
 
 def test_attestations_append_and_the_same_one_again_pushes_nothing(
@@ -284,8 +290,8 @@ def test_attestations_append_and_the_same_one_again_pushes_nothing(
     assert cosign.push_attestation(client, REPO, digest, passed, keys[0]) is False
     assert len(manifest_puts(reg)) == puts
     assert len(stored(reg, cosign.attestation_tag(digest))["layers"]) == 3
-    found = cosign.verified_statements(client, REPO, digest, [keys[0].public, keys[1].public], VSA)
-    assert found == [(keys[0].public.key_id, passed), (keys[1].public.key_id, passed), (keys[0].public.key_id, failed)]
+    found = newest(client, digest, [keys[0].public, keys[1].public], VSA)
+    assert found == [(keys[0].public.key_id, failed), (keys[1].public.key_id, passed), (keys[0].public.key_id, passed)]
 
 
 def dsse_layer(reg: MemoryRegistry, envelope: bytes, predicate_type: str | None = VSA) -> dict[str, Any]:
@@ -309,7 +315,7 @@ def test_a_statement_about_another_digest_a_tampered_envelope_or_a_mislabelled_o
     forged_body = json.dumps(vsa(digest)).encode()
     tampered = json.dumps({**genuine, "payload": base64.b64encode(forged_body).decode()}).encode()
     mistyped = json.dumps({**genuine, "payloadType": "application/json"}).encode()
-    v1_type_says_provenance = cosign.in_toto_statement(REFERENCE, digest, "https://slsa.dev/provenance/v1", {})
+    v1_type_says_provenance = in_toto_statement(REFERENCE, digest, "https://slsa.dev/provenance/v1", {})
     old_statement = {**vsa(digest), "_type": "https://in-toto.io/Statement/v0.1"}
     unknown_statement = {**vsa(digest), "_type": "https://example.com/Statement"}
     put_layers(
@@ -327,8 +333,8 @@ def test_a_statement_about_another_digest_a_tampered_envelope_or_a_mislabelled_o
             dsse_layer(reg, cosign.dsse_envelope(old_statement, key), None),  # cosign 2.x writes v0.1: counts
         ],
     )
-    assert cosign.verified_statements(client, REPO, digest, [key.public], VSA) == [(key.public.key_id, old_statement)]
-    assert cosign.verified_statements(client, REPO, digest, [keys[1].public], VSA) == []
+    assert newest(client, digest, [key.public], VSA) == [(key.public.key_id, old_statement)]
+    assert newest(client, digest, [keys[1].public], VSA) == []
 
 
 def test_an_envelope_in_url_safe_base64_is_read() -> None:
@@ -341,7 +347,7 @@ def test_an_envelope_in_url_safe_base64_is_read() -> None:
     reg = MemoryRegistry()
     client = RegistryClient(parse_target("localhost:5000/acme"), transport=reg.transport())
     put_layers(reg, cosign.attestation_tag(digest), [dsse_layer(reg, json.dumps(envelope).encode())])
-    assert cosign.verified_statements(client, REPO, digest, [key.public], VSA) == [(key.public.key_id, vsa(digest))]
+    assert newest(client, digest, [key.public], VSA) == [(key.public.key_id, vsa(digest))]
 
 
 def test_a_statement_not_about_the_digest_is_refused_before_anything_is_pushed(
@@ -378,8 +384,8 @@ def test_a_concurrent_writer_that_dropped_our_layer_is_merged_with_again(keys: t
     client = RegistryClient(parse_target("localhost:5000/acme"), transport=httpx.MockTransport(handle))
     assert cosign.push_attestation(client, REPO, digest, vsa(digest), ours) is True
     assert raced and len(manifest_puts(reg)) == 2
-    found = cosign.verified_statements(client, REPO, digest, [ours.public, theirs.public], VSA)
-    assert found == [(theirs.public.key_id, vsa(digest, "FAILED")), (ours.public.key_id, vsa(digest))]
+    found = newest(client, digest, [ours.public, theirs.public], VSA)
+    assert found == [(ours.public.key_id, vsa(digest)), (theirs.public.key_id, vsa(digest, "FAILED"))]
 
 
 def test_a_tag_rewritten_on_every_attempt_is_a_registry_error(keys: tuple[SigningKey, SigningKey]) -> None:

@@ -384,7 +384,7 @@ def test_bad_deploy_settings_name_their_key(keys: dict[str, Any], message: str) 
 def test_a_container_that_crashed_ends_the_wait_at_once_not_after_its_ready_timeout() -> None:
     import time as clock
 
-    from shipyard.release.deploy.live import check_service
+    from shipyard.release.deploy.live_checks import check_service
     from shipyard.release.gates.probes import Crashed
 
     def crashed() -> None:

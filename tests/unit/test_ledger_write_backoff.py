@@ -15,7 +15,7 @@ from shipyard.oci.client import RegistryClient
 from shipyard.oci.retry import RetryPolicy
 from shipyard.release.channels import promote as promote_module
 from shipyard.release.channels.ledger import Entry, load_ledger, save_ledger
-from shipyard.release.channels.promote import Promoter, gate_problems
+from shipyard.release.channels.promote import Promoter, Seams, gate_problems
 from tests.memregistry import MemoryRegistry
 from tests.unit.test_ledger_chain import A, B, C, channel_tags, client, put, slow_ledger_puts
 from tests.unit.test_promote import KEY
@@ -28,10 +28,8 @@ def reg() -> MemoryRegistry:
 
 def promoter(reg: MemoryRegistry, tmp_path: Path, policy: RetryPolicy, naps: list[float]) -> Promoter:
     registry = RegistryClient(parse_target("localhost:5000/acme"), transport=reg.transport(), policy=policy)
-    return Promoter(
-        registry, "acme", lambda _: None, signer=KEY, trusted=(KEY.public,), lock_dir=tmp_path / "locks",
-        sleep=naps.append, policy=gate_problems, settle_s=1.0,
-    )  # fmt: skip
+    seams = Seams(lock_dir=tmp_path / "locks", settle_s=1.0, sleep=naps.append, policy=gate_problems)
+    return Promoter(registry, "acme", lambda _: None, signer=KEY, trusted=(KEY.public,), seams=seams)
 
 
 def test_slow_writes_back_off_as_registry_requests_do(reg: MemoryRegistry, tmp_path: Path) -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from shipyard.oci.artifacts import MANIFEST_TYPE, artifact_manifest
+from shipyard.oci.artifacts import MANIFEST_TYPE, OneFile, artifact_manifest
 from shipyard.oci.attestations import INDEX_TYPE, referrers_tag
 from shipyard.oci.client import RegistryClient
 from shipyard.oci.model_signature import (
@@ -180,9 +180,7 @@ def test_a_bundle_listed_for_another_model_is_not_handed_out(
     # the first model's bundle in a referrer made for the other: the subject is not signed, the files are
     subject = registry.manifest(REPO, other)
     assert subject is not None
-    raw = artifact_manifest(
-        registry, REPO, bundle, layer_type=BUNDLE_TYPE, title="model.sig", artifact_type=BUNDLE_TYPE, subject=subject
-    )
+    raw = artifact_manifest(registry, REPO, bundle, OneFile(BUNDLE_TYPE, "model.sig", BUNDLE_TYPE), subject=subject)
     copied = mem.put(REPO, "copied", raw, MANIFEST_TYPE)
     index = {
         "schemaVersion": 2,

@@ -23,6 +23,7 @@ from shipyard.oci.modelpack import (
     ARTIFACT_TYPE,
     CONFIG_TYPE,
     FILEPATH,
+    LocalModel,
     inspect_model,
     model_config,
     model_manifest,
@@ -180,15 +181,15 @@ def test_a_second_push_uploads_nothing_and_a_changed_file_only_its_layer_and_the
     tmp_path: Path, mem: MemoryRegistry, client: RegistryClient
 ) -> None:
     root = write(tmp_path, FILES)
-    first = push_model(client, REPO, root, name="tiny", format="safetensors", tag="v1")
+    first = push_model(client, REPO, LocalModel.scan(root, name="tiny", format="safetensors"), tag="v1")
     assert uploads(mem) == len(FILES) + 1 and first.uploaded == tuple(sorted(FILES))
     assert mem.tags[(REPO, "v1")] == first.digest
     config_size = first.uploaded_bytes - sum(map(len, FILES.values()))
     assert config_size > 0
-    again = push_model(client, REPO, root, name="tiny", format="safetensors", tag="v1")
+    again = push_model(client, REPO, LocalModel.scan(root, name="tiny", format="safetensors"), tag="v1")
     assert (again.digest, again.uploaded_bytes, again.uploaded, uploads(mem)) == (first.digest, 0, (), len(FILES) + 1)
     write(root, {"weights/model.safetensors": b"\x00retrained\x01" * 100})
-    changed = push_model(client, REPO, root, name="tiny", format="safetensors")
+    changed = push_model(client, REPO, LocalModel.scan(root, name="tiny", format="safetensors"))
     assert changed.digest != first.digest and changed.uploaded == ("weights/model.safetensors",)
     assert changed.uploaded_bytes == 1100 + config_size and uploads(mem) == len(FILES) + 3
     assert (REPO, changed.digest) in mem.manifests and mem.tags[(REPO, "v1")] == first.digest  # no tag: by digest
@@ -231,7 +232,7 @@ def test_no_file_is_read_whole_the_upload_streams_in_chunks(
     client = RegistryClient(parse_target("localhost:5000/acme"), transport=transport)
     tracemalloc.start()
     try:
-        pushed = push_model(client, REPO, tmp_path, name="big", format="pt")
+        pushed = push_model(client, REPO, LocalModel.scan(tmp_path, name="big", format="pt"))
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
@@ -262,7 +263,9 @@ def test_an_upload_retried_after_a_5xx_sends_the_whole_file_again(tmp_path: Path
 
 # --- read back and verify -----------------------------------------------------------------------------
 def test_a_pushed_model_reads_back_and_verifies(tmp_path: Path, client: RegistryClient) -> None:
-    pushed = push_model(client, REPO, write(tmp_path, FILES), name="tiny", format="safetensors", tag="v1")
+    pushed = push_model(
+        client, REPO, LocalModel.scan(write(tmp_path, FILES), name="tiny", format="safetensors"), tag="v1"
+    )
     model = inspect_model(client, REPO, pushed.digest)
     assert (model.digest, model.name, model.format, model.files) == (pushed.digest, "tiny", "safetensors", pushed.files)
     assert model.size == sum(map(len, FILES.values())) and model.file("config.json") is not None
@@ -388,7 +391,9 @@ def test_verify_names_the_file_and_what_is_wrong(
     """A second manifest pushed under the same tag: verify by the tag finds it, by the pinned digest not;
     inspect refuses what is wrong in the manifest itself (what only the registry can tell, it reads)."""
     mem.blobs[digest_of(SAME_SIZE)] = SAME_SIZE
-    pushed = push_model(client, REPO, write(tmp_path, FILES), name="tiny", format="safetensors", tag="v1")
+    pushed = push_model(
+        client, REPO, LocalModel.scan(write(tmp_path, FILES), name="tiny", format="safetensors"), tag="v1"
+    )
     republish(mem, pushed.digest, change)
     problems = verify_model(client, REPO, "v1")
     assert len(problems) == 1 and re.search(problem, problems[0]), problems
@@ -401,7 +406,7 @@ def test_verify_names_the_file_and_what_is_wrong(
 
 
 def test_a_blob_the_registry_lost_is_named(tmp_path: Path, mem: MemoryRegistry, client: RegistryClient) -> None:
-    pushed = push_model(client, REPO, write(tmp_path, FILES), name="tiny", format="safetensors")
+    pushed = push_model(client, REPO, LocalModel.scan(write(tmp_path, FILES), name="tiny", format="safetensors"))
     del mem.blobs[digest_of(FILES["config.json"])]
     assert verify_model(client, REPO, pushed.digest) == [
         f"config.json: blob {digest_of(FILES['config.json'])} is not in the registry"
@@ -411,7 +416,9 @@ def test_a_blob_the_registry_lost_is_named(tmp_path: Path, mem: MemoryRegistry, 
 def test_deep_verify_finds_bytes_that_do_not_hash_to_their_digest(
     tmp_path: Path, mem: MemoryRegistry, client: RegistryClient
 ) -> None:
-    pushed = push_model(client, REPO, write(tmp_path, FILES), name="tiny", format="safetensors", tag="v1")
+    pushed = push_model(
+        client, REPO, LocalModel.scan(write(tmp_path, FILES), name="tiny", format="safetensors"), tag="v1"
+    )
     mem.blobs[digest_of(FILES[WEIGHTS])] = SAME_SIZE  # a corrupt store or mirror: same size, other bytes
     assert verify_model(client, REPO, pushed.digest) == []  # HEAD cannot tell
     assert verify_model(client, REPO, pushed.digest, deep=True) == [

@@ -20,7 +20,7 @@ from shipyard.config.registry import parse_target
 from shipyard.errors import ConfigError, RegistryError
 from shipyard.events import Event
 from shipyard.oci.client import RegistryClient
-from shipyard.oci.modelpack import push_model
+from shipyard.oci.modelpack import LocalModel, push_model
 from shipyard.record import load_record
 from tests.conftest import git, make_project
 from tests.memregistry import MemoryRegistry
@@ -163,7 +163,7 @@ def trained(mem: MemoryRegistry, tmp_path: Path, repository: str, transport_host
     """A ModelPack artifact another pipeline pushed, its digest."""
     client = RegistryClient(parse_target(f"{transport_host}/x"), transport=mem.transport())
     directory = write_model(tmp_path / "trained", {"model.gguf": b"\x02" * 2048, "config.json": b"{}"})
-    return push_model(client, repository, directory, name="trained", format="gguf").digest
+    return push_model(client, repository, LocalModel.scan(directory, name="trained", format="gguf")).digest
 
 
 def from_catalog(reference: str, format: str = "gguf") -> str:

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from shipyard.build.attest import Attacher, Pushed
+from shipyard.build.attach import Attacher, Pushed
 from shipyard.oci.attestations import find_sbom, image_platforms, read_sbom
 from shipyard.oci.client import RegistryClient
 from shipyard.oci.cosign import attestation_tag, push_attestation, push_signature

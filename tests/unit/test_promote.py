@@ -12,7 +12,7 @@ from shipyard.oci.client import RegistryClient
 from shipyard.oci.signing import SigningKey
 from shipyard.record import ReleaseRecord, UnitRecord
 from shipyard.release.channels.ledger import load_ledger
-from shipyard.release.channels.promote import Promoter, gate_problems
+from shipyard.release.channels.promote import Promoter, Seams, gate_problems
 from tests.memregistry import MemoryRegistry
 
 OCI = "application/vnd.oci.image.manifest.v1+json"
@@ -61,11 +61,13 @@ def release(
 def promoter_on(reg: MemoryRegistry, locks: Path, emit: Emit = lambda _: None, key: SigningKey = KEY) -> Promoter:
     """A promoter on the memory registry that signs with ``key`` and trusts it, locks in ``locks``."""
     client = RegistryClient(parse_target("localhost:5000/acme"), transport=reg.transport())
-    return Promoter(
-        client, "acme", emit, signer=key, trusted=(key.public,), lock_dir=locks, sleep=lambda _: None,
-        policy=gate_problems,  # the record's verdicts: these tests are about moving tags (trust: test_trust.py)
+    seams = Seams(
+        lock_dir=locks,
         settle_s=1.0,  # as against a registry other machines reach too (the protocol under test)
-    )  # fmt: skip
+        sleep=lambda _: None,
+        policy=gate_problems,  # the record's verdicts: these tests are about moving tags (trust: test_trust.py)
+    )
+    return Promoter(client, "acme", emit, signer=key, trusted=(key.public,), seams=seams)
 
 
 @pytest.fixture
@@ -203,10 +205,8 @@ def test_a_loopback_promotion_waits_for_no_settle(tmp_path: Path) -> None:
     reg = MemoryRegistry()
     naps: list[float] = []
     client = RegistryClient(parse_target("localhost:5000/acme"), transport=reg.transport())
-    promoter = Promoter(
-        client, "acme", lambda _: None, signer=KEY, trusted=(KEY.public,), lock_dir=tmp_path, sleep=naps.append,
-        policy=gate_problems,
-    )  # fmt: skip
+    seams = Seams(lock_dir=tmp_path, sleep=naps.append, policy=gate_problems)
+    promoter = Promoter(client, "acme", lambda _: None, signer=KEY, trusted=(KEY.public,), seams=seams)
     record = release(reg, "20250111-aaaaaaaa")
     promoter.promote(record, "stable", record.units)
     assert naps == [] and promoter.entry is not None and promoter.entry.state == "complete"
@@ -234,9 +234,8 @@ def test_a_loopback_promotion_reads_no_tag_back(tmp_path: Path) -> None:
     """Without another machine (no settle), each PUT's answer is the check: one HEAD per tag, before."""
     reg = MemoryRegistry()
     client = RegistryClient(parse_target("localhost:5000/acme"), transport=reg.transport())
-    promoter = Promoter(
-        client, "acme", lambda _: None, signer=KEY, trusted=(KEY.public,), lock_dir=tmp_path, policy=gate_problems
-    )
+    seams = Seams(lock_dir=tmp_path, policy=gate_problems)
+    promoter = Promoter(client, "acme", lambda _: None, signer=KEY, trusted=(KEY.public,), seams=seams)
     record = release(reg, "20250111-aaaaaaaa")
     assert promoter.promote(record, "stable", record.units) == 2
     heads = [p for m, p in reg.requests if m == "HEAD" and p.endswith("/svc/manifests/stable")]

@@ -14,7 +14,7 @@ from shipyard.cli.report_commands import fetch_model_evidence
 from shipyard.config.registry import parse_target
 from shipyard.oci.client import RegistryClient
 from shipyard.oci.cosign import push_attestation, push_signature
-from shipyard.oci.modelpack import push_model
+from shipyard.oci.modelpack import LocalModel, push_model
 from shipyard.oci.signing import SigningKey
 from shipyard.record import ModelFileRecord, ModelRecord, ReleaseRecord, save_record
 from shipyard.release.channels.trust import Evidence
@@ -195,7 +195,9 @@ def test_evidence_is_read_from_the_registry_by_digest(tmp_path: Path) -> None:
     rec = with_models()
     with RegistryClient(parse_target(f"{HOST}/acme"), transport=httpx.MockTransport(mem.handle)) as registry:
         for name in ("bert", "whisper"):
-            pushed = push_model(registry, f"acme/models/{name}", tmp_path / name, name=name, format="onnx", tag=RELEASE)
+            pushed = push_model(
+                registry, f"acme/models/{name}", LocalModel.scan(tmp_path / name, name=name, format="onnx"), tag=RELEASE
+            )
             rec.models[name].digest = pushed.digest
         bert, whisper = rec.models["bert"], rec.models["whisper"]
         push_signature(registry, "acme/models/bert", bert.digest, bert.repository, trusted)

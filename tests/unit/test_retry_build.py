@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from shipyard.build.buildx import BuildProgress, BuildRequest
-from shipyard.build.retry_build import run_buildx, transient_registry_fault
+from shipyard.build.retry_build import BuildRunner, transient_registry_fault
 from shipyard.errors import BuildError, CommandFailed
 from shipyard.events import Event
 from shipyard.runner import Completed, Runner
@@ -43,15 +43,8 @@ def request(tmp_path: Path) -> BuildRequest:
 
 def run(tmp_path: Path, script: list[str | None]) -> tuple[ScriptedRunner, list[Event], list[float], BuildProgress]:
     runner, events, sleeps = ScriptedRunner(script), [], []
-    progress = run_buildx(
-        runner,
-        request(tmp_path),
-        unit="cpu/x",
-        slot=nullcontext(),
-        on_line=lambda p: p.feed,
-        emit=events.append,
-        sleep=sleeps.append,
-    )
+    builds = BuildRunner(runner, nullcontext(), events.append, sleep=sleeps.append)
+    progress = builds.run(request(tmp_path), unit="cpu/x", on_line=lambda p: p.feed)
     return runner, events, sleeps, progress
 
 

@@ -1,4 +1,4 @@
-"""The card's `build`: everything up to the pushed digest (plan, render, buildx, reuse, attestations)."""
+"""Everything up to the pushed digest: plan, render, buildx, reuse, attestations."""
 
 import os
 

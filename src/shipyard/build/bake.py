@@ -14,8 +14,10 @@ from typing import Any
 from ..state import make_dirs
 from .base import LocalBases
 from .contexts import Wheelhouse, prepare_tools
-from .options import BuildContext, BuildOptions, plan_for, request_build_args, unit_labels
+from .labels import unit_labels
+from .options import BuildContext, BuildOptions
 from .plan import BuildUnit
+from .prepare import plan_for, request_build_args
 from .render import RenderInputs, TemplateRenderer
 
 PARENT_CONTEXT = "shipyard-parent"

@@ -1,14 +1,5 @@
-"""Local base images: a Debian rootfs with Python made by mmdebstrap, pushed to the registry.
-
-No public registry can be pulled from on an air-gapped site (or this machine), so the
-``cpu`` profile, and any profile with ``--base-override local``, starts from a base built
-here. Its tag is a hash of the recipe, so it is built once per registry and reused.
-
-A multi-platform profile gets one index over one image per platform: each arch's rootfs is made
-by mmdebstrap ``--arch`` (a foreign arch's maintainer scripts run under qemu-user through
-binfmt_misc, which scripts/up.sh registers) and pushed under its own tag, then
-``docker buildx imagetools create`` ties them together under a tag of its own for that set.
-"""
+"""Local base images: a Debian rootfs with Python made by mmdebstrap (one per platform, tied by an index
+for a multi-platform profile), pushed under a tag that hashes the recipe, so it is built once per registry."""
 
 from __future__ import annotations
 

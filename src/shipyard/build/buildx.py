@@ -111,10 +111,6 @@ class BuildProgress:
     def cache_hits(self) -> int:
         return sum(1 for v in self.build_steps if v in self.cached)
 
-    @property
-    def uncached_steps(self) -> list[str]:
-        return [s for v, s in self.build_steps.items() if v not in self.cached]
-
 
 def read_metadata(path: Path) -> str:
     """The pushed image's digest from ``--metadata-file``."""

@@ -1,14 +1,6 @@
-"""The models a release's services need, as ModelPack artifacts under the release tag, before any image.
-
-A ``path`` model is pushed to ``<registry>/<namespace>/models/<name>``. Its manifest digest is a function
-of its files alone, so the same files are found by that digest and only tagged, uploading nothing (the
-images' input-digest reuse, with the digest itself as the key). A ``from`` model is read back by its
-digest and recorded; in the build's own registry it is also tagged there, its blobs mounted across
-repositories (server-side: nothing uploaded), so every model of a release is found at one place.
-
-Everything that can refuse a model (a size budget, a ``from`` that is no ModelPack or another format)
-is checked for every model before the first one is pushed.
-"""
+"""The models a release's services need, as ModelPack artifacts under the release tag, all checked before
+the first is pushed: a ``path`` model pushed (or only tagged, when the registry has its files' digest), a
+``from`` model read back by digest and recorded."""
 
 from __future__ import annotations
 
@@ -26,8 +18,8 @@ from ..oci.client import RegistryClient
 from ..oci.cosign import push_signature
 from ..oci.credentials import reading_credentials_for
 from ..oci.model_signature import HashingRules, NotSignable, hashing_rules, push_model_signature
-from ..oci.modelfiles import model_paths, scan_model
-from ..oci.modelpack import CONFIG_TYPE, ModelPack, inspect_model, model_config, model_manifest, push_model
+from ..oci.modelfiles import model_paths
+from ..oci.modelpack import CONFIG_TYPE, LocalModel, ModelPack, inspect_model, push_model
 from ..oci.reference import RegistryTarget
 from ..record import ModelFileRecord, ModelRecord, reports_dir, write_atomic
 from .options import BuildContext
@@ -148,23 +140,14 @@ def _push_directory(ctx: BuildContext, model: PlannedModel, before_upload: Calla
     """Tag the artifact these files make when the registry has it, else push what it lacks."""
     spec, registry = model.spec, ctx.registry
     assert spec.path is not None
-    files = scan_model(spec.path)
-    raw = model_manifest(model_config(spec.name, spec.format, files), files)
+    local = LocalModel.scan(spec.path, name=spec.name, format=spec.format)
+    files, raw = local.files, local.manifest()
     existing = registry.manifest(model.repository_path, _digest(raw))
     if existing is not None:
         digest, uploaded = registry.put_manifest(model.repository_path, model.tag, raw, MANIFEST_TYPE), 0
     else:
         before_upload()
-        pushed = push_model(
-            registry,
-            model.repository_path,
-            spec.path,
-            name=spec.name,
-            format=spec.format,
-            tag=model.tag,
-            emit=ctx.emit,
-            files=files,
-        )
+        pushed = push_model(registry, model.repository_path, local, tag=model.tag, emit=ctx.emit)
         digest, uploaded = pushed.digest, pushed.uploaded_bytes
     for alias in ctx.revision.aliases:
         registry.put_manifest(model.repository_path, alias, raw, MANIFEST_TYPE)

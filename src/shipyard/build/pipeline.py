@@ -11,14 +11,16 @@ from ..errors import BuildError, ConfigError
 from ..events import Event
 from ..record import ReleaseRecord, UnitRecord, load_record, records_dir, save_record
 from ..runner import stopping
-from .attest import Attacher
+from .attach import Attacher
 from .base import LocalBases
 from .models import release_models
-from .options import REUSE_LOOKUPS, BuildContext, BuildOptions, Once, plan_for
+from .once import Once
+from .options import REUSE_LOOKUPS, BuildContext, BuildOptions
 from .plan import Plan
+from .prepare import plan_for
 from .sbom import SbomGenerator
 from .scheduler import run_dag
-from .unit import UnitBuilder
+from .unit import Prepared, UnitBuilder
 
 
 def check_build_secrets(plan: Plan, environ: Mapping[str, str]) -> None:
@@ -77,7 +79,8 @@ def build_release(ctx: BuildContext, options: BuildOptions) -> ReleaseRecord:
     record.models.update(models)
     attacher = _attacher(ctx, options)
     digests = {name: model.digest for name, model in record.models.items()}
-    builder = UnitBuilder(ctx, plan, options, base_refs, _previous_inputs(ctx, plan), engine_ready, attacher, digests)
+    prepared = Prepared(base_refs, _previous_inputs(ctx, plan), digests)
+    builder = UnitBuilder(ctx, plan, options, prepared, engine_ready, attacher)
     jobs = 1 if ctx.runner.dry_run else max(options.jobs, REUSE_LOOKUPS)  # dry run: commands in plan order
     outcomes = run_dag(
         [u.key for u in plan.units], {u.key: u.parent_unit for u in plan.units}, _told(ctx, builder), jobs

@@ -14,6 +14,7 @@ import re
 import threading
 from collections.abc import Callable
 from contextlib import AbstractContextManager
+from dataclasses import dataclass
 
 from ..errors import BuildError, CommandFailed
 from ..events import Emit, Event
@@ -42,42 +43,45 @@ def transient_registry_fault(output: str) -> str | None:
     return None
 
 
-def run_buildx(
-    runner: Runner,
-    request: BuildRequest,
-    *,
-    unit: str,
-    slot: AbstractContextManager[object],
-    on_line: Callable[[BuildProgress], Callable[[str], None]],
-    emit: Emit,
-    attempts: int = ATTEMPTS,
-    sleep: Callable[[float], None] | None = None,
-) -> BuildProgress:
-    """Run ``request``; ``on_line(progress)`` gives the line reader for each attempt's progress."""
-    wait = sleep or (lambda s: threading.Event().wait(s))
-    for attempt in range(1, attempts + 1):
-        progress = BuildProgress()
-        try:
-            with slot:
-                runner.run(request.argv(), on_line=on_line(progress))
-            return progress
-        except CommandFailed as exc:
-            fault = transient_registry_fault(exc.output)
-            if fault is None or attempt == attempts:
-                last = "\n".join(exc.output.splitlines()[-15:])
-                tries = f" after {attempt} attempts (registry faults)" if fault else ""
-                raise BuildError(
-                    f"{unit}: docker buildx build failed (exit {exc.returncode}){tries} at "
-                    f"{progress.current or 'start'}\n{last}"
-                ) from None
-            delay = min(8.0, 0.5 * 2 ** (attempt - 1)) + random.uniform(0, 0.5)
-            emit(
-                Event(
-                    "unit.retry",
-                    f"{unit}: registry fault during the build ({fault[:160]}); "
-                    f"running buildx again in {delay:.1f}s (attempt {attempt + 1} of {attempts})",
-                    unit=unit,
+@dataclass(frozen=True)
+class BuildRunner:
+    """Runs buildx builds through ``runner``, at most as many at once as ``slot`` lets in, each again
+    (up to ``attempts`` times, waiting with ``sleep``) when the registry failed it; tells ``emit``."""
+
+    runner: Runner
+    slot: AbstractContextManager[object]
+    emit: Emit
+    attempts: int = ATTEMPTS
+    sleep: Callable[[float], None] | None = None
+
+    def run(
+        self, request: BuildRequest, *, unit: str, on_line: Callable[[BuildProgress], Callable[[str], None]]
+    ) -> BuildProgress:
+        """Run ``request``; ``on_line(progress)`` gives the line reader for each attempt's progress."""
+        wait = self.sleep or (lambda s: threading.Event().wait(s))
+        for attempt in range(1, self.attempts + 1):
+            progress = BuildProgress()
+            try:
+                with self.slot:
+                    self.runner.run(request.argv(), on_line=on_line(progress))
+                return progress
+            except CommandFailed as exc:
+                fault = transient_registry_fault(exc.output)
+                if fault is None or attempt == self.attempts:
+                    last = "\n".join(exc.output.splitlines()[-15:])
+                    tries = f" after {attempt} attempts (registry faults)" if fault else ""
+                    raise BuildError(
+                        f"{unit}: docker buildx build failed (exit {exc.returncode}){tries} at "
+                        f"{progress.current or 'start'}\n{last}"
+                    ) from None
+                delay = min(8.0, 0.5 * 2 ** (attempt - 1)) + random.uniform(0, 0.5)
+                self.emit(
+                    Event(
+                        "unit.retry",
+                        f"{unit}: registry fault during the build ({fault[:160]}); "
+                        f"running buildx again in {delay:.1f}s (attempt {attempt + 1} of {self.attempts})",
+                        unit=unit,
+                    )
                 )
-            )
-            wait(delay)
-    raise AssertionError("unreachable")
+                wait(delay)
+        raise AssertionError("unreachable")

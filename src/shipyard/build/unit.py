@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -13,24 +14,48 @@ from ..events import Event
 from ..oci.attestations import has_provenance
 from ..oci.client import Manifest
 from ..record import UnitRecord
-from .attest import Attacher, Pushed
+from .attach import Attacher, Pushed
 from .buildx import BuildProgress, BuildRequest, read_metadata
 from .contexts import Wheelhouse, prepare_tools
 from .inputs import InputSet, compute_inputs, why_changed
-from .options import (
-    INPUTS_LABEL,
-    RELEASE_LABELS,
-    BuildContext,
-    BuildOptions,
-    Once,
-    expectations,
-    render_unit,
-    request_build_args,
-    unit_labels,
-)
+from .labels import INPUTS_LABEL, RELEASE_LABELS, unit_labels
+from .once import Once
+from .options import BuildContext, BuildOptions
 from .plan import BuildUnit, Plan
+from .prepare import expectations, render_unit, request_build_args
 from .render import RenderInputs, TemplateRenderer
-from .retry_build import run_buildx
+from .retry_build import BuildRunner
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """What the pipeline settles before the first unit: the profile bases' refs (by base key), each
+    unit's inputs in an earlier release (to say why it rebuilds), the models' digests (by name)."""
+
+    base_refs: Mapping[str, str]
+    previous_inputs: Mapping[str, Mapping[str, Any]]
+    models: Mapping[str, str]
+
+
+@dataclass(frozen=True)
+class Job:
+    """One unit on its way: the ref of its parent, its inputs, and when it started (monotonic)."""
+
+    unit: BuildUnit
+    parent: str
+    inputs: InputSet
+    started: float
+
+
+@dataclass(frozen=True)
+class Stored:
+    """The image a unit's record points at: the index (or manifest) digest, its platform manifest's
+    digest and compressed size, and the release it was reused from ("" when built now)."""
+
+    digest: str
+    size: int
+    image_digest: str = ""
+    reused_from: str = ""
 
 
 class UnitBuilder:
@@ -41,30 +66,25 @@ class UnitBuilder:
         ctx: BuildContext,
         plan: Plan,
         options: BuildOptions,
-        base_refs: Mapping[str, str],
-        previous_inputs: Mapping[str, Mapping[str, Any]],
+        prepared: Prepared,
         engine_ready: Once,
         attacher: Attacher | None = None,
-        models: Mapping[str, str] | None = None,
     ) -> None:
-        self.ctx, self.plan, self.options = ctx, plan, options
-        self.base_refs = base_refs
-        self.previous_inputs = previous_inputs
+        self.ctx, self.plan, self.options, self.prepared = ctx, plan, options, prepared
         self.renderer = TemplateRenderer.for_project(ctx.project.templates, ctx.project.catalog.policy)
         self.wheelhouse = Wheelhouse(ctx.cache_dir, ctx.runner)
         self.records: dict[str, UnitRecord] = {}
         self._lock = threading.Lock()  # the wheelhouse and tools dirs are shared between units
         # The pool is wider than --jobs so that reuse look-ups (registry round trips) run side by side;
         # this semaphore keeps the number of buildx builds at --jobs.
-        self._builds = threading.Semaphore(options.jobs)
+        self._buildx = BuildRunner(ctx.runner, threading.Semaphore(options.jobs), ctx.emit)
         self.engine_ready = engine_ready
         self.attacher = attacher
         self.index = {u.key: i for i, u in enumerate(plan.units, 1)}
-        self.models = dict(models or {})  # model name -> the digest this release pushed or pinned
 
     def parent_ref(self, unit: BuildUnit) -> str:
         if unit.base is not None:
-            return self.base_refs[unit.base_key]
+            return self.prepared.base_refs[unit.base_key]
         assert unit.parent_unit is not None
         parent = self.records.get(unit.parent_unit)
         return parent.parent_ref if parent else f"{self.plan.unit(unit.parent_unit).repository}@<digest>"
@@ -95,13 +115,14 @@ class UnitBuilder:
             named_contexts=contexts,
         )
         labels[INPUTS_LABEL] = inputs.digest
+        job = Job(unit, parent, inputs, started)
         refused = "" if self.options.reuse else "--no-reuse"
         if self.options.reuse and not self.ctx.runner.dry_run:
-            reused = self._reuse(unit, parent, inputs, started)
+            reused = self._reuse(job)
             if isinstance(reused, UnitRecord):
                 return reused
             refused = reused or ""
-        reasons = [refused] if refused else why_changed(self.previous_inputs.get(key), inputs)
+        reasons = [refused] if refused else why_changed(self.prepared.previous_inputs.get(key), inputs)
         self.ctx.emit(
             Event(
                 "unit.started",
@@ -110,11 +131,11 @@ class UnitBuilder:
                 data={"reasons": reasons},
             )
         )
-        return self._build(unit, parent, labels, contexts, inputs, started)
+        return self._build(job, labels, contexts)
 
-    def _reuse(self, unit: BuildUnit, parent: str, inputs: InputSet, started: float) -> UnitRecord | str | None:
+    def _reuse(self, job: Job) -> UnitRecord | str | None:
         """The reused unit's record; else why not (None: no image with these inputs)."""
-        registry = self.ctx.registry
+        registry, unit, inputs = self.ctx.registry, job.unit, job.inputs
         found = registry.manifest(unit.repository_path, inputs.tag)
         if found is None:
             return None
@@ -127,18 +148,9 @@ class UnitBuilder:
         config = registry.config_of(unit.repository_path, image)
         labels = dict((config.get("config") or {}).get("Labels") or {})
         image_labels = {k: labels.get(k, v) for k, v in unit_labels(self.ctx, unit).items()}
-        record = self._record(
-            unit,
-            parent,
-            inputs,
-            started,
-            found.digest,
-            image.compressed_size,
-            image_labels | {INPUTS_LABEL: inputs.digest},
-            BuildProgress(),
-            reused_from=labels.get("org.opencontainers.image.version", "?"),
-            image_digest=image.digest,
-        )
+        reused_from = labels.get("org.opencontainers.image.version", "?")
+        stored = Stored(found.digest, image.compressed_size, image.digest, reused_from)
+        record = self._record(job, stored, image_labels | {INPUTS_LABEL: inputs.digest}, BuildProgress())
         self.records[unit.key] = record
         self._attach(unit, record, reused=True)
         self.ctx.emit(
@@ -152,19 +164,8 @@ class UnitBuilder:
         )
         return record
 
-    def _record(
-        self,
-        unit: BuildUnit,
-        parent: str,
-        inputs: InputSet,
-        started: float,
-        digest: str,
-        size: int,
-        labels: Mapping[str, str],
-        progress: BuildProgress,
-        reused_from: str = "",
-        image_digest: str = "",
-    ) -> UnitRecord:
+    def _record(self, job: Job, stored: Stored, labels: Mapping[str, str], progress: BuildProgress) -> UnitRecord:
+        unit = job.unit
         return UnitRecord(
             profile=unit.profile.name,
             image=unit.image.name,
@@ -173,28 +174,21 @@ class UnitBuilder:
             platforms=list(unit.profile.platforms) if unit.profile.multi_platform else [],
             repository=unit.repository,
             tag=unit.tag,
-            digest=digest,
-            size=size,
-            parent=parent,
-            duration_s=round(time.monotonic() - started, 2),
+            digest=stored.digest,
+            size=stored.size,
+            parent=job.parent,
+            duration_s=round(time.monotonic() - job.started, 2),
             steps=len(progress.build_steps),
             cache_hits=progress.cache_hits,
             expect=expectations(self.ctx, unit, labels),
-            inputs=inputs.to_record(),
-            reused_from=reused_from,
-            image_digest=image_digest,
+            inputs=job.inputs.to_record(),
+            reused_from=stored.reused_from,
+            image_digest=stored.image_digest,
             models=self._models_of(unit),
         )
 
-    def _build(
-        self,
-        unit: BuildUnit,
-        parent: str,
-        labels: dict[str, str],
-        contexts: dict[str, Path],
-        inputs: InputSet,
-        started: float,
-    ) -> UnitRecord:
+    def _build(self, job: Job, labels: dict[str, str], contexts: dict[str, Path]) -> UnitRecord:
+        unit, parent = job.unit, job.parent
         dockerfile = render_unit(self.ctx, self.renderer, unit, parent, labels)
         metadata = dockerfile.with_name("metadata.json")
         metadata.unlink(missing_ok=True)
@@ -212,23 +206,15 @@ class UnitBuilder:
             secrets=unit.image.build_secrets,
         )
         self.engine_ready()
-        progress = run_buildx(
-            self.ctx.runner,
-            request,
-            unit=unit.key,
-            slot=self._builds,
-            on_line=lambda progress: _reader(self.ctx, unit, progress),
-            emit=self.ctx.emit,
-        )
-        image_digest = ""
+        progress = self._buildx.run(request, unit=unit.key, on_line=lambda progress: _reader(self.ctx, unit, progress))
         if self.ctx.runner.dry_run:
-            digest, size = "sha256:<digest>", 0
+            stored = Stored("sha256:<digest>", 0)
         else:
             digest = read_metadata(metadata)
-            manifest = self._tag_pushed(unit, digest, inputs)
-            size, image_digest = (manifest.compressed_size, manifest.digest) if manifest else (0, "")
-        duration = time.monotonic() - started
-        record = self._record(unit, parent, inputs, started, digest, size, labels, progress, image_digest=image_digest)
+            manifest = self._tag_pushed(unit, digest, job.inputs)
+            stored = Stored(digest, manifest.compressed_size, manifest.digest)
+        duration = time.monotonic() - job.started
+        record = self._record(job, stored, labels, progress)
         self.records[unit.key] = record
         if not self.ctx.runner.dry_run:
             self._attach(unit, record)
@@ -237,7 +223,7 @@ class UnitBuilder:
                     "unit.built",
                     f"{self._label(unit)}: {_outcome(progress)} in {duration:.1f}s, "
                     f"{progress.cache_hits}/{len(progress.build_steps)} steps cached, "
-                    f"{digest[:19]}",
+                    f"{stored.digest[:19]}",
                     unit=unit.key,
                     data={"record": record},
                 )
@@ -247,9 +233,10 @@ class UnitBuilder:
     def _models_of(self, unit: BuildUnit) -> dict[str, str]:
         """The digests of the models a service unit is released with (none in a dry run: nothing pushed)."""
         needs = unit.image.service.models if unit.image.service else ()
-        return {name: self.models[name] for name in needs if name in self.models}
+        models = self.prepared.models
+        return {name: models[name] for name in needs if name in models}
 
-    def _tag_pushed(self, unit: BuildUnit, digest: str, inputs: InputSet) -> Manifest | None:
+    def _tag_pushed(self, unit: BuildUnit, digest: str, inputs: InputSet) -> Manifest:
         """Put the inputs tag (later releases look it up, even after --no-reuse) and the semver tags on
         the index buildx pushed, by manifest PUTs: a second ``--tag`` would be a second push of the
         image by the engine. Returns the platform manifest."""

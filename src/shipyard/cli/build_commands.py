@@ -12,8 +12,9 @@ from ..build.bake import write_bake_file
 from ..build.base import DEFAULT_PLATFORMS, LOCAL_BASES, LocalBases
 from ..build.buildx import docker_login
 from ..build.models import plan_models
-from ..build.options import BuildContext, BuildOptions, plan_for, render_unit
+from ..build.options import BuildContext, BuildOptions
 from ..build.pipeline import build_release
+from ..build.prepare import plan_for, render_unit
 from ..build.render import TemplateRenderer, check_templates
 from ..build.revision import read_revision
 from ..config.keys import resolve_keys

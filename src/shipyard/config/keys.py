@@ -1,12 +1,6 @@
-"""Which key signs, and which public keys are trusted: from the catalog and the environment.
-
-The private key comes from ``SHIPYARD_SIGNING_KEY`` (a path) or ``SHIPYARD_SIGNING_KEY_PEM`` (the PEM
-itself, for a CI secret), its password from ``SHIPYARD_SIGNING_KEY_PASSWORD`` (or the CLI's prompt).
-``[project] trusted_keys`` names the public keys promotion and deploy accept. A project that names
-none, on the embedded local registry, gets a development key pair made once in the state directory
-(``~/.local/state/shipyard/keys/``), trusted there and nowhere else: any other registry needs
-``trusted_keys`` and a real key, so a development signature can never reach a real site.
-"""
+"""Which key signs (``SHIPYARD_SIGNING_KEY`` or ``SHIPYARD_SIGNING_KEY_PEM``) and which public keys are
+trusted (``[project] trusted_keys``); on the embedded local registry only, a development key pair made
+once in the state directory."""
 
 from __future__ import annotations
 

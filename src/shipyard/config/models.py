@@ -1,12 +1,6 @@
-"""The catalog's models (``[models.<name>]``): the model directories and artifacts services are released with.
-
-A model is either a directory of the project (``path``: weights, tokenizer, config files), pushed by
-the build as a ModelPack artifact, or an artifact that already exists (``from``: a training pipeline's
-output), named by digest so the release pins exactly what was trained. Everything that can be wrong
-with one is found here, when the catalog is read, so a bad model stops the build before anything is
-pushed: a directory that leaves the project (itself or through a symlink) would make the release
-depend on files the commit does not hold.
-"""
+"""The catalog's models (``[models.<name>]``): a project directory (``path``) the build pushes, or an
+existing artifact pinned by digest (``from``), each checked when the catalog is read, so a bad model stops
+the build before anything is pushed."""
 
 from __future__ import annotations
 

@@ -1,20 +1,6 @@
-"""Deploy targets (``[targets.<name>]`` in the catalog): which machine runs which profile's services.
-
-A target names the engine to deploy to (``unix://``, ``tcp://``, ``ssh://`` or ``context:NAME``),
-the profile whose images it runs, the services (default: every service built for the profile),
-whether it is a canary target (rolled out first), the runtime secrets its services need (taken from
-the deploying environment and never written anywhere), ``mode`` (``compose`` per host, or ``swarm``
-for a stack on a swarm manager, whose ports ``publish`` on the routing mesh or, with ``host``, each
-task on a port of its own node, checked one by one) and ``ports``, the host port a service is
-published on where it is not the service's own (two targets on one host, or a port taken there).
-
-A Compose target deploys with a ``strategy``: ``blue-green`` (the default: the new release starts beside
-the old one, is checked, then the edge proxy switches and the old one drains for ``drain_s``),
-``stop-first`` (one copy at a time, for a host that cannot hold two: the edge holds requests for up to
-``hold_s`` while a service restarts) or ``in-place`` (Compose recreates the containers on their ports,
-no edge: each changed service is down while it restarts). ``proxy_image`` is the edge's image:
-``local:NAME`` (built here from Debian's package, like the local bases) or a reference pinned by digest.
-"""
+"""Deploy targets (``[targets.<name>]`` in the catalog): which engine runs which profile's services, in
+which mode (Compose or Swarm) and strategy (blue-green, stop-first, in-place), on which ports, with which
+runtime secrets."""
 
 from __future__ import annotations
 

@@ -7,6 +7,7 @@ blobs first, as the OCI distribution spec wants.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import Any
 
 from .client import Manifest, RegistryClient
@@ -21,23 +22,31 @@ def canonical(document: dict[str, Any]) -> bytes:
     return json.dumps(document, separators=(",", ":"), sort_keys=True).encode()
 
 
+@dataclass(frozen=True)
+class OneFile:
+    """What a one-file artifact's manifest says of its file: the layer's media type and title, the
+    manifest's ``artifactType`` (None: left out) and its config's media type."""
+
+    layer_type: str
+    title: str
+    artifact_type: str | None = None
+    config_type: str = EMPTY_CONFIG_TYPE
+
+
 def artifact_manifest(
     registry: RegistryClient,
     repository: str,
     body: bytes,
+    file: OneFile,
     *,
-    layer_type: str,
-    title: str,
-    artifact_type: str | None = None,
-    config_type: str = EMPTY_CONFIG_TYPE,
     subject: Manifest | None = None,
     annotations: dict[str, str] | None = None,
 ) -> bytes:
     """Upload ``body`` and the empty config; the manifest's bytes, ready to PUT under any reference."""
     layer = registry.upload_blob(repository, body)
     config = registry.upload_blob(repository, EMPTY_CONFIG)
-    config_descriptor: dict[str, Any] = {"mediaType": config_type, "digest": config, "size": len(EMPTY_CONFIG)}
-    if config_type == EMPTY_CONFIG_TYPE:
+    config_descriptor: dict[str, Any] = {"mediaType": file.config_type, "digest": config, "size": len(EMPTY_CONFIG)}
+    if file.config_type == EMPTY_CONFIG_TYPE:
         config_descriptor["data"] = "e30="  # the spec's inline form of the empty config
     manifest: dict[str, Any] = {
         "schemaVersion": 2,
@@ -45,15 +54,15 @@ def artifact_manifest(
         "config": config_descriptor,
         "layers": [
             {
-                "mediaType": layer_type,
+                "mediaType": file.layer_type,
                 "digest": layer,
                 "size": len(body),
-                "annotations": {"org.opencontainers.image.title": title},
+                "annotations": {"org.opencontainers.image.title": file.title},
             }
         ],
     }
-    if artifact_type:
-        manifest["artifactType"] = artifact_type
+    if file.artifact_type:
+        manifest["artifactType"] = file.artifact_type
     if subject is not None:
         manifest["subject"] = {"mediaType": subject.media_type, "digest": subject.digest, "size": len(subject.raw)}
     if annotations:
@@ -63,9 +72,7 @@ def artifact_manifest(
 
 def push_document(registry: RegistryClient, repository: str, tag: str, body: bytes, *, media_type: str) -> str:
     """``body`` as a one-file artifact under ``repository:tag`` (a ledger, say); the manifest's digest."""
-    raw = artifact_manifest(
-        registry, repository, body, layer_type=media_type, title=f"{tag}.json", artifact_type=media_type
-    )
+    raw = artifact_manifest(registry, repository, body, OneFile(media_type, f"{tag}.json", media_type))
     return registry.put_manifest(repository, tag, raw, MANIFEST_TYPE)
 
 

@@ -1,35 +1,6 @@
-"""Attestations of a pushed image: SLSA provenance inside its index, a CycloneDX SBOM beside it.
-
-**Provenance** is BuildKit's (``buildx build --provenance=mode=max``). The pushed image is an
-OCI index holding the platform manifest and an *attestation manifest* (platform
-``unknown/unknown``, annotations ``vnd.docker.reference.type: attestation-manifest`` and
-``vnd.docker.reference.digest: <platform manifest>``) whose layer is an in-toto statement
-annotated ``in-toto.io/predicate-type: https://slsa.dev/provenance/v0.2``. mode=max records
-the build args and the whole Dockerfile; shipyard refuses secret-like build args
-(config/profiles.py), so nothing secret goes into it.
-
-**SBOM**: ``buildx --sbom`` runs the ``docker/buildkit-syft-scanner`` image inside the build,
-which a machine that cannot pull public images cannot run. Trivy is already shipyard's
-scanner (from a wheel, works offline), so after the push shipyard has trivy write a CycloneDX
-SBOM of the pushed image by digest (build/sbom.py) and pushes it as an OCI 1.1 artifact that
-*refers* to the image: ``artifactType: application/vnd.cyclonedx+json``, the empty config
-descriptor, one CycloneDX layer, ``subject`` = the image index's descriptor.
-
-**One SBOM per platform**: a single-platform unit's SBOM refers to its index (as it always did); a
-multi-platform unit's index gets none of its own: each platform manifest in it has its SBOM, made by
-Trivy for that platform, referring to that manifest (``subject`` = the platform manifest), so what was
-never read for arm64 cannot pass for arm64's SBOM. ``sbom_subject`` says which digest an image's is under.
-
-**Where the SBOM is found**: Distribution 2.8 (the embedded registry) and GHCR have no
-referrers API, so shipyard keeps the distribution spec's *referrers tag schema*: the tag
-``sha256-<hex of the image digest>`` in the image's repository holds an OCI index listing every
-referrer of that image (descriptor + ``artifactType``), updated read-modify-write. shipyard
-writes and reads that tag on every registry (on one with the API it is one extra tag), so
-verify has one code path; oras, cosign, regctl and go-containerregistry read it too.
-
-Both attestations are keyed by the image's digest in its own repository: a server-side
-re-tag (input-digest reuse, promotion) keeps them, and a reused image needs no new SBOM.
-"""
+"""Attestations of a pushed image: BuildKit's SLSA provenance inside its index, and our CycloneDX SBOM
+(one per platform manifest) beside it as an OCI 1.1 referrer, found through the referrers tag schema
+(``sha256-<hex>``) on every registry."""
 
 from __future__ import annotations
 
@@ -39,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import VerifyFailed
-from .artifacts import MANIFEST_TYPE, artifact_manifest, canonical
+from .artifacts import MANIFEST_TYPE, OneFile, artifact_manifest, canonical
 from .client import INDEX_TYPES, Manifest, RegistryClient
 
 INDEX_TYPE = "application/vnd.oci.image.index.v1+json"
@@ -186,16 +157,8 @@ def push_sbom(
     registry: RegistryClient, repository: str, subject: Manifest, document: bytes, annotations: dict[str, str]
 ) -> str:
     """Push ``document`` as a referrer of ``subject`` and list it under the referrers tag; its digest."""
-    raw = artifact_manifest(
-        registry,
-        repository,
-        document,
-        layer_type=CYCLONEDX_TYPE,
-        title="sbom.cdx.json",
-        artifact_type=CYCLONEDX_TYPE,
-        subject=subject,
-        annotations=annotations,
-    )
+    file = OneFile(CYCLONEDX_TYPE, "sbom.cdx.json", CYCLONEDX_TYPE)
+    raw = artifact_manifest(registry, repository, document, file, subject=subject, annotations=annotations)
     digest = registry.put_manifest(repository, _digest_of(raw), raw, MANIFEST_TYPE)
     _add_referrer(
         registry,

@@ -210,12 +210,6 @@ class RegistryClient:
             self._blobs[(repository, digest)] = response.content
         return response.content
 
-    def image_config(self, repository: str, reference: str, platform: str) -> dict[str, Any]:
-        manifest = self.image_manifest(repository, reference, platform)
-        if manifest is None:
-            raise RegistryError(f"{self.target.host}/{repository}:{reference} does not exist")
-        return self.config_of(repository, manifest)
-
     def config_of(self, repository: str, manifest: Manifest) -> dict[str, Any]:
         """The image config blob of a single-platform manifest already in hand."""
         config: dict[str, Any] = json.loads(self.blob(repository, manifest.json["config"]["digest"]))

@@ -1,28 +1,6 @@
-"""Image signatures and in-toto attestations in the layout cosign 2.x reads with ``--key``.
-
-Both live in the image's own repository under tags derived from its digest, each an OCI image manifest
-with one layer per signature, appended to as more signers sign (what ``cosign sign`` does):
-
-* ``sha256-<hex>.sig``: layers ``application/vnd.dev.cosign.simplesigning.v1+json`` whose blob is the
-  simple-signing payload (``critical.identity.docker-reference``, ``critical.image.docker-manifest-digest``,
-  ``critical.type: cosign container image signature``, ``optional``) and whose annotation
-  ``dev.cosignproject.cosign/signature`` is the base64 DER ECDSA signature of that blob.
-* ``sha256-<hex>.att``: layers ``application/vnd.dsse.envelope.v1+json`` whose blob is a DSSE envelope
-  (payloadType ``application/vnd.in-toto+json``, signed over the DSSE PAE) of an in-toto statement,
-  annotated ``predicateType`` (and an empty ``dev.cosignproject.cosign/signature``, as cosign writes it).
-
-The config is the image config cosign (go-containerregistry) writes for these manifests: empty os and
-architecture, zero dates, one ``history`` entry and one ``diff_id`` per layer (the layers are stored
-uncompressed, so a diff_id is the layer's digest).
-
-A signature counts only when it verifies with a trusted key *and* its signed content names the digest
-asked about: a ``.sig`` layer copied from another image's tag verifies, but names the other digest.
-Annotations other than the signature are not signed; ``predicateType`` is used only to skip layers.
-
-The tags are read-modify-write, and distribution has no conditional PUT. A push reads the tag again
-after writing it and merges again when another writer replaced it meanwhile (up to ``WRITE_ATTEMPTS``),
-so two gates attesting one digest at once keep both layers unless a third write lands in between.
-"""
+"""Image signatures (``sha256-<hex>.sig``) and in-toto attestations (``.att``) in the layout cosign 2.x
+reads with ``--key``: a signature counts only when a trusted key verifies it and what it signs names the
+digest asked about."""
 
 from __future__ import annotations
 
@@ -96,16 +74,6 @@ def pae(payload_type: str, body: bytes) -> bytes:
     """DSSE's pre-authentication encoding: what a DSSE signature signs."""
     kind = payload_type.encode()
     return b"DSSEv1 %d %s %d %s" % (len(kind), kind, len(body), body)
-
-
-def in_toto_statement(name: str, digest: str, predicate_type: str, predicate: Mapping[str, Any]) -> dict[str, Any]:
-    """An in-toto v1 statement about one image (``name``: its repository, as cosign names subjects)."""
-    return {
-        "_type": STATEMENT_V1,
-        "subject": [{"name": name, "digest": {"sha256": _hex(digest)}}],
-        "predicateType": predicate_type,
-        "predicate": dict(predicate),
-    }
 
 
 def dsse_envelope(statement: Mapping[str, Any], key: SigningKey) -> bytes:
@@ -233,14 +201,6 @@ def _envelope_signers(raw: bytes, keys: Sequence[PublicKey]) -> tuple[bytes, lis
     return body, [key.key_id for key in keys if any(key.verify(signed, s) for s in valid)]
 
 
-def verified_statements(
-    registry: RegistryClient, repository: str, digest: str, keys: Sequence[PublicKey], predicate_type: str
-) -> list[tuple[str, dict[str, Any]]]:
-    """(key id, statement) for every attestation of ``predicate_type`` about ``digest`` signed by one of
-    ``keys``, in the order of the layers (oldest first)."""
-    return list(_statements(registry, repository, digest, keys, predicate_type, newest_first=False))
-
-
 def newest_statements(
     registry: RegistryClient,
     repository: str,
@@ -249,8 +209,9 @@ def newest_statements(
     predicate_type: str,
     skip: Callable[[str], bool] = lambda label: False,
 ) -> Iterator[tuple[str, dict[str, Any]]]:
-    """The same, newest first, each layer's blob read only when it is reached: a reader that has what it
-    needs stops. A layer whose ``LABEL_ANNOTATION`` ``skip`` accepts is not read."""
+    """(key id, statement) for every attestation of ``predicate_type`` about ``digest`` signed by one of
+    ``keys``, newest layer first, each layer's blob read only when it is reached: a reader that has what
+    it needs stops. A layer whose ``LABEL_ANNOTATION`` ``skip`` accepts is not read."""
     return _statements(registry, repository, digest, keys, predicate_type, newest_first=True, skip=skip)
 
 

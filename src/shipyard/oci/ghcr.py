@@ -1,18 +1,5 @@
-"""GHCR's package API: what the OCI API of ghcr.io cannot do (list repositories, delete a manifest).
-
-GHCR answers neither ``/v2/_catalog`` nor ``DELETE /v2/<name>/manifests/<digest>``. Each repository is a
-*container package* of its owner (an organization or a user); each manifest (an index, a platform
-manifest, an attestation, a signature) is a *package version* whose ``name`` is its digest and whose
-``metadata.container.tags`` are its tags. The REST API (``https://api.github.com``, documented under
-"Packages"):
-
-* ``GET /orgs/{org}/packages?package_type=container`` (``/users/{user}/…`` for a user): the packages;
-* ``GET /orgs/{org}/packages/container/{package}/versions``: the versions, paged (``per_page``, ``Link``);
-* ``DELETE /orgs/{org}/packages/container/{package}/versions/{id}``: one version, and so its tags.
-
-``{package}`` is the repository's path under the owner, URL-encoded (``ai-system%2Fmainpc%2Fmodel-ops``).
-Storage is freed by GitHub itself; there is no garbage collection to run.
-"""
+"""GHCR's package API (api.github.com, "Packages"): what the OCI API of ghcr.io cannot do, list the
+repositories and delete a manifest (a package version)."""
 
 from __future__ import annotations
 

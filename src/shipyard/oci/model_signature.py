@@ -1,34 +1,6 @@
-"""A model's signature in sigstore ``model-signing``'s format, made from its ModelPack layer digests.
-
-``model_signing verify key DIR --signature FILE --public_key KEY.pub`` (sigstore/model-transparency,
-v1.x) reads a sigstore bundle (``application/vnd.dev.sigstore.bundle.v0.3+json``) whose
-``verificationMaterial.publicKey.hint`` is the hex SHA-256 of the public key's PEM (a bundle naming
-another key is refused before its signature is checked) and whose ``dsseEnvelope`` is an in-toto v1
-statement (payloadType ``application/vnd.in-toto+json``, an ECDSA signature over the DSSE PAE) of
-predicate type ``https://model_signing/signature/v1.0``:
-
-* ``predicate.resources``: one ``{name, algorithm: sha256, digest: <hex>}`` per file, the name the path
-  relative to the model's directory, sorted by path components;
-* ``subject``: one entry, named after the model (informative only), whose sha256 is the hash of the
-  resources' raw digests concatenated in that order;
-* ``predicate.serialization``: ``{method: files, hash_type: sha256, allow_symlinks, ignore_paths}``.
-
-The verifier hashes every file under DIR except its ignore rules and wants exactly the same set: one file
-more, less or changed fails. Its rules: the signature file itself (``--signature``), git's paths
-(``.git``, ``.gitattributes``, ``.github``, ``.gitignore``), ``--ignore-paths`` and the statement's own
-``ignore_paths``. shipyard leaves *every* hidden file and directory out of a model (``model_paths``), so
-the statement lists git's paths and, when made from the model's directory, the hidden entries found in it
-(names only: nothing is read), so that the directory shipyard pushed and the files pulled from the
-artifact both verify. A symlink among the files makes ``allow_symlinks`` true; the CLI still wants
-``--allow_symlinks`` for such a directory (its flags, not the statement, set that).
-
-The raw layers' digests *are* the files' sha256, so no file is read to sign. A layer that is an archive
-(another tool's tar layer) names no single file's hash: such a model gets no bundle (``NotSignable``).
-
-The bundle is pushed as an OCI 1.1 referrer of the model's manifest (artifactType the bundle's media
-type, one layer, ``subject`` the model), listed under the referrers tag schema's ``sha256-<hex>`` index
-that the SBOM referrers use, which retention keeps beside a kept digest.
-"""
+"""A model's signature in sigstore ``model-signing``'s format (a sigstore bundle of an in-toto statement over
+the files' digests), made from the ModelPack layer digests without reading a file and pushed as a referrer
+of the model's manifest."""
 
 from __future__ import annotations
 
@@ -43,7 +15,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from ..errors import RegistryError
-from .artifacts import MANIFEST_TYPE, artifact_manifest, canonical
+from .artifacts import MANIFEST_TYPE, OneFile, artifact_manifest, canonical
 from .attestations import INDEX_TYPE, referrers_tag
 from .client import INDEX_TYPES, Manifest, RegistryClient
 from .cosign import IN_TOTO_PAYLOAD_TYPE, STATEMENT_V1, dsse_envelope, pae
@@ -266,9 +238,7 @@ def push_model_signature(
         registry,
         repository,
         bundle,
-        layer_type=BUNDLE_TYPE,
-        title=TITLE,
-        artifact_type=BUNDLE_TYPE,
+        OneFile(BUNDLE_TYPE, TITLE, BUNDLE_TYPE),
         subject=model,
         annotations=BUNDLE_ANNOTATIONS,
     )

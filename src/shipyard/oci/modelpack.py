@@ -1,15 +1,6 @@
-"""Models released like images: a directory of model files as a CNCF ModelPack artifact, and back.
-
-ModelPack (github.com/modelpack/model-spec, v1) is an OCI image manifest with
-``artifactType: application/vnd.cncf.model.manifest.v1+json``, a model config
-(``application/vnd.cncf.model.config.v1+json``: descriptor, config, modelfs) and one layer per file,
-the file's relative path in the layer's ``org.cncf.model.filepath``. We push every file raw (no tar,
-no compression), so a layer's blob *is* the file and its diffId is its digest.
-
-The manifest is a pure function of the files' paths and contents, the name and the format: no
-timestamps, canonical JSON, so pushing the same directory again gives the same digest and uploads
-nothing, and a changed file uploads its own layer (and the small config) only.
-"""
+"""Models released like images: a directory of model files as a CNCF ModelPack artifact (one raw layer per
+file), and back. The manifest is a pure function of the files, the name and the format, so the same
+directory pushes to the same digest and uploads nothing."""
 
 from __future__ import annotations
 
@@ -36,6 +27,7 @@ __all__ = [
     "ARTIFACT_TYPE",
     "CONFIG_TYPE",
     "FILEPATH",
+    "LocalModel",
     "ModelFile",
     "ModelPack",
     "PushedModel",
@@ -110,28 +102,39 @@ def model_manifest(config: bytes, files: tuple[ModelFile, ...]) -> bytes:
     return canonical(document)
 
 
-def push_model(
-    registry: RegistryClient,
-    repository: str,
-    directory: Path,
-    *,
-    name: str,
-    format: str,
-    tag: str | None = None,
-    emit: Emit = discard,
-    files: tuple[ModelFile, ...] | None = None,
-) -> PushedModel:
-    """Push the model in ``directory`` as a ModelPack artifact: blobs first (streamed from disk, only
-    those the registry lacks), then the manifest under ``tag``, or by digest alone without one.
+@dataclass(frozen=True)
+class LocalModel:
+    """A model directory as it is pushed: its files (:func:`scan_model`, in layer order) and the name and
+    format its ModelPack config gives it."""
 
-    ``files``: the directory's :func:`scan_model`, when the caller has it already (a multi-GB model is
-    not hashed twice); the registry refuses a file that changed since (its digest no longer matches)."""
-    files = scan_model(directory) if files is None else files
-    config = model_config(name, format, files)
+    directory: Path
+    name: str
+    format: str
+    files: tuple[ModelFile, ...]
+
+    @classmethod
+    def scan(cls, directory: Path, *, name: str, format: str) -> LocalModel:
+        return cls(directory, name, format, scan_model(directory))
+
+    def config(self) -> bytes:
+        return model_config(self.name, self.format, self.files)
+
+    def manifest(self) -> bytes:
+        """The manifest's bytes: a pure function of the files, the name and the format."""
+        return model_manifest(self.config(), self.files)
+
+
+def push_model(
+    registry: RegistryClient, repository: str, model: LocalModel, *, tag: str | None = None, emit: Emit = discard
+) -> PushedModel:
+    """Push ``model`` as a ModelPack artifact: blobs first (streamed from disk, only those the registry
+    lacks), then the manifest under ``tag``, or by digest alone without one. The registry refuses a file
+    that changed since ``model`` was scanned (its digest no longer matches)."""
+    files, config = model.files, model.config()
     raw = model_manifest(config, files)
     sent: list[ModelFile] = []
     for file in files:
-        if registry.upload_file(repository, directory / file.path, file.digest, file.size):
+        if registry.upload_file(repository, model.directory / file.path, file.digest, file.size):
             sent.append(file)
             emit(Event("model.layer.uploaded", f"{file.path}: uploaded {file.size} bytes", data={"path": file.path}))
     config_bytes = 0

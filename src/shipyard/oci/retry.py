@@ -1,12 +1,6 @@
-"""When and how long shipyard retries a registry request.
-
-Transient answers (connection errors and timeouts, 429, 5xx) are retried with exponential
-backoff and jitter, bounded by a number of attempts *and* a deadline per request, so a dead
-registry fails a run in bounded time. A ``Retry-After`` header is honoured: the wait is at
-least what the registry asked for, and a wait past the deadline ends the retries at once.
-Everything else (401/403/404, a digest that does not match) is an answer, not a fault, and
-is never retried.
-"""
+"""When and how long shipyard retries a registry request: transient faults (connection errors, 429, 5xx)
+with exponential backoff and jitter, bounded by attempts and a deadline, ``Retry-After`` honoured; any
+other answer is never retried."""
 
 from __future__ import annotations
 

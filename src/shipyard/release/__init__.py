@@ -1,1 +1,1 @@
-"""The card's `release`: everything after the pushed digest, reading the record and the registry."""
+"""Everything after the pushed digest (gates, channels, deploy, retention), reading the record and the registry."""

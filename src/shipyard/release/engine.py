@@ -1,15 +1,5 @@
-"""Docker engines: which one a canary or a deploy target talks to, the client, and where its ports answer.
-
-The canary's engine is ``DOCKER_HOST`` if set, else the current docker context (``docker context use``,
-``DOCKER_CONTEXT``), as the docker CLI chooses. A local engine (unix socket) publishes the canary's
-ports on 127.0.0.1 only; a remote one (``tcp://mainpc:2376``, ``ssh://me@mainpc``) on all its
-interfaces, probed at its own host name (``SHIPYARD_CANARY_HOST`` names another address to probe).
-
-A deploy target names its engine in ``[targets.<name>] engine``: ``unix:///…``, ``tcp://host:port``,
-``ssh://user@host`` or ``context:NAME``; its published ports are probed at the engine's host name
-(127.0.0.1 for a local socket). An unreachable engine, a missing secret or a GPU profile on an engine
-without the NVIDIA runtime is one line naming who asked, before anything changes.
-"""
+"""Docker engines: which one a canary (``DOCKER_HOST``, else the docker context) or a deploy target (its
+``engine``) talks to, the client, and where its published ports answer."""
 
 from __future__ import annotations
 

@@ -1,12 +1,5 @@
-"""A release's models on an engine: one Docker volume per model digest, filled before anything starts.
-
-Each model a service runs with lives in the volume ``shipyard-model-<name>-<digest 12>``, mounted read-only
-at ``<model_dir>/<name>``. The volume is filled by one one-shot container on the engine itself (the
-program is ``model_fetch.py``, on the local Python base): it pulls the artifact by digest and checks every
-file's digest on the way, so what a service reads is byte for byte what verify checked. Volumes are never
-removed by a deploy: the models of the release before stay beside the new ones, and a rollback finds its
-own already there (the container sees its marker and downloads nothing). ``prune --volumes`` is for that.
-"""
+"""A release's models on an engine: one Docker volume per model digest, filled (every file checked) by a
+one-shot container before anything starts, and never removed by a deploy."""
 
 from __future__ import annotations
 

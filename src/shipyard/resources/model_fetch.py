@@ -1,18 +1,6 @@
-"""Fills model volumes on a target: run inside a one-shot container, standard library only, by digest.
-
-This file is not imported by shipyard: its source is the program of the one-shot container that
-``release/model_volumes.py`` starts on the target's engine (``python3 -c``), with every model volume to fill
-mounted. For each model it reads the manifest **by digest** from the registry (checking the bytes hash
-to that digest), then every layer's blob, streamed to a file beside its place and hashed on the way:
-a file whose bytes do not hash to its layer's digest (or have another size) fails the fill, naming the
-file, and nothing of that model is left but the partial directory the next fill starts over. A volume
-that holds its model already (the marker written after the last file) is left as it is: a rollback to
-a release whose model is on the host downloads nothing.
-
-Input: ``MODELS_TO_FILL``, a JSON list of ``{"name", "registry", "repository", "digest", "mount"}``.
-Output: one JSON line per model (``{"name", "state": "present"|"filled", "files", "bytes", "seconds"}``),
-or ``error: <one line>`` on standard error and exit status 1.
-"""
+"""Fills model volumes in a one-shot container (standard library only; not imported by shipyard): each
+model's manifest and blobs by digest, every file hashed on the way. Input ``MODELS_TO_FILL`` (a JSON list);
+output one JSON line per model, or ``error: <one line>`` on stderr and exit status 1."""
 
 import hashlib
 import json

@@ -1,23 +1,5 @@
-"""The channel ledger: every promotion and rollback of a channel, kept in the registry itself.
-
-One JSON document per channel, pushed as a single-layer OCI artifact to
-``<namespace>/shipyard-ledger:<channel>``, so ``shipyard history`` works from any machine
-that can reach the registry. An entry is written ``in-progress`` before any tag moves and
-``complete`` after the last one, so an interrupted promotion shows, and is finished by
-running the same promotion again.
-
-Entries are signed and chained. Each records ``extends`` (the digest of the ledger manifest it
-was appended to), ``follows`` (the SHA-256 of the canonical JSON of the entry before it,
-signature included), ``key_id`` and ``signature``: ECDSA P-256 over the canonical JSON of the
-channel's name and the entry without its signature. Rewriting a past entry breaks its signature
-(or, re-signed with a trusted key, the next entry's ``follows``); :func:`verify_ledger` names the
-first entry that does not hold. Only the last entry is ever rewritten (``in-progress`` ->
-``complete``), and it is signed again then. What a chain cannot show is a ledger cut short: the
-newest entries dropped leave a shorter chain that still verifies.
-
-Ledgers written before entries were signed still load (the new fields default to empty); they
-verify as ``unsigned``.
-"""
+"""The channel ledger: every promotion and rollback of a channel, signed and chained, kept as a one-file
+artifact ``<namespace>/shipyard-ledger:<channel>`` in the registry itself, readable from any machine."""
 
 from __future__ import annotations
 
@@ -34,7 +16,7 @@ from datetime import UTC, datetime
 from typing import Literal
 
 from ...errors import LedgerBroken, RegistryError
-from ...oci.artifacts import MANIFEST_TYPE, artifact_manifest, canonical
+from ...oci.artifacts import MANIFEST_TYPE, OneFile, artifact_manifest, canonical
 from ...oci.client import RegistryClient
 from ...oci.signing import PublicKey, SigningKey
 from ...versions import check_schema, writer
@@ -152,14 +134,8 @@ def ledger_manifest(registry: RegistryClient, namespace: str, ledger: Ledger) ->
     """Upload the ledger's blobs; the manifest bytes that make it the channel's ledger once PUT (the same
     artifact ``push_document`` makes). Apart, so that a writer's last look at the head comes right
     before the one PUT that replaces it."""
-    return artifact_manifest(
-        registry,
-        ledger_repository(namespace),
-        ledger.to_json(),
-        layer_type=LEDGER_TYPE,
-        title=f"{ledger.channel}.json",
-        artifact_type=LEDGER_TYPE,
-    )
+    file = OneFile(LEDGER_TYPE, f"{ledger.channel}.json", LEDGER_TYPE)
+    return artifact_manifest(registry, ledger_repository(namespace), ledger.to_json(), file)
 
 
 def put_ledger(registry: RegistryClient, namespace: str, channel: str, raw: bytes) -> str:

@@ -1,48 +1,6 @@
-"""Promotion and rollback of channel tags, by digest, through the registry API.
-
-A promotion PUTs the exact manifest bytes (and media type) of each unit's recorded
-digest under ``<repository>:<channel>``: the digest cannot change, no layer moves.
-(``docker buildx imagetools create`` re-wraps manifests and changes digests.)
-
-Concurrent promotions of one channel. The registry (distribution 2.8) has no compare-and-swap
-on a manifest PUT: two writers of the ledger would overwrite each other's entry, and two sets of
-tag moves would interleave. So:
-
-* On one machine, an exclusive ``fcntl.flock`` on ``<state dir>/locks/<host>-<namespace>-<channel>-<hash>.lock``
-  is held from before the ledger is read until its entry is complete: promotions and rollbacks of
-  a channel from one machine (one state directory) run one after the other and lose nothing.
-* Across machines, optimistic detection on the ledger's manifest digest, its *head*. The ledger is
-  read before the tags, and its head remembered. A last entry that is another promotion's fresh
-  ``in-progress`` one is waited for (up to ``IN_PROGRESS_WAIT_S``; older, it counts as interrupted
-  and stays so, the new entry after it). The new ledger's blobs are uploaded, then the head is read
-  again (moved: refused, ``channel moved during the promotion; run it again``, no tag moved) and
-  the manifest PUT; that look and the PUT's answer may be at most ``SETTLE_S`` apart (else the slow
-  write is retried like a fault, with the backoff and within the deadline of every registry request,
-  ``oci/retry.py``: the same bytes written again after a look that must find this write's head, up
-  to ``WRITE_ATTEMPTS`` times; then refused, no tag moved). ``SETTLE_S`` after the PUT the head is read once more and
-  must be ours (else refused, no tag moved): a writer that saw the old head before our write landed has, by its own
-  ``SETTLE_S`` bound, written by then (Fischer's timed mutual exclusion), so of two writers that
-  read one head the earlier stops and the later goes on, both entries never moving tags at once.
-  After the tags moved, the head must still be ours (else the promotion stops, its entry left
-  ``in-progress``); every tag is read back (one moved meanwhile is put back), the entry made
-  ``complete``, and the head confirmed to hold it.
-* A loopback registry (``localhost``, ``127.0.0.1``) is reached from this machine only: no settle
-  by default (``settle_seconds``), the lock and the head checks alone, and no read-back of the tags
-  (each PUT's answer already names the digest stored; no other promotion runs while the lock is
-  held). Processes of one machine with different state directories (users) are then not protected
-  from each other's timing.
-
-What remains, across machines only: the timing bound assumes the registry applies a request
-between its sending and its answer, and reads its own writes (distribution on a filesystem
-does; an eventually consistent storage backend does not). The wait for an ``in-progress`` entry
-trusts the machines' clocks to agree within ``IN_PROGRESS_WAIT_S``, and a promotion that moves
-tags for longer than that counts as interrupted: one that starts then appends after it and moves
-tags at the same time; the first stops when it sees the head moved, the second's read-back repairs
-the tags the first moved before it, not those after. A write slower than
-``SETTLE_S`` may have landed over another machine's entry whose own check had already passed; the
-write again protects this promotion, not that one. A registry with conditional PUTs
-(``If-Match``) would close these; one promoting machine (or CI concurrency group) per channel avoids them.
-"""
+"""Promotion and rollback of channel tags, by digest, through the registry API: each unit's exact manifest
+bytes PUT under ``<repository>:<channel>``, every move in the channel's ledger; concurrent promotions of a
+channel are kept apart by a host lock and timed checks of the ledger's head."""
 
 from __future__ import annotations
 
@@ -93,7 +51,7 @@ CHANNEL_RE = re.compile(r"^[a-z][a-z0-9-]{0,40}$")
 
 
 def settle_seconds(target: RegistryTarget, environ: Mapping[str, str] = os.environ) -> float:
-    """How long a ledger write's look-to-answer may take, and is waited for after it (see above).
+    """How long a ledger write's look-to-answer may take, and is waited for after it.
 
     ``SHIPYARD_LEDGER_SETTLE_S`` when set (every machine that promotes to the registry must use the
     same); else none for a loopback registry (only this machine reaches it, and its promotions of a
@@ -181,12 +139,25 @@ class SlowWrite(Transient):
         self.took = took
 
 
+@dataclass(frozen=True)
+class Seams:
+    """What a Promoter otherwise takes from this machine, replaced by tests: where the channel locks are
+    (None: the state directory's ``locks/``), the settle time (None: :func:`settle_seconds`), the waits'
+    ``sleep`` and ``clock`` (monotonic, for durations), and what stands between a release and a channel
+    (None: the registry's signatures and signed verdicts for the exact digests, trust.py)."""
+
+    lock_dir: Path | None = None
+    settle_s: float | None = None
+    sleep: Callable[[float], None] = time.sleep
+    clock: Callable[[], float] = time.monotonic
+    policy: Callable[[ReleaseRecord, Iterable[str]], list[str]] | None = None
+
+
 class Promoter:
     """Moves a channel's tags and records each move, signed by ``signer``, in the channel's ledger.
 
     ``trusted`` are the keys whose ledger entries a rollback restores and an interrupted promotion
-    finishes; ``lock_dir`` holds the host-local channel locks (default: the state directory's
-    ``locks/``); ``sleep`` and ``clock`` (monotonic, for durations) are the waits' seams for tests."""
+    finishes."""
 
     def __init__(
         self,
@@ -196,27 +167,22 @@ class Promoter:
         *,
         signer: SigningKey,
         trusted: Sequence[PublicKey],
-        lock_dir: Path | None = None,
-        sleep: Callable[[float], None] = time.sleep,
-        clock: Callable[[], float] = time.monotonic,
-        policy: Callable[[ReleaseRecord, Iterable[str]], list[str]] | None = None,
-        settle_s: float | None = None,
+        seams: Seams | None = None,
     ) -> None:
-        # what stands between a release and a channel: by default the registry's signatures and signed
-        # verdicts for the exact digests (trust.py); the record's own verdicts only where a test says so
-        self.policy = policy or (lambda record, keys: trust_problems(registry, trusted, record, keys))
+        seams = seams or Seams()
+        self.policy = seams.policy or (lambda record, keys: trust_problems(registry, trusted, record, keys))
         self.registry = registry
         self.namespace = namespace
         self.emit = emit
         self.host = registry.target.host
         self.signer = signer
         self.trusted = tuple(trusted)
-        self.lock_dir = lock_dir if lock_dir is not None else state_dir() / "locks"
-        self.sleep = sleep
-        self.clock = clock
+        self.lock_dir = seams.lock_dir if seams.lock_dir is not None else state_dir() / "locks"
+        self.sleep = seams.sleep
+        self.clock = seams.clock
         self.in_progress_wait_s = IN_PROGRESS_WAIT_S
         self.lock_timeout_s = LOCK_TIMEOUT_S
-        self.settle_s = settle_seconds(registry.target) if settle_s is None else settle_s
+        self.settle_s = settle_seconds(registry.target) if seams.settle_s is None else seams.settle_s
         self.entry: Entry | None = None  # the entry the last promote or rollback wrote (or found in place)
 
     def _path(self, repository: str) -> str:

@@ -1,17 +1,6 @@
-"""What may ship, decided from the registry: signatures and signed verdicts, by digest.
-
-Promotion, deploy and rollout ask this module, not the release record. Every unit's digest must
-carry a signature by a trusted key and signed ``verify`` and ``scan`` verdicts for that digest and the
-release's git revision; the release must have been canaried (a signed canary verdict for at least one
-profile), and every service of a canaried profile needs its own. Each of those verdicts must cover every
-platform of the unit (a multi-platform unit's index: each image in it): one whose ``platforms`` lack one
-is refused naming the unit, the gate and the platform; a verdict written before verdicts named platforms
-covers the unit's primary platform only, which is all of a single-platform unit. Every model a unit was released with
-needs a trusted signature and a signed verify verdict of that revision. The record is only the list of what
-to look for: a record whose digests or verdicts were edited finds nothing signed to match and is
-refused, naming the unit and what is missing. An empty list of units is refused too: no policy
-passes vacuously.
-"""
+"""What may ship, decided from the registry and not the record: every unit's digest signed by a trusted
+key with signed verify, scan and canary verdicts for its revision and each platform, every model signed
+and verified; an empty list of units is refused."""
 
 from __future__ import annotations
 

@@ -1,20 +1,5 @@
-"""Blue-green and stop-first: each changed service moves to its other colour behind the edge proxy.
-
-Blue-green (the default), in the order a user's request never sees a half-started release:
-
-1. pull every new image onto the target (before anything changes; a failed pull changes nothing);
-2. start each changed service in its other colour, on a host port of that colour only;
-3. wait for it (up to the service's ``ready_timeout_s``; a crash ends the wait), then send the golden
-   requests and hold the p95 to the SLO against the new container directly;
-4. switch the edge to the new colours (a runtime switch: no listener closes) and check again through it;
-5. wait until the old colours' connections end (at most ``drain_s``), then remove them.
-
-A failure in 1-3 removes what was started: the old colours never stopped. A failure in 4 switches back to
-the old colours, still running. Stop-first is for a host without room for two copies: per service, stop
-the old colour (the edge holds requests meanwhile, up to ``hold_s``), start and check the new one, switch;
-on a failure the old colour is started again and the held requests go to it. A service whose image and
-settings are what it runs already is not touched.
-"""
+"""Blue-green and stop-first: each changed service moves to its other colour behind the edge proxy, checked
+before the switch; a failure before the switch removes only what it started, one after it switches back."""
 
 from __future__ import annotations
 
@@ -42,7 +27,7 @@ from .docker_cli import ApplyFailed, DockerCli
 from .edge import Edge
 from .edge_config import PARKED, EdgeState, Route
 from .edge_plan import EdgePlan, Move
-from .live import Alive, ServiceCheck, check_service
+from .live_checks import Alive, ServiceCheck, check_service
 from .steps import StepLog
 
 

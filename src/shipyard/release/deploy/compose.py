@@ -1,14 +1,5 @@
-"""A deploy target's Docker Compose project: the channel's (or a release's) services, by digest, hardened.
-
-What a target runs is decided from the registry: for ``--channel C`` each service's ``C`` tag, so the
-project holds what was promoted; for a release, its record's digests, gated as a promotion is. Each
-service runs as the canary runs it (the image's non-root user, a read-only root with a tmpfs
-``/tmp``, no capabilities, no new privileges) with the profile's ``runtime`` limits, restarts
-unless stopped, and takes its secrets from the deploying environment as ``${NAME:?…}``: Compose fails
-loudly when one is missing, and no value is written. A service released with models mounts each one's
-volume (by digest, filled before the deploy starts anything: model_volumes.py) read-only at
-``<model_dir>/<name>``; one without keeps a named cache volume at the model directory, as before.
-"""
+"""A deploy target's Docker Compose project: the channel's (or a gated release's) services by digest,
+hardened as the canary runs them, secrets by reference only, models mounted read-only from their volumes."""
 
 from __future__ import annotations
 

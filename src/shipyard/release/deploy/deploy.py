@@ -1,13 +1,5 @@
-"""Deploy one target: compute the plan, apply it with the target's strategy, record every step.
-
-The plan comes first and touches nothing (which service moves from which image to which, found on the
-engine itself); ``--dry-run`` stops there, and a target that already runs the plan is left alone.
-Applying it takes the target's lock, plans again under it, writes an ``in-progress`` entry to the
-target's deployment ledger and hands over to the strategy: behind the edge (blue_green.py: blue-green
-or stop-first), or in place (in_place.py: Compose in place, or a Swarm stack). The entry ends
-``complete``, ``rolled-back`` (the target serves the previous good deployment) or ``failed`` (a first
-deploy: nothing to go back to). A run killed halfway leaves ``in-progress``: the next run finishes it.
-"""
+"""Deploy one target: compute the plan (touching nothing; ``--dry-run`` stops there), then, under the
+target's lock, apply it with the target's strategy, every step recorded in the deployment ledger."""
 
 from __future__ import annotations
 
@@ -38,7 +30,7 @@ from .deployments import Deployment, load_deployments, save_deployments
 from .docker_cli import ApplyFailed, DockerCli, Running
 from .edge_plan import Move
 from .in_place import InPlaceStrategy
-from .live import ServiceCheck
+from .live_checks import ServiceCheck
 from .lock import lock_file, target_lock
 from .steps import StepLog
 from .swarm_apply import SwarmApplier, stack_project

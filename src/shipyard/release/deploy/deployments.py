@@ -1,14 +1,5 @@
-"""The deployment ledger: what each target ran, when and who put it there, kept in the registry.
-
-One JSON document per target under ``<namespace>/shipyard-deployments:<target>``, like the channel
-ledger. An entry is written ``in-progress`` before the engine is touched and gets its outcome after:
-``complete``, ``rolled-back`` (it failed and the target is back on the previous good deployment),
-``failed`` (nothing to go back to: what it started was stopped) or ``interrupted`` (a killed run,
-superseded by the run that finished it). Each entry keeps the Compose project it applied (secrets by
-reference only), so a rollback re-applies exactly what ran, whatever the catalog says today, and
-the strategy and each step it took with its duration (pull, stage, check, switch, drain, …). Entries
-written before steps existed read as ``in-place`` with no steps.
-"""
+"""The deployment ledger: what each target ran, when, who put it there and the steps it took, one document
+per target (``<namespace>/shipyard-deployments:<target>``); a rollback re-applies the project an entry kept."""
 
 from __future__ import annotations
 

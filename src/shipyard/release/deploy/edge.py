@@ -1,13 +1,5 @@
-"""The edge proxy on a target's engine: its Compose project, its state, switches, reloads and drains.
-
-The edge is ``shipyard-<target>-edge``, one HAProxy container on the host's network (so it owns the
-services' ports and reaches each colour's container on the host port that colour publishes). Its config
-lives in a volume, written through the engine API (no file on the target's host is touched from here)
-and checked with ``haproxy -c`` before it is used. A switch of colours goes through HAProxy's runtime
-API (nothing is reloaded, no connection is closed); only a change of listeners (a service added or
-removed, a port changed) reloads it, gracefully: the old worker keeps its open connections until they
-end, for up to the drain time.
-"""
+"""The edge proxy on a target's engine (one HAProxy on the host network): its Compose project, its config
+in a volume, switches through HAProxy's runtime API and graceful reloads."""
 
 from __future__ import annotations
 

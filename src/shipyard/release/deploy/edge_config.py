@@ -1,19 +1,5 @@
-"""The edge proxy's desired state (which colour of each service takes traffic) and its HAProxy config.
-
-A Compose target's services are reached through one HAProxy on the target's host (host network): a
-frontend per service on the port users call, a backend with two servers, ``blue`` and ``green``, each
-the published port of that colour's container. The live colour is ``ready``, the other ``disabled``
-(maintenance): a switch flips the two at run time, so no listener is ever closed, a keep-alive
-connection keeps working and an open WebSocket stays on the container it was opened to until it
-ends. ``retries`` with ``option redispatch 1`` is the hold: a request whose server refuses it (the
-service restarting, stop-first), or closes without answering (as a stopping service does), is tried
-again every second, each time on whichever server is live, for up to ``hold_s``. Client connections
-are kept alive; each request to a service goes on a server connection of its own, so none sits idle
-to race a stopping service. Every answer names the colour that gave it (``X-Shipyard-Colour``).
-
-The state is kept as JSON beside the config in the edge's volume, so every deploy reads what the edge
-does now, and a restarted edge comes back as it was.
-"""
+"""The edge proxy's desired state (which colour of each service takes traffic, kept as JSON in the edge's
+volume) and the HAProxy config that serves it, switched at run time without closing a listener."""
 
 from __future__ import annotations
 

@@ -1,12 +1,5 @@
-"""A blue-green or stop-first deploy's plan: what the target's engine and edge run now, and each
-service's move from that to the release, found before anything changes.
-
-A service whose live colour runs the wanted digest with the wanted settings, healthy, stays where it is;
-any other moves to its other colour. Services the edge routes but the release no longer has leave.
-Containers of a colour that serves nobody (left by a killed run) are stale; a target still deployed in
-place is migrated. The new colours' host ports are chosen here too, each checked free on the target's
-host together with the edge's own ports.
-"""
+"""A blue-green or stop-first deploy's plan: what the target runs now and each service's move to the
+release (stay, other colour, leave), with the new colours' host ports, found before anything changes."""
 
 from __future__ import annotations
 

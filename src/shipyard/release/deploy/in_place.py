@@ -16,7 +16,7 @@ from ...events import Emit, Event
 from ..engine import TargetEngine
 from .deployments import Deployment
 from .docker_cli import ApplyFailed, Running
-from .live import ServiceCheck, check_target
+from .live_checks import ServiceCheck, check_target
 from .steps import StepLog
 
 WAIT_MARGIN_S = 30.0  # beyond the slowest service's ready timeout, for Compose's --wait

@@ -1,15 +1,5 @@
-"""Applying a target's project as a Docker Swarm stack, and reading back what its services run.
-
-The same services as the Compose project, in the form ``docker stack deploy`` takes: limits under
-``deploy.resources``, ``/tmp`` as a tmpfs mount, ``replicas`` from the profile's ``runtime``, and an
-``update_config`` that starts a new task before stopping an old one (``start-first``), watches it for
-``MONITOR`` and lets Swarm roll the service back itself when the new tasks fail. shipyard then waits
-until every service has converged: each task running (healthy, where the image has a healthcheck) on
-the new image; Swarm's own rollback or paused update, or tasks of the new spec failing again and
-again, end the wait at once, reported with Swarm's message. In ``host`` mode the live check asks each
-running task once, on the port it is published on for the address family of the probe host (an engine
-with IPv6 publishes a task on ``0.0.0.0`` and ``[::]``, not always with the same port number).
-"""
+"""Applying a target's project as a Docker Swarm stack (start-first updates, Swarm's own rollback), waiting
+until every service has converged, and reading back what its tasks run."""
 
 from __future__ import annotations
 

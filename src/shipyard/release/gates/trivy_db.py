@@ -11,7 +11,7 @@ import tarfile
 from pathlib import Path
 
 from ...errors import ConfigError
-from ...oci.artifacts import MANIFEST_TYPE, artifact_manifest
+from ...oci.artifacts import MANIFEST_TYPE, OneFile, artifact_manifest
 from ...oci.client import RegistryClient
 
 DB_LAYER_TYPE = "application/vnd.aquasec.trivy.db.layer.v1.tar+gzip"
@@ -43,7 +43,6 @@ def db_archive(source: Path) -> bytes:
 def push_db(registry: RegistryClient, repository: str, tag: str, source: Path) -> str:
     """Push the DB as Trivy expects it: one tar+gzip layer titled *.tar.gz, Trivy's config type."""
     layer = db_archive(source)
-    raw = artifact_manifest(
-        registry, repository, layer, layer_type=DB_LAYER_TYPE, title="db.tar.gz", config_type=DB_CONFIG_TYPE
-    )
+    file = OneFile(DB_LAYER_TYPE, "db.tar.gz", config_type=DB_CONFIG_TYPE)
+    raw = artifact_manifest(registry, repository, layer, file)
     return registry.put_manifest(repository, tag, raw, MANIFEST_TYPE)

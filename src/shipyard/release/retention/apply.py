@@ -1,12 +1,6 @@
-"""Carrying out a prune plan: deletes by digest, through distribution's API or GHCR's package API.
-
-Each run reads the registry afresh and deletes leaves first (see :mod:`.plan`), so a run killed at any
-point is finished by running it again; nothing it deletes is ever something a kept release needs.
-A removed release's tag on a digest that stays is taken away with a tombstone: a tiny artifact
-(``artifactType`` :data:`~.inventory.TOMBSTONE_TYPE`, the same bytes for every tag of a repository) is
-put under the tag, then deleted by digest, which deletes the tag. A tombstone left by a killed run is
-deleted by the next one like any manifest nothing keeps.
-"""
+"""Carrying out a prune plan: deletes by digest, leaves first, through distribution's API or GHCR's package
+API, a removed release's tag on a kept digest taken away with a tombstone; a killed run is finished by
+running it again."""
 
 from __future__ import annotations
 
@@ -19,7 +13,7 @@ from typing import Protocol
 from ...config.keys import state_dir
 from ...errors import RegistryError
 from ...events import Emit, Event
-from ...oci.artifacts import MANIFEST_TYPE, artifact_manifest
+from ...oci.artifacts import MANIFEST_TYPE, OneFile, artifact_manifest
 from ...oci.client import RegistryClient
 from ...oci.ghcr import GhcrPackages, package_of
 from .inventory import TOMBSTONE_TYPE, list_namespace
@@ -100,9 +94,7 @@ def apply_plan(plan: Plan, registry: RegistryClient, backend: Backend, emit: Emi
     for repo, tag in plan.untag:
         by_repo.setdefault(repo, []).append(tag)
     for repo, tags in sorted(by_repo.items()):
-        raw = artifact_manifest(
-            registry, repo, TOMBSTONE, layer_type=TOMBSTONE_TYPE, title="pruned", artifact_type=TOMBSTONE_TYPE
-        )
+        raw = artifact_manifest(registry, repo, TOMBSTONE, OneFile(TOMBSTONE_TYPE, "pruned", TOMBSTONE_TYPE))
         tombstone = ""
         for tag in tags:
             tombstone = registry.put_manifest(repo, tag, raw, MANIFEST_TYPE)

@@ -1,27 +1,5 @@
-"""The prune plan, decided from an :class:`~.inventory.Inventory` alone (no I/O): tests feed it data.
-
-Kept: the newest ``keep`` releases; every release a channel tag points at; every release (and digest)
-named in the last ``ledger_entries`` entries of each channel ledger and deployment ledger; with
-``older_than_days``, every release younger than that. Then everything a kept manifest needs: an index's
-platform and attestation manifests, the ``sha256-<hex>`` referrers index (the SBOM), the
-``sha256-<hex>.sig`` / ``.att`` tags (signature, provenance, verdicts), the parent images the project's
-records name by digest, and so, untouched, every ``inputs-`` and alias tag on a kept digest.
-
-Models are released like images: a ModelPack artifact in ``<namespace>/models/<name>`` carries the release
-tag, so it is one more repository of the release. A model is kept when a kept release has it (under the
-release tag, or by digest in the project's record), a channel ledger entry's ``models/<name>`` names it,
-or a deployment ledger entry's ``models`` runs it; else it goes with its signature and attestations.
-
-Deleted: every other manifest of a repository that holds release tags, leaves first (an index after
-the manifests it lists). Distribution reveals manifests only through tags, so a run killed midway
-leaves every manifest it has not deleted yet reachable from a tag, and the next run finds and deletes
-it; a kept manifest is never deleted, whatever the order. Repositories without release tags (the
-ledgers, the build cache, a Trivy DB) are never touched, and their blobs count as still used.
-
-A digest that a kept release uses is kept even when a removed release is tagged on it too; the
-removed release's tag is then taken away alone (:mod:`.apply` puts a tombstone under it and deletes
-that), since neither distribution nor GHCR deletes a single tag.
-"""
+"""The prune plan, decided from an :class:`~.inventory.Inventory` alone (no I/O): which releases, models
+and manifests are kept, with everything a kept one needs, and which are deleted, leaves first."""
 
 from __future__ import annotations
 

@@ -1,16 +1,6 @@
-"""Attach the attestations to pushed units, off the DAG's critical path.
-
-The provenance comes out of buildx with the push; the SBOM is made after it (see
-oci/attestations.py for the formats and why the SBOM is our own). That runs in a pool of
-its own so a unit's children start building as soon as the unit is pushed, not after Trivy
-has read it: at most ``jobs`` Trivy processes at once, the registry look-ups of reused units
-beside them. A reused image already has its SBOM (it is keyed by the digest), so it is looked
-up and only made when missing, e.g. for an image pushed before shipyard made SBOMs; its
-provenance is the one its index lists (verify reads the statement). A multi-platform unit gets an SBOM
-per platform manifest, each made by Trivy for its platform (see oci/attestations.py). Without attestations
-(``--no-attest``) the pool only signs. The build waits for the pool at the end and fails if an
-attestation could not be made; the image stays pushed and in the release record.
-"""
+"""Attach the attestations (provenance, SBOM) and the signature to pushed units in a pool of their own,
+off the DAG's critical path: a unit's children build while Trivy reads it. A failed attestation fails the
+build at the end; the image stays pushed and in the release record."""
 
 from __future__ import annotations
 
