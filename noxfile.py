@@ -158,7 +158,7 @@ def release(session: nox.Session) -> None:
     promote every profile to `stable` → roll `stable` out to the targets (the demo's `local`: this
     host). Stops at the first failed gate; nothing is promoted or deployed beyond it.
 
-    The vulnerability DB comes from SHIPYARD_TRIVY_DB_REPOSITORY (a mirror, see README). Without one
+    The vulnerability DB comes from SHIPYARD_TRIVY_DB_REPOSITORY (a mirror, see docs/sites/air-gapped.md). Without one
     the scan runs with --skip-vulnerabilities, says so, and records "vulnerabilities": "skipped".
     """
     install(session)

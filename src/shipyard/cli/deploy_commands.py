@@ -167,7 +167,7 @@ def cmd_rollout(args: RolloutArgs, console: Console) -> int:
     targets = [target_named(project.catalog, name) for name in names]
     if not targets:
         raise ConfigError(
-            "rollout: shipyard.toml has no [targets.<name>]: add one (see README, Rollout to the machines)"
+            "rollout: shipyard.toml has no [targets.<name>]: add one (see docs/reference/targets.md)"
         )
     where = parse_target(args.registry)
     with reachable_registry(where, console) as registry:
