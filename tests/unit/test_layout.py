@@ -33,12 +33,13 @@ MAY_IMPORT: dict[str, set[str]] = {
     "state": BASE,  # the project's .shipyard/ folder
     "oci": BASE,  # the registry protocol: nothing of shipyard above it
     "config": TOOLS | {"oci"},
-    "record": BASE | {"oci", "state"},
+    "verdicts": BASE,  # the gates' typed verdicts, as the record stores them
+    "record": BASE | {"oci", "state", "verdicts"},
     "preflight": TOOLS | {"oci", "config"},
-    "build": TOOLS | {"oci", "config", "record", "preflight"},  # never release/, report/ or cli/
-    "release": TOOLS | {"oci", "config", "record", "build"},  # reads what the build made; never cli/
-    "report": BASE | {"oci", "config", "record", "release", "state"},  # never cli/
-    "cli": TOOLS | {"oci", "config", "record", "preflight", "build", "release", "report"},
+    "build": TOOLS | {"oci", "config", "record", "verdicts", "preflight"},  # never release/, report/ or cli/
+    "release": TOOLS | {"oci", "config", "record", "verdicts", "build"},  # reads what the build made; never cli/
+    "report": BASE | {"oci", "config", "record", "verdicts", "release", "state"},  # never cli/
+    "cli": TOOLS | {"oci", "config", "record", "verdicts", "preflight", "build", "release", "report"},
 }
 PRINTS = {"cli"}  # the only room that talks to a person
 

@@ -22,6 +22,7 @@ from shipyard.release.deploy.deployments import Deployment
 from shipyard.report.html import render_html
 from shipyard.report.markdown import render_markdown
 from shipyard.report.model import build_report, model_runs
+from shipyard.verdicts import ModelVerifyVerdict
 from tests import reportdata
 from tests.memregistry import MemoryRegistry
 from tests.reportdata import NEXT, PREVIOUS, RELEASE
@@ -123,7 +124,7 @@ def test_a_verdict_signed_for_an_earlier_release_is_named_and_a_record_verdict_i
     proof["bert"] = Evidence([KEY_ID], {"verify": {"gate": "verify", "release": PREVIOUS}})
     proof["whisper"] = Evidence([KEY_ID], {})
     rec = with_models()
-    rec.models["whisper"].verdicts["verify"] = {"passed": True, "problems": []}
+    rec.models["whisper"].verdicts.verify = ModelVerifyVerdict(passed=True)
     models = section(md_of(rec, model_evidence=proof), "## Models")
     assert row_of(models, "bert")[7] == f"passed (signed verdict of {PREVIOUS})"
     assert row_of(models, "whisper")[6:8] == [f"signed ({KEY_ID[:19]}…)", "passed (record; no signed verdict)"]

@@ -14,6 +14,7 @@ from shipyard.oci.signing import SigningKey
 from shipyard.record import ReleaseRecord
 from shipyard.release.channels.trust import digest_problems, trust_problems
 from shipyard.release.gates.verdicts import attest_gate, signed_verdicts
+from shipyard.verdicts import CanaryVerdict
 from tests.memregistry import MemoryRegistry
 from tests.unit.test_promote import release
 
@@ -23,7 +24,7 @@ PASSED = {"verify": {"passed": True, "failed": []}, "scan": {"passed": True, "co
 
 def signed_release(registry: RegistryClient, memory: MemoryRegistry, tag: str, key: SigningKey = KEY) -> ReleaseRecord:
     record = release(memory, tag, verdicts=PASSED)
-    record.units["cpu/svc"].verdicts["canary"] = {"passed": True, "p95_ms": 12.0, "slo_p95_ms": 250.0, "logs": ["x"]}
+    record.units["cpu/svc"].verdicts.canary = CanaryVerdict(passed=True, p95_ms=12.0, slo_p95_ms=250.0, logs=["x"])
     for unit in record.units.values():
         push_signature(registry, unit.repository.split("/", 1)[1], unit.digest, unit.repository, key)
     events: list[Event] = []
