@@ -134,10 +134,10 @@ def test_every_platform_is_scanned_and_findings_name_it(tmp_path: Path) -> None:
     assert recorded.platforms is not None and recorded.platforms["linux/arm64"] == ScanPlatform(
         counts={"CRITICAL": 1, "HIGH": 0, "MEDIUM": 0, "LOW": 0, "UNKNOWN": 0}, secrets=0, blocking=["CVE-ARM"]
     )
-    assert recorded.to_dict()["platforms"]["linux/arm64"] == {
+    assert recorded.to_dict()["platforms"]["linux/arm64"] == {  # the record's JSON, as it always was
         "counts": {"CRITICAL": 1, "HIGH": 0, "MEDIUM": 0, "LOW": 0, "UNKNOWN": 0}, "secrets": 0,
         "blocking": ["CVE-ARM"],
-    }  # fmt: skip: the record's JSON as it always was
+    }  # fmt: skip
     assert recorded.counts["CRITICAL"] == 2 and recorded.blocking == ["CVE-AMD", "CVE-ARM"]
     out = tmp_path / ".shipyard" / "reports" / RELEASE / "scan" / "edge/svc"
     assert (out / "image.trivy.json").is_file() and (out / "image.linux-arm64.trivy.json").is_file()
