@@ -50,7 +50,7 @@ def test_a_model_needs_a_trusted_signature_and_a_signed_verify_verdict_of_the_re
     attest_models(client, KEY, record, "verify", {"checks": ["model"]}, lambda event: None)
     assert trust_problems(client, [KEY.public], record, ["cpu/svc"]) == []
     held = signed_verdicts(client, [KEY.public], "acme/models/affect-nb", model.digest)["verify"]
-    assert held["unit"] == "models/affect-nb" and held["release"] == record.release
+    assert held.unit == "models/affect-nb" and held.release == record.release
     record.revision = "b" * 40  # the same model, claimed for another revision: its verdict does not count
     assert any(
         "model affect-nb: the signed verify verdict" in p

@@ -20,6 +20,7 @@ from ..release.channels.ledger import Entry
 from ..release.channels.trust import Evidence
 from ..release.deploy.deployments import Deployment
 from ..release.gates.findings import SEVERITIES, ScanFinding, image_report_name, parse_report
+from ..release.gates.verdicts import SignedVerdict
 from ..verdicts import CanaryVerdict, ModelVerifyVerdict
 
 TOP_FINDINGS = 15
@@ -141,7 +142,7 @@ class ModelRow:
         return None if self.evidence is None else bool(self.evidence.signers)
 
     @property
-    def signed_verdict(self) -> Mapping[str, Any] | None:
+    def signed_verdict(self) -> SignedVerdict | None:
         return None if self.evidence is None else self.evidence.verdicts.get("verify")
 
     @property

@@ -179,7 +179,7 @@ def model_verified(row: ModelRow, release: str) -> tuple[bool | None, str]:
     """A signed verify verdict for the digest (the authority), else the record's verdict (a summary only)."""
     signed = row.signed_verdict
     if signed is not None:
-        other = str(signed.get("release") or "")
+        other = signed.release
         return True, "passed (signed verdict" + (f" of {other})" if other and other != release else ")")
     verdict = row.record_verdict
     unsigned = "; no signed verdict" if row.evidence is not None else ""

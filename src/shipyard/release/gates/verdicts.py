@@ -25,6 +25,7 @@ import hashlib
 import json
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -39,7 +40,41 @@ from ...verdicts import GATES, GateName, ModelVerifyVerdict, Verdict, covered_pl
 VSA = "https://slsa.dev/verification_summary/v1"
 VERIFIER = "https://github.com/shipyard-ml/shipyard"  # who verified: this tool
 PARALLEL_UNITS = 8  # verdicts attached at once (registry round trips)
-SIGNED_FIELDS = ("release", "revision", "policy", "result", "platforms")  # two verdicts alike in these are one
+
+
+@dataclass(frozen=True)
+class SignedVerdict:
+    """shipyard's part of a trusted, passing verdict statement, as the registry holds it: what promotion,
+    deploy and the report read (the record's verdicts are a summary; this is the authority)."""
+
+    gate: str
+    unit: str  # the unit's key, or ``models/<name>``
+    release: str
+    revision: str
+    policy: dict[str, Any] = field(default_factory=dict)
+    result: dict[str, Any] = field(default_factory=dict)  # the record's verdict when it was signed, logs left out
+    platforms: dict[str, str] | None = None  # platform -> manifest covered; None: signed before verdicts named them
+
+    @classmethod
+    def of(cls, ours: Mapping[str, Any]) -> SignedVerdict:
+        """Read the statement's ``predicate.shipyard``; a field missing or of another type reads as empty."""
+
+        def text(name: str) -> str:
+            value = ours.get(name)
+            return value if isinstance(value, str) else ""
+
+        def table(name: str) -> dict[str, Any]:
+            value = ours.get(name)
+            return dict(value) if isinstance(value, Mapping) else {}
+
+        listed = ours.get("platforms")
+        platforms = {str(k): str(v) for k, v in listed.items()} if isinstance(listed, Mapping) else None
+        return cls(text("gate"), text("unit"), text("release"), text("revision"), table("policy"), table("result"),
+                   platforms)  # fmt: skip
+
+    def same_as(self, claim: Mapping[str, Any]) -> bool:
+        """Whether ``claim`` (a statement's shipyard part about to be signed) says what this one does."""
+        return self == SignedVerdict.of({**claim, "gate": self.gate, "unit": self.unit})
 
 
 def _path(repository: str) -> str:
@@ -188,7 +223,7 @@ def _attach_all(
         for subject in claim["subject"]:  # the index first, as before: what trust reads
             at = "sha256:" + subject["digest"]["sha256"]
             held = signed_verdicts(registry, [signer.public], _path(repository), at, release).get(gate)
-            if held is not None and all(held.get(k) == ours.get(k) for k in SIGNED_FIELDS):
+            if held is not None and held.same_as(ours):
                 continue  # the same verdict is already signed: a gate run again adds nothing
             # one label per gate and release: a reused digest keeps each release's verdict, and gains its own
             push_attestation(registry, _path(repository), at, claim, signer, label=f"{gate}@{release}")
@@ -206,14 +241,14 @@ def _attach_all(
 
 def signed_verdicts(
     registry: RegistryClient, trusted: Iterable[PublicKey], path: str, digest: str, release: str | None = None
-) -> dict[str, dict[str, Any]]:
+) -> dict[str, SignedVerdict]:
     """gate -> shipyard's part of a trusted, passing verdict for the image (or model) ``path@digest``: the
     newest one made **for** ``release``, or with ``release`` None the newest of any release.
 
     Read newest first, and only until every gate has one: a digest reused by many releases carries a
     verdict of each, and the layers labelled with a gate already found (or, for one release, with another
     release: ``<gate>@<release>``) are not read."""
-    found: dict[str, dict[str, Any]] = {}
+    found: dict[str, SignedVerdict] = {}
 
     def skip(label: str) -> bool:
         gate, _, made_for = label.partition("@")
@@ -226,7 +261,7 @@ def signed_verdicts(
         if release is not None and ours.get("release") != release:
             continue  # the label is unsigned: the statement's own release decides
         if predicate.get("verificationResult") == "PASSED" and gate in GATES and gate not in found:
-            found[str(gate)] = ours
+            found[str(gate)] = SignedVerdict.of(ours)
             if len(found) == len(GATES):
                 break
     return found
