@@ -17,13 +17,13 @@ from shipyard.record import ReleaseRecord, UnitRecord
 from shipyard.release.channels.trust import digest_problems, trust_problems
 from shipyard.release.engine import Endpoint
 from shipyard.release.gates import canary
-from shipyard.release.gates.canary import CanaryResult, HowToRun, canary_platforms, how_to_run
+from shipyard.release.gates.canary import HowToRun, canary_platforms, how_to_run
 from shipyard.release.gates.checks import PER_PLATFORM, Reads, UnitImage, check_sbom
 from shipyard.release.gates.findings import GatePolicy, image_report_name, judge, parse_report
 from shipyard.release.gates.scan import ScanOptions, scan_unit
 from shipyard.release.gates.verdicts import attest_gate, signed_verdicts, statement, subject_statement
 from shipyard.report.text import gate_platforms, platforms_text
-from shipyard.verdicts import ScanPlatform
+from shipyard.verdicts import CanaryVerdict, ScanPlatform
 from tests.attested import CYCLONEDX, IMAGE_TYPE, push_platforms
 from tests.memregistry import MemoryRegistry
 
@@ -185,9 +185,9 @@ def test_native_emulated_and_unrunnable_platforms(tmp_path: Path) -> None:
 def test_a_platform_the_engine_cannot_run_is_recorded_as_not_canaried(monkeypatch: pytest.MonkeyPatch) -> None:
     ran: list[HowToRun | None] = []
 
-    def fake_unit(client: Any, where: Any, key: str, unit: UnitRecord, release: str, **kw: Any) -> CanaryResult:
+    def fake_unit(client: Any, where: Any, key: str, unit: UnitRecord, release: str, **kw: Any) -> CanaryVerdict:
         ran.append(kw["run"])
-        return CanaryResult(key, True, ready_s=1.0, p95_ms=5.0, platform=kw["run"].platform, mode=kw["run"].mode)
+        return CanaryVerdict(True, ready_s=1.0, p95_ms=5.0, platform=kw["run"].platform, mode=kw["run"].mode)
 
     monkeypatch.setattr(canary, "canary_unit", fake_unit)
     unit = edge_unit("sha256:" + "1" * 64)
@@ -195,6 +195,7 @@ def test_a_platform_the_engine_cannot_run_is_recorded_as_not_canaried(monkeypatc
     where = Endpoint("unix:///var/run/docker.sock", "", "127.0.0.1", "127.0.0.1")
     verdict = canary_platforms(None, where, "edge/svc", unit, RELEASE, runs.__getitem__)
     assert verdict.passed and [r.platform for r in ran if r] == ["linux/amd64"]
+    assert verdict.platforms is not None
     assert verdict.platforms["linux/arm64"].to_dict() == {"canaried": False, "reason": "no qemu"}
     assert verdict.platforms["linux/amd64"].canaried and verdict.platforms["linux/amd64"].mode == "native"
     nothing = canary_platforms(None, where, "edge/svc", unit, RELEASE, lambda p: HowToRun(p, "", "no way"))

@@ -25,7 +25,7 @@ import socket
 import time
 from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, ClassVar
@@ -89,38 +89,10 @@ def how_to_run(platform: str, machine: str, *, local: bool, binfmt: Path = BINFM
     return HowToRun(platform, "emulated", emulator=f"qemu-{qemu}")
 
 
-@dataclass
-class CanaryResult:
-    """One service's canary, as it runs: its figures, and every log line it kept; ``verdict`` is the record's."""
-
-    unit: str
-    passed: bool
-    reason: str = ""
-    ready_s: float | None = None
-    p50_ms: float | None = None
-    p95_ms: float | None = None
-    slo_p95_ms: float | None = None
-    error_rate: float | None = None
-    requests: int = 0
-    logs: list[str] = field(default_factory=list)
-    # the figures, at the top, are those of the first platform canaried (the native one); ``platforms``
-    # has each platform's: its own figures, or {"canaried": False, "reason": why}
-    platform: str = ""
-    mode: str = ""  # "native" or "emulated"
-    latency: str = ""  # "judged against the SLO", or why it was not
-    platforms: dict[str, CanaryPlatform] = field(default_factory=dict)
-
-    def verdict(self) -> CanaryVerdict:
-        """The record's verdict: the figures, and the last 20 log lines."""
-        return CanaryVerdict(
-            self.passed, self.reason, self.ready_s, self.p50_ms, self.p95_ms, self.slo_p95_ms, self.error_rate,
-            self.requests, self.platform, self.mode, self.latency, dict(self.platforms), self.logs[-20:],
-        )  # fmt: skip
-
-    def figures(self) -> CanaryPlatform:
-        """This platform's entry of ``platforms``."""
-        return CanaryPlatform(True, self.passed, self.reason, self.mode, self.latency, self.ready_s, self.p50_ms,
-                              self.p95_ms, self.error_rate, self.requests)  # fmt: skip
+def figures(verdict: CanaryVerdict) -> CanaryPlatform:
+    """One platform's canary as its entry of the unit's ``platforms``: its own figures."""
+    return CanaryPlatform(True, verdict.passed, verdict.reason, verdict.mode, verdict.latency, verdict.ready_s,
+                          verdict.p50_ms, verdict.p95_ms, verdict.error_rate, verdict.requests)  # fmt: skip
 
 
 def owner() -> str:
@@ -270,14 +242,14 @@ def canary_unit(
     gpu: bool = False,
     models: Sequence[PlacedModel] = (),
     run: HowToRun | None = None,
-) -> CanaryResult:
+) -> CanaryVerdict:
     """One platform's image of the unit (``run``; None: the unit's own platform, as the engine picks it)."""
     service, limits = unit.expect["service"], unit.expect["canary"]
     golden = golden_of(service)
     slo_ms = float(service["slo_p95_ms"])
     emulated = run is not None and run.mode == "emulated"
     ready_timeout = float(service["ready_timeout_s"]) * (EMULATED_READY_FACTOR if emulated else 1)
-    verdict = CanaryResult(key, passed=False, slo_p95_ms=slo_ms, platform=run.platform if run else unit.platform,
+    verdict = CanaryVerdict(passed=False, slo_p95_ms=slo_ms, platform=run.platform if run else unit.platform,
                             mode=run.mode if run else "native", latency="judged against the SLO")  # fmt: skip
     if emulated:
         verdict.latency = (f"skipped: emulated ({run.emulator if run else ''}), latency is not the hardware's; "
@@ -314,11 +286,11 @@ def canary_platforms(
     *,
     gpu: bool = False,
     models: Sequence[PlacedModel] = (),
-) -> CanaryResult:
+) -> CanaryVerdict:
     """Every platform of the unit the engine can run (``runs``: how it runs one), one after the other; the
     verdict passes when each canaried platform passed, and at least one could be canaried."""
     platforms = unit.platforms or [unit.platform]
-    results: dict[str, CanaryResult] = {}
+    results: dict[str, CanaryVerdict] = {}
     skipped: dict[str, str] = {}
     for platform in platforms:
         run = runs(platform)
@@ -328,14 +300,14 @@ def canary_platforms(
         results[platform] = canary_unit(client, where, key, unit, release, gpu=gpu, models=models, run=run)
     if not results:
         reasons = "; ".join(f"{p}: {why}" for p, why in skipped.items())
-        verdict = CanaryResult(key, passed=False, reason=f"no platform of the unit can run here ({reasons})")
+        verdict = CanaryVerdict(passed=False, reason=f"no platform of the unit can run here ({reasons})")
     else:
         failed = [v for v in results.values() if not v.passed]
         verdict = replace(failed[0] if failed else next(iter(results.values())))
         verdict.passed = not failed
         if failed and len(platforms) > 1:
             verdict.reason = f"{failed[0].platform}: {failed[0].reason}"
-    verdict.platforms = {p: results[p].figures() if p in results else CanaryPlatform.not_run(skipped[p])
+    verdict.platforms = {p: figures(results[p]) if p in results else CanaryPlatform.not_run(skipped[p])
                          for p in platforms}  # fmt: skip
     return verdict
 
@@ -349,14 +321,14 @@ def _canary_units(
     *,
     gpu: bool = False,
     fetch_image: Callable[[], str] | None = None,
-) -> list[CanaryResult]:
+) -> dict[str, CanaryVerdict]:
     models = {key: released_models(record, key) for key in units}
     wanted = [m for placed in models.values() for m in placed]
     if wanted:  # every model on the canary's engine first, each file's digest checked, as a deploy does
         if fetch_image is None:
             raise ConfigError(f"canary: release {record.release} has models, and no image to fill their volumes with")
         ensure_models(client, wanted, fetch_image(), emit, "canary")
-    verdicts = []
+    verdicts = {}
     runs = _platform_runner(client, where)
     for key, unit in units.items():
         started = time.monotonic()
@@ -369,10 +341,10 @@ def _canary_units(
                 f"{key}: {outcome} (ready {verdict.ready_s}s, p50 {verdict.p50_ms} ms, "
                 f"p95 {verdict.p95_ms} ms, {time.monotonic() - started:.1f}s to verdict){_platforms_told(verdict)}",
                 unit=key,
-                data={"platforms": {p: one.to_dict() for p, one in verdict.platforms.items()}},
+                data={"platforms": {p: one.to_dict() for p, one in (verdict.platforms or {}).items()}},
             )
         )
-        verdicts.append(verdict)
+        verdicts[key] = verdict
     return verdicts
 
 
@@ -388,13 +360,14 @@ def _platform_runner(client: Any, where: Endpoint) -> Callable[[str], HowToRun]:
     return runs
 
 
-def _platforms_told(verdict: CanaryResult) -> str:
+def _platforms_told(verdict: CanaryVerdict) -> str:
     """``; linux/amd64 native ok, linux/arm64 emulated ok (latency skipped: emulated …)`` for more than one
     platform, or for a platform not run natively; "" for a unit canaried as it always was."""
-    if len(verdict.platforms) < 2 and verdict.mode == "native":
+    listed = verdict.platforms or {}
+    if len(listed) < 2 and verdict.mode == "native":
         return ""
     parts = []
-    for platform, shown in verdict.platforms.items():
+    for platform, shown in listed.items():
         if not shown.canaried:
             parts.append(f"{platform} not canaried: {shown.reason}")
             continue
@@ -406,15 +379,15 @@ def _platforms_told(verdict: CanaryResult) -> str:
 
 @dataclass(frozen=True)
 class CanaryReport:
-    """The canary of one profile of a release: each service's result."""
+    """The canary of one profile of a release: each service's verdict (its logs whole), by unit."""
 
     release: str
     profile: str
-    units: list[CanaryResult]
+    units: dict[str, CanaryVerdict]
 
     @property
     def passed(self) -> bool:
-        return all(r.passed for r in self.units)
+        return all(v.passed for v in self.units.values())
 
 
 @dataclass(frozen=True)
@@ -465,17 +438,17 @@ class CanaryGate:
             results = _canary_units(client, where, record, units, emit, gpu=gpu, fetch_image=self.fetch_image)
         finally:
             remove_own(client)  # one interrupted mid-request (create answered after Ctrl-C) included
-        for result in results:
-            record.units[result.unit].verdicts.canary = result.verdict()
+        for key, verdict in results.items():
+            record.units[key].verdicts.canary = replace(verdict, logs=verdict.logs[-20:])  # the last lines
         write_atomic(record_path, record.to_json())
         return CanaryReport(record.release, chosen, results)
 
     def conclude(self, report: CanaryReport, emit: Emit) -> CanaryReport:
         """Raise when any service failed, naming each with its reason."""
-        failed = [r for r in report.units if not r.passed]
+        failed = {k: v for k, v in report.units.items() if not v.passed}
         if failed:
             raise CanaryFailed(
                 f"canary: {len(failed)} of {len(report.units)} service(s) failed on {report.profile}: "
-                + "; ".join(f"{r.unit}: {r.reason}" for r in failed)[:400]
+                + "; ".join(f"{k}: {v.reason}" for k, v in failed.items())[:400]
             )
         return report
