@@ -58,6 +58,8 @@ class UnitRecord:
         raw: object = self.verdicts
         if isinstance(raw, Mapping):
             self.verdicts = UnitVerdicts.from_dict(raw)
+        elif not isinstance(raw, UnitVerdicts):
+            raise TypeError(f"verdicts: expected a mapping of gate -> verdict, got {type(raw).__name__}")
 
     @property
     def ref(self) -> str:
@@ -105,6 +107,8 @@ class ModelRecord:
         raw: object = self.verdicts
         if isinstance(raw, Mapping):
             self.verdicts = ModelVerdicts.from_dict(raw)
+        elif not isinstance(raw, ModelVerdicts):
+            raise TypeError(f"verdicts: expected a mapping of gate -> verdict, got {type(raw).__name__}")
 
     @property
     def ref(self) -> str:
