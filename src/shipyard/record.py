@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,7 @@ from typing import Any
 from .errors import ConfigError
 from .oci.reference import OCI_TAG_RE
 from .state import make_dirs, state_dir
-from .verdicts import ModelVerdicts, UnitVerdicts
+from .verdicts import ModelVerdicts, UnitVerdicts, read_verdicts
 from .versions import check_schema, writer
 
 SCHEMA = 2  # 2: aliases, platforms, models and written_by; 1 is still read
@@ -55,11 +54,7 @@ class UnitRecord:
     models: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        raw: object = self.verdicts
-        if isinstance(raw, Mapping):
-            self.verdicts = UnitVerdicts.from_dict(raw)
-        elif not isinstance(raw, UnitVerdicts):
-            raise TypeError(f"verdicts: expected a mapping of gate -> verdict, got {type(raw).__name__}")
+        self.verdicts = read_verdicts(self.verdicts, UnitVerdicts)
 
     @property
     def ref(self) -> str:
@@ -104,11 +99,7 @@ class ModelRecord:
     verdicts: ModelVerdicts = field(default_factory=ModelVerdicts)  # a mapping (the JSON's) is read into it
 
     def __post_init__(self) -> None:
-        raw: object = self.verdicts
-        if isinstance(raw, Mapping):
-            self.verdicts = ModelVerdicts.from_dict(raw)
-        elif not isinstance(raw, ModelVerdicts):
-            raise TypeError(f"verdicts: expected a mapping of gate -> verdict, got {type(raw).__name__}")
+        self.verdicts = read_verdicts(self.verdicts, ModelVerdicts)
 
     @property
     def ref(self) -> str:

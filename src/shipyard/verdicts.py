@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
-from typing import Any, ClassVar, Literal, Self
+from typing import Any, ClassVar, Literal, Self, TypeVar
 
 GateName = Literal["verify", "scan", "canary"]
 GATES: tuple[GateName, ...] = ("verify", "scan", "canary")  # the order they run in
@@ -233,3 +233,15 @@ class ModelVerdicts:
     def to_dict(self) -> dict[str, Any]:
         mine = {} if self.verify is None else {"verify": self.verify.to_dict()}
         return {**self.other, **mine}
+
+
+Verdicts = TypeVar("Verdicts", UnitVerdicts, ModelVerdicts)
+
+
+def read_verdicts(raw: object, kind: type[Verdicts]) -> Verdicts:
+    """A record's ``verdicts`` field as it was given: already typed, or the JSON's mapping of gate -> verdict."""
+    if isinstance(raw, kind):
+        return raw
+    if isinstance(raw, Mapping):
+        return kind.from_dict(raw)
+    raise TypeError(f"verdicts: expected a mapping of gate -> verdict, got {type(raw).__name__}")
