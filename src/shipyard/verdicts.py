@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar, Literal, Self, TypeVar
 
 GateName = Literal["verify", "scan", "canary"]
-GATES: tuple[GateName, ...] = ("verify", "scan", "canary")  # the order they run in
+GATE_NAMES: tuple[GateName, ...] = ("verify", "scan", "canary")  # the order they run in (gate.py: GATES)
 _OWN = ("extra", "absent")
 
 
@@ -198,7 +198,7 @@ class UnitVerdicts:
         setattr(self, verdict.gate, verdict)
 
     def __bool__(self) -> bool:
-        return any(self.of(gate) is not None for gate in GATES) or bool(self.other)
+        return any(self.of(gate) is not None for gate in GATE_NAMES) or bool(self.other)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> UnitVerdicts:
@@ -209,7 +209,7 @@ class UnitVerdicts:
         return found
 
     def to_dict(self) -> dict[str, Any]:
-        mine: dict[str, Any] = {gate: verdict.to_dict() for gate in GATES if (verdict := self.of(gate)) is not None}
+        mine: dict[str, Any] = {gate: v.to_dict() for gate in GATE_NAMES if (v := self.of(gate)) is not None}
         return {**self.other, **mine}
 
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from ..record import UnitRecord
 from ..release.gates.findings import SEVERITIES
-from ..verdicts import GATES, CanaryPlatform, CanaryVerdict, ScanVerdict, covered_platforms
+from ..verdicts import GATE_NAMES, CanaryPlatform, CanaryVerdict, ScanVerdict, covered_platforms
 from .model import ModelRow, ModelRun, ReleaseReport, VerifyTally
 
 MB = 1_000_000
@@ -84,7 +84,7 @@ def gate_platforms(unit: UnitRecord) -> list[tuple[str, str]]:
     ``all`` when every one, else those it covered and those it did not (a canary's, with the reason)."""
     platforms = unit.platforms or [unit.platform]
     out: list[tuple[str, str]] = []
-    for gate in GATES:
+    for gate in GATE_NAMES:
         verdict = unit.verdicts.of(gate)
         if verdict is None:
             continue
@@ -155,7 +155,7 @@ def gates(report: ReleaseReport) -> list[Gate]:
     """Per stage: how many units passed it, of how many that went through it."""
     units = report.record.units.values()
     out = []
-    for stage in GATES:
+    for stage in GATE_NAMES:
         judged = [v for u in units if (v := u.verdicts.of(stage)) is not None]
         note = ""
         if stage == "scan" and any(isinstance(v, ScanVerdict) and v.vulnerabilities == "skipped" for v in judged):

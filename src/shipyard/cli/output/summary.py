@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 
 from ...record import ReleaseRecord, UnitRecord
 from ...release.gates.findings import SEVERITIES
-from ...verdicts import GATES, CanaryVerdict, ScanVerdict, VerifyVerdict
+from ...verdicts import GATE_NAMES, CanaryVerdict, ScanVerdict, VerifyVerdict
 
 PASS, FAIL, NONE = "✅", "❌", "–"
 COLUMNS = SEVERITIES[:4]  # C/H/M/L: UNKNOWN is counted, not shown
@@ -85,7 +85,7 @@ def _headline(record: ReleaseRecord, promotions: Mapping[str, Sequence[str]]) ->
         f"revision `{record.revision[:12]}`",
         f"{len(units)} units: {len(units) - reused} built, {reused} reused",
     ]
-    for stage in GATES:
+    for stage in GATE_NAMES:
         verdicts = [v for u in units if (v := u.verdicts.of(stage)) is not None]
         if verdicts:
             passed = sum(v.passed for v in verdicts)

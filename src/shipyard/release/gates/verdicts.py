@@ -35,7 +35,7 @@ from ...oci.client import RegistryClient
 from ...oci.cosign import newest_statements, push_attestation
 from ...oci.signing import PublicKey, SigningKey
 from ...record import ReleaseRecord
-from ...verdicts import GATES, GateName, ModelVerifyVerdict, Verdict, covered_platforms
+from ...verdicts import GATE_NAMES, GateName, ModelVerifyVerdict, Verdict, covered_platforms
 
 VSA = "https://slsa.dev/verification_summary/v1"
 VERIFIER = "https://github.com/shipyard-ml/shipyard"  # who verified: this tool
@@ -260,8 +260,8 @@ def signed_verdicts(
         gate = ours.get("gate")
         if release is not None and ours.get("release") != release:
             continue  # the label is unsigned: the statement's own release decides
-        if predicate.get("verificationResult") == "PASSED" and gate in GATES and gate not in found:
+        if predicate.get("verificationResult") == "PASSED" and gate in GATE_NAMES and gate not in found:
             found[str(gate)] = SignedVerdict.of(ours)
-            if len(found) == len(GATES):
+            if len(found) == len(GATE_NAMES):
                 break
     return found
