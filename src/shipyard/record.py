@@ -2,7 +2,8 @@
 model the release's services were built with → its ModelPack artifact.
 
 Written atomically (temp file + ``os.replace``) so a reader never sees a truncated record.
-Every stage after the build reads the record, not the engine's local state.
+Every stage after the build reads the record, not the engine's local state. The gates' verdicts are
+typed (``verdicts.py``) and written back as the JSON held them, so the file's shape stays schema 2.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 from .errors import ConfigError
 from .oci.reference import OCI_TAG_RE
 from .state import make_dirs, state_dir
+from .verdicts import ModelVerdicts, UnitVerdicts, read_verdicts
 from .versions import check_schema, writer
 
 SCHEMA = 2  # 2: aliases, platforms, models and written_by; 1 is still read
@@ -39,7 +41,7 @@ class UnitRecord:
     # What the image must show, fixed at build time from the inputs that rendered it
     # (user, env, labels, port, size budget), so verify needs only the record and the registry.
     expect: dict[str, Any] = field(default_factory=dict)
-    verdicts: dict[str, Any] = field(default_factory=dict)
+    verdicts: UnitVerdicts = field(default_factory=UnitVerdicts)  # a mapping (the JSON's) is read into it
     inputs: dict[str, Any] = field(default_factory=dict)  # the input digest and what went into it
     reused_from: str = ""  # release that built this image when it was reused instead of built
     platforms: list[str] = field(default_factory=list)  # a multi-platform unit's index: every platform in it
@@ -50,6 +52,9 @@ class UnitRecord:
     image_digest: str = ""
     # a service unit: model name -> the digest of the ModelPack artifact it was released with
     models: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.verdicts = read_verdicts(self.verdicts, UnitVerdicts)
 
     @property
     def ref(self) -> str:
@@ -91,8 +96,10 @@ class ModelRecord:
     source: str  # "path" or "from"
     origin: str
     budget_mb: int | None = None  # the catalog's size_budget_mb, which verify holds the artifact to
-    # gate -> its verdict on this model: verify's {"passed": bool, "problems": [...]}, as a unit's verdicts
-    verdicts: dict[str, dict[str, Any]] = field(default_factory=dict)
+    verdicts: ModelVerdicts = field(default_factory=ModelVerdicts)  # a mapping (the JSON's) is read into it
+
+    def __post_init__(self) -> None:
+        self.verdicts = read_verdicts(self.verdicts, ModelVerdicts)
 
     @property
     def ref(self) -> str:
@@ -120,7 +127,12 @@ class ReleaseRecord:
 
     def to_json(self) -> str:
         """The record as this shipyard writes it: of its schema, and saying so."""
-        return json.dumps(asdict(self) | {"schema": SCHEMA, "written_by": writer()}, indent=2, sort_keys=True) + "\n"
+        data = asdict(self) | {"schema": SCHEMA, "written_by": writer()}
+        for key, unit in self.units.items():
+            data["units"][key]["verdicts"] = unit.verdicts.to_dict()
+        for name, model in self.models.items():
+            data["models"][name]["verdicts"] = model.verdicts.to_dict()
+        return json.dumps(data, indent=2, sort_keys=True) + "\n"
 
     @classmethod
     def from_json(cls, text: str, *, source: str) -> ReleaseRecord:

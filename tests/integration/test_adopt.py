@@ -250,9 +250,9 @@ def test_every_platform_of_the_edge_profile_is_gated(team: Path, tmp_path: Path)
     env = {"SHIPYARD_CACHE_DIR": str(tmp_path / "cache"), "SHIPYARD_TRIVY_DB_REPOSITORY": db}
     scan = shipyard("--project", str(team), "scan", record.release, env=env)
     assert "edge/summer: ok" in scan.stdout and "scanned linux/amd64, linux/arm64" in scan.stdout, scan.stdout
-    scanned = load_record(path).units["edge/summer"].verdicts["scan"]
-    assert sorted(scanned["platforms"]) == BOTH
-    assert all(scanned["platforms"][p]["counts"]["LOW"] >= 1 for p in BOTH), scanned
+    scanned = load_record(path).units["edge/summer"].verdicts.scan
+    assert scanned is not None and scanned.platforms is not None and sorted(scanned.platforms) == BOTH
+    assert all(scanned.platforms[p].counts["LOW"] >= 1 for p in BOTH), scanned
     reports = team / ".shipyard" / "reports" / record.release / "scan" / "edge/summer"
     for name, platform in (("image.trivy.json", "linux/amd64"), ("image.linux-arm64.trivy.json", "linux/arm64")):
         report = json.loads((reports / name).read_text())
@@ -266,11 +266,12 @@ def test_every_platform_of_the_edge_profile_is_gated(team: Path, tmp_path: Path)
     canary = shipyard("--project", str(team), "canary", record.release, "--profile", "edge")
     assert "edge/summer: ok" in canary.stdout, canary.stdout
     assert "linux/arm64 emulated ok" in canary.stdout, canary.stdout
-    ran = load_record(path).units["edge/summer"].verdicts["canary"]
-    assert ran["passed"] and ran["platforms"]["linux/amd64"]["mode"] == "native"
-    arm = ran["platforms"]["linux/arm64"]
-    assert arm["passed"] and arm["mode"] == "emulated" and arm["latency"].startswith("skipped: emulated (qemu-aarch64)")
-    assert arm["requests"] > 0 and arm["error_rate"] == 0
+    ran = load_record(path).units["edge/summer"].verdicts.canary
+    assert ran is not None and ran.platforms is not None
+    assert ran.passed and ran.platforms["linux/amd64"].mode == "native"
+    arm = ran.platforms["linux/arm64"]
+    assert arm.passed and arm.mode == "emulated" and arm.latency.startswith("skipped: emulated (qemu-aarch64)")
+    assert arm.requests > 0 and arm.error_rate == 0
     channel = f"edge-{uuid.uuid4().hex[:6]}"
     shipyard("--project", str(team), "promote", record.release, "--channel", channel, "--profile", "edge")
     assert registry_digest(record.units["edge/summer"].repository, channel) == record.units["edge/summer"].digest
@@ -280,8 +281,9 @@ def test_every_platform_of_the_edge_profile_is_gated(team: Path, tmp_path: Path)
     amd64_only = gated.release + "-amd64only"
     gated.release = amd64_only
     for unit in gated.units.values():
-        scan_verdict = unit.verdicts["scan"]
-        scan_verdict["platforms"] = {p: v for p, v in scan_verdict["platforms"].items() if p == "linux/amd64"}
+        scan_verdict = unit.verdicts.scan
+        assert scan_verdict is not None and scan_verdict.platforms is not None
+        scan_verdict.platforms = {p: v for p, v in scan_verdict.platforms.items() if p == "linux/amd64"}
     save_record(team, gated)
     signer = development_key(state_dir())
     with RegistryClient(parse_target(IT_REGISTRY)) as registry:

@@ -60,9 +60,10 @@ def test_good_release_passes_and_records_latency(built) -> None:  # type: ignore
     assert "canary: 3 service(s) healthy" in result.stdout, result.stdout
     saved = load_record(root / ".shipyard" / "releases" / f"{record.release}.json")
     for key in ("cpu/model-ops-coordinator", "cpu/real-time-audio-pipeline", UNIT):
-        canary = saved.units[key].verdicts["canary"]
-        assert canary["passed"] and canary["requests"] == 20 and canary["error_rate"] == 0
-        assert 0 < canary["p50_ms"] <= canary["p95_ms"] <= canary["slo_p95_ms"]
+        canary = saved.units[key].verdicts.canary
+        assert canary is not None and canary.passed and canary.requests == 20 and canary.error_rate == 0
+        assert canary.p50_ms and canary.p95_ms and canary.slo_p95_ms
+        assert 0 < canary.p50_ms <= canary.p95_ms <= canary.slo_p95_ms
     assert not leftovers()
 
 
@@ -83,8 +84,8 @@ def test_broken_variant_fails_with_its_reason(built, variant: str, tmp_path: Pat
     result = shipyard("--project", str(root), "canary", broken.release, check=False)
     assert result.returncode == 12, result.stdout + result.stderr
     assert f"{UNIT}: {reason}" in result.stderr, result.stderr
-    verdict = load_record(root / ".shipyard" / "releases" / f"{broken.release}.json").units[UNIT].verdicts["canary"]
-    assert verdict["passed"] is False and verdict["reason"].startswith(reason)
+    verdict = load_record(root / ".shipyard" / "releases" / f"{broken.release}.json").units[UNIT].verdicts.canary
+    assert verdict is not None and verdict.passed is False and verdict.reason.startswith(reason)
     assert not leftovers(), "the canary left a container behind"
 
 
@@ -232,4 +233,4 @@ def test_a_gpu_canary_on_an_engine_without_nvidia_is_refused_before_anything_sta
     assert created == [], "a pc2 canary container was created"
     assert not leftovers()
     saved = load_record(root / ".shipyard" / "releases" / f"{record.release}.json")
-    assert not [k for k, u in saved.units.items() if u.profile == "pc2" and "canary" in u.verdicts]
+    assert not [k for k, u in saved.units.items() if u.profile == "pc2" and u.verdicts.canary is not None]

@@ -289,8 +289,8 @@ def test_real_gated_release(tmp_path: Path, gated) -> None:  # type: ignore[no-u
         assert short_digest(unit.digest) in row.text(), key
     chart = page.one("svg", id="latency-chart")
     for key, unit in record.units.items():
-        if "canary" in unit.verdicts:
-            p95 = unit.verdicts["canary"]["p95_ms"]
+        if unit.verdicts.canary is not None:
+            p95 = unit.verdicts.canary.p95_ms
             (bars,) = by_attr(chart, "data-unit", key, "g")
             assert f"p95 {f'{p95:.1f}'.removesuffix('.0')} ms" in bars.text()
     assert "verify: " in page.one("ul", **{"class": "gates"}).text()

@@ -67,8 +67,9 @@ def test_fixed_critical_cve_fails_the_gate(scan_setup) -> None:  # type: ignore[
     assert result.stderr.startswith(f"shipyard: error: scan: 2 unit(s) of {record.release} blocked by {CVE}")
     saved = load_record(root / ".shipyard" / "releases" / f"{record.release}.json")
     for key in UNITS:
-        verdict = saved.units[key].verdicts["scan"]
-        assert verdict["passed"] is False and verdict["blocking"] == [CVE] and verdict["counts"]["CRITICAL"] == 1
+        verdict = saved.units[key].verdicts.scan
+        assert verdict is not None
+        assert verdict.passed is False and verdict.blocking == [CVE] and verdict.counts["CRITICAL"] == 1
         out = root / ".shipyard" / "reports" / record.release / "scan" / key
         sarif = json.loads((out / "image.sarif").read_text())
         assert CVE in {r["ruleId"] for r in sarif["runs"][0]["results"]}
@@ -83,12 +84,14 @@ def test_allowlist_entry_passes_until_it_expires(scan_setup, tmp_path: Path) -> 
     result = scan(root, record.release, env, "--allowlist", str(valid))
     assert result.returncode == 0, result.stdout + result.stderr
     saved = load_record(root / ".shipyard" / "releases" / f"{record.release}.json")
-    assert saved.units[UNITS[0]].verdicts["scan"]["suppressed"] == [CVE]
+    allowed = saved.units[UNITS[0]].verdicts.scan
+    assert allowed is not None and allowed.suppressed == [CVE]
     expired = allowlist(tmp_path / "old.toml", date.today() - timedelta(days=1))
     result = scan(root, record.release, env, "--allowlist", str(expired))
     assert result.returncode == 11, result.stdout + result.stderr
     saved = load_record(root / ".shipyard" / "releases" / f"{record.release}.json")
-    assert saved.units[UNITS[0]].verdicts["scan"]["expired_allowances"] == [CVE]
+    expired_scan = saved.units[UNITS[0]].verdicts.scan
+    assert expired_scan is not None and expired_scan.expired_allowances == [CVE]
 
 
 def test_planted_token_is_reported_as_a_secret(scan_setup) -> None:  # type: ignore[no-untyped-def]
@@ -97,8 +100,8 @@ def test_planted_token_is_reported_as_a_secret(scan_setup) -> None:  # type: ign
     result = scan(root, release, env, "--severity", "CRITICAL,HIGH")
     assert result.returncode == 11, result.stdout + result.stderr
     saved = load_record(root / ".shipyard" / "releases" / f"{release}.json")
-    verdict = saved.units["variants/leaky"].verdicts["scan"]
-    assert verdict["secrets"] == 1 and "github-pat" in verdict["blocking"]
+    verdict = saved.units["variants/leaky"].verdicts.scan
+    assert verdict is not None and verdict.secrets == 1 and "github-pat" in verdict.blocking
     report = (root / ".shipyard" / "reports" / release / "scan" / "variants/leaky" / "image.trivy.json").read_text()
     assert "ghp_" in report or "GITHUB_TOKEN" in report  # trivy's own report, masked by trivy
     assert "ghp_" not in result.stdout + result.stderr  # shipyard never prints it

@@ -73,7 +73,7 @@ def test_good_release_passes(built) -> None:  # type: ignore[no-untyped-def]
     result = shipyard("--project", str(root), "verify", record.release)
     assert "verify: all" in result.stdout and "checks passed" in result.stdout
     saved = load_record(root / ".shipyard" / "releases" / f"{record.release}.json")
-    assert all(unit.verdicts["verify"]["passed"] for unit in saved.units.values())
+    assert all(unit.verdicts.verify and unit.verdicts.verify.passed for unit in saved.units.values())
 
 
 def test_each_broken_image_is_reported_with_its_check(broken_release) -> None:  # type: ignore[no-untyped-def]
@@ -100,9 +100,9 @@ def test_each_broken_image_is_reported_with_its_check(broken_release) -> None:  
     assert findings[("variants/no-provenance", "provenance")]["found"].endswith("not an index with attestations")
     assert findings[(GOOD, "sbom")]["status"] == "pass" and findings[(GOOD, "provenance")]["status"] == "pass"
     saved = load_record(root / ".shipyard" / "releases" / f"{record.release}.json")
-    assert saved.units["variants/no-healthcheck"].verdicts["verify"] == {
+    assert saved.units["variants/no-healthcheck"].verdicts.to_dict()["verify"] == {
         "passed": False,
         "failed": ["healthcheck"],
         "platforms": {"linux/amd64": {"passed": False, "failed": ["healthcheck"]}},  # the platform verify read
     }
-    assert saved.units[GOOD].verdicts["verify"]["passed"] is True
+    assert saved.units[GOOD].verdicts.verify is not None and saved.units[GOOD].verdicts.verify.passed is True

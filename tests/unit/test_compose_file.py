@@ -10,6 +10,7 @@ from shipyard.config.project import load_project
 from shipyard.errors import ConfigError, PromoteRefused
 from shipyard.record import ReleaseRecord, UnitRecord
 from shipyard.release.deploy.compose import Placed, compose_project, from_release, target_named
+from shipyard.verdicts import CanaryVerdict, ScanVerdict, UnitVerdicts, VerifyVerdict
 from tests.conftest import make_project
 
 DIGEST = "sha256:" + "a" * 64
@@ -107,5 +108,5 @@ def test_a_release_that_did_not_pass_its_gates_is_refused(tmp_path: Path) -> Non
         PromoteRefused, match=rf"^target local: 20250111-abcdef12 refused: cpu/{SERVICE}: no verify verdict"
     ):
         from_release(record, project.catalog, target)
-    unit.verdicts = {"verify": {"passed": True}, "scan": {"passed": True}, "canary": {"passed": True}}
+    unit.verdicts = UnitVerdicts(VerifyVerdict(passed=True), ScanVerdict(passed=True), CanaryVerdict(passed=True))
     assert [p.ref for p in from_release(record, project.catalog, target)] == [f"r/cpu/{SERVICE}@{DIGEST}"]

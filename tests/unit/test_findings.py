@@ -125,7 +125,7 @@ def test_allowlist_suppresses_until_it_expires(tmp_path: Path) -> None:
     other_unit = judge("pc2/svc", findings(), GatePolicy.parse("CRITICAL"), allow, date(2026, 6, 30))
     assert "CVE-2099-0001" in ids(other_unit.blocking)
     after = judge("cpu/svc", findings(), GatePolicy.parse("CRITICAL"), allow, date(2026, 7, 1))
-    assert "CVE-2099-0001" in ids(after.blocking) and after.to_record()["expired_allowances"] == ["CVE-2099-0001"]
+    assert "CVE-2099-0001" in ids(after.blocking) and after.verdict().expired_allowances == ["CVE-2099-0001"]
 
 
 @pytest.mark.parametrize(

@@ -122,7 +122,7 @@ def test_the_canary_of_a_gpu_profile_is_refused_before_any_container_is_touched(
     path = release(tmp_path)
     before = path.read_text()
     with pytest.raises(EngineError) as error:
-        canary.canary_release(path, "pc2", lambda event: None, gpu_profiles={"pc2"})
+        canary.CanaryGate("pc2", gpu_profiles={"pc2"}).run(path, lambda event: None)
     assert str(error.value) == (
         "canary pc2 (a GPU profile): the engine at unix:///var/run/docker.sock has no NVIDIA runtime "
         "(runtimes: runc); install the NVIDIA Container Toolkit there and run "
@@ -149,4 +149,4 @@ def test_the_canary_of_a_cpu_profile_does_not_ask_the_engine_for_runtimes(
     monkeypatch.setattr(canary, "connect", lambda where: CpuOnly())
     monkeypatch.setattr(canary, "remove_leftovers", stop)
     with pytest.raises(Stop):
-        canary.canary_release(release(tmp_path), "cpu", lambda event: None, gpu_profiles={"pc2"})
+        canary.CanaryGate("cpu", gpu_profiles={"pc2"}).run(release(tmp_path), lambda event: None)

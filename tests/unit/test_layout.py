@@ -5,7 +5,9 @@ lists the rooms it may use, so an upward import (the build reaching into the rel
 protocol into shipyard's policy, anything into the CLI) fails here with the file, the line and the
 rule. Printing is the CLI's alone: elsewhere ``print`` and ``sys.stdout``/``sys.stderr`` fail too. A
 verb's handler takes its typed arguments: a function annotated to take ``argparse.Namespace`` fails,
-but where the arguments are made from it (cli/verb.py).
+but where the arguments are made from it (cli/verb.py). Verdicts are signed in one place: only
+``release/gates/gate.py`` calls ``attest_gate``/``attest_models``, and the gates' modules import each
+other in one direction (no cycle), the gate module above them all.
 """
 
 from __future__ import annotations
@@ -35,16 +37,20 @@ MAY_IMPORT: dict[str, set[str]] = {
     "state": BASE,  # the project's .shipyard/ folder
     "oci": BASE,  # the registry protocol: nothing of shipyard above it
     "config": TOOLS | {"oci"},
-    "record": BASE | {"oci", "state"},
+    "verdicts": BASE,  # the gates' typed verdicts, as the record stores them
+    "record": BASE | {"oci", "state", "verdicts"},
     "preflight": TOOLS | {"oci", "config"},
-    "build": TOOLS | {"oci", "config", "record", "preflight"},  # never release/, report/ or cli/
-    "release": TOOLS | {"oci", "config", "record", "build"},  # reads what the build made; never cli/
-    "report": BASE | {"oci", "config", "record", "release", "state"},  # never cli/
-    "cli": TOOLS | {"oci", "config", "record", "preflight", "build", "release", "report"},
+    "build": TOOLS | {"oci", "config", "record", "verdicts", "preflight"},  # never release/, report/ or cli/
+    "release": TOOLS | {"oci", "config", "record", "verdicts", "build"},  # reads what the build made; never cli/
+    "report": BASE | {"oci", "config", "record", "verdicts", "release", "state"},  # never cli/
+    "cli": TOOLS | {"oci", "config", "record", "verdicts", "preflight", "build", "release", "report"},
 }
 PRINTS = {"cli"}  # the only room that talks to a person
 # a handler takes its verb's typed arguments; argparse's Namespace stays where it is read (cli/verb.py)
 NAMESPACE_READERS = {"shipyard.cli.verb"}
+SIGNS = {"shipyard.release.gates.gate"}  # the one module that signs a gate's verdicts
+SIGNING = {"attest_gate", "attest_models"}
+GATES = "shipyard.release.gates"
 
 
 def room_of(module: str) -> str:
@@ -141,6 +147,50 @@ def violations(package: Path) -> list[Violation]:
                 )
             elif room not in PRINTS and (how := _prints(node)):
                 found.append(Violation(path, node.lineno, f"{how} outside cli/: emit an event, the CLI shows it"))
+            elif module not in SIGNS and (name := _signs(node)):
+                found.append(Violation(path, node.lineno, f"{module} calls {name}: only {', '.join(SIGNS)} signs "
+                                       "verdicts (run the gate through run_gate)"))  # fmt: skip
+    return found + _cycles(package)
+
+
+def _signs(node: ast.AST) -> str | None:
+    if not isinstance(node, ast.Call):
+        return None
+    func = node.func
+    name = func.id if isinstance(func, ast.Name) else func.attr if isinstance(func, ast.Attribute) else ""
+    return name if name in SIGNING else None
+
+
+def _cycles(package: Path) -> list[Violation]:
+    """The gates' modules import each other in one direction: a cycle among them is named with its path."""
+    edges: dict[str, dict[str, int]] = {}
+    paths: dict[str, Path] = {}
+    for path in sorted((package / "release" / "gates").glob("*.py")):
+        module = module_of(path, package)
+        paths[module] = path
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+            if isinstance(node, ast.Import | ast.ImportFrom):
+                for target in imported(node, module, path.name == "__init__.py"):
+                    if target.startswith(GATES + ".") and target != module:
+                        edges.setdefault(module, {}).setdefault(target, node.lineno)
+    found: list[Violation] = []
+
+    def visit(module: str, stack: list[str]) -> None:
+        for target, line in edges.get(module, {}).items():
+            if target in stack:
+                cycle = [*stack[stack.index(target) :], module, target]
+                if frozenset(cycle) not in seen:  # each cycle once
+                    seen.add(frozenset(cycle))
+                    found.append(Violation(paths[module], line, f"import cycle in gates: {' -> '.join(cycle)}"))
+            elif target in edges and target not in done:
+                visit(target, [*stack, module])
+        done.add(module)
+
+    done: set[str] = set()
+    seen: set[frozenset[str]] = set()
+    for module in sorted(edges):
+        if module not in done:
+            visit(module, [])
     return found
 
 
@@ -196,6 +246,33 @@ def _plant(tmp_path: Path, files: dict[str, str]) -> Path:
                 "def cmd_deploy(args: argparse.Namespace, c: object) -> int:\n    return 0\n",
             },
             "cli/deploy_commands.py:3: cmd_deploy(args: Namespace): a handler takes its verb's typed arguments",
+        ),
+        (
+            {
+                "cli/__init__.py": "",
+                "cli/release_commands.py": "from ..release.gates.verdicts import attest_gate\n"
+                "attest_gate(registry, key, record, 'scan', {}, emit)\n",
+            },
+            "cli/release_commands.py:2: shipyard.cli.release_commands calls attest_gate: only "
+            "shipyard.release.gates.gate signs verdicts",
+        ),
+        (
+            {
+                "release/__init__.py": "",
+                "release/gates/__init__.py": "",
+                "release/gates/verify.py": "def f(v):\n    v.attest_models(1)\n",
+            },
+            "release/gates/verify.py:2: shipyard.release.gates.verify calls attest_models",
+        ),
+        (
+            {
+                "release/__init__.py": "",
+                "release/gates/__init__.py": "",
+                "release/gates/checks.py": "from .verify import Verifier\n",
+                "release/gates/verify.py": "from .checks import CHECKS\n",
+            },
+            "release/gates/verify.py:1: import cycle in gates: shipyard.release.gates.checks -> "
+            "shipyard.release.gates.verify -> shipyard.release.gates.checks",
         ),
         ({"stray.py": ""}, "shipyard.stray is in no room of MAY_IMPORT"),
     ],

@@ -12,6 +12,7 @@ from shipyard.release.channels.ledger import load_ledger
 from shipyard.release.channels.promote import gate_problems
 from shipyard.release.channels.trust import trust_problems
 from shipyard.release.gates.verdicts import attest_models, signed_verdicts
+from shipyard.verdicts import ModelVerifyVerdict
 from tests.memregistry import MemoryRegistry
 from tests.unit.test_promote import manifest, promoter_on
 from tests.unit.test_trust import KEY, signed_release
@@ -49,7 +50,7 @@ def test_a_model_needs_a_trusted_signature_and_a_signed_verify_verdict_of_the_re
     attest_models(client, KEY, record, "verify", {"checks": ["model"]}, lambda event: None)
     assert trust_problems(client, [KEY.public], record, ["cpu/svc"]) == []
     held = signed_verdicts(client, [KEY.public], "acme/models/affect-nb", model.digest)["verify"]
-    assert held["unit"] == "models/affect-nb" and held["release"] == record.release
+    assert held.unit == "models/affect-nb" and held.release == record.release
     record.revision = "b" * 40  # the same model, claimed for another revision: its verdict does not count
     assert any(
         "model affect-nb: the signed verify verdict" in p
@@ -61,7 +62,7 @@ def test_a_failed_model_verdict_is_never_signed_and_blocks_promotion_by_name() -
     memory = MemoryRegistry()
     client = client_of(memory)
     record = with_model(memory, signed_release(client, memory, "20250111-aaaaaaaa"))
-    record.models["affect-nb"].verdicts["verify"] = {"passed": False, "problems": ["model: weights.json: digest …"]}
+    record.models["affect-nb"].verdicts.verify = ModelVerifyVerdict(False, ["model: weights.json: digest …"])
     assert attest_models(client, KEY, record, "verify", {}, lambda event: None) == []
     assert "model affect-nb: verify failed (model: weights.json: digest …)" in gate_problems(record, ["cpu/svc"])
     record.units["cpu/svc"].models = {"affect-nb": "sha256:" + "9" * 64}  # an edited record

@@ -286,8 +286,7 @@ def tags_of(argv: list[str]) -> list[str]:
 
 
 def test_semver_tags_on_head_go_with_every_unit_built_or_reused(ctx) -> None:  # type: ignore[no-untyped-def]
-    from shipyard.release.gates.checks import UnitImage, check_tag
-    from shipyard.release.gates.verify import Verifier
+    from shipyard.release.gates.checks import Reads, UnitImage, check_tag
 
     context, runner, events = ctx
     root, target = context.project.root, parse_target("localhost:5000/acme")
@@ -324,8 +323,10 @@ def test_semver_tags_on_head_go_with_every_unit_built_or_reused(ctx) -> None:  #
     # verify's tag check: one finding per tag, an alias at an unknown digest fails on its own
     unit = again.units["cpu/family-web"]
     runner.mem.tags[("acme/cpu/family-web", "1.4")] = "sha256:" + "0" * 64
-    image = UnitImage("cpu/family-web", unit, "acme/cpu/family-web", None, {}, None)  # type: ignore[arg-type]
-    findings = list(check_tag(Verifier(again, context.registry, events.append), image))
+    image = UnitImage("cpu/family-web", unit, "acme/cpu/family-web", None, {}, None,  # type: ignore[arg-type]
+                      aliases=tuple(again.aliases))  # fmt: skip
+    reads = Reads.of(context.registry, "localhost:5000")
+    findings = list(check_tag(image, reads))
     assert [(f.check, f.status, f.expected.split(" ")[0]) for f in findings] == [
         ("tag", "pass", again.release),
         ("tag", "pass", "1.4.3"),
@@ -335,10 +336,10 @@ def test_semver_tags_on_head_go_with_every_unit_built_or_reused(ctx) -> None:  #
     newer = runner.mem.put(
         "acme/cpu/family-web", "1.4", b'{"schemaVersion": 2}', "application/vnd.oci.image.manifest.v1+json"
     )
-    findings = list(check_tag(Verifier(again, context.registry, events.append), image))
+    findings = list(check_tag(image, reads))
     assert [(f.status, f.found) for f in findings][2] == ("skip", f"1.4 moved on to {newer}")
     runner.mem.tags[("acme/cpu/family-web", "1.4.3")] = newer  # the exact version must never move
-    findings = list(check_tag(Verifier(again, context.registry, events.append), image))
+    findings = list(check_tag(image, reads))
     assert [f.status for f in findings] == ["pass", "fail", "skip"]
 
 

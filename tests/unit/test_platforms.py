@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -18,12 +17,13 @@ from shipyard.record import ReleaseRecord, UnitRecord
 from shipyard.release.channels.trust import digest_problems, trust_problems
 from shipyard.release.engine import Endpoint
 from shipyard.release.gates import canary
-from shipyard.release.gates.canary import CanaryVerdict, HowToRun, canary_platforms, how_to_run
-from shipyard.release.gates.checks import PER_PLATFORM, UnitImage, check_sbom
+from shipyard.release.gates.canary import HowToRun, canary_platforms, how_to_run
+from shipyard.release.gates.checks import PER_PLATFORM, Reads, UnitImage, check_sbom
 from shipyard.release.gates.findings import GatePolicy, image_report_name, judge, parse_report
 from shipyard.release.gates.scan import ScanOptions, scan_unit
 from shipyard.release.gates.verdicts import attest_gate, signed_verdicts, statement, subject_statement
 from shipyard.report.text import gate_platforms, platforms_text
+from shipyard.verdicts import CanaryVerdict, ScanPlatform
 from tests.attested import CYCLONEDX, IMAGE_TYPE, push_platforms
 from tests.memregistry import MemoryRegistry
 
@@ -95,7 +95,7 @@ def test_verify_checks_each_platforms_own_sbom(mem: MemoryRegistry, registry: Re
     for platform in BOTH:
         one = UnitImage("edge/svc", edge_unit(digest), REPO, registry.for_platform(REPO, index, platform), {}, index,
                         platform)  # fmt: skip
-        (found[platform],) = check_sbom(SimpleNamespace(registry=registry), one)  # type: ignore[arg-type]
+        (found[platform],) = check_sbom(one, Reads.of(registry, "localhost:5000"))
     assert found["linux/amd64"].status == "pass" and found["linux/amd64"].platform == "linux/amd64"
     assert found["linux/arm64"].status == "fail" and found["linux/arm64"].platform == "linux/arm64"
     assert "of the linux/arm64 image" in found["linux/arm64"].expected
@@ -130,12 +130,15 @@ def test_every_platform_is_scanned_and_findings_name_it(tmp_path: Path) -> None:
     verdict = scan_unit(trivy, tmp_path, edge_record(unit), "edge/svc", unit, tmp_path, True)  # type: ignore[arg-type]
     assert [p for _, p in trivy.scanned] == BOTH and all(ref == unit.ref for ref, _ in trivy.scanned)
     assert {(f.id, f.platform) for f in verdict.findings} == {("CVE-AMD", "linux/amd64"), ("CVE-ARM", "linux/arm64")}
-    recorded = verdict.to_record()
-    assert recorded["platforms"]["linux/arm64"] == {
+    recorded = verdict.verdict()
+    assert recorded.platforms is not None and recorded.platforms["linux/arm64"] == ScanPlatform(
+        counts={"CRITICAL": 1, "HIGH": 0, "MEDIUM": 0, "LOW": 0, "UNKNOWN": 0}, secrets=0, blocking=["CVE-ARM"]
+    )
+    assert recorded.to_dict()["platforms"]["linux/arm64"] == {  # the record's JSON, as it always was
         "counts": {"CRITICAL": 1, "HIGH": 0, "MEDIUM": 0, "LOW": 0, "UNKNOWN": 0}, "secrets": 0,
         "blocking": ["CVE-ARM"],
     }  # fmt: skip
-    assert recorded["counts"]["CRITICAL"] == 2 and recorded["blocking"] == ["CVE-AMD", "CVE-ARM"]
+    assert recorded.counts["CRITICAL"] == 2 and recorded.blocking == ["CVE-AMD", "CVE-ARM"]
     out = tmp_path / ".shipyard" / "reports" / RELEASE / "scan" / "edge/svc"
     assert (out / "image.trivy.json").is_file() and (out / "image.linux-arm64.trivy.json").is_file()
     assert (out / "sbom.linux-arm64.cdx.json").is_file()
@@ -145,7 +148,7 @@ def test_a_single_platform_report_keeps_its_names() -> None:
     assert image_report_name("linux/amd64", "linux/amd64") == "image.trivy.json"
     assert image_report_name("linux/arm64", "linux/amd64", "sarif") == "image.linux-arm64.sarif"
     verdict = judge("cpu/x", parse_report(trivy_report("CVE-1"), "linux/amd64"), GatePolicy(), [], date_today())
-    assert list(verdict.to_record()["platforms"]) == []  # platforms: as scan_unit names them
+    assert verdict.verdict().platforms == {}  # platforms: as scan_unit names them
 
 
 def date_today() -> Any:
@@ -184,7 +187,7 @@ def test_a_platform_the_engine_cannot_run_is_recorded_as_not_canaried(monkeypatc
 
     def fake_unit(client: Any, where: Any, key: str, unit: UnitRecord, release: str, **kw: Any) -> CanaryVerdict:
         ran.append(kw["run"])
-        return CanaryVerdict(key, True, ready_s=1.0, p95_ms=5.0, platform=kw["run"].platform, mode=kw["run"].mode)
+        return CanaryVerdict(True, ready_s=1.0, p95_ms=5.0, platform=kw["run"].platform, mode=kw["run"].mode)
 
     monkeypatch.setattr(canary, "canary_unit", fake_unit)
     unit = edge_unit("sha256:" + "1" * 64)
@@ -192,8 +195,9 @@ def test_a_platform_the_engine_cannot_run_is_recorded_as_not_canaried(monkeypatc
     where = Endpoint("unix:///var/run/docker.sock", "", "127.0.0.1", "127.0.0.1")
     verdict = canary_platforms(None, where, "edge/svc", unit, RELEASE, runs.__getitem__)
     assert verdict.passed and [r.platform for r in ran if r] == ["linux/amd64"]
-    assert verdict.platforms["linux/arm64"] == {"canaried": False, "reason": "no qemu"}
-    assert verdict.platforms["linux/amd64"]["canaried"] and verdict.platforms["linux/amd64"]["mode"] == "native"
+    assert verdict.platforms is not None
+    assert verdict.platforms["linux/arm64"].to_dict() == {"canaried": False, "reason": "no qemu"}
+    assert verdict.platforms["linux/amd64"].canaried and verdict.platforms["linux/amd64"].mode == "native"
     nothing = canary_platforms(None, where, "edge/svc", unit, RELEASE, lambda p: HowToRun(p, "", "no way"))
     assert not nothing.passed and nothing.reason.startswith("no platform of the unit can run here")
 

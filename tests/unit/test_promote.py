@@ -13,6 +13,7 @@ from shipyard.oci.signing import SigningKey
 from shipyard.record import ReleaseRecord, UnitRecord
 from shipyard.release.channels.ledger import load_ledger
 from shipyard.release.channels.promote import Promoter, Seams, gate_problems
+from shipyard.verdicts import CanaryVerdict
 from tests.memregistry import MemoryRegistry
 
 OCI = "application/vnd.oci.image.manifest.v1+json"
@@ -54,7 +55,7 @@ def release(
             verdicts=dict(verdicts if verdicts is not None else PASSED),
         )
     if canary:
-        record.units[units[0]].verdicts["canary"] = {"passed": True}
+        record.units[units[0]].verdicts.canary = CanaryVerdict(passed=True)
     return record
 
 

@@ -149,3 +149,43 @@ def test_a_model_without_its_files_is_not_a_record(tmp_path: Path) -> None:
 def model_record_json() -> str:
     record = ReleaseRecord(release="r", revision="a", created="c", registry="h/s", models={"affect-nb": model_record()})
     return record.to_json()
+
+
+def test_verdicts_are_typed_and_round_trip_what_they_do_not_model(tmp_path: Path) -> None:
+    """A key a newer shipyard wrote is kept; a key an older one did not write is not added; a gate this
+    shipyard does not know stays as it was."""
+    data = json.loads(model_record_json())
+    data["units"] = {"cpu/svc": unit()}
+    data["units"]["cpu/svc"]["verdicts"] = {
+        "verify": {"passed": True, "failed": []},  # before verdicts named platforms
+        "scan": {"passed": False, "blocking": ["CVE-1"], "epss": {"CVE-1": 0.9}},  # a field of a newer shipyard
+        "sbom": {"passed": True},  # a gate of a newer shipyard
+    }
+    path = tmp_path / "r.json"
+    path.write_text(json.dumps(data))
+    verdicts = load_record(path).units["cpu/svc"].verdicts
+    assert verdicts.verify is not None and verdicts.verify.passed and verdicts.verify.platforms is None
+    assert verdicts.scan is not None and verdicts.scan.blocking == ["CVE-1"] and verdicts.scan.counts == {}
+    assert verdicts.scan.extra == {"epss": {"CVE-1": 0.9}} and verdicts.canary is None
+    again = json.loads(load_record(path).to_json())
+    assert again["units"]["cpu/svc"]["verdicts"] == data["units"]["cpu/svc"]["verdicts"]
+
+
+def test_a_verdict_made_here_has_every_field() -> None:
+    from shipyard.verdicts import VerifyPlatform, VerifyVerdict
+
+    made = VerifyVerdict(False, ["user"], {"linux/amd64": VerifyPlatform(False, ["user"])})
+    assert made.to_dict() == {
+        "passed": False,
+        "failed": ["user"],
+        "platforms": {"linux/amd64": {"passed": False, "failed": ["user"]}},
+    }
+
+
+def test_a_verdict_that_is_not_a_mapping_is_not_a_record(tmp_path: Path) -> None:
+    data = json.loads(model_record_json())
+    data["units"] = {"cpu/svc": unit() | {"verdicts": {"verify": ["passed"]}}}
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps(data))
+    with pytest.raises(ConfigError, match=r"bad.json: not a shipyard release record"):
+        load_record(path)

@@ -24,6 +24,7 @@ from shipyard.report.html import latency_chart, render_html
 from shipyard.report.markdown import render_markdown
 from shipyard.report.model import ReleaseReport, build_report, concerning, placements
 from shipyard.report.text import short_digest
+from shipyard.verdicts import UnitVerdicts
 from tests import reportdata
 from tests.memregistry import MemoryRegistry
 from tests.reportdata import NEXT, PREVIOUS, RELEASE
@@ -148,7 +149,9 @@ def test_top_findings_worst_first_with_the_gate_and_the_units() -> None:
 
 def test_a_blocking_finding_is_marked_and_listed_first_within_its_severity() -> None:
     rec = reportdata.record()
-    rec.units["cpu/base-python"].verdicts["scan"] |= {"passed": False, "blocking": ["CVE-2023-52425"]}
+    scan = rec.units["cpu/base-python"].verdicts.scan
+    assert scan is not None
+    scan.passed, scan.blocking = False, ["CVE-2023-52425"]
     md = render_markdown(report(rec))
     assert row_of(section(md, "## Top scan findings"), "HIGH")[1:3] == ["CVE-2023-52425", "blocking"]
     assert "- scan: 11/12 passed" in md
@@ -222,7 +225,9 @@ def test_html_is_self_contained() -> None:
 
 def test_chart_has_a_bar_pair_and_an_slo_line_per_service_and_flags_a_missed_slo() -> None:
     rec = reportdata.record()
-    rec.units["cpu/model-ops-coordinator"].verdicts["canary"] |= {"p95_ms": 312.5, "passed": False}
+    canary = rec.units["cpu/model-ops-coordinator"].verdicts.canary
+    assert canary is not None
+    canary.p95_ms, canary.passed = 312.5, False
     svg = latency_chart(report(rec).canaried())
     assert svg.count('<g class="service"') == 3 and svg.count("stroke-dasharray") == 4  # 3 SLO lines + legend
     assert "p95 312.5 ms" in svg and 'fill="#cf222e"><title>cpu/model-ops-coordinator p95 312.5 ms' in svg
@@ -233,7 +238,9 @@ def test_chart_has_a_bar_pair_and_an_slo_line_per_service_and_flags_a_missed_slo
 
 def test_canary_without_a_measurement_says_so() -> None:
     rec = reportdata.record()
-    rec.units["cpu/model-ops-coordinator"].verdicts["canary"] |= {"p50_ms": None, "p95_ms": None, "passed": False}
+    canary = rec.units["cpu/model-ops-coordinator"].verdicts.canary
+    assert canary is not None
+    canary.p50_ms, canary.p95_ms, canary.passed = None, None, False
     svg = latency_chart(report(rec).canaried())
     assert "p50: no measurement" in svg and "p95: no measurement" in svg
 
@@ -241,7 +248,7 @@ def test_canary_without_a_measurement_says_so() -> None:
 def test_a_release_that_only_was_built() -> None:
     rec = reportdata.record()
     for unit in rec.units.values():
-        unit.verdicts = {}
+        unit.verdicts = UnitVerdicts()
     md = render_markdown(report(rec, verify=False, findings={}, ledgers={"canary": []}))
     assert "- verify: not run\n- scan: not run\n- canary: not run\n" in md
     assert "No canary verdicts in this release." in md and "No findings in the scan reports." in md

@@ -19,9 +19,11 @@ from shipyard.oci.signing import SigningKey
 from shipyard.record import ModelFileRecord, ModelRecord, ReleaseRecord, save_record
 from shipyard.release.channels.trust import Evidence
 from shipyard.release.deploy.deployments import Deployment
+from shipyard.release.gates.verdicts import SignedVerdict
 from shipyard.report.html import render_html
 from shipyard.report.markdown import render_markdown
 from shipyard.report.model import build_report, model_runs
+from shipyard.verdicts import ModelVerifyVerdict
 from tests import reportdata
 from tests.memregistry import MemoryRegistry
 from tests.reportdata import NEXT, PREVIOUS, RELEASE
@@ -63,7 +65,7 @@ def with_models() -> ReleaseRecord:
 
 def evidence() -> dict[str, Evidence | str]:
     return {
-        "bert": Evidence([KEY_ID], {"verify": {"gate": "verify", "release": RELEASE}}),
+        "bert": Evidence([KEY_ID], {"verify": SignedVerdict("verify", "models/bert", RELEASE, "")}),
         "whisper": Evidence([], {}),
         "gpt2": f"the artifact is in other.example, not {HOST}",
     }
@@ -120,10 +122,10 @@ def test_each_model_is_listed_with_digest_size_files_signature_verdict_and_targe
 
 def test_a_verdict_signed_for_an_earlier_release_is_named_and_a_record_verdict_is_a_summary() -> None:
     proof = evidence()
-    proof["bert"] = Evidence([KEY_ID], {"verify": {"gate": "verify", "release": PREVIOUS}})
+    proof["bert"] = Evidence([KEY_ID], {"verify": SignedVerdict("verify", "models/bert", PREVIOUS, "")})
     proof["whisper"] = Evidence([KEY_ID], {})
     rec = with_models()
-    rec.models["whisper"].verdicts["verify"] = {"passed": True, "problems": []}
+    rec.models["whisper"].verdicts.verify = ModelVerifyVerdict(passed=True)
     models = section(md_of(rec, model_evidence=proof), "## Models")
     assert row_of(models, "bert")[7] == f"passed (signed verdict of {PREVIOUS})"
     assert row_of(models, "whisper")[6:8] == [f"signed ({KEY_ID[:19]}…)", "passed (record; no signed verdict)"]
@@ -222,7 +224,7 @@ def test_evidence_is_read_from_the_registry_by_digest(tmp_path: Path) -> None:
         found = fetch_model_evidence(registry, [trusted.public], rec)
         without_keys = fetch_model_evidence(registry, "no trusted keys (shipyard.toml: …)", rec)
     assert isinstance(found["bert"], Evidence) and found["bert"].signers == [trusted.public.key_id]
-    assert found["bert"].verdicts["verify"]["release"] == RELEASE
+    assert found["bert"].verdicts["verify"].release == RELEASE
     assert found["whisper"] == Evidence([], {})
     assert found["gpt2"] == f"the artifact is in other.example, not {HOST}"
     assert without_keys == dict.fromkeys(rec.models, "no trusted keys (shipyard.toml: …)")

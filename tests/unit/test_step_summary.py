@@ -8,6 +8,7 @@ import pytest
 
 from shipyard.cli.output.summary import markdown_failure, markdown_summary
 from shipyard.record import ReleaseRecord, load_record
+from shipyard.verdicts import CanaryVerdict, UnitVerdicts
 
 RECORD = Path(__file__).parent.parent / "data" / "summary-release.json"
 
@@ -73,15 +74,16 @@ def test_promotion_column_and_headline(record: ReleaseRecord) -> None:
 
 def test_a_stage_not_run_yet_shows_a_dash(record: ReleaseRecord) -> None:
     for unit in record.units.values():
-        unit.verdicts.clear()
+        unit.verdicts = UnitVerdicts()
     table = rows(markdown_summary(record, "build", {}))
     assert {tuple(r[5:]) for r in table} == {("–", "–", "–", "–")}
 
 
 def test_skipped_vulnerability_scan_is_said_and_pipes_are_escaped(record: ReleaseRecord) -> None:
     unit = record.units["cpu/base-python"]
-    unit.verdicts["scan"]["vulnerabilities"] = "skipped"
-    unit.verdicts["canary"] = {"passed": False, "p95_ms": 900.5, "slo_p95_ms": 250.0, "reason": "p95 | over SLO"}
+    assert unit.verdicts.scan is not None
+    unit.verdicts.scan.vulnerabilities = "skipped"
+    unit.verdicts.canary = CanaryVerdict(passed=False, p95_ms=900.5, slo_p95_ms=250.0, reason="p95 | over SLO")
     text = markdown_summary(record, "scan", {})
     assert "**vulnerabilities not scanned**" in text
     assert "✅ secrets and misconfigurations only" in text

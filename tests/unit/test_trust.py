@@ -14,6 +14,7 @@ from shipyard.oci.signing import SigningKey
 from shipyard.record import ReleaseRecord
 from shipyard.release.channels.trust import digest_problems, trust_problems
 from shipyard.release.gates.verdicts import attest_gate, signed_verdicts
+from shipyard.verdicts import CanaryVerdict
 from tests.memregistry import MemoryRegistry
 from tests.unit.test_promote import release
 
@@ -23,7 +24,7 @@ PASSED = {"verify": {"passed": True, "failed": []}, "scan": {"passed": True, "co
 
 def signed_release(registry: RegistryClient, memory: MemoryRegistry, tag: str, key: SigningKey = KEY) -> ReleaseRecord:
     record = release(memory, tag, verdicts=PASSED)
-    record.units["cpu/svc"].verdicts["canary"] = {"passed": True, "p95_ms": 12.0, "slo_p95_ms": 250.0, "logs": ["x"]}
+    record.units["cpu/svc"].verdicts.canary = CanaryVerdict(passed=True, p95_ms=12.0, slo_p95_ms=250.0, logs=["x"])
     for unit in record.units.values():
         push_signature(registry, unit.repository.split("/", 1)[1], unit.digest, unit.repository, key)
     events: list[Event] = []
@@ -43,8 +44,8 @@ def test_a_signed_and_gated_release_passes(registry) -> None:  # type: ignore[no
     record = signed_release(client, memory, "20250111-aaaaaaaa")
     assert trust_problems(client, [KEY.public], record, record.units) == []
     verdicts = signed_verdicts(client, [KEY.public], "acme/cpu/svc", record.units["cpu/svc"].digest)
-    assert set(verdicts) == {"verify", "scan", "canary"} and verdicts["canary"]["result"]["p95_ms"] == 12.0
-    assert "logs" not in verdicts["canary"]["result"]  # the statement holds figures, not container output
+    assert set(verdicts) == {"verify", "scan", "canary"} and verdicts["canary"].result["p95_ms"] == 12.0
+    assert "logs" not in verdicts["canary"].result  # the statement holds figures, not container output
 
 
 def test_an_untrusted_key_proves_nothing(registry) -> None:  # type: ignore[no-untyped-def]
@@ -117,7 +118,7 @@ def test_verdicts_are_read_newest_first_and_only_until_each_gate_has_one(registr
     fresh = RegistryClient(parse_target("localhost:5000/acme"), transport=memory.transport())
     memory.requests.clear()
     verdicts = signed_verdicts(fresh, [KEY.public], "acme/cpu/svc", digest)
-    assert verdicts["verify"]["release"] == "20250116-aaaaaaaa" and set(verdicts) == {"verify", "scan", "canary"}
+    assert verdicts["verify"].release == "20250116-aaaaaaaa" and set(verdicts) == {"verify", "scan", "canary"}
     blobs = [p for m, p in memory.requests if m == "GET" and "/blobs/" in p]
     assert len(blobs) == 3, blobs  # the newest verify, the scan and the canary verdict; not the six verifies
     # and attesting the newest verdict again pushes nothing, reading only the newest of its gate
@@ -139,8 +140,8 @@ def test_a_verdict_is_bound_to_its_release_in_either_order(registry) -> None:  #
     assert trust_problems(client, [KEY.public], second, second.units) == []
     digest = first.units["cpu/svc"].digest
     mine = signed_verdicts(client, [KEY.public], "acme/cpu/svc", digest, first.release)
-    assert {v["release"] for v in mine.values()} == {first.release}
-    assert signed_verdicts(client, [KEY.public], "acme/cpu/svc", digest)["verify"]["release"] == second.release
+    assert {v.release for v in mine.values()} == {first.release}
+    assert signed_verdicts(client, [KEY.public], "acme/cpu/svc", digest)["verify"].release == second.release
     third = replace(first, release="20250113-cccccccc")  # never gated itself
     problems = trust_problems(client, [KEY.public], third, ["cpu/svc"])
     assert problems[0] == (

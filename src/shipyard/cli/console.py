@@ -195,13 +195,13 @@ def print_verify_failures(console: Console, root: Path, release: str) -> None:
 def print_scan_summary(console: Console, record: ReleaseRecord) -> None:
     rows: list[tuple[str, ...]] = [("unit", "critical", "high", "medium", "low", "secrets", "verdict")]
     for key, unit in record.units.items():
-        scan = unit.verdicts.get("scan")
-        if not scan:
+        scan = unit.verdicts.scan
+        if scan is None:
             continue
-        c = scan["counts"]
-        verdict = "pass" if scan["passed"] else "FAIL " + ",".join(scan["blocking"][:3])
+        c = scan.counts
+        verdict = "pass" if scan.passed else "FAIL " + ",".join(scan.blocking[:3])
         rows.append(
-            (key, str(c["CRITICAL"]), str(c["HIGH"]), str(c["MEDIUM"]), str(c["LOW"]), str(scan["secrets"]), verdict)
+            (key, str(c["CRITICAL"]), str(c["HIGH"]), str(c["MEDIUM"]), str(c["LOW"]), str(scan.secrets), verdict)
         )
     if len(rows) > 1:
         table(console, rows)
@@ -210,22 +210,22 @@ def print_scan_summary(console: Console, record: ReleaseRecord) -> None:
 def print_canary_summary(console: Console, record: ReleaseRecord) -> None:
     rows: list[tuple[str, ...]] = [("service", "ready", "p50", "p95", "slo p95", "errors", "verdict")]
     for key, unit in record.units.items():
-        canary = unit.verdicts.get("canary")
-        if not canary:
+        canary = unit.verdicts.canary
+        if canary is None:
             continue
         rows.append(
             (
                 key,
-                f"{canary['ready_s']}s",
-                f"{canary['p50_ms']} ms",
-                f"{canary['p95_ms']} ms",
-                f"{canary['slo_p95_ms']} ms",
-                str(canary["error_rate"]),
-                "pass" if canary["passed"] else "FAIL " + canary["reason"][:60],
+                f"{canary.ready_s}s",
+                f"{canary.p50_ms} ms",
+                f"{canary.p95_ms} ms",
+                f"{canary.slo_p95_ms} ms",
+                str(canary.error_rate),
+                "pass" if canary.passed else "FAIL " + canary.reason[:60],
             )
         )
-        if not canary["passed"] and canary.get("logs"):
+        if not canary.passed and canary.logs:
             rows.append(("  last log lines:", "", "", "", "", "", ""))
-            rows.extend((f"  | {line[:100]}", "", "", "", "", "", "") for line in canary["logs"][-8:])
+            rows.extend((f"  | {line[:100]}", "", "", "", "", "", "") for line in canary.logs[-8:])
     if len(rows) > 1:
         table(console, rows)

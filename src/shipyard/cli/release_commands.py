@@ -6,11 +6,10 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..config.keys import Keys
 from ..config.profiles import load_profiles
 from ..config.project import cache_dir
 from ..config.registry import parse_target
@@ -19,35 +18,31 @@ from ..oci.credentials import credentials_for
 from ..oci.reference import OCI_TAG_RE, RegistryTarget
 from ..record import ReleaseRecord, load_record, reports_dir
 from ..release.engine import has_gpu
-from ..release.gates.canary import canary_release
+from ..release.gates.canary import CanaryGate
 from ..release.gates.findings import GatePolicy, load_allowlist
-from ..release.gates.scan import ScanOptions, scan_release
+from ..release.gates.gate import Signing, run_gate
+from ..release.gates.scan import ScanGate, ScanOptions
 from ..release.gates.trivy_db import push_db
-from ..release.gates.verdicts import attest_gate
-from ..release.gates.verify import verify_release
+from ..release.gates.verify import VerifyGate
 from ..release.model_volumes import model_fetch_image
 from ..runner import Runner
+from ..verdicts import GateName
 from .console import Console, print_canary_summary, print_scan_summary, print_verify_failures
 from .options import OLD_RELEASE, REGISTRY, RELEASE, Arguments, Option, positive
-
-# shared.py's helpers under the short names the gates' bodies use
-from .shared import reachable_registry as _reachable_registry
-from .shared import release_record as _release
-from .shared import signing_keys as _keys
+from .shared import reachable_registry, release_record, signing_keys
 from .verb import Verb
 
 
 def cmd_verify(args: VerifyArgs, console: Console) -> int:
-    root, path, record = _release(args)
+    root, path, record = release_record(args)
     target = parse_target(args.registry or record.registry)
-    registry = _reachable_registry(target, console)
-    keys = _keys(root, target, console)
+    registry = reachable_registry(target, console)
+    keys = signing_keys(root, target, console)
     console.info(f"verifying {len(record.units)} units of {record.release} in {target} ({path.name})")
     try:
         layers = cache_dir() / "layers"  # listings by layer digest, kept between runs
-        report = verify_release(
-            root, path, registry, console.event, trusted=keys.trusted, signer=keys.signer, layer_cache=layers
-        )
+        gate = VerifyGate(root, registry, trusted=keys.trusted, layer_cache=layers)
+        report = run_gate(gate, path, console.event, Signing(keys.signer, lambda: nullcontext(registry)))
     except VerifyFailed:
         print_verify_failures(console, root, record.release)  # every failure, then the one-line error
         console.summarize(load_record(path), "verify")
@@ -67,7 +62,7 @@ def cmd_verify(args: VerifyArgs, console: Console) -> int:
 
 
 def cmd_scan(args: ScanArgs, console: Console) -> int:
-    root, path, record = _release(args)
+    root, path, record = release_record(args)
     allowlist = args.allowlist
     if allowlist is None and (root / "scan-allowlist.toml").is_file():
         allowlist = root / "scan-allowlist.toml"
@@ -81,21 +76,17 @@ def cmd_scan(args: ScanArgs, console: Console) -> int:
         credentials=credentials_for(target),
         skip_vulnerabilities=args.skip_vulnerabilities,
     )
-    keys = _keys(root, target, console)
+    keys = signing_keys(root, target, console)
     console.info(f"scanning {len(record.units)} units of {record.release} ({args.jobs} in parallel)")
-    policy = {
-        "severity": args.severity,
-        "ignore_unfixed": args.ignore_unfixed,
-        "vulnerabilities": not args.skip_vulnerabilities,
-    }
-    with _gate(args, console, path, "scan", print_scan_summary), _signing(target, keys, path, "scan", policy, console):
-        verdicts = scan_release(root, path, Runner(echo=console.command), options, console.event)
+    signing = Signing(keys.signer, lambda: reachable_registry(target, console))
+    with _gate(args, console, path, "scan", print_scan_summary):
+        scanned = run_gate(ScanGate(root, Runner(echo=console.command), options), path, console.event, signing)
     scope = (
         "secrets and misconfigurations only, vulnerabilities NOT scanned"
         if args.skip_vulnerabilities
         else (args.severity)
     )
-    console.line(f"scan: {len(verdicts)} units passed the gate ({scope})")
+    console.line(f"scan: {len(scanned.units)} units passed the gate ({scope})")
     return 0
 
 
@@ -111,7 +102,7 @@ def cmd_trivy_db(args: TrivyDbArgs, console: Console) -> int:
         )
     host, _, repository = location.partition("/")
     target = parse_target(f"{host}/{repository}", flag="--to")
-    with _reachable_registry(target, console) as registry:
+    with reachable_registry(target, console) as registry:
         digest = push_db(registry, repository, tag, args.source)
     console.line(f"pushed Trivy DB {args.source} as {ref}@{digest}; scan with --db-repository {ref}")
     if args.json:
@@ -120,58 +111,23 @@ def cmd_trivy_db(args: TrivyDbArgs, console: Console) -> int:
 
 
 def cmd_canary(args: CanaryArgs, console: Console) -> int:
-    root, path, record = _release(args)
+    root, path, record = release_record(args)
     console.info(f"canary of {record.release} on profile {args.profile or 'first in the release'}")
     # the record does not say which profiles have a GPU: the project's profiles do
     gpu_profiles = {name for name, p in load_profiles(root / "profiles", root=root).items() if has_gpu(p.hardware)}
     target = parse_target(record.registry)
-    keys = _keys(root, target, console)
-    policy: dict[str, object] = {
-        "profile": args.profile or "first in the release",
-        "probes": "health, golden request, p95 against the SLO",
-    }
-    with (
-        _gate(args, console, path, "canary", print_canary_summary),
-        _signing(target, keys, path, "canary", policy, console),
-    ):
-        verdicts = canary_release(
-            path,
-            args.profile,
-            console.event,
-            gpu_profiles=gpu_profiles,
-            fetch_image=lambda: _fetch_image(target, console),
-        )
-    console.line(f"canary: {len(verdicts)} service(s) healthy, answering right and within their SLO")
+    keys = signing_keys(root, target, console)
+    gate = CanaryGate(args.profile, gpu_profiles=gpu_profiles, fetch_image=lambda: _fetch_image(target, console))
+    with _gate(args, console, path, "canary", print_canary_summary):
+        ran = run_gate(gate, path, console.event, Signing(keys.signer, lambda: reachable_registry(target, console)))
+    console.line(f"canary: {len(ran.units)} service(s) healthy, answering right and within their SLO")
     return 0
 
 
 def _fetch_image(target: RegistryTarget, console: Console) -> str:
     """The image that fills the canary's model volumes: the local Python base, from the release's registry."""
-    with _reachable_registry(target, console) as registry:
+    with reachable_registry(target, console) as registry:
         return model_fetch_image(registry, Runner(), console.event)
-
-
-@contextmanager
-def _signing(
-    target: RegistryTarget, keys: Keys, path: Path, gate: str, policy: dict[str, object], console: Console
-) -> Iterator[None]:
-    """When the gate ran to its verdicts (passed, or failed at the gate), sign and attach the verdict of
-    each unit that passed; a unit that failed gets nothing."""
-    try:
-        yield
-    except (ScanFailed, CanaryFailed):
-        _attest(target, keys, path, gate, policy, console)
-        raise
-    _attest(target, keys, path, gate, policy, console)
-
-
-def _attest(
-    target: RegistryTarget, keys: Keys, path: Path, gate: str, policy: dict[str, object], console: Console
-) -> None:
-    if keys.signer is None:
-        return
-    with _reachable_registry(target, console) as registry:
-        attest_gate(registry, keys.signer, load_record(path), gate, policy, console.event)
 
 
 @contextmanager
@@ -179,7 +135,7 @@ def _gate(
     args: Arguments,
     console: Console,
     path: Path,
-    stage: str,
+    stage: GateName,
     print_table: Callable[[Console, ReleaseRecord], None],
 ) -> Iterator[None]:
     """Run a gate. Whatever happened, its table from the record; when it ran to a verdict (passed, or
@@ -200,8 +156,8 @@ def _gate(
                 console.data(json.dumps(_verdicts(record, stage), indent=2, sort_keys=True))
 
 
-def _verdicts(record: ReleaseRecord, stage: str) -> dict[str, object]:
-    units = {key: unit.verdicts[stage] for key, unit in record.units.items() if stage in unit.verdicts}
+def _verdicts(record: ReleaseRecord, stage: GateName) -> dict[str, object]:
+    units = {key: v.to_dict() for key, unit in record.units.items() if (v := unit.verdicts.of(stage)) is not None}
     return {"release": record.release, "stage": stage, "units": units}
 
 

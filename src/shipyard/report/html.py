@@ -8,10 +8,10 @@ artifact or from a file:// URL.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from html import escape
-from typing import Any
 
+from ..verdicts import CanaryVerdict
 from .model import ReleaseReport, record_origin
 from .text import (
     build_text,
@@ -107,19 +107,16 @@ def render_html(report: ReleaseReport) -> str:
 def _unit_row(report: ReleaseReport, key: str) -> str:
     u = report.record.units[key]
     tally = report.verify.get(key)
-    scan: Mapping[str, Any] | None = u.verdicts.get("scan")
-    canary: Mapping[str, Any] | None = u.verdicts.get("canary")
+    scan, canary = u.verdicts.scan, u.verdicts.canary
     scan_cell = "not scanned"
-    if scan:
+    if scan is not None:
         notes = [counts_text(scan)]
-        for label, name in (("blocked by", "blocking"), ("allowed", "suppressed")):
-            if scan.get(name):
-                notes.append(f"{label} {', '.join(scan[name])}")
-        if scan.get("vulnerabilities") == "skipped":
+        for label, ids in (("blocked by", scan.blocking), ("allowed", scan.suppressed)):
+            if ids:
+                notes.append(f"{label} {', '.join(ids)}")
+        if scan.vulnerabilities == "skipped":
             notes.append("vulnerabilities not scanned")
-        scan_cell = (
-            _badge(bool(scan.get("passed")), "passed" if scan.get("passed") else "blocked") + " " + _e("; ".join(notes))
-        )
+        scan_cell = _badge(scan.passed, "passed" if scan.passed else "blocked") + " " + _e("; ".join(notes))
     cells = [
         f"<td>{_e(u.image)}</td>",
         f"<td>{_e(u.kind)}</td>",
@@ -129,7 +126,7 @@ def _unit_row(report: ReleaseReport, key: str) -> str:
         f"<td>{_e(build_text(u))}</td>",
         f"<td>{_badge(None if tally is None else tally.ok, verify_text(tally))}</td>",
         f"<td>{scan_cell}</td>",
-        f"<td>{_badge(bool(canary.get('passed')), canary_text(canary)) if canary else '—'}</td>",
+        f"<td>{_badge(canary.passed, canary_text(canary)) if canary is not None else '—'}</td>",
         f"<td>{_badge(bool(u.attestations.get('signature')), signed_text(u))}</td>",
         f'<td class="platforms">{_e(platforms_text(u))}</td>',
     ]
@@ -172,11 +169,11 @@ def _canary(report: ReleaseReport) -> str:
     rows = [
         f'<tr data-unit="{_e(key)}"><td>{_e(key)}</td>'
         + "".join(
-            f'<td class="num">{_e(number(v.get(name), unit))}</td>'
-            for name, unit in (("p50_ms", "ms"), ("p95_ms", "ms"), ("slo_p95_ms", "ms"), ("error_rate", ""))
+            f'<td class="num">{_e(number(value, unit))}</td>'
+            for value, unit in ((v.p50_ms, "ms"), (v.p95_ms, "ms"), (v.slo_p95_ms, "ms"), (v.error_rate, ""))
         )
-        + f'<td class="num">{_e(v.get("requests", ""))}</td><td class="num">{_e(number(v.get("ready_s"), "s"))}</td>'
-        + f"<td>{_badge(bool(v.get('passed')), 'passed' if v.get('passed') else 'FAILED: ' + str(v.get('reason')))}"
+        + f'<td class="num">{_e(v.requests)}</td><td class="num">{_e(number(v.ready_s, "s"))}</td>'
+        + f"<td>{_badge(v.passed, 'passed' if v.passed else 'FAILED: ' + v.reason)}"
         + "</td></tr>"
         for key, v in canaried
     ]
@@ -196,14 +193,14 @@ def _nice_step(span: float) -> float:
     return float(next(m * magnitude for m in (1, 2, 5, 10) if m * magnitude >= raw))
 
 
-def latency_chart(canaried: Sequence[tuple[str, Mapping[str, Any]]]) -> str:
+def latency_chart(canaried: Sequence[tuple[str, CanaryVerdict]]) -> str:
     """Horizontal bars of p50 and p95 per service, with each service's p95 SLO as a dashed line."""
     label_w, plot_w, row_h, top, bottom = 250, 560, 46, 36, 34
     values = [
-        float(v[name])
+        float(value)
         for _, v in canaried
-        for name in ("p50_ms", "p95_ms", "slo_p95_ms")
-        if isinstance(v.get(name), int | float)
+        for value in (v.p50_ms, v.p95_ms, v.slo_p95_ms)
+        if isinstance(value, int | float)
     ]
     step = _nice_step(max(values, default=1.0))
     scale_max = step * max(1, math.ceil(max(values, default=1.0) * 1.05 / step))
@@ -235,9 +232,8 @@ def latency_chart(canaried: Sequence[tuple[str, Mapping[str, Any]]]) -> str:
         y = top + i * row_h
         parts.append(f'<g class="service" data-unit="{_e(key)}">')
         parts.append(f'<text x="{label_w - 8}" y="{y + row_h / 2 + 4}" text-anchor="end">{_e(key)}</text>')
-        slo = v.get("slo_p95_ms")
-        for offset, name, colour in ((7, "p50_ms", P50), (23, "p95_ms", P95)):
-            value = v.get(name)
+        slo = v.slo_p95_ms
+        for offset, name, colour, value in ((7, "p50_ms", P50, v.p50_ms), (23, "p95_ms", P95, v.p95_ms)):
             if not isinstance(value, int | float):
                 parts.append(f'<text x="{label_w + 4}" y="{y + offset + 11}">{name[:3]}: no measurement</text>')
                 continue

@@ -71,8 +71,8 @@ def render_markdown(report: ReleaseReport) -> str:
                 code(short_parent(u.parent, record.registry)),
                 text(build_text(u)),
                 text(verify_text(report.verify.get(key))),
-                text(scan_text(u.verdicts.get("scan"))),
-                text(canary_text(u.verdicts.get("canary"))),
+                text(scan_text(u.verdicts.scan)),
+                text(canary_text(u.verdicts.canary)),
                 text(signed_text(u)),
                 text(platforms_text(u)),
             )
@@ -121,13 +121,13 @@ def _canary(report: ReleaseReport) -> list[str]:
     rows = [
         (
             text(key),
-            number(v.get("p50_ms"), "ms"),
-            number(v.get("p95_ms"), "ms"),
-            number(v.get("slo_p95_ms"), "ms"),
-            number(v.get("error_rate")),
-            str(v.get("requests", "")),
-            number(v.get("ready_s"), "s"),
-            "passed" if v.get("passed") else text(f"FAILED: {v.get('reason', '')}"),
+            number(v.p50_ms, "ms"),
+            number(v.p95_ms, "ms"),
+            number(v.slo_p95_ms, "ms"),
+            number(v.error_rate),
+            str(v.requests),
+            number(v.ready_s, "s"),
+            "passed" if v.passed else text(f"FAILED: {v.reason}"),
         )
         for key, v in canaried
     ]

@@ -20,6 +20,8 @@ from ..release.channels.ledger import Entry
 from ..release.channels.trust import Evidence
 from ..release.deploy.deployments import Deployment
 from ..release.gates.findings import SEVERITIES, ScanFinding, image_report_name, parse_report
+from ..release.gates.verdicts import SignedVerdict
+from ..verdicts import CanaryVerdict, ModelVerifyVerdict
 
 TOP_FINDINGS = 15
 _RANK = {severity: rank for rank, severity in enumerate(SEVERITIES)}
@@ -140,12 +142,12 @@ class ModelRow:
         return None if self.evidence is None else bool(self.evidence.signers)
 
     @property
-    def signed_verdict(self) -> Mapping[str, Any] | None:
+    def signed_verdict(self) -> SignedVerdict | None:
         return None if self.evidence is None else self.evidence.verdicts.get("verify")
 
     @property
-    def record_verdict(self) -> Mapping[str, Any] | None:
-        return self.model.verdicts.get("verify")
+    def record_verdict(self) -> ModelVerifyVerdict | None:
+        return self.model.verdicts.verify
 
 
 def model_runs(model: ModelRecord, deployments: Mapping[str, Sequence[Deployment] | str]) -> tuple[ModelRun, ...]:
@@ -213,8 +215,8 @@ class ReleaseReport:
             return f"all {len(units)} units"
         return ", ".join(units[:shown]) + (f" and {len(units) - shown} more" if len(units) > shown else "")
 
-    def canaried(self) -> list[tuple[str, dict[str, Any]]]:
-        return [(k, u.verdicts["canary"]) for k, u in self.record.units.items() if "canary" in u.verdicts]
+    def canaried(self) -> list[tuple[str, CanaryVerdict]]:
+        return [(k, v) for k, u in self.record.units.items() if (v := u.verdicts.canary) is not None]
 
 
 def tally_verify(record: ReleaseRecord, document: Mapping[str, Any] | None) -> dict[str, VerifyTally]:
@@ -233,8 +235,8 @@ def tally_verify(record: ReleaseRecord, document: Mapping[str, Any] | None) -> d
             )
             passed = sum(f.get("status") == "pass" for f in found)
             tallies[key] = VerifyTally(passed, failed, sum(f.get("status") == "skip" for f in found))
-        elif "verify" in unit.verdicts:
-            tallies[key] = VerifyTally(None, tuple(str(c) for c in unit.verdicts["verify"].get("failed", [])))
+        elif (verdict := unit.verdicts.verify) is not None:
+            tallies[key] = VerifyTally(None, tuple(str(c) for c in verdict.failed))
     return tallies
 
 
@@ -259,13 +261,13 @@ def top_findings(
                 platforms[same].append(finding.platform)
     tops = []
     for finding, keys in units.items():
-        verdicts = [record.units[k].verdicts.get("scan") or {} for k in keys]
+        verdicts = [v for k in keys if (v := record.units[k].verdicts.scan) is not None]
         tops.append(
             TopFinding(
                 finding,
                 tuple(keys),
-                blocking=any(finding.id in v.get("blocking", ()) for v in verdicts),
-                suppressed=any(finding.id in v.get("suppressed", ()) for v in verdicts),
+                blocking=any(finding.id in v.blocking for v in verdicts),
+                suppressed=any(finding.id in v.suppressed for v in verdicts),
                 platforms=tuple(sorted(platforms.get(finding, ()))),
                 multi_platform=any(len(record.units[k].platforms) > 1 for k in keys),
             )

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
 
 from ..record import UnitRecord
 from ..release.gates.findings import SEVERITIES
-from ..release.gates.verdicts import GATES, covered_platforms
+from ..verdicts import GATE_NAMES, CanaryPlatform, CanaryVerdict, ScanVerdict, covered_platforms
 from .model import ModelRow, ModelRun, ReleaseReport, VerifyTally
 
 MB = 1_000_000
@@ -61,22 +60,21 @@ def verify_text(tally: VerifyTally | None) -> str:
     return f"{tally.passed}/{total} passed{skipped}, FAILED: {names}"
 
 
-def counts_text(verdict: Mapping[str, Any]) -> str:
-    counts = verdict.get("counts") or {}
-    return " ".join(f"{s[0]}{counts.get(s, 0)}" for s in SEVERITIES[:4])
+def counts_text(verdict: ScanVerdict) -> str:
+    return " ".join(f"{s[0]}{verdict.counts.get(s, 0)}" for s in SEVERITIES[:4])
 
 
-def scan_text(verdict: Mapping[str, Any] | None) -> str:
-    if not verdict:
+def scan_text(verdict: ScanVerdict | None) -> str:
+    if verdict is None:
         return "not scanned"
-    parts = [("passed" if verdict.get("passed") else "BLOCKED") + " " + counts_text(verdict)]
-    if verdict.get("blocking"):
-        parts.append("blocked by " + ", ".join(verdict["blocking"]))
-    if verdict.get("suppressed"):
-        parts.append("allowed: " + ", ".join(verdict["suppressed"]))
-    if verdict.get("secrets"):
-        parts.append(f"{verdict['secrets']} secret(s)")
-    if verdict.get("vulnerabilities") == "skipped":
+    parts = [("passed" if verdict.passed else "BLOCKED") + " " + counts_text(verdict)]
+    if verdict.blocking:
+        parts.append("blocked by " + ", ".join(verdict.blocking))
+    if verdict.suppressed:
+        parts.append("allowed: " + ", ".join(verdict.suppressed))
+    if verdict.secrets:
+        parts.append(f"{verdict.secrets} secret(s)")
+    if verdict.vulnerabilities == "skipped":
         parts.append("vulnerabilities not scanned")
     return "; ".join(parts)
 
@@ -85,22 +83,22 @@ def gate_platforms(unit: UnitRecord) -> list[tuple[str, str]]:
     """Per gate the unit went through: which of its platforms the gate covered, by the record's verdicts:
     ``all`` when every one, else those it covered and those it did not (a canary's, with the reason)."""
     platforms = unit.platforms or [unit.platform]
-    out = []
-    for gate in GATES:
-        verdict = unit.verdicts.get(gate)
-        if not verdict:
+    out: list[tuple[str, str]] = []
+    for gate in GATE_NAMES:
+        verdict = unit.verdicts.of(gate)
+        if verdict is None:
             continue
-        covered = covered_platforms(unit, verdict)
-        listed = verdict.get("platforms") if isinstance(verdict.get("platforms"), Mapping) else {}
-        emulated = [p for p in covered if (listed.get(p) or {}).get("mode") == "emulated"]
-        if not isinstance(verdict.get("platforms"), Mapping) and len(platforms) > 1:
+        covered = covered_platforms(verdict, unit.platform)
+        listed = verdict.platforms or {}
+        emulated = [p for p in covered if isinstance(one := listed.get(p), CanaryPlatform) and one.mode == "emulated"]
+        if verdict.platforms is None and len(platforms) > 1:
             shown = f"{unit.platform} only (an older shipyard's verdict)"
         elif all(p in covered for p in platforms):
             shown = "all" if len(platforms) > 1 else platforms[0]
         else:
             shown = ", ".join(covered) or "none"
             for platform in (p for p in platforms if p not in covered):
-                why = (listed.get(platform) or {}).get("reason") if gate == "canary" else ""
+                why = one.reason if isinstance(one := listed.get(platform), CanaryPlatform) else ""
                 shown += f"; not {platform}" + (f" ({why})" if why else "")
         if emulated:
             shown += " (" + ", ".join(emulated) + " emulated, latency not judged)"
@@ -120,11 +118,11 @@ def signed_text(unit: UnitRecord) -> str:
     return "signed" if unit.attestations.get("signature") else "unsigned"
 
 
-def canary_text(verdict: Mapping[str, Any] | None) -> str:
-    if not verdict:
+def canary_text(verdict: CanaryVerdict | None) -> str:
+    if verdict is None:
         return "—"
-    outcome = "passed" if verdict.get("passed") else f"FAILED: {verdict.get('reason', '')}"
-    return f"p95 {number(verdict.get('p95_ms'))}/{number(verdict.get('slo_p95_ms'), 'ms')} {outcome}"
+    outcome = "passed" if verdict.passed else f"FAILED: {verdict.reason}"
+    return f"p95 {number(verdict.p95_ms)}/{number(verdict.slo_p95_ms, 'ms')} {outcome}"
 
 
 def profiles_text(units: Iterable[str]) -> str:
@@ -157,14 +155,14 @@ def gates(report: ReleaseReport) -> list[Gate]:
     """Per stage: how many units passed it, of how many that went through it."""
     units = report.record.units.values()
     out = []
-    for stage in ("verify", "scan", "canary"):
-        judged = [u.verdicts[stage] for u in units if stage in u.verdicts]
+    for stage in GATE_NAMES:
+        judged = [v for u in units if (v := u.verdicts.of(stage)) is not None]
         note = ""
-        if stage == "scan" and any(v.get("vulnerabilities") == "skipped" for v in judged):
+        if stage == "scan" and any(isinstance(v, ScanVerdict) and v.vulnerabilities == "skipped" for v in judged):
             note = "vulnerabilities not scanned"
         if stage == "canary" and judged:
-            note = "profile " + ", ".join(sorted({u.profile for u in units if stage in u.verdicts}))
-        out.append(Gate(stage, sum(bool(v.get("passed")) for v in judged), len(judged), note))
+            note = "profile " + ", ".join(sorted({u.profile for u in units if u.verdicts.canary is not None}))
+        out.append(Gate(stage, sum(v.passed for v in judged), len(judged), note))
     return out
 
 
@@ -181,14 +179,14 @@ def model_verified(row: ModelRow, release: str) -> tuple[bool | None, str]:
     """A signed verify verdict for the digest (the authority), else the record's verdict (a summary only)."""
     signed = row.signed_verdict
     if signed is not None:
-        other = str(signed.get("release") or "")
+        other = signed.release
         return True, "passed (signed verdict" + (f" of {other})" if other and other != release else ")")
     verdict = row.record_verdict
     unsigned = "; no signed verdict" if row.evidence is not None else ""
     if verdict is None:
         return None, "not verified"
-    if not verdict.get("passed"):
-        problems = [str(p) for p in verdict.get("problems") or []]
+    if not verdict.passed:
+        problems = [str(p) for p in verdict.problems]
         return False, "FAILED" + (f": {'; '.join(problems)}" if problems else "")
     return None, f"passed (record{unsigned})"
 

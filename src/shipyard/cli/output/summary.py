@@ -3,18 +3,20 @@
 One table, images × profiles: a row per (image, profile), images parents-first, with the pushed
 digest and size, whether the unit was built or reused, and the verify, scan (vulnerability counts
 by severity) and canary (p95 latency) verdicts the record holds so far, and the channels a
-promotion just moved. A stage that has not run shows ``–``.
+promotion just moved. A stage that has not run shows ``–``. The scan column's severities are the
+gates' own (findings.py), the four worst of them.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
 
 from ...record import ReleaseRecord, UnitRecord
+from ...release.gates.findings import SEVERITIES
+from ...verdicts import GATE_NAMES, CanaryVerdict, ScanVerdict, VerifyVerdict
 
 PASS, FAIL, NONE = "✅", "❌", "–"
-SEVERITIES = ("CRITICAL", "HIGH", "MEDIUM", "LOW")
+COLUMNS = SEVERITIES[:4]  # C/H/M/L: UNKNOWN is counted, not shown
 
 
 def markdown_summary(record: ReleaseRecord, stage: str, promotions: Mapping[str, Sequence[str]]) -> str:
@@ -35,9 +37,9 @@ def markdown_summary(record: ReleaseRecord, stage: str, promotions: Mapping[str,
                     f"`{unit.digest[:19]}`",
                     f"{unit.size / 1e6:.1f} MB",
                     _build(unit),
-                    _verify(unit.verdicts.get("verify")),
-                    _scan(unit.verdicts.get("scan")),
-                    _canary(unit.verdicts.get("canary")),
+                    _verify(unit.verdicts.verify),
+                    _scan(unit.verdicts.scan),
+                    _canary(unit.verdicts.canary),
                     ", ".join(promotions.get(key, ())) or NONE,
                 )
             )
@@ -83,13 +85,13 @@ def _headline(record: ReleaseRecord, promotions: Mapping[str, Sequence[str]]) ->
         f"revision `{record.revision[:12]}`",
         f"{len(units)} units: {len(units) - reused} built, {reused} reused",
     ]
-    for stage in ("verify", "scan", "canary"):
-        verdicts = [u.verdicts[stage] for u in units if stage in u.verdicts]
+    for stage in GATE_NAMES:
+        verdicts = [v for u in units if (v := u.verdicts.of(stage)) is not None]
         if verdicts:
-            passed = sum(bool(v.get("passed")) for v in verdicts)
+            passed = sum(v.passed for v in verdicts)
             parts.append(f"{stage} {passed}/{len(verdicts)} passed")
     parts.append(f"signed {sum(bool(u.attestations.get('signature')) for u in units)}/{len(units)}")
-    if any(u.verdicts.get("scan", {}).get("vulnerabilities") == "skipped" for u in units):
+    if any(u.verdicts.scan is not None and u.verdicts.scan.vulnerabilities == "skipped" for u in units):
         parts.append("**vulnerabilities not scanned**")
     channels = sorted({c for chans in promotions.values() for c in chans})
     if channels:
@@ -107,37 +109,36 @@ def _build(unit: UnitRecord) -> str:
     return f"built, {unit.cache_hits}/{unit.steps} steps cached"
 
 
-def _verify(verdict: Mapping[str, Any] | None) -> str:
+def _verify(verdict: VerifyVerdict | None) -> str:
     if verdict is None:
         return NONE
-    return PASS if verdict.get("passed") else f"{FAIL} {', '.join(verdict.get('failed', []))}".rstrip()
+    return PASS if verdict.passed else f"{FAIL} {', '.join(verdict.failed)}".rstrip()
 
 
-def _scan(verdict: Mapping[str, Any] | None) -> str:
+def _scan(verdict: ScanVerdict | None) -> str:
     if verdict is None:
         return NONE
-    mark = PASS if verdict.get("passed") else FAIL
-    counts = verdict.get("counts", {})
+    mark = PASS if verdict.passed else FAIL
     text = (
         "secrets and misconfigurations only"
-        if verdict.get("vulnerabilities") == "skipped"
-        else "/".join(str(counts.get(s, 0)) for s in SEVERITIES)
+        if verdict.vulnerabilities == "skipped"
+        else "/".join(str(verdict.counts.get(s, 0)) for s in COLUMNS)
     )
-    if verdict.get("secrets"):
-        text += f", {verdict['secrets']} secret(s)"
-    blocking = verdict.get("blocking") or []
+    if verdict.secrets:
+        text += f", {verdict.secrets} secret(s)"
+    blocking = verdict.blocking
     if blocking:
         text += f": {', '.join(blocking[:3])}{' …' if len(blocking) > 3 else ''}"
     return f"{mark} {text}"
 
 
-def _canary(verdict: Mapping[str, Any] | None) -> str:
+def _canary(verdict: CanaryVerdict | None) -> str:
     if verdict is None:
         return NONE
-    p95, slo = _number(verdict.get("p95_ms")), _number(verdict.get("slo_p95_ms"))
-    if verdict.get("passed"):
+    p95, slo = _number(verdict.p95_ms), _number(verdict.slo_p95_ms)
+    if verdict.passed:
         return f"{PASS} {p95} ms (SLO {slo})"
-    return f"{FAIL} {p95} ms: {verdict.get('reason', '')[:80]}"
+    return f"{FAIL} {p95} ms: {verdict.reason[:80]}"
 
 
 def _number(value: object) -> str:

@@ -79,23 +79,23 @@ def gate_problems(record: ReleaseRecord, keys: Iterable[str]) -> list[str]:
     the units and of the models they were released with."""
     problems, keys = [], list(keys)
     for key in keys:
-        for stage in ("verify", "scan"):
-            verdict = record.units[key].verdicts.get(stage)
+        verdicts = record.units[key].verdicts
+        for stage, verdict in (("verify", verdicts.verify), ("scan", verdicts.scan)):
             if verdict is None:
                 problems.append(f"{key}: no {stage} verdict")
-            elif not verdict.get("passed"):
+            elif not verdict.passed:
                 problems.append(f"{key}: {stage} failed")
-    canaries = {k: u.verdicts["canary"] for k, u in record.units.items() if "canary" in u.verdicts}
+    canaries = {k: v for k, u in record.units.items() if (v := u.verdicts.canary) is not None}
     if not canaries:
         problems.append("no canary verdict (run `shipyard canary`)")
-    problems += [f"{k}: canary failed ({v.get('reason', '')})" for k, v in canaries.items() if not v.get("passed")]
+    problems += [f"{k}: canary failed ({v.reason})" for k, v in canaries.items() if not v.passed]
     for name in released_models(record, keys):
         model = record.models.get(name)
-        verdict = model.verdicts.get("verify") if model is not None else None
-        if verdict is None:
+        checked = model.verdicts.verify if model is not None else None
+        if checked is None:
             problems.append(f"model {name}: no verify verdict")
-        elif not verdict.get("passed"):
-            problems.append(f"model {name}: verify failed ({'; '.join(verdict.get('problems', []))[:200]})")
+        elif not checked.passed:
+            problems.append(f"model {name}: verify failed ({'; '.join(checked.problems)[:200]})")
     return problems
 
 

@@ -7,14 +7,13 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
 
 from ...oci.attestations import image_platforms
 from ...oci.client import RegistryClient
 from ...oci.cosign import verified_signers
 from ...oci.signing import PublicKey
 from ...record import ReleaseRecord, UnitRecord
-from ..gates.verdicts import signed_verdicts
+from ..gates.verdicts import SignedVerdict, signed_verdicts
 
 PARALLEL_REQUESTS = 8
 
@@ -24,7 +23,7 @@ class Evidence:
     """What the registry holds, under trusted keys, for one image digest."""
 
     signers: list[str]
-    verdicts: dict[str, dict[str, Any]] = field(default_factory=dict)  # gate -> shipyard's part of the verdict
+    verdicts: dict[str, SignedVerdict] = field(default_factory=dict)  # gate -> shipyard's part of the verdict
 
 
 def evidence(
@@ -106,8 +105,8 @@ def model_problems(
     return problems
 
 
-def _matches(verdict: dict[str, Any] | None, record: ReleaseRecord) -> bool:
-    return verdict is not None and verdict.get("revision") == record.revision
+def _matches(verdict: SignedVerdict | None, record: ReleaseRecord) -> bool:
+    return verdict is not None and verdict.revision == record.revision
 
 
 Elsewhere = Callable[[str], "str | None"]  # gate -> the release whose verdict the digest carries instead, if any
@@ -118,7 +117,7 @@ def _elsewhere(registry: RegistryClient, trusted: Sequence[PublicKey], repositor
 
     def other(gate: str) -> str | None:
         verdict = signed_verdicts(registry, trusted, repository.split("/", 1)[1], digest).get(gate)
-        return str(verdict.get("release")) if verdict else None
+        return verdict.release if verdict else None
 
     return other
 
@@ -127,7 +126,7 @@ def _verdict_problem(
     key: str,
     short: str,
     gate: str,
-    verdict: dict[str, Any] | None,
+    verdict: SignedVerdict | None,
     record: ReleaseRecord,
     elsewhere: Elsewhere = lambda gate: None,
     unit: UnitRecord | None = None,
@@ -137,8 +136,8 @@ def _verdict_problem(
         other = elsewhere(gate)
         held = f" (its signed {gate} verdict is of release {other}, not of {record.release})" if other else ""
         return [f"{key}: no signed {gate} verdict of release {record.release} for {short}{held}"]
-    if verdict.get("revision") != record.revision:
-        return [f"{key}: the signed {gate} verdict for {short} is of revision {str(verdict.get('revision'))[:8]}, "
+    if verdict.revision != record.revision:
+        return [f"{key}: the signed {gate} verdict for {short} is of revision {verdict.revision[:8]}, "
                 f"not the release's {record.revision[:8]}"]  # fmt: skip
     if unit is None:
         return []
@@ -148,11 +147,10 @@ def _verdict_problem(
             for platform in unit.platforms or [unit.platform] if platform not in covered]  # fmt: skip
 
 
-def signed_platforms(verdict: dict[str, Any], unit: UnitRecord) -> list[str]:
+def signed_platforms(verdict: SignedVerdict, unit: UnitRecord) -> list[str]:
     """The platforms a signed verdict (shipyard's part of it) covers: its ``platforms``; one without them
     (written before verdicts named platforms) covers the unit's primary platform only."""
-    listed = verdict.get("platforms")
-    return list(listed) if isinstance(listed, dict) else [unit.platform]
+    return list(verdict.platforms) if verdict.platforms is not None else [unit.platform]
 
 
 def digest_problems(
@@ -173,8 +171,7 @@ def digest_problems(
     platforms = list(image_platforms(found)) if found is not None else []
     if len(platforms) > 1:  # a multi-platform index: each verdict covers each of its images (none is primary here)
         for gate in (g for g in gates if g in proof.verdicts):
-            listed = proof.verdicts[gate].get("platforms")
-            covered = list(listed) if isinstance(listed, dict) else []
+            covered = list(proof.verdicts[gate].platforms or {})
             problems += [f"{label}: the signed {gate} verdict for {digest[:19]} does not cover {platform}"
                          for platform in platforms if platform not in covered]  # fmt: skip
     return problems

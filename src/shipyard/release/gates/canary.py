@@ -13,6 +13,9 @@ registered (``/proc/sys/fs/binfmt_misc/qemu-aarch64``). An emulated platform's g
 as a native one's, but its latency is not the hardware's: the SLO is not judged (the figures are kept) and
 its readiness deadline is scaled, each with the reason in the verdict. A platform the engine cannot run is
 recorded as not canaried, with the reason; promotion then finds no canary verdict covering it.
+
+``CanaryGate`` is the canary as a member of the ``Gate`` shape (gate.py): ``run`` canaries one profile's
+services and stores the typed verdicts in the record, ``conclude`` raises ``CanaryFailed``.
 """
 
 from __future__ import annotations
@@ -22,16 +25,17 @@ import socket
 import time
 from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import httpx
 
 from ...errors import CanaryFailed, ConfigError, EngineError
 from ...events import Emit, Event
 from ...record import ReleaseRecord, UnitRecord, load_record, write_atomic
+from ...verdicts import CanaryPlatform, CanaryVerdict, GateName
 from ..engine import Endpoint, connect, create_container, endpoint, gpu_device_requests, require_nvidia_runtime
 from ..model_volumes import PlacedModel, ensure_models, released_models
 from .probes import Crashed, NotReady, golden_of, http_health, judge, send_golden, wait_until_ready
@@ -85,32 +89,10 @@ def how_to_run(platform: str, machine: str, *, local: bool, binfmt: Path = BINFM
     return HowToRun(platform, "emulated", emulator=f"qemu-{qemu}")
 
 
-@dataclass
-class CanaryVerdict:
-    unit: str
-    passed: bool
-    reason: str = ""
-    ready_s: float | None = None
-    p50_ms: float | None = None
-    p95_ms: float | None = None
-    slo_p95_ms: float | None = None
-    error_rate: float | None = None
-    requests: int = 0
-    logs: list[str] = field(default_factory=list)
-    # the figures, at the top, are those of the first platform canaried (the native one); ``platforms``
-    # has each platform's: its own figures, or {"canaried": False, "reason": why}
-    platform: str = ""
-    mode: str = ""  # "native" or "emulated"
-    latency: str = ""  # "judged against the SLO", or why it was not
-    platforms: dict[str, dict[str, Any]] = field(default_factory=dict)
-
-    def to_record(self) -> dict[str, Any]:
-        return {k: v for k, v in self.__dict__.items() if k not in ("unit", "logs")} | {"logs": self.logs[-20:]}
-
-    def figures(self) -> dict[str, Any]:
-        """This platform's entry of ``platforms``."""
-        keep = ("passed", "reason", "mode", "latency", "ready_s", "p50_ms", "p95_ms", "error_rate", "requests")
-        return {"canaried": True} | {k: getattr(self, k) for k in keep}
+def figures(verdict: CanaryVerdict) -> CanaryPlatform:
+    """One platform's canary as its entry of the unit's ``platforms``: its own figures."""
+    return CanaryPlatform(True, verdict.passed, verdict.reason, verdict.mode, verdict.latency, verdict.ready_s,
+                          verdict.p50_ms, verdict.p95_ms, verdict.error_rate, verdict.requests)  # fmt: skip
 
 
 def owner() -> str:
@@ -267,7 +249,7 @@ def canary_unit(
     slo_ms = float(service["slo_p95_ms"])
     emulated = run is not None and run.mode == "emulated"
     ready_timeout = float(service["ready_timeout_s"]) * (EMULATED_READY_FACTOR if emulated else 1)
-    verdict = CanaryVerdict(key, passed=False, slo_p95_ms=slo_ms, platform=run.platform if run else unit.platform,
+    verdict = CanaryVerdict(passed=False, slo_p95_ms=slo_ms, platform=run.platform if run else unit.platform,
                             mode=run.mode if run else "native", latency="judged against the SLO")  # fmt: skip
     if emulated:
         verdict.latency = (f"skipped: emulated ({run.emulator if run else ''}), latency is not the hardware's; "
@@ -318,14 +300,14 @@ def canary_platforms(
         results[platform] = canary_unit(client, where, key, unit, release, gpu=gpu, models=models, run=run)
     if not results:
         reasons = "; ".join(f"{p}: {why}" for p, why in skipped.items())
-        verdict = CanaryVerdict(key, passed=False, reason=f"no platform of the unit can run here ({reasons})")
+        verdict = CanaryVerdict(passed=False, reason=f"no platform of the unit can run here ({reasons})")
     else:
         failed = [v for v in results.values() if not v.passed]
         verdict = replace(failed[0] if failed else next(iter(results.values())))
         verdict.passed = not failed
         if failed and len(platforms) > 1:
             verdict.reason = f"{failed[0].platform}: {failed[0].reason}"
-    verdict.platforms = {p: results[p].figures() if p in results else {"canaried": False, "reason": skipped[p]}
+    verdict.platforms = {p: figures(results[p]) if p in results else CanaryPlatform.not_run(skipped[p])
                          for p in platforms}  # fmt: skip
     return verdict
 
@@ -339,14 +321,14 @@ def _canary_units(
     *,
     gpu: bool = False,
     fetch_image: Callable[[], str] | None = None,
-) -> list[CanaryVerdict]:
+) -> dict[str, CanaryVerdict]:
     models = {key: released_models(record, key) for key in units}
     wanted = [m for placed in models.values() for m in placed]
     if wanted:  # every model on the canary's engine first, each file's digest checked, as a deploy does
         if fetch_image is None:
             raise ConfigError(f"canary: release {record.release} has models, and no image to fill their volumes with")
         ensure_models(client, wanted, fetch_image(), emit, "canary")
-    verdicts = []
+    verdicts = {}
     runs = _platform_runner(client, where)
     for key, unit in units.items():
         started = time.monotonic()
@@ -359,10 +341,10 @@ def _canary_units(
                 f"{key}: {outcome} (ready {verdict.ready_s}s, p50 {verdict.p50_ms} ms, "
                 f"p95 {verdict.p95_ms} ms, {time.monotonic() - started:.1f}s to verdict){_platforms_told(verdict)}",
                 unit=key,
-                data={"platforms": verdict.platforms},
+                data={"platforms": {p: one.to_dict() for p, one in (verdict.platforms or {}).items()}},
             )
         )
-        verdicts.append(verdict)
+        verdicts[key] = verdict
     return verdicts
 
 
@@ -381,63 +363,92 @@ def _platform_runner(client: Any, where: Endpoint) -> Callable[[str], HowToRun]:
 def _platforms_told(verdict: CanaryVerdict) -> str:
     """``; linux/amd64 native ok, linux/arm64 emulated ok (latency skipped: emulated …)`` for more than one
     platform, or for a platform not run natively; "" for a unit canaried as it always was."""
-    if len(verdict.platforms) < 2 and verdict.mode == "native":
+    listed = verdict.platforms or {}
+    if len(listed) < 2 and verdict.mode == "native":
         return ""
     parts = []
-    for platform, shown in verdict.platforms.items():
-        if not shown.get("canaried"):
-            parts.append(f"{platform} not canaried: {shown.get('reason')}")
+    for platform, shown in listed.items():
+        if not shown.canaried:
+            parts.append(f"{platform} not canaried: {shown.reason}")
             continue
-        outcome = "ok" if shown.get("passed") else "FAIL"
-        latency = "" if shown.get("mode") == "native" else f" (latency {shown.get('latency')})"
-        parts.append(f"{platform} {shown.get('mode')} {outcome}{latency}")
+        outcome = "ok" if shown.passed else "FAIL"
+        latency = "" if shown.mode == "native" else f" (latency {shown.latency})"
+        parts.append(f"{platform} {shown.mode} {outcome}{latency}")
     return "; " + ", ".join(parts)
 
 
-def canary_release(
-    record_path: Path,
-    profile: str | None,
-    emit: Emit,
-    *,
-    gpu_profiles: Collection[str] = (),
-    fetch_image: Callable[[], str] | None = None,
-) -> list[CanaryVerdict]:
-    """Canary the services of ``profile`` (default: the release's first). ``gpu_profiles``: the project's
-    profiles whose hardware has a GPU (the record does not say); their containers get the GPUs.
+@dataclass(frozen=True)
+class CanaryReport:
+    """The canary of one profile of a release: each service's verdict (its logs whole), by unit."""
+
+    release: str
+    profile: str
+    units: dict[str, CanaryVerdict]
+
+    @property
+    def passed(self) -> bool:
+        return all(v.passed for v in self.units.values())
+
+
+@dataclass(frozen=True)
+class CanaryGate:
+    """The canary as a gate: the services of ``profile`` (None: the release's first). ``gpu_profiles``: the
+    project's profiles whose hardware has a GPU (the record does not say); their containers get the GPUs.
     ``fetch_image``: the image (by digest) that fills the release's model volumes, asked only when it has models."""
-    record = load_record(record_path)
-    profiles = list(dict.fromkeys(u.profile for u in record.units.values()))
-    chosen = profile or (profiles[0] if profiles else "")
-    if chosen not in profiles:
-        raise ConfigError(f"--profile: {chosen!r} is not in release {record.release} (it has {', '.join(profiles)})")
-    units = {k: u for k, u in record.units.items() if u.profile == chosen and u.kind == "service"}
-    if not units:
-        raise ConfigError(f"release {record.release} has no service of profile {chosen!r} to canary")
-    missing = [k for k, u in units.items() if "service" not in u.expect]
-    if missing:
-        raise ConfigError(
-            f"{record_path}: {', '.join(missing)}: no service probes in the record (built by an older "
-            f"shipyard); rebuild the release"
-        )
-    where = endpoint()
-    client = connect(where)
-    gpu = chosen in gpu_profiles
-    if gpu:  # before any container is removed or started: the engine cannot run this canary at all
-        require_nvidia_runtime(client, f"canary {chosen} (a GPU profile)", where.url)
-    if where.is_remote:
-        emit(Event("canary.engine", f"engine {where.url}: probing the services at {where.probe_host}"))
-    remove_leftovers(client, emit)
-    try:
-        verdicts = _canary_units(client, where, record, units, emit, gpu=gpu, fetch_image=fetch_image)
-    finally:
-        remove_own(client)  # one interrupted mid-request (create answered after Ctrl-C) included
-    for verdict in verdicts:
-        record.units[verdict.unit].verdicts["canary"] = verdict.to_record()
-    write_atomic(record_path, record.to_json())
-    failed = [v for v in verdicts if not v.passed]
-    if failed:
-        raise CanaryFailed(
-            f"canary: {len(failed)} of {len(verdicts)} service(s) failed on {chosen}: "
-            + "; ".join(f"{v.unit}: {v.reason}" for v in failed)[:400]
-        )
-    return verdicts
+
+    name: ClassVar[GateName] = "canary"
+    profile: str | None = None
+    gpu_profiles: Collection[str] = ()
+    fetch_image: Callable[[], str] | None = None
+
+    def policy(self) -> dict[str, Any]:
+        probes = "health, golden request, p95 against the SLO"
+        return {"profile": self.profile or "first in the release", "probes": probes}
+
+    def model_policy(self) -> dict[str, Any] | None:
+        return None  # a model is not run on its own: its services are
+
+    def run(self, record_path: Path, emit: Emit) -> CanaryReport:
+        """Canary every service of the profile and store the verdicts in the record."""
+        record = load_record(record_path)
+        profiles = list(dict.fromkeys(u.profile for u in record.units.values()))
+        chosen = self.profile or (profiles[0] if profiles else "")
+        if chosen not in profiles:
+            raise ConfigError(
+                f"--profile: {chosen!r} is not in release {record.release} (it has {', '.join(profiles)})"
+            )
+        units = {k: u for k, u in record.units.items() if u.profile == chosen and u.kind == "service"}
+        if not units:
+            raise ConfigError(f"release {record.release} has no service of profile {chosen!r} to canary")
+        missing = [k for k, u in units.items() if "service" not in u.expect]
+        if missing:
+            raise ConfigError(
+                f"{record_path}: {', '.join(missing)}: no service probes in the record (built by an older "
+                f"shipyard); rebuild the release"
+            )
+        where = endpoint()
+        client = connect(where)
+        gpu = chosen in self.gpu_profiles
+        if gpu:  # before any container is removed or started: the engine cannot run this canary at all
+            require_nvidia_runtime(client, f"canary {chosen} (a GPU profile)", where.url)
+        if where.is_remote:
+            emit(Event("canary.engine", f"engine {where.url}: probing the services at {where.probe_host}"))
+        remove_leftovers(client, emit)
+        try:
+            results = _canary_units(client, where, record, units, emit, gpu=gpu, fetch_image=self.fetch_image)
+        finally:
+            remove_own(client)  # one interrupted mid-request (create answered after Ctrl-C) included
+        for key, verdict in results.items():
+            record.units[key].verdicts.canary = replace(verdict, logs=verdict.logs[-20:])  # the last lines
+        write_atomic(record_path, record.to_json())
+        return CanaryReport(record.release, chosen, results)
+
+    def conclude(self, report: CanaryReport, emit: Emit) -> CanaryReport:
+        """Raise when any service failed, naming each with its reason."""
+        failed = {k: v for k, v in report.units.items() if not v.passed}
+        if failed:
+            raise CanaryFailed(
+                f"canary: {len(failed)} of {len(report.units)} service(s) failed on {report.profile}: "
+                + "; ".join(f"{k}: {v.reason}" for k, v in failed.items())[:400]
+            )
+        return report

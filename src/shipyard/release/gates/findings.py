@@ -1,4 +1,9 @@
-"""Trivy's JSON report read into findings, and the gate that decides which of them block a release."""
+"""Trivy's JSON report read into findings, and the gate that decides which of them block a release.
+
+``SEVERITIES`` is defined here once, worst first; every count by severity (the record's, the report's,
+the job summary's columns) is read in its order. ``judge`` gives a unit's ``ScanResult`` (every finding,
+what blocks, what an allowance let through); its ``verdict`` is what the record stores.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +18,7 @@ from typing import Any, Literal
 
 from ...config.reader import Table, load_document
 from ...errors import ConfigError
+from ...verdicts import ScanPlatform, ScanVerdict
 
 SEVERITIES = ("CRITICAL", "HIGH", "MEDIUM", "LOW", "UNKNOWN")
 Kind = Literal["vulnerability", "secret", "misconfig"]
@@ -101,6 +107,7 @@ class GatePolicy:
     severities: frozenset[str] = frozenset({"CRITICAL", "HIGH"})
     only_fixed: frozenset[str] = frozenset({"HIGH"})
     ignore_unfixed: bool = False
+    text: str = field(default="CRITICAL,HIGH:fixed", compare=False)  # as written: what a signed verdict states
 
     @classmethod
     def parse(cls, text: str, *, ignore_unfixed: bool = False) -> GatePolicy:
@@ -116,7 +123,7 @@ class GatePolicy:
             severities.add(name)
             if qualifier:
                 only_fixed.add(name)
-        return cls(frozenset(severities), frozenset(only_fixed), ignore_unfixed)
+        return cls(frozenset(severities), frozenset(only_fixed), ignore_unfixed, text)
 
     def blocks(self, finding: ScanFinding) -> bool:
         if finding.severity not in self.severities:
@@ -164,7 +171,9 @@ def load_allowlist(path: Path | None) -> list[AllowEntry]:
 
 
 @dataclass
-class UnitVerdict:
+class ScanResult:
+    """What the scan of one unit found and which of it blocks: the gate's typed result, before the record."""
+
     unit: str
     findings: list[ScanFinding]
     blocking: list[ScanFinding]
@@ -181,25 +190,27 @@ class UnitVerdict:
         tally = Counter(f.severity for f in self.findings if platform is None or f.platform == platform)
         return {s: tally.get(s, 0) for s in SEVERITIES}
 
-    def of_platform(self, platform: str) -> dict[str, Any]:
+    def of_platform(self, platform: str) -> ScanPlatform:
         """What the scan of ``platform``'s image found: counts, secrets and what of it blocks."""
-        return {
-            "counts": self.counts(platform),
-            "secrets": sum(f.kind == "secret" and f.platform == platform for f in self.findings),
-            "blocking": sorted({f.id for f in self.blocking if f.platform == platform}),
-        }
+        return ScanPlatform(
+            self.counts(platform),
+            sum(f.kind == "secret" and f.platform == platform for f in self.findings),
+            sorted({f.id for f in self.blocking if f.platform == platform}),
+        )
 
-    def to_record(self) -> dict[str, Any]:
-        return {
-            "passed": self.passed,
-            "counts": self.counts(),
-            "secrets": sum(f.kind == "secret" for f in self.findings),
-            "misconfigs": sum(f.kind == "misconfig" for f in self.findings),
-            "blocking": sorted({f.id for f in self.blocking}),
-            "suppressed": sorted({f.id for f, _ in self.suppressed}),
-            "expired_allowances": sorted({f.id for f, _ in self.expired}),
-            "platforms": {platform: self.of_platform(platform) for platform in self.platforms},
-        }
+    def verdict(self, vulnerabilities: str = "scanned") -> ScanVerdict:
+        """The record's verdict; ``vulnerabilities``: "skipped" when only secrets and misconfigurations were."""
+        return ScanVerdict(
+            passed=self.passed,
+            counts=self.counts(),
+            secrets=sum(f.kind == "secret" for f in self.findings),
+            misconfigs=sum(f.kind == "misconfig" for f in self.findings),
+            blocking=sorted({f.id for f in self.blocking}),
+            suppressed=sorted({f.id for f, _ in self.suppressed}),
+            expired_allowances=sorted({f.id for f, _ in self.expired}),
+            platforms={platform: self.of_platform(platform) for platform in self.platforms},
+            vulnerabilities=vulnerabilities,
+        )
 
 
 def judge(
@@ -209,10 +220,10 @@ def judge(
     allow: list[AllowEntry],
     today: date,
     platforms: Iterable[str] = (),
-) -> UnitVerdict:
+) -> ScanResult:
     """``platforms``: the images that were scanned (their findings name them)."""
     findings = list(findings)
-    verdict = UnitVerdict(unit, findings, [], [], [], list(platforms))
+    verdict = ScanResult(unit, findings, [], [], [], list(platforms))
     for finding in findings:
         if not policy.blocks(finding):
             continue

@@ -1,4 +1,8 @@
-"""Scan every platform's image of every unit of a release with Trivy (from the registry), gate on severity."""
+"""Scan every platform's image of every unit of a release with Trivy (from the registry), gate on severity.
+
+``ScanGate`` is scan as a member of the ``Gate`` shape (gate.py): ``run`` scans every unit, stores the
+typed verdicts in the record and writes ``scan.json``; ``conclude`` raises ``ScanFailed`` for what blocks.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +17,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
+from typing import Any, ClassVar
 
 from ...build.sbom import trivy_binary
 from ...errors import CommandFailed, ScanFailed
@@ -21,7 +26,8 @@ from ...oci.credentials import Credentials
 from ...record import ReleaseRecord, UnitRecord, load_record, reports_dir, write_atomic
 from ...runner import Runner
 from ...state import make_dirs, state_dir
-from .findings import AllowEntry, GatePolicy, UnitVerdict, image_report_name, judge, parse_report, read_json_report
+from ...verdicts import GateName
+from .findings import AllowEntry, GatePolicy, ScanResult, image_report_name, judge, parse_report, read_json_report
 
 DB_FILES = ("trivy.db", "metadata.json")
 MIRROR_HINT = (
@@ -131,7 +137,7 @@ def _unit_dir(project: Path, release: str, key: str) -> Path:
 
 def scan_unit(
     trivy: Trivy, project: Path, record: ReleaseRecord, key: str, unit: UnitRecord, cache: Path, insecure: bool
-) -> UnitVerdict:
+) -> ScanResult:
     """Every platform's image of the unit (a multi-platform unit's index: each image in it, by Trivy's
     ``--platform``), each finding naming its platform, and the rendered Dockerfile once."""
     out = _unit_dir(project, record.release, key)
@@ -154,78 +160,115 @@ def scan_unit(
     return judge(key, findings, options.policy, list(options.allowlist), options.today, platforms)
 
 
-def _describe(verdict: UnitVerdict) -> str:
-    counts = verdict.counts()
-    outcome = "ok" if verdict.passed else "BLOCKED by " + ", ".join(sorted({f.id for f in verdict.blocking}))
-    scanned = f", scanned {', '.join(verdict.platforms)}" if len(verdict.platforms) > 1 else ""
+def _describe(result: ScanResult) -> str:
+    counts = result.counts()
+    outcome = "ok" if result.passed else "BLOCKED by " + ", ".join(sorted({f.id for f in result.blocking}))
+    scanned = f", scanned {', '.join(result.platforms)}" if len(result.platforms) > 1 else ""
     return (
         f"{outcome} (critical {counts['CRITICAL']}, high {counts['HIGH']}, medium {counts['MEDIUM']}, "
-        f"secrets {verdict.to_record()['secrets']}{scanned})"
+        f"secrets {result.verdict().secrets}{scanned})"
     )
 
 
-def scan_release(
-    project: Path, record_path: Path, runner: Runner, options: ScanOptions, emit: Emit
-) -> list[UnitVerdict]:
-    record = load_record(record_path)
-    trivy = Trivy(runner, options)
-    if options.skip_vulnerabilities:
-        emit(
-            Event(
-                "scan.warning",
-                "WARNING: vulnerability scanning skipped (--skip-vulnerabilities): only secrets "
-                "and Dockerfile misconfigurations are checked; mirror a Trivy DB to scan for CVEs",
+@dataclass(frozen=True)
+class ScanReport:
+    """The scan of a release: each unit's result, and the summary written beside the trivy reports."""
+
+    release: str
+    units: list[ScanResult]
+    summary: Path
+
+    @property
+    def passed(self) -> bool:
+        return all(r.passed for r in self.units)
+
+
+@dataclass(frozen=True)
+class ScanGate:
+    """scan as a gate: every unit's images (from the registry) and rendered Dockerfile with Trivy, run by
+    ``runner``, judged by ``options``' policy and allowlist; reports under ``project``'s state."""
+
+    name: ClassVar[GateName] = "scan"
+    project: Path
+    runner: Runner
+    options: ScanOptions
+
+    def policy(self) -> dict[str, Any]:
+        gate = self.options.policy
+        return {"severity": gate.text, "ignore_unfixed": gate.ignore_unfixed,
+                "vulnerabilities": not self.options.skip_vulnerabilities}  # fmt: skip
+
+    def model_policy(self) -> dict[str, Any] | None:
+        return None  # a model's files are data: nothing to scan
+
+    def run(self, record_path: Path, emit: Emit) -> ScanReport:
+        """Scan every unit, store the verdicts in the record and write ``scan.json``."""
+        project, options = self.project, self.options
+        record = load_record(record_path)
+        trivy = Trivy(self.runner, options)
+        if options.skip_vulnerabilities:
+            emit(
+                Event(
+                    "scan.warning",
+                    "WARNING: vulnerability scanning skipped (--skip-vulnerabilities): only secrets "
+                    "and Dockerfile misconfigurations are checked; mirror a Trivy DB to scan for CVEs",
+                )
             )
-        )
-        trivy.db_dir.mkdir(parents=True, exist_ok=True)
-    else:
-        trivy.ensure_db()
-    host = record.registry.split("/", 1)[0]
-    insecure = host.split(":")[0] in ("localhost", "127.0.0.1")
-    jobs = max(1, min(options.jobs, len(record.units)))
-    free_caches: queue.Queue[Path] = queue.Queue()
-    for i in range(jobs):
-        free_caches.put(trivy.worker_cache(i))
-    started = time.monotonic()
+            trivy.db_dir.mkdir(parents=True, exist_ok=True)
+        else:
+            trivy.ensure_db()
+        host = record.registry.split("/", 1)[0]
+        insecure = host.split(":")[0] in ("localhost", "127.0.0.1")
+        jobs = max(1, min(options.jobs, len(record.units)))
+        free_caches: queue.Queue[Path] = queue.Queue()
+        for i in range(jobs):
+            free_caches.put(trivy.worker_cache(i))
+        started = time.monotonic()
 
-    def work(item: tuple[str, UnitRecord]) -> UnitVerdict:
-        key, unit = item
-        cache = free_caches.get()  # one trivy process per cache dir at a time
-        try:
-            verdict = scan_unit(trivy, project, record, key, unit, cache, insecure)
-        finally:
-            free_caches.put(cache)
-        emit(Event("scan.unit", f"{key}: {_describe(verdict)}", unit=key))
-        return verdict
+        def work(item: tuple[str, UnitRecord]) -> ScanResult:
+            key, unit = item
+            cache = free_caches.get()  # one trivy process per cache dir at a time
+            try:
+                result = scan_unit(trivy, project, record, key, unit, cache, insecure)
+            finally:
+                free_caches.put(cache)
+            emit(Event("scan.unit", f"{key}: {_describe(result)}", unit=key))
+            return result
 
-    with ThreadPoolExecutor(max_workers=jobs) as pool:
-        verdicts = list(pool.map(work, record.units.items()))
-    for verdict in verdicts:
-        record.units[verdict.unit].verdicts["scan"] = verdict.to_record() | {
-            "vulnerabilities": "skipped" if options.skip_vulnerabilities else "scanned"
-        }
-    write_atomic(record_path, record.to_json())
-    summary = reports_dir(project, record.release) / "scan.json"
-    write_atomic(
-        summary,
-        json.dumps(
-            {
-                "release": record.release,
-                "passed": all(v.passed for v in verdicts),
-                "jobs": jobs,
-                "seconds": round(time.monotonic() - started, 2),
-                "units": {v.unit: v.to_record() for v in verdicts},
-            },
-            indent=2,
+        with ThreadPoolExecutor(max_workers=jobs) as pool:
+            results = list(pool.map(work, record.units.items()))
+        for result in results:
+            record.units[result.unit].verdicts.scan = result.verdict(
+                "skipped" if options.skip_vulnerabilities else "scanned"
+            )
+        write_atomic(record_path, record.to_json())
+        summary = reports_dir(project, record.release) / "scan.json"
+        # scan.json's units as they always were: the record's verdict without its record-only "vulnerabilities"
+        units = {r.unit: {k: v for k, v in r.verdict().to_dict().items() if k != "vulnerabilities"} for r in results}
+        write_atomic(
+            summary,
+            json.dumps(
+                {
+                    "release": record.release,
+                    "passed": all(r.passed for r in results),
+                    "jobs": jobs,
+                    "seconds": round(time.monotonic() - started, 2),
+                    "units": units,
+                },
+                indent=2,
+            )
+            + "\n",
         )
-        + "\n",
-    )
-    emit(Event("record", f"scan reports: {summary.parent / 'scan'}", data={"path": str(summary)}))
-    blocked = [v for v in verdicts if not v.passed]
-    if blocked:
-        ids = sorted({f.id for v in blocked for f in v.blocking})
-        raise ScanFailed(
-            f"scan: {len(blocked)} unit(s) of {record.release} blocked by {', '.join(ids[:5])}"
-            f"{' …' if len(ids) > 5 else ''}; see {summary}"
-        )
-    return verdicts
+        emit(Event("record", f"scan reports: {summary.parent / 'scan'}", data={"path": str(summary)}))
+        return ScanReport(record.release, results, summary)
+
+    def conclude(self, report: ScanReport, emit: Emit) -> ScanReport:
+        """Raise when any unit is blocked, naming the first findings that block."""
+        blocked = [r for r in report.units if not r.passed]
+        if blocked:
+            ids = sorted({f.id for r in blocked for f in r.blocking})
+            raise ScanFailed(
+                f"scan: {len(blocked)} unit(s) of {report.release} blocked by {', '.join(ids[:5])}"
+                f"{' …' if len(ids) > 5 else ''}; see {report.summary}"
+            )
+        return report

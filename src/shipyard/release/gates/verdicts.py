@@ -15,6 +15,8 @@ manifests, and the attestation is attached under the index's ``.att`` tag and un
 manifests' own, so a reader holding one platform's digest finds it too. Promotion requires every platform
 of the unit to be covered (channels/trust.py). A statement written before platforms were recorded has no
 ``platforms``: it covers its unit's primary platform only.
+
+These are the signing primitives; the gates reach them through ``gate.py``, the one module that signs.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import hashlib
 import json
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -31,13 +34,47 @@ from ...oci.attestations import image_platforms
 from ...oci.client import RegistryClient
 from ...oci.cosign import newest_statements, push_attestation
 from ...oci.signing import PublicKey, SigningKey
-from ...record import ReleaseRecord, UnitRecord
+from ...record import ReleaseRecord
+from ...verdicts import GATE_NAMES, GateName, ModelVerifyVerdict, Verdict, covered_platforms
 
 VSA = "https://slsa.dev/verification_summary/v1"
 VERIFIER = "https://github.com/shipyard-ml/shipyard"  # who verified: this tool
-GATES = ("verify", "scan", "canary")
 PARALLEL_UNITS = 8  # verdicts attached at once (registry round trips)
-SIGNED_FIELDS = ("release", "revision", "policy", "result", "platforms")  # two verdicts alike in these are one
+
+
+@dataclass(frozen=True)
+class SignedVerdict:
+    """shipyard's part of a trusted, passing verdict statement, as the registry holds it: what promotion,
+    deploy and the report read (the record's verdicts are a summary; this is the authority)."""
+
+    gate: str
+    unit: str  # the unit's key, or ``models/<name>``
+    release: str
+    revision: str
+    policy: dict[str, Any] = field(default_factory=dict)
+    result: dict[str, Any] = field(default_factory=dict)  # the record's verdict when it was signed, logs left out
+    platforms: dict[str, str] | None = None  # platform -> manifest covered; None: signed before verdicts named them
+
+    @classmethod
+    def of(cls, ours: Mapping[str, Any]) -> SignedVerdict:
+        """Read the statement's ``predicate.shipyard``; a field missing or of another type reads as empty."""
+
+        def text(name: str) -> str:
+            value = ours.get(name)
+            return value if isinstance(value, str) else ""
+
+        def table(name: str) -> dict[str, Any]:
+            value = ours.get(name)
+            return dict(value) if isinstance(value, Mapping) else {}
+
+        listed = ours.get("platforms")
+        platforms = {str(k): str(v) for k, v in listed.items()} if isinstance(listed, Mapping) else None
+        return cls(text("gate"), text("unit"), text("release"), text("revision"), table("policy"), table("result"),
+                   platforms)  # fmt: skip
+
+    def same_as(self, claim: Mapping[str, Any]) -> bool:
+        """Whether ``claim`` (a statement's shipyard part about to be signed) says what this one does."""
+        return self == SignedVerdict.of({**claim, "gate": self.gate, "unit": self.unit})
 
 
 def _path(repository: str) -> str:
@@ -45,34 +82,34 @@ def _path(repository: str) -> str:
     return repository.split("/", 1)[1]
 
 
-def covered_platforms(unit: UnitRecord, verdict: Mapping[str, Any]) -> list[str]:
-    """The platforms of ``unit`` a gate's verdict (as the record has it) covered: each of its ``platforms``
-    that was canaried and passed (verify and scan cover every platform they read); a verdict without
-    ``platforms`` (an older shipyard's) covers the unit's primary platform."""
-    listed = verdict.get("platforms")
-    if not isinstance(listed, Mapping):
-        return [unit.platform]
-    return [p for p, one in listed.items() if one.get("canaried", True) and one.get("passed", True)]
-
-
 def statement(
-    record: ReleaseRecord, key: str, gate: str, policy: Mapping[str, Any], manifests: Mapping[str, str] | None = None
+    record: ReleaseRecord,
+    key: str,
+    gate: GateName,
+    policy: Mapping[str, Any],
+    manifests: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """The signed claim that ``key``'s image passed ``gate`` of ``record.release`` under ``policy``, on the
     platforms it covered; ``manifests``: platform -> its manifest's digest in the unit's index."""
     unit = record.units[key]
-    details = {k: v for k, v in unit.verdicts[gate].items() if k != "logs"}
+    verdict = unit.verdicts.of(gate)
+    if verdict is None:
+        raise KeyError(f"{key} has no {gate} verdict")
+    details = {k: v for k, v in verdict.to_dict().items() if k != "logs"}
     known = dict(manifests or {})
-    covered = {p: known[p] for p in covered_platforms(unit, unit.verdicts[gate]) if p in known}
+    covered = {p: known[p] for p in covered_platforms(verdict, unit.platform) if p in known}
     return subject_statement(record, unit.repository, unit.digest, key, gate, policy, details, covered)
 
 
-def model_statement(record: ReleaseRecord, name: str, gate: str, policy: Mapping[str, Any]) -> dict[str, Any]:
-    """The signed claim that the model ``name`` of ``record.release`` passed ``gate``; its ``unit`` is
-    ``models/<name>``."""
+def model_statement(record: ReleaseRecord, name: str, gate: GateName, policy: Mapping[str, Any]) -> dict[str, Any]:
+    """The signed claim that the model ``name`` of ``record.release`` passed ``gate`` (verify: a model is only
+    verified); its ``unit`` is ``models/<name>``."""
     model = record.models[name]
+    verdict = model.verdicts.verify
+    if gate != "verify" or verdict is None:
+        raise KeyError(f"model {name} has no {gate} verdict")
     return subject_statement(record, model.repository, model.digest, f"models/{name}", gate, policy,
-                             dict(model.verdicts[gate]))  # fmt: skip
+                             verdict.to_dict())  # fmt: skip
 
 
 def subject_statement(
@@ -119,7 +156,7 @@ def attest_gate(
     registry: RegistryClient,
     signer: SigningKey,
     record: ReleaseRecord,
-    gate: str,
+    gate: GateName,
     policy: Mapping[str, Any],
     emit: Emit,
     keys: Iterable[str] | None = None,
@@ -135,7 +172,7 @@ def attest_gate(
             listed = {unit.platform: unit.digest} if index is not None and not index.is_index else {}
             return statement(record, key, gate, policy, listed or (image_platforms(index) if index else {}))
 
-        return unit.repository, unit.digest, unit.verdicts.get(gate), claim
+        return unit.repository, unit.digest, unit.verdicts.of(gate), claim
 
     wanted = list(keys if keys is not None else record.units)
     return _attach_all(registry, signer, gate, {key: subject(key) for key in wanted}, "unit(s)", emit)
@@ -145,7 +182,7 @@ def attest_models(
     registry: RegistryClient,
     signer: SigningKey,
     record: ReleaseRecord,
-    gate: str,
+    gate: GateName,
     policy: Mapping[str, Any],
     emit: Emit,
 ) -> list[str]:
@@ -155,13 +192,13 @@ def attest_models(
     def subject(name: str) -> _Subject:
         model = record.models[name]
         claim = lambda: model_statement(record, name, gate, policy)  # noqa: E731
-        return model.repository, model.digest, model.verdicts.get(gate), claim
+        return model.repository, model.digest, model.verdicts.verify if gate == "verify" else None, claim
 
     return _attach_all(registry, signer, gate, {name: subject(name) for name in record.models}, "model(s)", emit)
 
 
 # what gets a verdict: its repository (host/path), digest, the verdict in the record, and its statement
-_Subject = tuple[str, str, "dict[str, Any] | None", Callable[[], dict[str, Any]]]
+_Subject = tuple[str, str, "Verdict | ModelVerifyVerdict | None", Callable[[], dict[str, Any]]]
 
 
 def _attach_all(
@@ -177,7 +214,7 @@ def _attach_all(
 
     def attach(item: tuple[str, _Subject]) -> bool:
         _, (repository, digest, verdict, make_claim) = item
-        if not verdict or not verdict.get("passed"):
+        if verdict is None or not verdict.passed:
             return False  # a failed or missing verdict is never signed
         claim = make_claim()
         ours = claim["predicate"]["shipyard"]
@@ -186,7 +223,7 @@ def _attach_all(
         for subject in claim["subject"]:  # the index first, as before: what trust reads
             at = "sha256:" + subject["digest"]["sha256"]
             held = signed_verdicts(registry, [signer.public], _path(repository), at, release).get(gate)
-            if held is not None and all(held.get(k) == ours.get(k) for k in SIGNED_FIELDS):
+            if held is not None and held.same_as(ours):
                 continue  # the same verdict is already signed: a gate run again adds nothing
             # one label per gate and release: a reused digest keeps each release's verdict, and gains its own
             push_attestation(registry, _path(repository), at, claim, signer, label=f"{gate}@{release}")
@@ -204,14 +241,14 @@ def _attach_all(
 
 def signed_verdicts(
     registry: RegistryClient, trusted: Iterable[PublicKey], path: str, digest: str, release: str | None = None
-) -> dict[str, dict[str, Any]]:
+) -> dict[str, SignedVerdict]:
     """gate -> shipyard's part of a trusted, passing verdict for the image (or model) ``path@digest``: the
     newest one made **for** ``release``, or with ``release`` None the newest of any release.
 
     Read newest first, and only until every gate has one: a digest reused by many releases carries a
     verdict of each, and the layers labelled with a gate already found (or, for one release, with another
     release: ``<gate>@<release>``) are not read."""
-    found: dict[str, dict[str, Any]] = {}
+    found: dict[str, SignedVerdict] = {}
 
     def skip(label: str) -> bool:
         gate, _, made_for = label.partition("@")
@@ -223,8 +260,8 @@ def signed_verdicts(
         gate = ours.get("gate")
         if release is not None and ours.get("release") != release:
             continue  # the label is unsigned: the statement's own release decides
-        if predicate.get("verificationResult") == "PASSED" and gate in GATES and gate not in found:
-            found[str(gate)] = ours
-            if len(found) == len(GATES):
+        if predicate.get("verificationResult") == "PASSED" and gate in GATE_NAMES and gate not in found:
+            found[str(gate)] = SignedVerdict.of(ours)
+            if len(found) == len(GATE_NAMES):
                 break
     return found

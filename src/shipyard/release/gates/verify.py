@@ -1,4 +1,9 @@
-"""Verify what was pushed, from the registry only: every check on every unit, all failures reported."""
+"""Verify what was pushed, from the registry only: every check on every unit, all failures reported.
+
+``VerifyGate`` is verify as a member of the ``Gate`` shape (gate.py): ``run`` holds every unit's images
+and every model to their checks and stores the typed verdicts in the record, ``conclude`` writes the JSON
+report and raises ``VerifyFailed``; the verdicts are signed between the two, by gate.py alone.
+"""
 
 from __future__ import annotations
 
@@ -7,16 +12,16 @@ from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import Any, ClassVar
 
 from ...errors import RegistryError, VerifyFailed
 from ...events import Emit, Event
 from ...oci.client import RegistryClient
-from ...oci.layers import LayerCache
-from ...oci.signing import PublicKey, SigningKey
+from ...oci.signing import PublicKey
 from ...record import ReleaseRecord, UnitRecord, load_record, reports_dir, write_atomic
-from .checks import CHECKS, PER_PLATFORM, Finding, UnitImage, checked_by_files
+from ...verdicts import GateName, ModelVerifyVerdict, VerifyPlatform, VerifyVerdict
+from .checks import CHECKS, PER_PLATFORM, Finding, Reads, UnitImage, check_name, run_checks
 from .model_checks import MODEL_CHECKS, check_model, model_key
-from .verdicts import attest_gate, attest_models
 
 PARALLEL_UNITS = 8  # units checked at once: their time is registry round trips and layer reads
 
@@ -65,7 +70,7 @@ class Verifier:
         self.emit = emit
         self.trusted = list(trusted)
         self.host = record.registry.split("/", 1)[0]
-        self.layers = LayerCache(registry, layer_cache, keep=checked_by_files)  # what check_files reads
+        self.reads = Reads.of(registry, self.host, trusted, layer_cache)  # what the checks read
 
     def run(self) -> VerifyReport:
         """Units and models checked side by side (registry round trips, a model's bytes read once); the
@@ -115,68 +120,68 @@ class Verifier:
                 yield Finding(key, "manifest", "fail", "readable manifest and config", str(exc), shown)
                 continue
             yield Finding(key, "manifest", "pass", "readable manifest and config", manifest.media_type, shown)
-            image = UnitImage(key, unit, repository, manifest, config, index, shown)
-            for check in CHECKS if platform == platforms[0] else PER_PLATFORM:
-                try:
-                    findings = list(check(self, image))
-                except RegistryError as exc:
-                    name = check.__name__.removeprefix("check_")
-                    findings = [Finding(key, name, "fail", "registry answer", str(exc), shown)]
-                for finding in findings:
-                    if finding.check in waived:  # the image's skip_checks, with the reason the catalog gave
-                        finding = replace(finding, status="skip", found=f"skipped by policy: {waived[finding.check]}")
-                    yield finding
+            image = UnitImage(key, unit, repository, manifest, config, index, shown,
+                              tuple(self.record.aliases), self.record.revision)  # fmt: skip
+            for finding in run_checks(CHECKS if platform == platforms[0] else PER_PLATFORM, image, self.reads):
+                if finding.check in waived:  # the image's skip_checks, with the reason the catalog gave
+                    finding = replace(finding, status="skip", found=f"skipped by policy: {waived[finding.check]}")
+                yield finding
 
 
-def _per_platform(unit: UnitRecord, findings: list[Finding]) -> dict[str, dict[str, object]]:
+def _per_platform(unit: UnitRecord, findings: list[Finding]) -> dict[str, VerifyPlatform]:
     """Each platform of the unit that verify read an image of: its checks' outcome (a single-platform unit's
     findings name no platform: they are its one platform's)."""
     platforms = unit.platforms or [unit.platform]
-    out: dict[str, dict[str, object]] = {}
+    out: dict[str, VerifyPlatform] = {}
     for platform in platforms:
         mine = [f for f in findings if (f.platform or unit.platform) == platform]
         if any(f.check == "manifest" and f.status == "pass" for f in mine):
-            out[platform] = {"passed": all(f.status != "fail" for f in mine),
-                             "failed": [f.check for f in mine if f.status == "fail"]}  # fmt: skip
+            out[platform] = VerifyPlatform(all(f.status != "fail" for f in mine), _failed(mine))
     return out
 
 
-def verify_release(
-    project: Path,
-    record_path: Path,
-    registry: RegistryClient,
-    emit: Emit,
-    *,
-    trusted: Sequence[PublicKey] = (),
-    signer: SigningKey | None = None,
-    layer_cache: Path | None = None,
-) -> VerifyReport:
-    """Run every check, store the verdicts in the record and a JSON report, sign the verdict of each unit
-    that passed (with ``signer``); raise when any failed."""
-    record = load_record(record_path)
-    report = Verifier(record, registry, emit, trusted, layer_cache).run()
-    for key, unit in record.units.items():
-        mine = [f for f in report.findings if f.unit == key]
-        unit.verdicts["verify"] = {
-            "passed": all(f.status != "fail" for f in mine),
-            "failed": [f.check for f in mine if f.status == "fail"],
-            "platforms": _per_platform(unit, mine),
-        }
-    for name, model in record.models.items():
-        mine = [f for f in report.findings if f.unit == model_key(name) and f.status == "fail"]
-        model.verdicts["verify"] = {"passed": not mine, "problems": [f"{f.check}: {f.found}" for f in mine]}
-    write_atomic(record_path, record.to_json())
-    if signer is not None:
-        attest_gate(
-            registry, signer, record, "verify", {"checks": [c.__name__.removeprefix("check_") for c in CHECKS]}, emit
-        )
-        attest_models(registry, signer, record, "verify", {"checks": list(MODEL_CHECKS)}, emit)
-    out = reports_dir(project, record.release) / "verify.json"
-    write_atomic(out, report.to_json())
-    emit(Event("record", f"verify report: {out}", data={"path": str(out)}))
-    if not report.passed:
-        raise VerifyFailed(
-            f"verify: {len(report.failures)} check(s) failed on "
-            f"{len({f.unit for f in report.failures})} unit(s) of {record.release}; see {out}"
-        )
-    return report
+def _failed(findings: list[Finding]) -> list[str]:
+    return [f.check for f in findings if f.status == "fail"]
+
+
+@dataclass
+class VerifyGate:
+    """verify as a gate: every check on every unit and model of the release, read from ``registry``;
+    ``trusted``: the keys a signature must be by; ``layer_cache``: layer listings kept between runs."""
+
+    name: ClassVar[GateName] = "verify"
+    project: Path
+    registry: RegistryClient
+    trusted: Sequence[PublicKey] = ()
+    layer_cache: Path | None = None
+
+    def policy(self) -> dict[str, Any]:
+        return {"checks": [check_name(c) for c in CHECKS]}
+
+    def model_policy(self) -> dict[str, Any] | None:
+        return {"checks": list(MODEL_CHECKS)}
+
+    def run(self, record_path: Path, emit: Emit) -> VerifyReport:
+        """Run every check and store each unit's and model's verdict in the record."""
+        record = load_record(record_path)
+        report = Verifier(record, self.registry, emit, self.trusted, self.layer_cache).run()
+        for key, unit in record.units.items():
+            mine = [f for f in report.findings if f.unit == key]
+            unit.verdicts.verify = VerifyVerdict(not _failed(mine), _failed(mine), _per_platform(unit, mine))
+        for name, model in record.models.items():
+            failed = [f for f in report.findings if f.unit == model_key(name) and f.status == "fail"]
+            model.verdicts.verify = ModelVerifyVerdict(not failed, [f"{f.check}: {f.found}" for f in failed])
+        write_atomic(record_path, record.to_json())
+        return report
+
+    def conclude(self, report: VerifyReport, emit: Emit) -> VerifyReport:
+        """The JSON report beside the release's others; raise when any check failed."""
+        out = reports_dir(self.project, report.release) / "verify.json"
+        write_atomic(out, report.to_json())
+        emit(Event("record", f"verify report: {out}", data={"path": str(out)}))
+        if not report.passed:
+            raise VerifyFailed(
+                f"verify: {len(report.failures)} check(s) failed on "
+                f"{len({f.unit for f in report.failures})} unit(s) of {report.release}; see {out}"
+            )
+        return report
