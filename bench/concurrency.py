@@ -50,8 +50,8 @@ from tests.conftest import git, make_project  # noqa: E402
 from tests.faultproxy import FaultProxy  # noqa: E402
 from tests.integration.conftest import sign_as_gated  # noqa: E402
 
-from shipyard.config.keys import development_key, state_dir  # noqa: E402
-from shipyard.config.registry import parse_target  # noqa: E402
+from shipyard.config.keys import development_key, machine_state_dir  # noqa: E402
+from shipyard.config.registry import parse_registry  # noqa: E402
 from shipyard.oci.client import RegistryClient  # noqa: E402
 from shipyard.record import ReleaseRecord, load_record, save_record  # noqa: E402
 from shipyard.release.channels.ledger import load_ledger  # noqa: E402
@@ -124,7 +124,7 @@ class Bench:
         self.env = {"SHIPYARD_REGISTRY": f"{REGISTRY}/{namespace}", "SHIPYARD_BASE_OVERRIDE": "local"}
         self.proxy = FaultProxy(rate=0.0, seed=24, stall_s=0.8, lifetime_s=6 * 3600, only=r" python-httpx/")
         self.rate = rate
-        self.client = RegistryClient(parse_target(f"{REGISTRY}/{namespace}"))
+        self.client = RegistryClient(parse_registry(f"{REGISTRY}/{namespace}"))
         self.figures = Figures()
         self.lock = threading.Lock()
         self.pause = threading.Event()
@@ -180,7 +180,7 @@ class Bench:
         """A state directory of its own holding this machine's key pair: another machine to the ledger."""
         directory = self.work / "machines" / name
         if not directory.exists():
-            shutil.copytree(state_dir() / "keys", directory / "keys")
+            shutil.copytree(machine_state_dir() / "keys", directory / "keys")
         return {"SHIPYARD_STATE_DIR": str(directory), **FAULT_ENV}
 
     def operation(self, writer: str, seed: ReleaseRecord) -> subprocess.CompletedProcess[str]:
@@ -231,7 +231,7 @@ class Bench:
     def check(self, when: str) -> dict[str, Any]:
         """With every writer paused: what must hold, read from the registry directly (by a client of its own:
         one that read a manifest by digest before would not ask again whether it is still there)."""
-        with RegistryClient(parse_target(f"{REGISTRY}/{self.namespace}")) as fresh:
+        with RegistryClient(parse_registry(f"{REGISTRY}/{self.namespace}")) as fresh:
             return self._check(when, fresh)
 
     def _check(self, when: str, client: RegistryClient) -> dict[str, Any]:
@@ -329,7 +329,7 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     work = Path(tempfile.mkdtemp(prefix="shipyard-bench-conc-"))
     namespace = f"bench-conc-{uuid.uuid4().hex[:6]}"
-    development_key(state_dir())
+    development_key(machine_state_dir())
     bench = Bench(work, namespace, args.rate)
     started = time.monotonic()
     print(f"seed release in {REGISTRY}/{namespace} (build, verify, scan, canary)", flush=True)

@@ -108,12 +108,12 @@ def release_shipyard(registry: Any, repository: str, directory: Path, tag: str, 
 
 def child(directory: Path, repository: str, tag: str) -> int:
     """The shipyard side, in its own process: one release, its phases as one JSON line on stdout."""
-    from shipyard.config.registry import parse_target
+    from shipyard.config.registry import parse_registry
     from shipyard.oci.client import RegistryClient
     from shipyard.oci.signing import SigningKey
 
     key = SigningKey.generate()
-    with RegistryClient(parse_target(f"{REGISTRY}/bench")) as registry:
+    with RegistryClient(parse_registry(f"{REGISTRY}/bench")) as registry:
         print(json.dumps(release_shipyard(registry, repository, directory, tag, key)), flush=True)
     return 0
 
@@ -170,10 +170,10 @@ def floors() -> dict[str, dict[str, float]]:
 
 def cleanup_registry(namespace: str) -> None:
     """Delete the bench's manifests (the registry frees the blobs at its next garbage-collect)."""
-    from shipyard.config.registry import parse_target
+    from shipyard.config.registry import parse_registry
     from shipyard.oci.client import RegistryClient
 
-    with RegistryClient(parse_target(f"{REGISTRY}/bench")) as registry:
+    with RegistryClient(parse_registry(f"{REGISTRY}/bench")) as registry:
         for side in SIDES:
             repository = f"{namespace}/{side}/{NAME}"
             digests = {registry.resolve(repository, tag) for tag in registry.tags(repository)}

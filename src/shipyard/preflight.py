@@ -8,7 +8,7 @@ import os
 from .errors import CommandFailed, EngineError, RegistryError
 from .events import Emit, Event
 from .oci.client import RegistryClient
-from .oci.reference import RegistryTarget
+from .oci.reference import RegistryNamespace
 from .runner import Runner
 
 SNAPSHOTTER = "io.containerd.snapshotter.v1"
@@ -47,7 +47,7 @@ def check_registry(registry: RegistryClient, emit: Emit) -> None:
     emit(Event("preflight", f"registry {registry.target.host} reachable"))
 
 
-def registry_hint(target: RegistryTarget, message: str) -> str:
+def registry_hint(target: RegistryNamespace, message: str) -> str:
     """What to do about a failed registry check: credentials when they were refused, else reachability."""
     if "refused the credentials" in message:  # the registry client's words for a 401 (ping or token service)
         token = "GITHUB_TOKEN (a token with write:packages), " if target.is_ghcr else ""

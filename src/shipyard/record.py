@@ -17,7 +17,7 @@ from typing import Any
 
 from .errors import ConfigError
 from .oci.reference import OCI_TAG_RE
-from .state import make_dirs, state_dir
+from .state import make_dirs, project_state_dir
 from .verdicts import ModelVerdicts, UnitVerdicts, read_verdicts
 from .versions import check_schema, writer
 
@@ -148,7 +148,7 @@ class ReleaseRecord:
 
 
 def records_dir(project: Path) -> Path:
-    return state_dir(project) / "releases"
+    return project_state_dir(project) / "releases"
 
 
 def write_atomic(path: Path, text: str) -> None:
@@ -179,7 +179,7 @@ def load_record(path: Path) -> ReleaseRecord:
     return ReleaseRecord.from_json(text, source=str(path))
 
 
-def find_record(project: Path, release: str | None, *, flag: str = "--release") -> Path:
+def find_record(project: Path, release: str | None, *, flag: str = "RELEASE") -> Path:
     """The record of ``release`` (a release tag, or an alias such as ``1.4``), or the newest one when no
     release is named.
 
@@ -224,4 +224,4 @@ def _newest_with_alias(directory: Path, alias: str) -> Path | None:
 
 
 def reports_dir(project: Path, release: str) -> Path:
-    return state_dir(project) / "reports" / release
+    return project_state_dir(project) / "reports" / release

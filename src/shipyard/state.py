@@ -14,7 +14,7 @@ STATE_DIR = ".shipyard"
 IGNORE_ALL = "# shipyard's own state (records, reports, rendered Dockerfiles): never committed\n*\n"
 
 
-def state_dir(project: Path) -> Path:
+def project_state_dir(project: Path) -> Path:
     return project / STATE_DIR
 
 

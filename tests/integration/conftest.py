@@ -17,12 +17,12 @@ import pytest
 import tenacity
 
 from shipyard.build.sbom import SbomGenerator
-from shipyard.config.keys import development_key, state_dir
-from shipyard.config.registry import parse_target
+from shipyard.config.keys import development_key, machine_state_dir
+from shipyard.config.registry import parse_registry
 from shipyard.oci.attestations import push_sbom
 from shipyard.oci.client import RegistryClient
 from shipyard.oci.cosign import push_signature
-from shipyard.oci.reference import RegistryTarget
+from shipyard.oci.reference import RegistryNamespace
 from shipyard.record import ReleaseRecord, load_record
 from shipyard.release.gates.verdicts import attest_gate, attest_models
 from shipyard.runner import Runner
@@ -108,7 +108,7 @@ def attach_sbom(repository_ref: str, digest: str) -> None:
     """What ``shipyard build`` does after a push (build/attach.py), for an image a test pushed itself."""
     repository = repository_ref.split("/", 1)[1]
     document = SbomGenerator(Runner(), insecure=True).generate(f"{repository_ref}@{digest}", "linux/amd64")
-    with RegistryClient(parse_target(IT_REGISTRY)) as registry:
+    with RegistryClient(parse_registry(IT_REGISTRY)) as registry:
         index = registry.manifest(repository, digest)
         assert index is not None
         push_sbom(registry, repository, index, document, {})
@@ -135,8 +135,8 @@ def sign_as_gated(record: ReleaseRecord, *keys: str) -> None:
     """What build, verify, scan and canary attach to a unit that passed them, for images a test pushed
     itself (push_variant): the signature and the signed verdicts, by this machine's development key,
     from the verdicts the test wrote into the record."""
-    signer = development_key(state_dir())
-    with RegistryClient(parse_target(IT_REGISTRY)) as registry:
+    signer = development_key(machine_state_dir())
+    with RegistryClient(parse_registry(IT_REGISTRY)) as registry:
         for key in keys:
             unit = record.units[key]
             push_signature(registry, unit.repository.split("/", 1)[1], unit.digest, unit.repository, signer)
@@ -172,12 +172,12 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, ReleaseRecord
 
 
 @pytest.fixture(scope="session")
-def it_target() -> RegistryTarget:
-    return parse_target(IT_REGISTRY)
+def it_target() -> RegistryNamespace:
+    return parse_registry(IT_REGISTRY)
 
 
 @pytest.fixture(scope="session")
-def registry(it_target: RegistryTarget) -> Iterator[RegistryClient]:
+def registry(it_target: RegistryNamespace) -> Iterator[RegistryClient]:
     client = RegistryClient(it_target)
     try:
         client.ping()

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from shipyard.config.keys import development_key, state_dir
-from shipyard.config.registry import parse_target
+from shipyard.config.keys import development_key, machine_state_dir
+from shipyard.config.registry import parse_registry
 from shipyard.oci.attestations import find_sbom, image_platforms, read_sbom
 from shipyard.oci.client import RegistryClient
 from shipyard.record import ReleaseRecord, load_record, save_record
@@ -225,7 +225,7 @@ def test_every_platform_of_the_edge_profile_is_gated(team: Path, tmp_path: Path)
     does not let the release through."""
     record = newest_record(team)
     path = team / ".shipyard" / "releases" / f"{record.release}.json"
-    with RegistryClient(parse_target(IT_REGISTRY)) as registry:
+    with RegistryClient(parse_registry(IT_REGISTRY)) as registry:
         for key in ("edge/base", *EDGE):  # each platform's image has its own SBOM, the index none
             unit = record.units[key]
             repository = unit.repository.split("/", 1)[1]
@@ -285,8 +285,8 @@ def test_every_platform_of_the_edge_profile_is_gated(team: Path, tmp_path: Path)
         assert scan_verdict is not None and scan_verdict.platforms is not None
         scan_verdict.platforms = {p: v for p, v in scan_verdict.platforms.items() if p == "linux/amd64"}
     save_record(team, gated)
-    signer = development_key(state_dir())
-    with RegistryClient(parse_target(IT_REGISTRY)) as registry:
+    signer = development_key(machine_state_dir())
+    with RegistryClient(parse_registry(IT_REGISTRY)) as registry:
         for gate in ("verify", "scan", "canary"):
             attest_gate(registry, signer, gated, gate, {"gate": gate, "by": "a test"}, lambda event: None)
         summer = gated.units["edge/summer"]

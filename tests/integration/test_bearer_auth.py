@@ -18,11 +18,11 @@ import httpx
 import pytest
 import tenacity
 
-from shipyard.config.registry import parse_target
+from shipyard.config.registry import parse_registry
 from shipyard.errors import RegistryError
 from shipyard.oci.client import RegistryClient
 from shipyard.oci.credentials import Credentials, Secret
-from shipyard.oci.reference import RegistryTarget
+from shipyard.oci.reference import RegistryNamespace
 from shipyard.release.channels.ledger import Entry, Ledger, ledger_repository, load_ledger, save_ledger
 from tests.integration.conftest import shipyard
 from tests.tokenservice import Account, SigningKey, TokenService
@@ -46,7 +46,7 @@ def tokens(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TokenService]:
 
 
 @pytest.fixture(scope="module")
-def bearer_registry(tmp_path_factory: pytest.TempPathFactory, tokens: TokenService) -> Iterator[RegistryTarget]:
+def bearer_registry(tmp_path_factory: pytest.TempPathFactory, tokens: TokenService) -> Iterator[RegistryNamespace]:
     """A second docker-registry on 127.0.0.1:5002 that trusts only tokens signed by ``tokens``."""
     work = tmp_path_factory.mktemp("bearer-registry")
     config = {  # JSON is YAML; no quoting surprises for the realm URL
@@ -85,7 +85,7 @@ def bearer_registry(tmp_path_factory: pytest.TempPathFactory, tokens: TokenServi
             wait=tenacity.wait_fixed(0.05),
             reraise=True,
         )(ready)
-        yield parse_target(f"127.0.0.1:{PORT}/{NAMESPACE}")
+        yield parse_registry(f"127.0.0.1:{PORT}/{NAMESPACE}")
     finally:
         proc.terminate()
         try:
@@ -96,7 +96,7 @@ def bearer_registry(tmp_path_factory: pytest.TempPathFactory, tokens: TokenServi
 
 
 @pytest.fixture
-def client(bearer_registry: RegistryTarget) -> Iterator[Callable[..., RegistryClient]]:
+def client(bearer_registry: RegistryNamespace) -> Iterator[Callable[..., RegistryClient]]:
     """``client(user, password)`` (or ``client()``: anonymous); every client made is closed after the test."""
     made: list[RegistryClient] = []
 
@@ -179,7 +179,7 @@ def test_ledger_artifact_round_trip_asks_a_token_per_scope(
 
 
 def test_a_token_signed_by_an_untrusted_key_is_refused(
-    bearer_registry: RegistryTarget, tokens: TokenService, tmp_path: Path
+    bearer_registry: RegistryNamespace, tokens: TokenService, tmp_path: Path
 ) -> None:
     """The registry really checks the signature against its rootcertbundle (else this suite proves little)."""
     accounts = {USER: Account(TOKEN)}
@@ -259,7 +259,7 @@ def test_anonymous_token_without_access_is_denied(client: Callable[..., Registry
 
 
 def test_cli_history_with_a_token(
-    bearer_registry: RegistryTarget, client: Callable[..., RegistryClient], tokens: TokenService, tmp_path: Path
+    bearer_registry: RegistryNamespace, client: Callable[..., RegistryClient], tokens: TokenService, tmp_path: Path
 ) -> None:
     written = ledger("cli-it", "20250111-eeeeeeee")
     save_ledger(client(USER, TOKEN), NAMESPACE, written)

@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from shipyard.config.registry import parse_target
+from shipyard.config.registry import parse_registry
 from shipyard.oci import cosign
 from shipyard.oci.artifacts import MANIFEST_TYPE
 from shipyard.oci.client import RegistryClient
@@ -88,7 +88,7 @@ def repository() -> str:
 
 @pytest.fixture(scope="session")
 def client() -> Iterator[RegistryClient]:
-    with RegistryClient(parse_target(f"{HOST}/shipyard-it-cosign")) as registry:
+    with RegistryClient(parse_registry(f"{HOST}/shipyard-it-cosign")) as registry:
         try:
             registry.ping()
         except Exception as exc:  # pragma: no cover - a broken machine, not a test outcome

@@ -21,8 +21,8 @@ from pathlib import Path
 
 import pytest
 
-from shipyard.config.keys import development_key, state_dir
-from shipyard.config.registry import parse_target
+from shipyard.config.keys import development_key, machine_state_dir
+from shipyard.config.registry import parse_registry
 from shipyard.oci.client import RegistryClient
 from shipyard.oci.cosign import push_signature
 from shipyard.oci.modelpack import LocalModel, push_model
@@ -79,12 +79,12 @@ def release_with(project: Project, files: Path, tag: str) -> ReleaseRecord:
     """The gated release with the service's model replaced by ``files``: pushed and signed, and the
     release's verdicts signed (as build, verify, scan and canary do)."""
     record = replace(project.base, release=f"{project.base.release}-{tag}")
-    path = parse_target(IT_REGISTRY).repository("models", project.model)
-    with RegistryClient(parse_target(IT_REGISTRY)) as registry:
+    path = parse_registry(IT_REGISTRY).repository("models", project.model)
+    with RegistryClient(parse_registry(IT_REGISTRY)) as registry:
         pushed = push_model(
             registry, path, LocalModel.scan(files, name=project.model, format="json"), tag=record.release
         )
-        signer = development_key(state_dir())
+        signer = development_key(machine_state_dir())
         push_signature(registry, path, pushed.digest, f"localhost:5000/{path}", signer)
         model = ModelRecord(
             repository=f"localhost:5000/{path}", tag=record.release, digest=pushed.digest, format="json",
@@ -153,7 +153,7 @@ def test_each_release_runs_its_own_model_and_a_rollback_puts_the_old_one_back_wi
     volumes = _docker("volume", "ls", "-q", "--filter", "label=io.shipyard.model").split()
     assert {volume_name(project.model, m.digest) for m in (m1, m2)} <= set(volumes)  # side by side
 
-    with RegistryClient(parse_target(IT_REGISTRY)) as registry:
+    with RegistryClient(parse_registry(IT_REGISTRY)) as registry:
         entries = load_deployments(registry, "shipyard-it", TARGET).entries
     assert [(e.release, e.state, e.models) for e in entries[-3:]] == [
         (r.release, "complete", {project.model: r.models[project.model].ref}) for r in (a, b, a)
@@ -171,7 +171,7 @@ def test_a_model_changed_in_the_registry_fails_verify_naming_the_file_and_the_de
     bad = release_with(project, with_extra(project, tmp_path, "weights.bin", os.urandom(1 << 16)), "bad")
     layer = next(f for f in bad.models[project.model].files if f.path == "weights.bin")
     hexdigest = layer.digest.removeprefix("sha256:")
-    blob = state_dir() / "registry" / "docker/registry/v2/blobs/sha256" / hexdigest[:2] / hexdigest / "data"
+    blob = machine_state_dir() / "registry" / "docker/registry/v2/blobs/sha256" / hexdigest[:2] / hexdigest / "data"
     blob.write_bytes(bytes(layer.size))  # replaced in the registry's storage: same size, same digest named
 
     verify = shipyard("--project", str(project.root), "verify", bad.release, check=False)

@@ -24,10 +24,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from shipyard.config.keys import development_key, state_dir
+from shipyard.config.keys import development_key, machine_state_dir
 from shipyard.oci.client import RegistryClient
 from shipyard.oci.cosign import push_signature
-from shipyard.oci.reference import RegistryTarget
+from shipyard.oci.reference import RegistryNamespace
 from shipyard.record import ReleaseRecord, load_record, save_record
 from shipyard.release.channels.ledger import Entry, Ledger, save_ledger
 from shipyard.release.deploy.deployments import load_deployments
@@ -170,7 +170,7 @@ PRUNE_NS = f"shipyard-it-faults-{RUN_ID}"
 def prune_twin(client: RegistryClient, namespace: str) -> None:
     """Five releases of a family and a service (the family reused by two), each signed; the channel
     ``stable`` on the second, in its ledger: the same manifests byte for byte in every twin."""
-    signer = development_key(state_dir())
+    signer = development_key(machine_state_dir())
     family = ""
     for day in range(1, 6):
         name = f"202501{day:02d}-{hashlib.sha1(f'faults {day}'.encode()).hexdigest()[:8]}"
@@ -204,7 +204,7 @@ def registry_tags(namespace: str) -> Tags:
     HEAD of it)]), for every tag of the namespace, as the registry itself answers."""
     api = "http://127.0.0.1:5000/v2"
     accept = {"Accept": "application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json"}
-    with RegistryClient(RegistryTarget("localhost:5000", namespace)) as client:
+    with RegistryClient(RegistryNamespace("localhost:5000", namespace)) as client:
         repos = [r for r in client.catalog() if r.startswith(namespace + "/")]
     found: Tags = {}
     for repo in repos:
@@ -259,7 +259,7 @@ def rendered(tags: Tags, names: dict[str, str]) -> dict[str, dict[str, object]]:
 def test_a_prune_under_faults_ends_as_a_fault_free_one(proxy, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     """Twin namespaces of the same releases: one pruned straight, the other through the proxy at 20%."""
     clean, faulty = f"{PRUNE_NS}/clean", f"{PRUNE_NS}/faulty"
-    client = RegistryClient(RegistryTarget("localhost:5000", PRUNE_NS))
+    client = RegistryClient(RegistryNamespace("localhost:5000", PRUNE_NS))
     try:
         for namespace in (clean, faulty):
             prune_twin(client, namespace)

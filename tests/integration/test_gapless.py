@@ -27,7 +27,7 @@ import pytest
 import tenacity
 
 from shipyard.config.catalog import load_catalog
-from shipyard.config.registry import parse_target
+from shipyard.config.registry import parse_registry
 from shipyard.oci.client import RegistryClient
 from shipyard.record import ReleaseRecord, save_record
 from shipyard.release.deploy.deployments import Deployment, load_deployments
@@ -180,7 +180,7 @@ def probed(fleet: Fleet, target: str = TARGET, *, stream_moves: bool = False) ->
 
 def entries_now(target: str = TARGET) -> list[Deployment]:
     """The target's deployment ledger as the registry has it now (in this process: polled fast)."""
-    with RegistryClient(parse_target(IT_REGISTRY)) as registry:
+    with RegistryClient(parse_registry(IT_REGISTRY)) as registry:
         return load_deployments(registry, "shipyard-it", target).entries
 
 

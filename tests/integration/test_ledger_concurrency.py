@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from shipyard.config.keys import development_key, state_dir
+from shipyard.config.keys import development_key, machine_state_dir
 from shipyard.oci.artifacts import push_document
 from shipyard.oci.client import RegistryClient
 from shipyard.record import ReleaseRecord, save_record
@@ -76,10 +76,10 @@ def channel_digests(record: ReleaseRecord, channel: str) -> dict[str, str | None
 
 def two_machines(tmp_path: Path) -> list[dict[str, str]]:
     """Two state directories (two machines' locks) holding this machine's development key pair."""
-    development_key(state_dir())
+    development_key(machine_state_dir())
     envs = []
     for name in ("machine-a", "machine-b"):
-        shutil.copytree(state_dir() / "keys", tmp_path / name / "keys")
+        shutil.copytree(machine_state_dir() / "keys", tmp_path / name / "keys")
         # the registry is on loopback, where no settle is the default: as two machines reaching it
         envs.append({"SHIPYARD_STATE_DIR": str(tmp_path / name), "SHIPYARD_LEDGER_SETTLE_S": "1"})
     return envs

@@ -26,7 +26,7 @@ from shipyard.build.prepare import plan_for
 from shipyard.build.revision import read_revision
 from shipyard.config.keys import resolve_keys
 from shipyard.config.project import load_project
-from shipyard.config.registry import parse_target
+from shipyard.config.registry import parse_registry
 from shipyard.events import Event
 from shipyard.oci.attestations import referrers_tag
 from shipyard.oci.client import RegistryClient
@@ -67,7 +67,7 @@ def release_the_model(root: Path, events: list[Event]) -> ReleaseRecord:
     """What ``shipyard build`` does for the models (push, sign), then the record it writes, images aside."""
     project = load_project(root, base_override="local")
     revision = read_revision(root)
-    target = parse_target(REGISTRY)
+    target = parse_registry(REGISTRY)
     keys = resolve_keys(project.catalog.trusted_keys, target, need_signer=True)
     with RegistryClient(target) as registry:
         ctx = BuildContext(project, revision, Runner(), registry, root / ".cache", events.append, signer=keys.signer)
@@ -122,7 +122,7 @@ def test_model_signing_verifies_what_shipyard_signed_and_refuses_a_changed_file(
     # the files as pulled from the registry's artifact (by its layers: one blob per file)
     pulled = tmp_path / "pulled" / "affect-nb"
     host, _, path = model.repository.partition("/")
-    with RegistryClient(parse_target(REGISTRY)) as registry:
+    with RegistryClient(parse_registry(REGISTRY)) as registry:
         pack = inspect_model(registry, path, model.digest)
         for file in pack.files:
             (pulled / file.path).parent.mkdir(parents=True, exist_ok=True)
@@ -153,7 +153,7 @@ def test_a_second_release_of_the_same_files_pushes_no_second_bundle(project: Pat
     assert any("model-signing bundle present" in e.message for e in events), [e.message for e in events]
     model = record.models["affect-nb"]
     host, _, path = model.repository.partition("/")
-    with RegistryClient(parse_target(REGISTRY)) as registry:
+    with RegistryClient(parse_registry(REGISTRY)) as registry:
         index = registry.manifest(path, referrers_tag(model.digest))
     assert index is not None
     bundles = [d for d in index.json["manifests"] if d.get("artifactType") == BUNDLE_TYPE]
@@ -167,7 +167,7 @@ def test_a_model_without_a_trusted_bundle_is_exit_10_and_no_file(project: Path, 
     other = tmp_path / "other"
     other.mkdir()
     (other / "weights.bin").write_bytes(os.urandom(1024))
-    with RegistryClient(parse_target(REGISTRY)) as registry:  # pushed, but never signed
+    with RegistryClient(parse_registry(REGISTRY)) as registry:  # pushed, but never signed
         pushed = push_model(registry, path, LocalModel.scan(other, name="affect-nb", format="safetensors"))
     unsigned = dataclasses.replace(model, digest=pushed.digest)
     save_record(project, dataclasses.replace(record, models={"affect-nb": unsigned}))

@@ -17,12 +17,12 @@ from pathlib import Path
 import docker
 import pytest
 
-from shipyard.config.keys import state_dir
+from shipyard.config.keys import machine_state_dir
 from shipyard.errors import EngineError
 from shipyard.events import Event
 from shipyard.oci.client import RegistryClient
 from shipyard.oci.modelpack import LocalModel, push_model, verify_model
-from shipyard.oci.reference import RegistryTarget
+from shipyard.oci.reference import RegistryNamespace
 from shipyard.release.model_volumes import PlacedModel, ensure_models, model_fetch_image
 from shipyard.runner import Runner
 
@@ -50,7 +50,7 @@ def volumes(engine: docker.DockerClient) -> Iterator[list[str]]:
             volume.remove(force=True)
 
 
-def pushed(registry: RegistryClient, it_target: RegistryTarget, tmp_path: Path, name: str) -> PlacedModel:
+def pushed(registry: RegistryClient, it_target: RegistryNamespace, tmp_path: Path, name: str) -> PlacedModel:
     for path, data in FILES.items():
         (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / path).write_bytes(data)
@@ -65,7 +65,7 @@ def read_back(image: str, volume: str, path: str) -> bytes:
 
 
 def test_a_model_fills_its_volume_by_digest_and_a_second_fill_downloads_nothing(
-    registry: RegistryClient, it_target: RegistryTarget, tmp_path: Path, engine, fetch_image, volumes
+    registry: RegistryClient, it_target: RegistryNamespace, tmp_path: Path, engine, fetch_image, volumes
 ) -> None:
     model = pushed(registry, it_target, tmp_path, "tiny")
     volumes.append(model.volume)
@@ -82,7 +82,7 @@ def test_a_model_fills_its_volume_by_digest_and_a_second_fill_downloads_nothing(
 
 
 def test_a_blob_changed_in_the_registry_fails_the_fill_naming_the_file(
-    registry: RegistryClient, it_target: RegistryTarget, tmp_path: Path, engine, fetch_image, volumes
+    registry: RegistryClient, it_target: RegistryNamespace, tmp_path: Path, engine, fetch_image, volumes
 ) -> None:
     model = pushed(registry, it_target, tmp_path, "tampered")
     volumes.append(model.volume)
@@ -90,7 +90,7 @@ def test_a_blob_changed_in_the_registry_fails_the_fill_naming_the_file(
     assert layer is not None
     weights = next(x for x in layer.json["layers"] if x["annotations"]["org.cncf.model.filepath"].startswith("weights"))
     hexdigest = weights["digest"].removeprefix("sha256:")
-    data = state_dir() / "registry" / "docker/registry/v2/blobs/sha256" / hexdigest[:2] / hexdigest / "data"
+    data = machine_state_dir() / "registry" / "docker/registry/v2/blobs/sha256" / hexdigest[:2] / hexdigest / "data"
     original = data.read_bytes()
     data.write_bytes(bytes(len(original)))  # the same size, other bytes: what a corrupt store serves
     with pytest.raises(EngineError, match=r"model tampered: file weights/model.safetensors: .* not .* bytes of"):
@@ -138,7 +138,7 @@ def handmade(registry: RegistryClient, repository: str, tmp_path: Path) -> tuple
 
 
 def test_a_model_another_tool_wrote_fills_its_volume_tar_layers_and_all(
-    registry: RegistryClient, it_target: RegistryTarget, tmp_path: Path, engine, fetch_image, volumes
+    registry: RegistryClient, it_target: RegistryNamespace, tmp_path: Path, engine, fetch_image, volumes
 ) -> None:
     repository = it_target.repository("pipeline", uuid.uuid4().hex)
     digest, files = handmade(registry, repository, tmp_path)

@@ -21,7 +21,7 @@ import pytest
 from shipyard.oci.artifacts import MANIFEST_TYPE
 from shipyard.oci.client import RegistryClient
 from shipyard.oci.modelpack import FILEPATH, LocalModel, inspect_model, push_model, verify_model
-from shipyard.oci.reference import RegistryTarget
+from shipyard.oci.reference import RegistryNamespace
 from tests.integration.conftest import registry_digest
 from tests.memregistry import digest_of
 
@@ -47,7 +47,7 @@ class Counting(httpx.HTTPTransport):
 
 
 @pytest.fixture
-def repository(it_target: RegistryTarget) -> str:
+def repository(it_target: RegistryNamespace) -> str:
     return it_target.repository("models", uuid.uuid4().hex)
 
 
@@ -67,7 +67,7 @@ def model_dir(root: Path) -> Path:
 
 
 def test_a_second_push_uploads_nothing_and_a_changed_file_only_its_layer(
-    tmp_path: Path, it_target: RegistryTarget, repository: str
+    tmp_path: Path, it_target: RegistryNamespace, repository: str
 ) -> None:
     root = model_dir(tmp_path / "tiny")
     wire = Counting()
@@ -98,7 +98,7 @@ PUSH_AND_MEASURE = textwrap.dedent(
     """
     import json, sys
     from pathlib import Path
-    from shipyard.config.registry import parse_target
+    from shipyard.config.registry import parse_registry
     from shipyard.oci.client import RegistryClient
     from shipyard.oci.modelpack import LocalModel, push_model
 
@@ -107,7 +107,7 @@ PUSH_AND_MEASURE = textwrap.dedent(
             if line.startswith("VmHWM:"):
                 return int(line.split()[1])
 
-    registry = RegistryClient(parse_target("localhost:5000/shipyard-it"))
+    registry = RegistryClient(parse_registry("localhost:5000/shipyard-it"))
     registry.ping()
     before = hwm_kib()
     pushed = push_model(registry, sys.argv[1], LocalModel.scan(Path(sys.argv[2]), name="big", format="pt"))
@@ -143,7 +143,7 @@ def test_a_1_gib_weight_file_is_pushed_with_under_200_mb_of_memory(
 
 
 def test_oras_pull_writes_every_file_at_its_path_with_the_same_bytes(
-    tmp_path: Path, it_target: RegistryTarget, registry: RegistryClient, repository: str
+    tmp_path: Path, it_target: RegistryNamespace, registry: RegistryClient, repository: str
 ) -> None:
     oras = shutil.which("oras")
     if oras is None:

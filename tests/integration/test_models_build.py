@@ -20,7 +20,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from shipyard.config.registry import parse_target
+from shipyard.config.registry import parse_registry
 from shipyard.oci.client import RegistryClient
 from shipyard.oci.modelpack import inspect_model
 from shipyard.record import ReleaseRecord, load_record
@@ -107,7 +107,7 @@ def test_build_pushes_the_model_records_it_and_a_second_build_uploads_nothing(pr
     assert registry_digest(f"localhost:5000/{path}", release) == model.digest
     signature = f"sha256-{model.digest.removeprefix('sha256:')}.sig"  # signed as images are (cosign's layout)
     assert registry_digest(f"localhost:5000/{path}", signature) is not None
-    with RegistryClient(parse_target(REGISTRY)) as registry:
+    with RegistryClient(parse_registry(REGISTRY)) as registry:
         pack = inspect_model(registry, path, release)
     assert (pack.digest, pack.name, pack.format) == (model.digest, "affect-nb", "safetensors")
     assert {f.path: f.size for f in pack.files} == {p: len(d) for p, d in FILES.items()}

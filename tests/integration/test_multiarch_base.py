@@ -16,7 +16,7 @@ import pytest
 
 from shipyard.build.base import LocalBases
 from shipyard.build.contexts import ELF_MACHINE, prepare_tools
-from shipyard.config.registry import parse_target
+from shipyard.config.registry import parse_registry
 from shipyard.events import Event
 from shipyard.oci.client import INDEX_TYPES, RegistryClient
 from shipyard.runner import Runner
@@ -31,7 +31,7 @@ PLATFORMS = ("linux/amd64", "linux/arm64")
 
 @pytest.fixture(scope="module")
 def multiarch_base(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LocalBases, str]]:
-    target = parse_target(ARM_REGISTRY)
+    target = parse_registry(ARM_REGISTRY)
     events: list[Event] = []
     with RegistryClient(target) as registry:
         bases = LocalBases(target, registry, Runner(), tmp_path_factory.mktemp("cache"), events.append)

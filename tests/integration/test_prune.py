@@ -28,12 +28,12 @@ import httpx
 import pytest
 import tenacity
 
-from shipyard.config.keys import development_key, state_dir
+from shipyard.config.keys import development_key, machine_state_dir
 from shipyard.oci.artifacts import MANIFEST_TYPE, canonical
 from shipyard.oci.attestations import push_sbom
 from shipyard.oci.client import RegistryClient
 from shipyard.oci.cosign import push_signature
-from shipyard.oci.reference import RegistryTarget
+from shipyard.oci.reference import RegistryNamespace
 from shipyard.record import ReleaseRecord, UnitRecord, save_record
 from shipyard.release.gates.verdicts import attest_gate
 
@@ -264,7 +264,7 @@ class World:
             release=name, revision=sha, created=f"2025-01-{day:02d}T12:00:00Z",
             registry=f"{self.registry.host}/{NS}", units=units,
         )  # fmt: skip
-        signer = development_key(state_dir())
+        signer = development_key(machine_state_dir())
         for key, unit in units.items():
             repo = f"{NS}/{key}"
             push_signature(self.client, repo, unit.digest, unit.repository, signer)
@@ -281,7 +281,7 @@ class World:
 
 @pytest.fixture(scope="module")
 def world(registry: Registry, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
-    client = RegistryClient(RegistryTarget(registry.host, NS))
+    client = RegistryClient(RegistryNamespace(registry.host, NS))
     w = World(registry, tmp_path_factory.mktemp("prune-project"), client)
     # stable: r2, then r4; canary: r3, r4, r5 and a rollback to r4; r1 was never promoted
     r1 = w.release(1, rebuild_family=True)
@@ -307,7 +307,7 @@ def skopeo(*args: str) -> subprocess.CompletedProcess[str]:
 def readable(world: World, record: ReleaseRecord, tmp: Path) -> list[str]:
     """What is wrong with pulling and verifying ``record`` from outside shipyard (empty: nothing)."""
     problems = []
-    public = state_dir() / "keys" / "development.pub"
+    public = machine_state_dir() / "keys" / "development.pub"
     for key, unit in record.units.items():
         ref = f"{unit.repository}:{record.release}"
         inspect = skopeo("inspect", "--tls-verify=false", f"docker://{ref}")

@@ -24,11 +24,11 @@ from typing import Any
 import httpx
 import pytest
 
-from shipyard.config.keys import development_key, state_dir
+from shipyard.config.keys import development_key, machine_state_dir
 from shipyard.oci.client import RegistryClient
 from shipyard.oci.cosign import push_attestation, push_signature, verified_signers
 from shipyard.oci.modelpack import LocalModel, push_model, verify_model
-from shipyard.oci.reference import RegistryTarget
+from shipyard.oci.reference import RegistryNamespace
 from shipyard.oci.signing import SigningKey
 from shipyard.record import ModelFileRecord, ModelRecord, ReleaseRecord, UnitRecord, save_record
 from shipyard.release.channels.ledger import Entry, Ledger, save_ledger
@@ -138,13 +138,13 @@ class World:
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     namespace = f"shipyard-it/prune-models-{uuid.uuid4().hex[:10]}"
-    client = RegistryClient(RegistryTarget(HOST, namespace))
+    client = RegistryClient(RegistryNamespace(HOST, namespace))
     try:
         client.ping()
     except Exception as exc:  # noqa: BLE001 - any failure: the registry is not up
         pytest.fail(f"the registry on {HOST} does not answer ({exc}): run scripts/up.sh")
     work = tmp_path_factory.mktemp("prune-models")
-    w = World(namespace, work / "project", client, development_key(state_dir()), work / "models")
+    w = World(namespace, work / "project", client, development_key(machine_state_dir()), work / "models")
     (w.project / ".shipyard").mkdir(parents=True)
     # bert: the same files in r1 and r2 (one digest, two release tags), new ones in r3
     # whisper: w1 in r1 only, w2 in r2 and r3; tiny: r1's tag only, but r3's record names it by digest

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from shipyard.config.registry import parse_target
+from shipyard.config.registry import parse_registry
 from shipyard.oci.client import RegistryClient
 from shipyard.oci.credentials import Credentials, Secret
 from shipyard.oci.signing import SigningKey
@@ -161,7 +161,7 @@ def test_the_fake_token_appears_nowhere(token_registry: str, built, tmp_path: Pa
     places: dict[str, bytes] = {f"output of command {i}": text.encode() for i, text in enumerate(printed)}
     places |= {str(p): p.read_bytes() for p in (root / ".shipyard").rglob("*") if p.is_file()}
     record_path = next((root / ".shipyard" / "releases").glob("*.json"))
-    with RegistryClient(parse_target(token_registry), Credentials(USER, Secret(TOKEN))) as client:
+    with RegistryClient(parse_registry(token_registry), Credentials(USER, Secret(TOKEN))) as client:
         places |= dict(registry_texts(client, record_path))
     hits = [name for name, data in places.items() if any(secret in data for secret in SECRETS)] + watch.hits
     print(

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from shipyard.config.keys import development_key, state_dir
-from shipyard.config.registry import parse_target
+from shipyard.config.keys import development_key, machine_state_dir
+from shipyard.config.registry import parse_registry
 from shipyard.oci.client import RegistryClient
 from shipyard.oci.cosign import push_signature
 from shipyard.record import ReleaseRecord, load_record, save_record
@@ -60,8 +60,8 @@ def broken_release(built, tmp_path_factory: pytest.TempPathFactory) -> tuple[Pat
     broken = replace(record, release=record.release + "-broken", units=units)
     # same tag as the good release, so version/revision labels stay right: only the injected fault differs
     save_record(root, broken)
-    with RegistryClient(parse_target(IT_REGISTRY)) as client:  # signed as a build signs: each breaks one thing
-        signer = development_key(state_dir())
+    with RegistryClient(parse_registry(IT_REGISTRY)) as client:  # signed as a build signs: each breaks one thing
+        signer = development_key(machine_state_dir())
         for key in units:
             unit = broken.units[key]
             push_signature(client, unit.repository.split("/", 1)[1], unit.digest, unit.repository, signer)

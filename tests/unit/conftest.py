@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from shipyard.config.registry import parse_target
+from shipyard.config.registry import parse_registry
 from shipyard.oci.client import RegistryClient
 from tests.memregistry import MemoryRegistry
 
@@ -16,4 +16,4 @@ def mem() -> MemoryRegistry:
 @pytest.fixture
 def registry(mem: MemoryRegistry) -> RegistryClient:
     """A real client on ``mem``, retries without waiting."""
-    return RegistryClient(parse_target("localhost:5000/acme"), transport=mem.transport(), sleep=lambda _: None)
+    return RegistryClient(parse_registry("localhost:5000/acme"), transport=mem.transport(), sleep=lambda _: None)

@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from shipyard.config.registry import parse_target
+from shipyard.config.registry import parse_registry
 from shipyard.oci.client import RegistryClient
 from shipyard.oci.cosign import verified_signers
 from shipyard.oci.modelfiles import scan_model
@@ -49,7 +49,7 @@ def registry(mem: MemoryRegistry) -> RegistryClient:
         return response
 
     return RegistryClient(
-        parse_target("localhost:5000/acme"), transport=httpx.MockTransport(handle), sleep=lambda _: None
+        parse_registry("localhost:5000/acme"), transport=httpx.MockTransport(handle), sleep=lambda _: None
     )
 
 

@@ -14,7 +14,7 @@ import pytest
 from shipyard.build.plan import make_plan
 from shipyard.build.render import RenderInputs, TemplateRenderer
 from shipyard.config.project import load_project
-from shipyard.config.registry import parse_target
+from shipyard.config.registry import parse_registry
 
 BENCH = Path(__file__).resolve().parents[2] / "bench"
 sys.path.insert(0, str(BENCH))
@@ -48,7 +48,7 @@ def test_generated_catalog_loads_with_shipyards_loader(tmp_path: Path, profiles:
     project = load_project(cat.root, base_override="python=localhost:5000/b/base@sha256:" + "a" * 64)
     assert sorted(project.profiles) == sorted(cat.profiles)
     assert {name: spec.parent for name, spec in project.catalog.images.items()} == cat.parents
-    plan = make_plan(project.profiles, project.catalog, release_tag="20250111-656873b3", target=parse_target(None))
+    plan = make_plan(project.profiles, project.catalog, release_tag="20250111-656873b3", target=parse_registry(None))
     assert len(plan.units) == cat.units
     renderer = TemplateRenderer(project.templates, project.catalog.policy)
     for unit in plan.units:  # every template renders (StrictUndefined) for every unit

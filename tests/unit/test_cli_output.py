@@ -137,7 +137,7 @@ def test_promote_and_rollback_json_are_the_ledger_entries(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from shipyard.config.keys import development_key
-    from shipyard.config.registry import parse_target
+    from shipyard.config.registry import parse_registry
     from shipyard.oci.client import RegistryClient
     from shipyard.record import save_record
     from tests.memregistry import MemoryRegistry
@@ -146,10 +146,12 @@ def test_promote_and_rollback_json_are_the_ledger_entries(
     mem = MemoryRegistry()
     monkeypatch.setenv("SHIPYARD_STATE_DIR", str(tmp_path / "state"))
     signer = development_key(tmp_path / "state")  # what a fresh machine signs with on the local registry
-    client = RegistryClient(parse_target("localhost:5000/acme"), transport=mem.transport())
+    client = RegistryClient(parse_registry("localhost:5000/acme"), transport=mem.transport())
     monkeypatch.setattr(
         "shipyard.cli.shared.RegistryClient",
-        lambda target, credentials=None: RegistryClient(parse_target("localhost:5000/acme"), transport=mem.transport()),
+        lambda target, credentials=None: RegistryClient(
+            parse_registry("localhost:5000/acme"), transport=mem.transport()
+        ),
     )
     monkeypatch.setenv("SHIPYARD_REGISTRY", "localhost:5000/acme")
     summary = tmp_path / "summary.md"

@@ -11,7 +11,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
-from shipyard.config.registry import parse_target
+from shipyard.config.registry import parse_registry
 from shipyard.errors import RegistryError
 from shipyard.oci import cosign
 from shipyard.oci.client import RegistryClient
@@ -36,7 +36,7 @@ def reg() -> MemoryRegistry:
 
 @pytest.fixture
 def client(reg: MemoryRegistry) -> RegistryClient:
-    return RegistryClient(parse_target("localhost:5000/acme"), transport=reg.transport())
+    return RegistryClient(parse_registry("localhost:5000/acme"), transport=reg.transport())
 
 
 @pytest.fixture(scope="module")
@@ -173,7 +173,7 @@ def test_a_payload_the_registry_name_gives_is_not_fetched_and_any_other_is(
     cosign.push_signature(client, REPO, digest, REFERENCE, keys[0])  # the name this client reaches it by
     cosign.push_signature(client, REPO, digest, "mirror.example/acme/cpu/svc", keys[1])
     reg.requests.clear()
-    fresh = RegistryClient(parse_target("localhost:5000/acme"), transport=reg.transport())
+    fresh = RegistryClient(parse_registry("localhost:5000/acme"), transport=reg.transport())
     public = [keys[0].public, keys[1].public]
     assert cosign.verified_signers(fresh, REPO, digest, public) == [k.key_id for k in public]
     mirrored = digest_of(cosign.simple_signing_payload("mirror.example/acme/cpu/svc", digest))
@@ -345,7 +345,7 @@ def test_an_envelope_in_url_safe_base64_is_read() -> None:
         entry["sig"] = base64.urlsafe_b64encode(base64.b64decode(entry["sig"])).decode().rstrip("=")
     envelope["payload"] = base64.urlsafe_b64encode(base64.b64decode(envelope["payload"])).decode().rstrip("=")
     reg = MemoryRegistry()
-    client = RegistryClient(parse_target("localhost:5000/acme"), transport=reg.transport())
+    client = RegistryClient(parse_registry("localhost:5000/acme"), transport=reg.transport())
     put_layers(reg, cosign.attestation_tag(digest), [dsse_layer(reg, json.dumps(envelope).encode())])
     assert newest(client, digest, [key.public], VSA) == [(key.public.key_id, vsa(digest))]
 
@@ -381,7 +381,7 @@ def test_a_concurrent_writer_that_dropped_our_layer_is_merged_with_again(keys: t
             reg.put(REPO, tag, rival, OCI)  # the rival's write lands right after ours, without our layer
         return response
 
-    client = RegistryClient(parse_target("localhost:5000/acme"), transport=httpx.MockTransport(handle))
+    client = RegistryClient(parse_registry("localhost:5000/acme"), transport=httpx.MockTransport(handle))
     assert cosign.push_attestation(client, REPO, digest, vsa(digest), ours) is True
     assert raced and len(manifest_puts(reg)) == 2
     found = newest(client, digest, [ours.public, theirs.public], VSA)
@@ -400,6 +400,6 @@ def test_a_tag_rewritten_on_every_attempt_is_a_registry_error(keys: tuple[Signin
             reg.put(REPO, tag, empty, OCI)
         return response
 
-    client = RegistryClient(parse_target("localhost:5000/acme"), transport=httpx.MockTransport(handle))
+    client = RegistryClient(parse_registry("localhost:5000/acme"), transport=httpx.MockTransport(handle))
     with pytest.raises(RegistryError, match=r"\.sig was rewritten by another writer 5 times"):
         cosign.push_signature(client, REPO, digest, REFERENCE, keys[0])

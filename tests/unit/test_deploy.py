@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from shipyard.config.registry import parse_target
+from shipyard.config.registry import parse_registry
 from shipyard.config.targets import Target
 from shipyard.errors import ConfigError
 from shipyard.oci.client import RegistryClient
@@ -82,7 +82,7 @@ def test_a_good_canary_lets_the_batches_through() -> None:
 
 
 def test_the_deployment_ledger_round_trips_through_the_registry() -> None:
-    registry = RegistryClient(parse_target("localhost:5000/acme"), transport=MemoryRegistry().transport())
+    registry = RegistryClient(parse_registry("localhost:5000/acme"), transport=MemoryRegistry().transport())
     ledger = load_deployments(registry, "acme", "mainpc")
     assert ledger.entries == [] and ledger.last_good is None
     good = Deployment("20250111-aaaaaaaa", "channel stable", {"svc": A}, {}, {"name": "p"}, {}, state="complete")

@@ -9,7 +9,7 @@ from typing import Any, ClassVar
 
 import pytest
 
-from shipyard.config.registry import parse_target
+from shipyard.config.registry import parse_registry
 from shipyard.errors import ConfigError, ScanFailed
 from shipyard.events import Emit, Event
 from shipyard.oci.client import RegistryClient
@@ -60,7 +60,7 @@ class Judged:
 @pytest.fixture
 def world(tmp_path: Path) -> tuple[MemoryRegistry, RegistryClient, Path]:
     memory = MemoryRegistry()
-    client = RegistryClient(parse_target("localhost:5000/acme"), transport=memory.transport())
+    client = RegistryClient(parse_registry("localhost:5000/acme"), transport=memory.transport())
     path = tmp_path / "r.json"
     write_atomic(path, release(memory, "20250111-aaaaaaaa", verdicts={}).to_json())
     return memory, client, path

@@ -7,11 +7,11 @@ from pathlib import Path
 import pytest
 
 from shipyard.config.keys import development_key, resolve_keys
-from shipyard.config.registry import parse_target
+from shipyard.config.registry import parse_registry
 from shipyard.errors import ConfigError
 from shipyard.oci.signing import SigningKey
 
-LOCAL, GHCR = parse_target("localhost:5000/shipyard"), parse_target("ghcr.io/acme/ai-system")
+LOCAL, GHCR = parse_registry("localhost:5000/shipyard"), parse_registry("ghcr.io/acme/ai-system")
 PASSWORD = "correct horse battery staple"
 
 

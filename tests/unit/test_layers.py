@@ -66,7 +66,7 @@ def test_a_layer_is_read_once_by_parallel_readers_and_once_per_machine(tmp_path)
 
     import httpx
 
-    from shipyard.config.registry import parse_target
+    from shipyard.config.registry import parse_registry
     from shipyard.oci.client import RegistryClient
     from shipyard.oci.layers import LayerCache
     from tests.memregistry import MemoryRegistry
@@ -77,7 +77,7 @@ def test_a_layer_is_read_once_by_parallel_readers_and_once_per_machine(tmp_path)
     mem.blobs[digest] = blob
 
     def client() -> RegistryClient:
-        return RegistryClient(parse_target("localhost:5000/acme"), transport=httpx.MockTransport(mem.handle))
+        return RegistryClient(parse_registry("localhost:5000/acme"), transport=httpx.MockTransport(mem.handle))
 
     cache = LayerCache(client(), tmp_path / "layers")
     with ThreadPoolExecutor(max_workers=8) as pool:

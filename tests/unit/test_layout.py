@@ -226,7 +226,7 @@ def _plant(tmp_path: Path, files: dict[str, str]) -> Path:
             "build/unit.py:1: shipyard.build.unit imports shipyard.release.gates: build/ may import only",
         ),
         (
-            {"oci/__init__.py": "", "oci/client.py": "from shipyard.config.registry import parse_target\n"},
+            {"oci/__init__.py": "", "oci/client.py": "from shipyard.config.registry import parse_registry\n"},
             "oci/client.py:1: shipyard.oci.client imports shipyard.config.registry: oci/ may import only errors, "
             "events",
         ),

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from shipyard.cli.main import main
-from shipyard.config.registry import parse_target
+from shipyard.config.registry import parse_registry
 from shipyard.errors import LedgerBroken, PromoteRefused
 from shipyard.events import Event
 from shipyard.oci.artifacts import push_document
@@ -45,7 +45,7 @@ OTHER = SigningKey.generate()  # a key nobody trusts
 
 
 def client(reg: MemoryRegistry) -> RegistryClient:
-    return RegistryClient(parse_target("localhost:5000/acme"), transport=reg.transport())
+    return RegistryClient(parse_registry("localhost:5000/acme"), transport=reg.transport())
 
 
 def put(promoter: Promoter, reg: MemoryRegistry, tag: str) -> int:

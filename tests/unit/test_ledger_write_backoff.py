@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from shipyard.config.registry import parse_target
+from shipyard.config.registry import parse_registry
 from shipyard.errors import PromoteRefused
 from shipyard.events import Event
 from shipyard.oci.client import RegistryClient
@@ -27,7 +27,7 @@ def reg() -> MemoryRegistry:
 
 
 def promoter(reg: MemoryRegistry, tmp_path: Path, policy: RetryPolicy, naps: list[float]) -> Promoter:
-    registry = RegistryClient(parse_target("localhost:5000/acme"), transport=reg.transport(), policy=policy)
+    registry = RegistryClient(parse_registry("localhost:5000/acme"), transport=reg.transport(), policy=policy)
     seams = Seams(lock_dir=tmp_path / "locks", settle_s=1.0, sleep=naps.append, policy=gate_problems)
     return Promoter(registry, "acme", lambda _: None, signer=KEY, trusted=(KEY.public,), seams=seams)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from shipyard.config.registry import parse_target
+from shipyard.config.registry import parse_registry
 from shipyard.oci.client import RegistryClient
 from shipyard.oci.cosign import push_signature
 from shipyard.record import ModelFileRecord, ModelRecord, ReleaseRecord
@@ -33,7 +33,7 @@ def with_model(memory: MemoryRegistry, record: ReleaseRecord, name: str = "affec
 
 
 def client_of(memory: MemoryRegistry) -> RegistryClient:
-    return RegistryClient(parse_target("localhost:5000/acme"), transport=memory.transport())
+    return RegistryClient(parse_registry("localhost:5000/acme"), transport=memory.transport())
 
 
 def test_a_model_needs_a_trusted_signature_and_a_signed_verify_verdict_of_the_revision() -> None:

@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
-from shipyard.config.registry import parse_target
+from shipyard.config.registry import parse_registry
 from shipyard.errors import ConfigError, RegistryError
 from shipyard.oci.artifacts import MANIFEST_TYPE, canonical
 from shipyard.oci.client import CHUNK, RegistryClient
@@ -67,7 +67,7 @@ def client(mem: MemoryRegistry) -> RegistryClient:
             return httpx.Response(200, headers={"Content-Length": str(len(mem.blobs[found["digest"]]))})
         return response
 
-    target = parse_target("localhost:5000/acme")
+    target = parse_registry("localhost:5000/acme")
     return RegistryClient(target, transport=httpx.MockTransport(handle), sleep=lambda _: None)
 
 
@@ -229,7 +229,7 @@ def test_no_file_is_read_whole_the_upload_streams_in_chunks(
     monkeypatch.setattr(Path, "read_bytes", refuse)
     monkeypatch.setattr(Path, "read_text", refuse)
     transport = StreamingRegistry(mem)
-    client = RegistryClient(parse_target("localhost:5000/acme"), transport=transport)
+    client = RegistryClient(parse_registry("localhost:5000/acme"), transport=transport)
     tracemalloc.start()
     try:
         pushed = push_model(client, REPO, LocalModel.scan(tmp_path, name="big", format="pt"))
@@ -254,7 +254,7 @@ def test_an_upload_retried_after_a_5xx_sends_the_whole_file_again(tmp_path: Path
         return mem.handle(request)
 
     client = RegistryClient(
-        parse_target("localhost:5000/acme"), transport=httpx.MockTransport(flaky), sleep=lambda _: None
+        parse_registry("localhost:5000/acme"), transport=httpx.MockTransport(flaky), sleep=lambda _: None
     )
     assert client.upload_file(REPO, tmp_path / "w.bin", digest_of(data), len(data)) is True
     assert failed == [len(data)] and mem.blobs[digest_of(data)] == data and client.retried == 1

@@ -16,7 +16,7 @@ from shipyard.build.options import BuildContext, BuildOptions
 from shipyard.build.pipeline import build_release
 from shipyard.build.revision import read_revision
 from shipyard.config.project import load_project
-from shipyard.config.registry import parse_target
+from shipyard.config.registry import parse_registry
 from shipyard.errors import ConfigError, RegistryError
 from shipyard.events import Event
 from shipyard.oci.client import RegistryClient
@@ -27,7 +27,7 @@ from tests.memregistry import MemoryRegistry
 from tests.unit.test_pipeline import FakeBuildx, registry_handler
 
 SERVICE = "affective-processing-center"
-TARGET = parse_target("localhost:5000/acme")
+TARGET = parse_registry("localhost:5000/acme")
 OPTIONS = BuildOptions(target=TARGET, profiles=["cpu"], attest=False)
 FILES = {"weights.safetensors": b"\x01" * 4096, "config.json": b'{"classes": 3}', "tokenizer/vocab.txt": b"a\nb\n"}
 MODELS = """
@@ -161,7 +161,7 @@ def test_a_model_over_its_budget_stops_the_build_before_anything_is_pushed(
 
 def trained(mem: MemoryRegistry, tmp_path: Path, repository: str, transport_host: str = "localhost:5000") -> str:
     """A ModelPack artifact another pipeline pushed, its digest."""
-    client = RegistryClient(parse_target(f"{transport_host}/x"), transport=mem.transport())
+    client = RegistryClient(parse_registry(f"{transport_host}/x"), transport=mem.transport())
     directory = write_model(tmp_path / "trained", {"model.gguf": b"\x02" * 2048, "config.json": b"{}"})
     return push_model(client, repository, LocalModel.scan(directory, name="trained", format="gguf")).digest
 
@@ -202,7 +202,7 @@ def test_a_from_model_in_another_registry_is_read_there_and_only_recorded(
 
     def registry_for(host: str) -> RegistryClient:
         asked.append(host)
-        return RegistryClient(parse_target(f"{host}/x"), transport=elsewhere.transport())
+        return RegistryClient(parse_registry(f"{host}/x"), transport=elsewhere.transport())
 
     elsewhere.requests.clear()
     record = build_release(replace(ctx, registry_for=registry_for), OPTIONS)

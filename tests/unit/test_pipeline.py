@@ -15,7 +15,7 @@ from shipyard.build.options import BuildContext, BuildOptions
 from shipyard.build.pipeline import build_release
 from shipyard.build.revision import read_revision
 from shipyard.config.project import load_project
-from shipyard.config.registry import parse_target
+from shipyard.config.registry import parse_registry
 from shipyard.events import Event
 from shipyard.oci.attestations import find_sbom
 from shipyard.oci.client import RegistryClient
@@ -99,7 +99,7 @@ def ctx(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[BuildContext, 
     runner = FakeBuildx(mem)
     body = b'{"mediaType": "application/vnd.oci.image.manifest.v1+json"}'
     base_digest = "sha256:" + hashlib.sha256(body).hexdigest()
-    target = parse_target("localhost:5000/acme")
+    target = parse_registry("localhost:5000/acme")
     registry = RegistryClient(target, transport=httpx.MockTransport(registry_handler(mem, base_digest)))
     events: list[Event] = []
     project = load_project(root, base_override="local")
@@ -120,7 +120,7 @@ def option(name: str, argv: list[str]) -> str:
 
 def test_builds_parents_first_and_children_from_the_parents_platform_manifest(ctx) -> None:  # type: ignore[no-untyped-def]
     context, runner, events = ctx
-    record = build_release(context, BuildOptions(target=parse_target("localhost:5000/acme")))
+    record = build_release(context, BuildOptions(target=parse_registry("localhost:5000/acme")))
     builds = [argv for argv in runner.history if argv[:3] == ["docker", "buildx", "build"]]
     tags = [option("--tag", argv) for argv in builds]
     release = context.revision.release_tag
@@ -170,7 +170,7 @@ def test_failed_build_names_the_unit_and_step(ctx) -> None:  # type: ignore[no-u
 
     runner.run = fail  # type: ignore[method-assign]
     with pytest.raises(BuildError) as err:
-        build_release(context, BuildOptions(target=parse_target("localhost:5000/acme"), profiles=["pc2"]))
+        build_release(context, BuildOptions(target=parse_registry("localhost:5000/acme"), profiles=["pc2"]))
     first, *rest = str(err.value).splitlines()
     assert first == (
         "1 unit(s) failed (pc2/base-python); 3 skipped because they depend on a failed unit "
@@ -187,7 +187,7 @@ def sbom_runs(runner: FakeBuildx) -> list[list[str]]:
 
 def test_every_pushed_unit_gets_provenance_and_an_sbom_referrer(ctx) -> None:  # type: ignore[no-untyped-def]
     context, runner, events = ctx
-    record = build_release(context, BuildOptions(target=parse_target("localhost:5000/acme"), profiles=["cpu"]))
+    record = build_release(context, BuildOptions(target=parse_registry("localhost:5000/acme"), profiles=["cpu"]))
     builds = [argv for argv in runner.history if argv[:3] == ["docker", "buildx", "build"]]
     assert builds and all("--provenance=mode=max" in argv for argv in builds)
     assert sorted(argv[-1] for argv in sbom_runs(runner)) == sorted(u.ref for u in record.units.values())
@@ -201,7 +201,7 @@ def test_every_pushed_unit_gets_provenance_and_an_sbom_referrer(ctx) -> None:  #
     assert [e.kind for e in events].count("unit.attested") == 4
 
     runner.history.clear()  # the same inputs again: every unit is reused, with the attestations it has
-    again = build_release(context, BuildOptions(target=parse_target("localhost:5000/acme"), profiles=["cpu"]))
+    again = build_release(context, BuildOptions(target=parse_registry("localhost:5000/acme"), profiles=["cpu"]))
     assert runner.history == []
     assert {k: u.attestations for k, u in again.units.items()} == {k: u.attestations for k, u in record.units.items()}
     assert all(u.reused_from for u in again.units.values())
@@ -209,7 +209,7 @@ def test_every_pushed_unit_gets_provenance_and_an_sbom_referrer(ctx) -> None:  #
 
 def test_an_image_without_provenance_is_rebuilt_not_reused(ctx) -> None:  # type: ignore[no-untyped-def]
     context, runner, events = ctx
-    target = parse_target("localhost:5000/acme")
+    target = parse_registry("localhost:5000/acme")
     first = build_release(context, BuildOptions(target=target, profiles=["cpu"], attest=False))
     assert all(not u.attestations for u in first.units.values()) and not sbom_runs(runner)
     assert all("--provenance=false" in argv for argv in runner.history if argv[:2] == ["docker", "buildx"])
@@ -233,7 +233,7 @@ def test_a_failed_sbom_fails_the_build_but_keeps_the_pushed_units(ctx) -> None: 
 
     runner.run = trivy_fails_on_web  # type: ignore[method-assign]
     with pytest.raises(BuildError) as err:
-        build_release(context, BuildOptions(target=parse_target("localhost:5000/acme"), profiles=["cpu"]))
+        build_release(context, BuildOptions(target=parse_registry("localhost:5000/acme"), profiles=["cpu"]))
     first, detail = str(err.value).splitlines()
     assert first == (
         "1 unit(s) pushed without their attestations (cpu/family-web); they are in the release record, "
@@ -248,7 +248,7 @@ def test_a_failed_sbom_fails_the_build_but_keeps_the_pushed_units(ctx) -> None: 
 
 def test_events_tell_the_live_view_each_units_state(ctx) -> None:  # type: ignore[no-untyped-def]
     context, _, events = ctx
-    build_release(context, BuildOptions(target=parse_target("localhost:5000/acme"), profiles=["cpu"]))
+    build_release(context, BuildOptions(target=parse_registry("localhost:5000/acme"), profiles=["cpu"]))
     plan = next(e for e in events if e.kind == "plan")
     assert plan.data["parents"]["cpu/family-ml"] == "cpu/family-web" and plan.data["attest"] is True
     mine = [(e.kind, e.data.get("step"), e.data.get("phase")) for e in events if e.unit == "cpu/family-web"]
@@ -269,7 +269,7 @@ def test_a_failed_unit_is_told_at_once_and_its_descendants_as_skipped(ctx) -> No
 
     runner.run = fail  # type: ignore[method-assign]
     with pytest.raises(BuildError):
-        build_release(context, BuildOptions(target=parse_target("localhost:5000/acme"), profiles=["cpu"]))
+        build_release(context, BuildOptions(target=parse_registry("localhost:5000/acme"), profiles=["cpu"]))
     told = {e.unit: e for e in events if e.kind in ("unit.failed", "unit.skipped")}
     assert told["cpu/family-web"].kind == "unit.failed"
     assert told["cpu/family-web"].message.startswith("[2/4] cpu/family-web: FAILED (docker buildx build failed")
@@ -289,7 +289,7 @@ def test_semver_tags_on_head_go_with_every_unit_built_or_reused(ctx) -> None:  #
     from shipyard.release.gates.checks import Reads, UnitImage, check_tag
 
     context, runner, events = ctx
-    root, target = context.project.root, parse_target("localhost:5000/acme")
+    root, target = context.project.root, parse_registry("localhost:5000/acme")
     git(root, "tag", "v1.4.2")
     context.revision = read_revision(root)
     record = build_release(context, BuildOptions(target=target, profiles=["cpu"]))
@@ -349,7 +349,7 @@ def test_a_dirty_tree_pushes_no_semver_tag_and_says_so(ctx) -> None:  # type: ig
     git(root, "tag", "v1.4.2")
     (root / "notes.txt").write_text("work in progress")
     context.revision = read_revision(root, allow_dirty=True)
-    record = build_release(context, BuildOptions(target=parse_target("localhost:5000/acme"), profiles=["cpu"]))
+    record = build_release(context, BuildOptions(target=parse_registry("localhost:5000/acme"), profiles=["cpu"]))
     builds = [argv for argv in runner.history if argv[:3] == ["docker", "buildx", "build"]]
     assert builds and all(len(tags_of(argv)) == 1 for argv in builds)
     assert record.aliases == [] and "-dirty-" in record.release
@@ -367,7 +367,7 @@ def test_a_no_op_release_asks_the_registry_for_nothing_twice(ctx) -> None:  # ty
 
     context, runner, _ = ctx
     context.signer = SigningKey.generate()
-    target = parse_target("localhost:5000/acme")
+    target = parse_registry("localhost:5000/acme")
     build_release(context, BuildOptions(target=target, profiles=["cpu"]))
     mem: MemoryRegistry = runner.mem
     mem.requests.clear()
@@ -384,7 +384,7 @@ def test_a_no_op_release_asks_the_registry_for_nothing_twice(ctx) -> None:  # ty
 
 def test_no_reuse_is_the_reason_it_gives(ctx) -> None:  # type: ignore[no-untyped-def]
     context, runner, events = ctx
-    target = parse_target("localhost:5000/acme")
+    target = parse_registry("localhost:5000/acme")
     build_release(context, BuildOptions(target=target, profiles=["cpu"]))
     events.clear()
     build_release(context, BuildOptions(target=target, profiles=["cpu"], reuse=False))
@@ -398,7 +398,7 @@ def test_no_attest_still_signs_every_unit(ctx) -> None:  # type: ignore[no-untyp
 
     context, runner, _ = ctx
     context.signer = SigningKey.generate()
-    record = build_release(context, BuildOptions(target=parse_target("localhost:5000/acme"), attest=False))
+    record = build_release(context, BuildOptions(target=parse_registry("localhost:5000/acme"), attest=False))
     assert not sbom_runs(runner)
     assert all("--provenance=false" in argv for argv in runner.history if argv[:2] == ["docker", "buildx"])
     for key, unit in record.units.items():

@@ -8,7 +8,7 @@ import pytest
 from shipyard.build.plan import make_plan
 from shipyard.config.catalog import load_catalog
 from shipyard.config.profiles import load_profiles
-from shipyard.config.registry import parse_target
+from shipyard.config.registry import parse_registry
 from shipyard.dag import toposort
 from shipyard.errors import ConfigError, CycleError
 
@@ -22,7 +22,7 @@ def inputs():  # type: ignore[no-untyped-def]
 
 def test_plan_orders_parents_first_for_every_profile(inputs) -> None:  # type: ignore[no-untyped-def]
     profiles, catalog = inputs
-    plan = make_plan(profiles, catalog, release_tag="20250111-656873b3", target=parse_target(None))
+    plan = make_plan(profiles, catalog, release_tag="20250111-656873b3", target=parse_registry(None))
     keys = [u.key for u in plan.units]
     assert len(keys) == len(profiles) * len(catalog.images)
     for unit in plan.units:
@@ -41,7 +41,7 @@ def test_selection_brings_parents(inputs) -> None:  # type: ignore[no-untyped-de
         profiles,
         catalog,
         release_tag="t",
-        target=parse_target("ghcr.io/acme/ai-system"),
+        target=parse_registry("ghcr.io/acme/ai-system"),
         only_profiles=["pc2"],
         only_images=["model-ops-coordinator"],
     )
@@ -64,7 +64,7 @@ def test_selection_brings_parents(inputs) -> None:  # type: ignore[no-untyped-de
 )
 def test_plan_errors(inputs, kwargs, message) -> None:  # type: ignore[no-untyped-def]
     profiles, catalog = inputs
-    args = {"release_tag": "t", "target": parse_target(None), **kwargs}
+    args = {"release_tag": "t", "target": parse_registry(None), **kwargs}
     with pytest.raises(ConfigError) as err:
         make_plan(profiles, catalog, **args)
     assert str(err.value).startswith(message)
@@ -75,7 +75,7 @@ def test_cycle_is_named(inputs) -> None:  # type: ignore[no-untyped-def]
     images = dict(catalog.images)
     images["base-python"] = replace(images["base-python"], parent="family-ml")
     with pytest.raises(CycleError) as err:
-        make_plan(profiles, replace(catalog, images=images), release_tag="t", target=parse_target(None))
+        make_plan(profiles, replace(catalog, images=images), release_tag="t", target=parse_registry(None))
     assert str(err.value) == "catalog: parents form a cycle: base-python -> family-ml -> family-web -> base-python"
 
 

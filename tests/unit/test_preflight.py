@@ -7,7 +7,7 @@ from typing import Any
 import httpx
 import pytest
 
-from shipyard.config.registry import parse_target
+from shipyard.config.registry import parse_registry
 from shipyard.errors import CommandFailed, EngineError, RegistryError
 from shipyard.events import Event
 from shipyard.oci.client import RegistryClient
@@ -73,7 +73,7 @@ def test_registry_failure_says_what_to_do_about_it(registry: str, status: int, h
     def answer(request: httpx.Request) -> httpx.Response:
         return httpx.Response(status, headers={"WWW-Authenticate": 'Basic realm="r"'})
 
-    target = parse_target(registry)
+    target = parse_registry(registry)
     creds = Credentials("releaser", Secret("wrong"))
     client = RegistryClient(target, creds, transport=httpx.MockTransport(answer))
     with pytest.raises(RegistryError) as err:

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from shipyard.config.registry import parse_target
+from shipyard.config.registry import parse_registry
 from shipyard.errors import ConfigError, PromoteRefused
 from shipyard.events import Emit, Event
 from shipyard.oci.client import RegistryClient
@@ -61,7 +61,7 @@ def release(
 
 def promoter_on(reg: MemoryRegistry, locks: Path, emit: Emit = lambda _: None, key: SigningKey = KEY) -> Promoter:
     """A promoter on the memory registry that signs with ``key`` and trusts it, locks in ``locks``."""
-    client = RegistryClient(parse_target("localhost:5000/acme"), transport=reg.transport())
+    client = RegistryClient(parse_registry("localhost:5000/acme"), transport=reg.transport())
     seams = Seams(
         lock_dir=locks,
         settle_s=1.0,  # as against a registry other machines reach too (the protocol under test)
@@ -193,19 +193,19 @@ def test_the_settle_time_is_none_on_a_loopback_registry_and_one_second_elsewhere
     from shipyard.errors import ConfigError
     from shipyard.release.channels.promote import settle_seconds
 
-    assert settle_seconds(parse_target("localhost:5000/acme"), {}) == 0.0
-    assert settle_seconds(parse_target("127.0.0.1:5000/acme"), {}) == 0.0
-    assert settle_seconds(parse_target("ghcr.io/acme"), {}) == 1.0
-    assert settle_seconds(parse_target("localhost:5000/acme"), {"SHIPYARD_LEDGER_SETTLE_S": "1.5"}) == 1.5
+    assert settle_seconds(parse_registry("localhost:5000/acme"), {}) == 0.0
+    assert settle_seconds(parse_registry("127.0.0.1:5000/acme"), {}) == 0.0
+    assert settle_seconds(parse_registry("ghcr.io/acme"), {}) == 1.0
+    assert settle_seconds(parse_registry("localhost:5000/acme"), {"SHIPYARD_LEDGER_SETTLE_S": "1.5"}) == 1.5
     for bad in ("soon", "-1", "600"):
         with pytest.raises(ConfigError, match=rf"^SHIPYARD_LEDGER_SETTLE_S='{bad}': expected seconds between 0 and 60"):
-            settle_seconds(parse_target("ghcr.io/acme"), {"SHIPYARD_LEDGER_SETTLE_S": bad})
+            settle_seconds(parse_registry("ghcr.io/acme"), {"SHIPYARD_LEDGER_SETTLE_S": bad})
 
 
 def test_a_loopback_promotion_waits_for_no_settle(tmp_path: Path) -> None:
     reg = MemoryRegistry()
     naps: list[float] = []
-    client = RegistryClient(parse_target("localhost:5000/acme"), transport=reg.transport())
+    client = RegistryClient(parse_registry("localhost:5000/acme"), transport=reg.transport())
     seams = Seams(lock_dir=tmp_path, sleep=naps.append, policy=gate_problems)
     promoter = Promoter(client, "acme", lambda _: None, signer=KEY, trusted=(KEY.public,), seams=seams)
     record = release(reg, "20250111-aaaaaaaa")
@@ -234,7 +234,7 @@ def test_a_tag_another_promotion_moved_during_the_moves_is_put_back(setup) -> No
 def test_a_loopback_promotion_reads_no_tag_back(tmp_path: Path) -> None:
     """Without another machine (no settle), each PUT's answer is the check: one HEAD per tag, before."""
     reg = MemoryRegistry()
-    client = RegistryClient(parse_target("localhost:5000/acme"), transport=reg.transport())
+    client = RegistryClient(parse_registry("localhost:5000/acme"), transport=reg.transport())
     seams = Seams(lock_dir=tmp_path, policy=gate_problems)
     promoter = Promoter(client, "acme", lambda _: None, signer=KEY, trusted=(KEY.public,), seams=seams)
     record = release(reg, "20250111-aaaaaaaa")

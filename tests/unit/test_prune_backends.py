@@ -12,7 +12,7 @@ from shipyard.errors import RegistryError
 from shipyard.oci.client import RegistryClient, next_link
 from shipyard.oci.credentials import Secret
 from shipyard.oci.ghcr import GhcrPackages
-from shipyard.oci.reference import RegistryTarget
+from shipyard.oci.reference import RegistryNamespace
 from shipyard.release.retention.apply import Distribution, Ghcr, apply_plan, backend_for
 from shipyard.release.retention.inventory import Node
 from shipyard.release.retention.plan import Plan
@@ -89,12 +89,12 @@ def test_ghcr_backend_lists_repositories_under_the_namespace_and_is_chosen_for_g
     store = {"ai-system/cpu/app": [], "other/thing": []}
     api = GhcrPackages("acme", Secret(TOKEN), transport=fake_github(store))
     registry = RegistryClient(
-        RegistryTarget("ghcr.io", "acme/ai-system"), transport=httpx.MockTransport(lambda r: httpx.Response(404))
+        RegistryNamespace("ghcr.io", "acme/ai-system"), transport=httpx.MockTransport(lambda r: httpx.Response(404))
     )
     backend = backend_for(registry, lambda owner: api)
     assert isinstance(backend, Ghcr) and backend.repositories("acme/ai-system") == ["acme/ai-system/cpu/app"]
     assert "GHCR frees" in backend.reclaim_hint()
-    local = RegistryClient(RegistryTarget("localhost:5077", "acme"))
+    local = RegistryClient(RegistryNamespace("localhost:5077", "acme"))
     assert isinstance(backend_for(local, lambda owner: api), Distribution)
 
 
@@ -122,7 +122,7 @@ def distribution(deletes: list[str], *, allowed: bool = True) -> RegistryClient:
             return httpx.Response(202 if "gone" not in request.url.path else 404)
         return httpx.Response(404)
 
-    return RegistryClient(RegistryTarget("localhost:5077", "acme"), transport=httpx.MockTransport(handler))
+    return RegistryClient(RegistryNamespace("localhost:5077", "acme"), transport=httpx.MockTransport(handler))
 
 
 def test_distribution_catalog_pages_and_deletes_in_plan_order() -> None:

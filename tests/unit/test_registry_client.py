@@ -6,7 +6,7 @@ import json
 import httpx
 import pytest
 
-from shipyard.config.registry import parse_target
+from shipyard.config.registry import parse_registry
 from shipyard.errors import RegistryError
 from shipyard.oci.client import RegistryClient
 from shipyard.oci.credentials import Credentials, Secret
@@ -27,7 +27,7 @@ DIGEST = "sha256:" + hashlib.sha256(MANIFEST).hexdigest()
 
 
 def client(handler, **kwargs) -> RegistryClient:  # type: ignore[no-untyped-def]
-    return RegistryClient(parse_target("ghcr.io/acme"), transport=httpx.MockTransport(handler), **kwargs)
+    return RegistryClient(parse_registry("ghcr.io/acme"), transport=httpx.MockTransport(handler), **kwargs)
 
 
 def test_bearer_challenge_then_manifest() -> None:
@@ -181,7 +181,7 @@ def bearer_client(
             return httpx.Response(200)
         return httpx.Response(401, headers={"WWW-Authenticate": CHALLENGE + ',error="insufficient_scope"'})
 
-    return RegistryClient(parse_target("reg.example/acme"), creds, transport=httpx.MockTransport(handler))
+    return RegistryClient(parse_registry("reg.example/acme"), creds, transport=httpx.MockTransport(handler))
 
 
 def test_token_request_carries_service_and_scope_not_the_challenge_error() -> None:

@@ -10,13 +10,13 @@ from shipyard.build.render import PACKAGED, RenderInputs, TemplateRenderer, oci_
 from shipyard.config.catalog import load_catalog
 from shipyard.config.profiles import load_profiles
 from shipyard.config.project import Project, load_project
-from shipyard.config.registry import parse_target
+from shipyard.config.registry import parse_registry
 from shipyard.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[2]
 PROFILES = load_profiles(REPO / "profiles", root=REPO)
 CATALOG = load_catalog(REPO)
-PLAN = make_plan(PROFILES, CATALOG, release_tag="20250111-656873b3", target=parse_target(None))
+PLAN = make_plan(PROFILES, CATALOG, release_tag="20250111-656873b3", target=parse_registry(None))
 
 
 def render(unit_key: str, templates: Path = REPO / "dockerfiles") -> str:
@@ -137,7 +137,7 @@ PLAIN = "ARG BASE_IMAGE\nFROM ${BASE_IMAGE}\nRUN echo {{ not jinja }}\n"
 
 def test_policy_uid_and_image_build_args_reach_the_template(tmp_path: Path) -> None:
     project = _team(tmp_path, TEAM, PLAIN)
-    plan = make_plan(project.profiles, project.catalog, release_tag="20250111-656873b3", target=parse_target(None))
+    plan = make_plan(project.profiles, project.catalog, release_tag="20250111-656873b3", target=parse_registry(None))
     unit = plan.unit("pc2/base")
     assert unit.build_args["EXTRA"] == "from-image" and unit.build_args["TORCH_CUDA_ARCH_LIST"] == "image-wins"
     labels = {"org.opencontainers.image.version": "20250111-656873b3"}
@@ -151,7 +151,7 @@ def test_policy_uid_and_image_build_args_reach_the_template(tmp_path: Path) -> N
 
 def test_a_plain_dockerfile_is_used_as_it_is_with_the_labels_appended(tmp_path: Path) -> None:
     project = _team(tmp_path, TEAM, PLAIN)
-    plan = make_plan(project.profiles, project.catalog, release_tag="20250111-656873b3", target=parse_target(None))
+    plan = make_plan(project.profiles, project.catalog, release_tag="20250111-656873b3", target=parse_registry(None))
     assert [u.key for u in plan.units] == ["cpu/base", "pc2/base", "pc2/web"]  # web: pc2 only
     unit = plan.unit("pc2/web")
     labels = {"io.shipyard.image": "web"}
@@ -165,7 +165,7 @@ def test_a_multi_platform_profile_builds_one_index_with_a_tini_per_platform(tmp_
     pc2 = tmp_path / "profiles" / "pc2.json"
     pc2.write_text(pc2.read_text().replace('"platform": "linux/amd64"', '"platforms": ["linux/amd64", "linux/arm64"]'))
     project = load_project(tmp_path, base_override="local")
-    plan = make_plan(project.profiles, project.catalog, release_tag="20250111-656873b3", target=parse_target(None))
+    plan = make_plan(project.profiles, project.catalog, release_tag="20250111-656873b3", target=parse_registry(None))
     multi, single = plan.unit("pc2/base"), plan.unit("cpu/base")
     assert multi.platform == "linux/amd64,linux/arm64" and single.platform == "linux/amd64"
     assert multi.base_key != single.base_key  # a base of its own: an index of both arches

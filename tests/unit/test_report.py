@@ -13,7 +13,7 @@ import pytest
 
 from shipyard.cli.main import main
 from shipyard.cli.report_commands import fetch_ledgers
-from shipyard.config.registry import parse_target
+from shipyard.config.registry import parse_registry
 from shipyard.oci.client import RegistryClient
 from shipyard.oci.retry import RetryPolicy
 from shipyard.record import ReleaseRecord
@@ -258,7 +258,7 @@ def test_a_release_that_only_was_built() -> None:
 
 def test_ledgers_are_read_from_the_registry() -> None:
     mem = MemoryRegistry()
-    target = parse_target("localhost:5000/acme")
+    target = parse_registry("localhost:5000/acme")
     with RegistryClient(target, transport=httpx.MockTransport(mem.handle)) as registry:
         for ledger in reportdata.ledgers().values():
             save_ledger(registry, "acme", ledger)
@@ -271,7 +271,7 @@ def test_an_unreachable_registry_is_a_note_not_a_failure() -> None:
     def refuse(request: httpx.Request) -> httpx.Response:
         raise httpx.ConnectError("connection refused", request=request)
 
-    target = parse_target("localhost:5000/acme")
+    target = parse_registry("localhost:5000/acme")
     policy = RetryPolicy(attempts=2, deadline_s=5)
     client = RegistryClient(target, transport=httpx.MockTransport(refuse), policy=policy, sleep=lambda _: None)
     with client as registry:

@@ -11,7 +11,7 @@ import httpx
 
 from shipyard.cli.main import main
 from shipyard.cli.report_commands import fetch_model_evidence
-from shipyard.config.registry import parse_target
+from shipyard.config.registry import parse_registry
 from shipyard.oci.client import RegistryClient
 from shipyard.oci.cosign import push_attestation, push_signature
 from shipyard.oci.modelpack import LocalModel, push_model
@@ -195,7 +195,7 @@ def test_evidence_is_read_from_the_registry_by_digest(tmp_path: Path) -> None:
     trusted, stranger = SigningKey.generate(), SigningKey.generate()
     mem = MemoryRegistry()
     rec = with_models()
-    with RegistryClient(parse_target(f"{HOST}/acme"), transport=httpx.MockTransport(mem.handle)) as registry:
+    with RegistryClient(parse_registry(f"{HOST}/acme"), transport=httpx.MockTransport(mem.handle)) as registry:
         for name in ("bert", "whisper"):
             pushed = push_model(
                 registry, f"acme/models/{name}", LocalModel.scan(tmp_path / name, name=name, format="onnx"), tag=RELEASE

@@ -11,7 +11,7 @@ from shipyard.build.plan import make_plan
 from shipyard.build.render import RenderInputs, TemplateRenderer
 from shipyard.cli.main import main
 from shipyard.config.project import load_project
-from shipyard.config.registry import parse_target
+from shipyard.config.registry import parse_registry
 
 
 def test_init_writes_a_project_that_plans_and_renders(tmp_path: Path) -> None:
@@ -21,7 +21,7 @@ def test_init_writes_a_project_that_plans_and_renders(tmp_path: Path) -> None:
     assert project.catalog.project_name == "team-images"
     assert set(project.profiles) == {"cpu"}  # the GPU profile is an example to rename
     assert (root / "profiles" / "gpu.json.example").is_file()
-    plan = make_plan(project.profiles, project.catalog, release_tag="20250111-abcdef12", target=parse_target(None))
+    plan = make_plan(project.profiles, project.catalog, release_tag="20250111-abcdef12", target=parse_registry(None))
     assert [u.key for u in plan.units] == ["cpu/base", "cpu/hello"]
     renderer = TemplateRenderer(project.templates, project.catalog.policy)
     for unit in plan.units:

@@ -4,7 +4,7 @@ import subprocess
 from pathlib import Path
 
 from shipyard.record import ReleaseRecord, save_record
-from shipyard.state import make_dirs, state_dir
+from shipyard.state import make_dirs, project_state_dir
 from tests.conftest import git
 
 
@@ -19,8 +19,8 @@ def test_the_first_write_gives_the_state_folder_a_gitignore_that_git_obeys(tmp_p
             registry="localhost:5000/x",
         ),
     )
-    assert path.is_file() and path.is_relative_to(state_dir(tmp_path))
-    assert (state_dir(tmp_path) / ".gitignore").read_text().splitlines()[-1] == "*"
+    assert path.is_file() and path.is_relative_to(project_state_dir(tmp_path))
+    assert (project_state_dir(tmp_path) / ".gitignore").read_text().splitlines()[-1] == "*"
     status = subprocess.run(
         ["git", "status", "--porcelain", "--untracked-files=all"], cwd=tmp_path, capture_output=True, text=True
     )

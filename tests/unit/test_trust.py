@@ -6,7 +6,7 @@ from dataclasses import replace
 
 import pytest
 
-from shipyard.config.registry import parse_target
+from shipyard.config.registry import parse_registry
 from shipyard.events import Event
 from shipyard.oci.client import RegistryClient
 from shipyard.oci.cosign import push_signature
@@ -36,7 +36,7 @@ def signed_release(registry: RegistryClient, memory: MemoryRegistry, tag: str, k
 @pytest.fixture
 def registry() -> tuple[RegistryClient, MemoryRegistry]:
     memory = MemoryRegistry()
-    return RegistryClient(parse_target("localhost:5000/acme"), transport=memory.transport()), memory
+    return RegistryClient(parse_registry("localhost:5000/acme"), transport=memory.transport()), memory
 
 
 def test_a_signed_and_gated_release_passes(registry) -> None:  # type: ignore[no-untyped-def]
@@ -115,7 +115,7 @@ def test_verdicts_are_read_newest_first_and_only_until_each_gate_has_one(registr
     for n in range(5):  # five later releases re-verify the same digest
         later = replace(record, release=f"2025011{n + 2}-aaaaaaaa")
         attest_gate(client, KEY, later, "verify", {"gate": "verify"}, lambda _: None)
-    fresh = RegistryClient(parse_target("localhost:5000/acme"), transport=memory.transport())
+    fresh = RegistryClient(parse_registry("localhost:5000/acme"), transport=memory.transport())
     memory.requests.clear()
     verdicts = signed_verdicts(fresh, [KEY.public], "acme/cpu/svc", digest)
     assert verdicts["verify"].release == "20250116-aaaaaaaa" and set(verdicts) == {"verify", "scan", "canary"}

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from shipyard import __version__
-from shipyard.config.registry import parse_target
+from shipyard.config.registry import parse_registry
 from shipyard.errors import ConfigError
 from shipyard.oci.artifacts import push_document
 from shipyard.oci.client import RegistryClient
@@ -52,7 +52,7 @@ def test_a_record_of_a_newer_schema_is_refused_naming_both(tmp_path: Path) -> No
 
 def test_ledgers_of_a_newer_schema_are_refused_and_old_ones_read() -> None:
     memory = MemoryRegistry()
-    client = RegistryClient(parse_target("localhost:5000/acme"), transport=memory.transport())
+    client = RegistryClient(parse_registry("localhost:5000/acme"), transport=memory.transport())
     push_document(
         client,
         ledger_repository("acme"),

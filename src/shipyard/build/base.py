@@ -12,7 +12,7 @@ from pathlib import Path
 from ..errors import ConfigError, EngineError, RegistryError
 from ..events import Emit, Event
 from ..oci.client import Manifest, RegistryClient
-from ..oci.reference import RegistryTarget
+from ..oci.reference import RegistryNamespace
 from ..runner import Runner
 
 # Debian's name for a platform's architecture (mmdebstrap --arch, the archive's binary-<arch>).
@@ -99,7 +99,7 @@ def host_debian_sources(
 
 @dataclass
 class LocalBases:
-    target: RegistryTarget
+    target: RegistryNamespace
     registry: RegistryClient
     runner: Runner
     cache_dir: Path

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from ..errors import BuildError
 from ..oci.credentials import Credentials
-from ..oci.reference import RegistryTarget
+from ..oci.reference import RegistryNamespace
 from ..runner import Runner
 
 
@@ -124,7 +124,7 @@ def read_metadata(path: Path) -> str:
     return digest
 
 
-def docker_login(runner: Runner, target: RegistryTarget, creds: Credentials) -> None:
+def docker_login(runner: Runner, target: RegistryNamespace, creds: Credentials) -> None:
     """Log the docker CLI (and so buildx) in; the password goes by stdin, never argv."""
     runner.run(
         ["docker", "login", target.host, "--username", creds.username, "--password-stdin"],

@@ -20,7 +20,7 @@ from ..oci.credentials import reading_credentials_for
 from ..oci.model_signature import HashingRules, NotSignable, hashing_rules, push_model_signature
 from ..oci.modelfiles import model_paths
 from ..oci.modelpack import CONFIG_TYPE, LocalModel, ModelPack, inspect_model, push_model
-from ..oci.reference import RegistryTarget
+from ..oci.reference import RegistryNamespace
 from ..record import ModelFileRecord, ModelRecord, reports_dir, write_atomic
 from .options import BuildContext
 from .plan import Plan
@@ -260,7 +260,7 @@ def _readers(ctx: BuildContext) -> Iterator[Callable[[str], RegistryClient]]:
 
 
 def _client(host: str) -> RegistryClient:
-    return RegistryClient(RegistryTarget(host, "models"), reading_credentials_for(host))
+    return RegistryClient(RegistryNamespace(host, "models"), reading_credentials_for(host))
 
 
 def _digest(raw: bytes) -> str:

@@ -10,7 +10,7 @@ from ..config.project import Project
 from ..events import Emit
 from ..oci.client import RegistryClient
 from ..oci.credentials import Credentials
-from ..oci.reference import RegistryTarget
+from ..oci.reference import RegistryNamespace
 from ..oci.signing import SigningKey
 from ..runner import Runner
 from . import default_jobs
@@ -21,7 +21,7 @@ REUSE_LOOKUPS = 8  # units looked up in the registry at once; builds stay at --j
 
 @dataclass(frozen=True)
 class BuildOptions:
-    target: RegistryTarget
+    target: RegistryNamespace
     profiles: Sequence[str] = ()
     images: Sequence[str] = ()
     builder: str | None = None

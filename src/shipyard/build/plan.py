@@ -13,7 +13,7 @@ from ..config.profiles import BaseImage, Profile
 from ..config.reader import did_you_mean
 from ..dag import ancestors, toposort
 from ..errors import ConfigError
-from ..oci.reference import OCI_TAG_RE, RegistryTarget
+from ..oci.reference import OCI_TAG_RE, RegistryNamespace
 
 
 @dataclass(frozen=True)
@@ -55,7 +55,7 @@ class BuildUnit:
 @dataclass(frozen=True)
 class Plan:
     release_tag: str
-    target: RegistryTarget
+    target: RegistryNamespace
     units: Sequence[BuildUnit]  # parents before children
 
     def unit(self, key: str) -> BuildUnit:
@@ -80,7 +80,7 @@ def make_plan(
     catalog: Catalog,
     *,
     release_tag: str,
-    target: RegistryTarget,
+    target: RegistryNamespace,
     only_profiles: Iterable[str] = (),
     only_images: Iterable[str] = (),
 ) -> Plan:

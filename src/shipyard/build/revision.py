@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from ..errors import GitStateError
-from ..state import state_dir
+from ..state import project_state_dir
 
 SHA_LEN = 8
 # semver.org's regex, with the leading "v" git tags usually have
@@ -145,7 +145,7 @@ def _own_state(top: Path, root: Path) -> list[str]:
     """The pathspec that leaves the project's ``.shipyard/`` out of git's view: shipyard writes it, so it
     is never a change of the user's (their repository need not ignore it)."""
     try:
-        state = state_dir(root.resolve()).relative_to(top.resolve())
+        state = project_state_dir(root.resolve()).relative_to(top.resolve())
     except ValueError:  # the project is not inside this work tree
         return []
     return [f":(top,exclude){state.as_posix()}"]

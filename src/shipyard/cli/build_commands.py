@@ -19,9 +19,9 @@ from ..build.render import TemplateRenderer, check_templates
 from ..build.revision import read_revision
 from ..config.keys import resolve_keys
 from ..config.project import cache_dir, load_project
-from ..config.registry import parse_target
+from ..config.registry import parse_registry
 from ..oci.credentials import credentials_for
-from ..oci.reference import RegistryTarget
+from ..oci.reference import RegistryNamespace
 from ..preflight import check_engine, check_registry
 from ..runner import Runner
 from .console import Console, print_summary
@@ -59,7 +59,7 @@ class UnitsArgs(Arguments):
 def cmd_plan(args: UnitsArgs, console: Console) -> int:
     project = load_project(args.project, base_override=args.base_override)
     revision = read_revision(project.root, allow_dirty=True)
-    options = BuildOptions(target=parse_target(args.registry), profiles=args.profile, images=args.image)
+    options = BuildOptions(target=parse_registry(args.registry), profiles=args.profile, images=args.image)
     plan = plan_for(project, revision, options)
     models = plan_models(project.catalog, plan)
     if args.json:
@@ -103,10 +103,10 @@ def cmd_plan(args: UnitsArgs, console: Console) -> int:
     return 0
 
 
-def _context(args: UnitsArgs, console: Console, *, dry_run: bool = False) -> tuple[BuildContext, RegistryTarget]:
+def _context(args: UnitsArgs, console: Console, *, dry_run: bool = False) -> tuple[BuildContext, RegistryNamespace]:
     project = load_project(args.project, base_override=args.base_override)
     revision = read_revision(project.root, allow_dirty=args.allow_dirty)
-    target = parse_target(args.registry)
+    target = parse_registry(args.registry)
     runner = Runner(dry_run=dry_run, echo=console.line if (dry_run or args.verbose) else None)
     ctx = BuildContext(
         project=project,
@@ -199,7 +199,7 @@ class BaseArgs(Arguments):
 
 
 def cmd_base(args: BaseArgs, console: Console) -> int:
-    target = parse_target(args.registry)
+    target = parse_registry(args.registry)
     runner = Runner(echo=console.command)
     check_engine(runner, console.event)
     registry = reachable_registry(target, console)

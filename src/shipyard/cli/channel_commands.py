@@ -7,9 +7,9 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass
 
-from ..config.registry import parse_target
+from ..config.registry import parse_registry
 from ..errors import ConfigError
-from ..oci.reference import RegistryTarget
+from ..oci.reference import RegistryNamespace
 from ..release.channels.ledger import Entry, Ledger, load_ledger, short_key, verify_ledger
 from ..release.channels.promote import Promoter, check_channel
 from .console import Console, table
@@ -39,7 +39,7 @@ class HistoryArgs(ChannelArgs):
     verify: bool
 
 
-def _promoter(args: ChannelArgs, target: RegistryTarget, console: Console) -> Promoter:
+def _promoter(args: ChannelArgs, target: RegistryNamespace, console: Console) -> Promoter:
     keys = signing_keys(args.project.resolve(), target, console, project_optional=True)
     assert keys.signer is not None  # need_signer: resolve_keys raises without one
     registry = reachable_registry(target, console)
@@ -56,7 +56,7 @@ def cmd_promote(args: PromoteArgs, console: Console) -> int:
     if unknown:
         raise ConfigError(f"--profile: {unknown[0]!r} is not in release {record.release}")
     units = {k: u for k, u in record.units.items() if not args.profile or u.profile in args.profile}
-    target = parse_target(args.registry or record.registry)
+    target = parse_registry(args.registry or record.registry)
     console.info(f"promoting {record.release} ({len(units)} units) to {args.channel} in {target}")
     check_channel(args.channel)
     if args.force and not (args.reason or "").strip():
@@ -70,7 +70,7 @@ def cmd_promote(args: PromoteArgs, console: Console) -> int:
 
 
 def cmd_rollback(args: ChannelArgs, console: Console) -> int:
-    target = parse_target(args.registry)
+    target = parse_registry(args.registry)
     entry = _promoter(args, target, console).rollback(args.channel)
     console.line(f"{args.channel} is back on {entry.release} ({len(entry.digests)} units)")
     if args.json:
@@ -79,7 +79,7 @@ def cmd_rollback(args: ChannelArgs, console: Console) -> int:
 
 
 def cmd_history(args: HistoryArgs, console: Console) -> int:
-    target = parse_target(args.registry)
+    target = parse_registry(args.registry)
     ledger = load_ledger(reachable_registry(target, console), target.namespace, check_channel(args.channel))
     if args.verify:
         return _verify_history(args, console, target, ledger)
@@ -97,7 +97,7 @@ def cmd_history(args: HistoryArgs, console: Console) -> int:
     return 0
 
 
-def _verify_history(args: HistoryArgs, console: Console, target: RegistryTarget, ledger: Ledger) -> int:
+def _verify_history(args: HistoryArgs, console: Console, target: RegistryNamespace, ledger: Ledger) -> int:
     """``history --verify``: every hash link and signature, or LedgerBroken naming the first bad entry."""
     keys = signing_keys(args.project.resolve(), target, console, need_signer=False, project_optional=True)
     signers = verify_ledger(ledger, keys.trusted)

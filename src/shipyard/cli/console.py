@@ -20,15 +20,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TextIO
 
-from ..events import Event
+from ..events import Event, EventKind
 from ..record import ReleaseRecord, reports_dir
 
 # results: shown even with -q (a build's unit lines are results too, but its summary table repeats them)
-RESULT_KINDS = frozenset(
+RESULT_KINDS: frozenset[EventKind] = frozenset(
     {"record", "unit.failed", "promote.done", "promote.noop", "rollback.done", "deploy.done", "deploy.failed"}
 )
 # the live view's fine-grained progress: plain output shows them from -v on
-DETAIL_KINDS = frozenset(
+DETAIL_KINDS: frozenset[EventKind] = frozenset(
     {
         "unit.checking",
         "unit.reusing",

@@ -11,11 +11,11 @@ import yaml
 
 from ..config.keys import resolve_keys
 from ..config.project import Project, load_project
-from ..config.registry import parse_target
+from ..config.registry import parse_registry
 from ..config.targets import Target
 from ..errors import ConfigError, DeployFailed
 from ..oci.client import RegistryClient
-from ..oci.reference import RegistryTarget
+from ..oci.reference import RegistryNamespace
 from ..preflight import check_registry
 from ..record import ReleaseRecord, find_record, load_record
 from ..release.channels.promote import check_channel
@@ -84,7 +84,7 @@ def _placed(
     project: Project,
     target: Target,
     registry: RegistryClient,
-    where: RegistryTarget,
+    where: RegistryNamespace,
 ) -> tuple[list[Placed], str]:
     """The target's services at the digests the channel (from the registry) or the release record names,
     each signed by a trusted key and carrying the signed verdicts it needs."""
@@ -93,7 +93,7 @@ def _placed(
     if channel:
         placed = from_channel(registry, where, project.catalog, target, profile, channel, trusted=trusted)
         return placed, f"channel {channel}"
-    record = load_record(find_record(project.root, release, flag="RELEASE"))
+    record = load_record(find_record(project.root, release))
 
     def signed(release: ReleaseRecord, keys: list[str]) -> list[str]:
         return trust_problems(registry, trusted, release, keys)
@@ -105,7 +105,7 @@ def cmd_compose_file(args: ComposeFileArgs, console: Console) -> int:
     _what(args, "compose-file")
     project = load_project(args.project)
     target = target_named(project.catalog, args.target)
-    where = parse_target(args.registry)
+    where = parse_registry(args.registry)
     with registry_client(where) as registry:
         if args.channel:
             check_registry(registry, lambda event: None)  # stdout may be the project itself: no progress there
@@ -125,7 +125,7 @@ def cmd_compose_file(args: ComposeFileArgs, console: Console) -> int:
 
 
 def _context(
-    project: Project, registry: RegistryClient, where: RegistryTarget, console: Console, lock_wait: float
+    project: Project, registry: RegistryClient, where: RegistryNamespace, console: Console, lock_wait: float
 ) -> DeployContext:
     if lock_wait < 0:
         raise ConfigError(f"--lock-wait: expected seconds (0 or more), got {lock_wait:g}")
@@ -137,7 +137,7 @@ def cmd_deploy(args: DeployArgs, console: Console) -> int:
     _what(args, "deploy")
     project = load_project(args.project)
     target = target_named(project.catalog, args.target)
-    where = parse_target(args.registry)
+    where = parse_registry(args.registry)
     with reachable_registry(where, console) as registry:
         ctx = _context(project, registry, where, console, args.lock_wait)
         deploy = TargetDeploy(ctx, target, project.profiles[target.profile])
@@ -166,10 +166,8 @@ def cmd_rollout(args: RolloutArgs, console: Console) -> int:
     names = args.targets or list(project.catalog.targets)
     targets = [target_named(project.catalog, name) for name in names]
     if not targets:
-        raise ConfigError(
-            "rollout: shipyard.toml has no [targets.<name>]: add one (see docs/reference/targets.md)"
-        )
-    where = parse_target(args.registry)
+        raise ConfigError("rollout: shipyard.toml has no [targets.<name>]: add one (see docs/reference/targets.md)")
+    where = parse_registry(args.registry)
     with reachable_registry(where, console) as registry:
         ctx = _context(project, registry, where, console, args.lock_wait)
         deploys: list[TargetDeploy] = []
@@ -213,7 +211,7 @@ def _outcome_table(console: Console, outcomes: list[DeployOutcome]) -> None:
 def cmd_deployments(args: TargetArgs, console: Console) -> int:
     project = load_project(args.project)
     target = target_named(project.catalog, args.target)
-    where = parse_target(args.registry)
+    where = parse_registry(args.registry)
     with reachable_registry(where, console) as registry:
         ledger = load_deployments(registry, where.namespace, target.name)
     if args.json:

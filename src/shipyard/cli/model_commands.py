@@ -7,7 +7,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..config.registry import parse_target
+from ..config.registry import parse_registry
 from ..errors import ConfigError, VerifyFailed
 from ..oci.model_signature import read_model_signature
 from ..record import write_atomic
@@ -34,7 +34,7 @@ def cmd_model_signature(args: ModelSignatureArgs, console: Console) -> int:
         raise ConfigError(
             f"--model {args.model}: release {record.release} ({path.name}) has no such model (it has: {known})"
         )
-    target = parse_target(args.registry or record.registry)
+    target = parse_registry(args.registry or record.registry)
     repository = model.repository.partition("/")[2]
     keys = signing_keys(root, target, console, need_signer=False)
     with reachable_registry(target, console) as registry:

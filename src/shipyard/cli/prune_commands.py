@@ -8,11 +8,11 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..config.registry import parse_target
+from ..config.registry import parse_registry
 from ..errors import ConfigError, RegistryError
 from ..oci.credentials import credentials_for
 from ..oci.ghcr import GhcrPackages
-from ..oci.reference import RegistryTarget
+from ..oci.reference import RegistryNamespace
 from ..record import ReleaseRecord, load_record, records_dir
 from ..release.retention.apply import apply_plan, backend_for
 from ..release.retention.inventory import take_inventory
@@ -37,7 +37,7 @@ def _records(project: Path) -> dict[str, ReleaseRecord]:
     return found
 
 
-def _packages(target: RegistryTarget, owner: str) -> GhcrPackages:
+def _packages(target: RegistryNamespace, owner: str) -> GhcrPackages:
     """GHCR's package API, with the token the registry client uses (never printed)."""
     creds = credentials_for(target)
     if creds is None:
@@ -57,7 +57,7 @@ class PruneArgs(Arguments):
 def cmd_prune(args: PruneArgs, console: Console) -> int:
     rules = Rules(keep=args.keep, ledger_entries=args.ledger_entries, older_than_days=args.older_than)
     rules.check()  # a bad flag is refused before the registry is asked anything
-    target = parse_target(args.registry)
+    target = parse_registry(args.registry)
     registry = reachable_registry(target, console)
     try:
         backend = backend_for(registry, lambda owner: _packages(target, owner))

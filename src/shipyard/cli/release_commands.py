@@ -12,10 +12,10 @@ from pathlib import Path
 
 from ..config.profiles import load_profiles
 from ..config.project import cache_dir
-from ..config.registry import parse_target
+from ..config.registry import parse_registry
 from ..errors import CanaryFailed, ConfigError, ScanFailed, VerifyFailed
 from ..oci.credentials import credentials_for
-from ..oci.reference import OCI_TAG_RE, RegistryTarget
+from ..oci.reference import OCI_TAG_RE, RegistryNamespace
 from ..record import ReleaseRecord, load_record, reports_dir
 from ..release.engine import has_gpu
 from ..release.gates.canary import CanaryGate
@@ -35,7 +35,7 @@ from .verb import Verb
 
 def cmd_verify(args: VerifyArgs, console: Console) -> int:
     root, path, record = release_record(args)
-    target = parse_target(args.registry or record.registry)
+    target = parse_registry(args.registry or record.registry)
     registry = reachable_registry(target, console)
     keys = signing_keys(root, target, console)
     console.info(f"verifying {len(record.units)} units of {record.release} in {target} ({path.name})")
@@ -66,7 +66,7 @@ def cmd_scan(args: ScanArgs, console: Console) -> int:
     allowlist = args.allowlist
     if allowlist is None and (root / "scan-allowlist.toml").is_file():
         allowlist = root / "scan-allowlist.toml"
-    target = parse_target(record.registry)
+    target = parse_registry(record.registry)
     options = ScanOptions(
         policy=GatePolicy.parse(args.severity, ignore_unfixed=args.ignore_unfixed),
         allowlist=tuple(load_allowlist(allowlist)),
@@ -101,7 +101,7 @@ def cmd_trivy_db(args: TrivyDbArgs, console: Console) -> int:
             f"e.g. localhost:5000/mirror/trivy-db:2"
         )
     host, _, repository = location.partition("/")
-    target = parse_target(f"{host}/{repository}", flag="--to")
+    target = parse_registry(f"{host}/{repository}", flag="--to")
     with reachable_registry(target, console) as registry:
         digest = push_db(registry, repository, tag, args.source)
     console.line(f"pushed Trivy DB {args.source} as {ref}@{digest}; scan with --db-repository {ref}")
@@ -115,7 +115,7 @@ def cmd_canary(args: CanaryArgs, console: Console) -> int:
     console.info(f"canary of {record.release} on profile {args.profile or 'first in the release'}")
     # the record does not say which profiles have a GPU: the project's profiles do
     gpu_profiles = {name for name, p in load_profiles(root / "profiles", root=root).items() if has_gpu(p.hardware)}
-    target = parse_target(record.registry)
+    target = parse_registry(record.registry)
     keys = signing_keys(root, target, console)
     gate = CanaryGate(args.profile, gpu_profiles=gpu_profiles, fetch_image=lambda: _fetch_image(target, console))
     with _gate(args, console, path, "canary", print_canary_summary):
@@ -124,7 +124,7 @@ def cmd_canary(args: CanaryArgs, console: Console) -> int:
     return 0
 
 
-def _fetch_image(target: RegistryTarget, console: Console) -> str:
+def _fetch_image(target: RegistryNamespace, console: Console) -> str:
     """The image that fills the canary's model volumes: the local Python base, from the release's registry."""
     with reachable_registry(target, console) as registry:
         return model_fetch_image(registry, Runner(), console.event)

@@ -13,11 +13,11 @@ from typing import TypeVar
 
 from ..config.catalog import load_catalog
 from ..config.keys import resolve_keys
-from ..config.registry import parse_target
+from ..config.registry import parse_registry
 from ..errors import ConfigError, RegistryError
 from ..oci.client import RegistryClient
 from ..oci.credentials import credentials_for
-from ..oci.reference import RegistryTarget
+from ..oci.reference import RegistryNamespace
 from ..oci.retry import RetryPolicy
 from ..oci.signing import PublicKey
 from ..record import ReleaseRecord, find_record, load_record
@@ -84,7 +84,7 @@ def fetch_model_evidence(
     return found
 
 
-def _trusted(root: Path, target: RegistryTarget) -> list[PublicKey] | str:
+def _trusted(root: Path, target: RegistryNamespace) -> list[PublicKey] | str:
     """The keys a signature must be by: shipyard.toml's [project] trusted_keys (and on the local registry its
     development key); or why there are none to check with."""
     try:
@@ -125,9 +125,9 @@ class ReportArgs(Arguments):
 
 def cmd_report(args: ReportArgs, console: Console) -> int:
     root = args.project.resolve()
-    record = load_record(find_record(root, args.release, flag="RELEASE"))
+    record = load_record(find_record(root, args.release))
     channels = list(dict.fromkeys(check_channel(c) for c in args.channel or DEFAULT_CHANNELS))
-    target = parse_target(args.registry or record.registry)
+    target = parse_registry(args.registry or record.registry)
     with RegistryClient(target, credentials_for(target), policy=LEDGER_POLICY) as registry:
         ledgers, note = fetch_ledgers(registry, target.namespace, channels)
         deployments = {} if note else fetch_deployments(registry, target.namespace, _targets(root))

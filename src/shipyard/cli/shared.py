@@ -11,18 +11,18 @@ from ..config.keys import Keys, is_local, resolve_keys
 from ..errors import ConfigError
 from ..oci.client import RegistryClient
 from ..oci.credentials import credentials_for
-from ..oci.reference import RegistryTarget
+from ..oci.reference import RegistryNamespace
 from ..preflight import check_registry
 from ..record import ReleaseRecord, find_record, load_record
 from .console import Console
 
 
-def registry_client(target: RegistryTarget) -> RegistryClient:
+def registry_client(target: RegistryNamespace) -> RegistryClient:
     """A client of ``target`` with its credentials, not asked anything yet."""
     return RegistryClient(target, credentials_for(target))
 
 
-def reachable_registry(target: RegistryTarget, console: Console) -> RegistryClient:
+def reachable_registry(target: RegistryNamespace, console: Console) -> RegistryClient:
     """A client whose registry answered /v2/ with these credentials: a refusal is one clear error up front."""
     registry = registry_client(target)
     try:
@@ -47,13 +47,13 @@ def release_record(args: NamesRelease) -> tuple[Path, Path, ReleaseRecord]:
     """The project root, and the path and contents of the release record that RELEASE names (default: the
     newest)."""
     root = args.project.resolve()
-    path = find_record(root, args.release, flag="RELEASE")
+    path = find_record(root, args.release)
     return root, path, load_record(path)
 
 
 def signing_keys(
     root: Path,
-    target: RegistryTarget,
+    target: RegistryNamespace,
     console: Console,
     *,
     need_signer: bool = True,

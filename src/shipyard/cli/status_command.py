@@ -8,11 +8,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from ..config.project import load_project
-from ..config.registry import parse_target
+from ..config.registry import parse_registry
 from ..config.targets import Target
 from ..errors import DriftFound
 from ..oci.client import RegistryClient
-from ..oci.reference import RegistryTarget
+from ..oci.reference import RegistryNamespace
 from ..release.deploy.compose import target_named, target_services
 from ..release.deploy.deployments import load_deployments
 from ..release.deploy.docker_cli import DockerCli
@@ -26,7 +26,7 @@ from .shared import reachable_registry
 from .verb import Verb
 
 
-def _channel_digests(registry: RegistryClient, where: RegistryTarget, target: Target, source: str,
+def _channel_digests(registry: RegistryClient, where: RegistryNamespace, target: Target, source: str,
                      services: list[str]) -> dict[str, str]:  # fmt: skip
     """service -> the digest the channel a deployment came from names now ({} for a release tag)."""
     if not source.startswith("channel "):
@@ -41,7 +41,7 @@ def _channel_digests(registry: RegistryClient, where: RegistryTarget, target: Ta
 
 
 def read_target(
-    target: Target, services: list[str], registry: RegistryClient, where: RegistryTarget, work_dir: Path
+    target: Target, services: list[str], registry: RegistryClient, where: RegistryNamespace, work_dir: Path
 ) -> TargetStatus:
     engine = resolve_engine(target)
     client = connect_engine(engine)
@@ -71,7 +71,7 @@ def cmd_status(args: StatusArgs, console: Console) -> int:
     project = load_project(args.project)
     names = args.targets or list(project.catalog.targets)
     targets = [target_named(project.catalog, name) for name in names]
-    where = parse_target(args.registry)
+    where = parse_registry(args.registry)
     with reachable_registry(where, console) as registry:
         statuses = [
             read_target(t, target_services(project.catalog, t), registry, where, project.work_dir) for t in targets

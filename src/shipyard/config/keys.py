@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import ConfigError
-from ..oci.reference import RegistryTarget
+from ..oci.reference import RegistryNamespace
 from ..oci.signing import BadKey, PublicKey, SigningKey
 
 KEY_ENV, PEM_ENV, PASSWORD_ENV = "SHIPYARD_SIGNING_KEY", "SHIPYARD_SIGNING_KEY_PEM", "SHIPYARD_SIGNING_KEY_PASSWORD"
@@ -29,7 +29,7 @@ class Keys:
         return any(k.key_id == key_id for k in self.trusted)
 
 
-def state_dir(environ: Mapping[str, str] = os.environ) -> Path:
+def machine_state_dir(environ: Mapping[str, str] = os.environ) -> Path:
     """The machine's shipyard state (the bootstrap scripts' too)."""
     if environ.get("SHIPYARD_STATE_DIR"):
         return Path(environ["SHIPYARD_STATE_DIR"])
@@ -37,13 +37,13 @@ def state_dir(environ: Mapping[str, str] = os.environ) -> Path:
     return base / "shipyard"
 
 
-def is_local(target: RegistryTarget) -> bool:
+def is_local(target: RegistryNamespace) -> bool:
     return target.is_local
 
 
 def resolve_keys(
     trusted_keys: Sequence[Path],
-    target: RegistryTarget,
+    target: RegistryNamespace,
     *,
     environ: Mapping[str, str] = os.environ,
     password: Password | None = None,
@@ -58,7 +58,8 @@ def resolve_keys(
     signer = _signer_from_env(environ, password)
     if is_local(target):
         development = signer is None
-        dev = development_key(state_dir(environ)) if development else _existing_development_key(state_dir(environ))
+        machine = machine_state_dir(environ)
+        dev = development_key(machine) if development else _existing_development_key(machine)
         signer = signer or dev
         extra = (dev.public,) if dev is not None and not any(k.key_id == dev.public.key_id for k in trusted) else ()
         trusted = (*trusted, *extra)
@@ -72,7 +73,7 @@ def resolve_keys(
             f'(shipyard keygen --output keys/release) and add trusted_keys = ["keys/release.pub"]'
         )
     if signer is not None:
-        dev = _existing_development_key(state_dir(environ))
+        dev = _existing_development_key(machine_state_dir(environ))
         if dev is not None and dev.public.key_id == signer.public.key_id:
             raise ConfigError(f"{KEY_ENV}: the development key signs for the local registry only, not {target.host}")
         if not any(k.key_id == signer.public.key_id for k in trusted):

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import ConfigError
-from ..state import state_dir
+from ..state import project_state_dir
 from .catalog import CATALOG_FILE, Catalog, check_image_profiles, load_catalog
 from .profiles import Profile, apply_base_override, load_profiles
 from .targets import check_targets
@@ -26,7 +26,7 @@ class Project:
     @property
     def work_dir(self) -> Path:
         """Rendered Dockerfiles, release records, reports (git-ignored)."""
-        return state_dir(self.root)
+        return project_state_dir(self.root)
 
 
 def load_project(root: Path, *, base_override: str | None = None) -> Project:

@@ -5,12 +5,12 @@ from __future__ import annotations
 import os
 
 from ..errors import ConfigError
-from ..oci.reference import HOST_RE, PATH_RE, RegistryTarget
+from ..oci.reference import HOST_RE, PATH_RE, RegistryNamespace
 
 DEFAULT_REGISTRY = "localhost:5000/shipyard"
 
 
-def parse_target(value: str | None, *, flag: str = "--registry") -> RegistryTarget:
+def parse_registry(value: str | None, *, flag: str = "--registry") -> RegistryNamespace:
     """``--registry`` (or ``SHIPYARD_REGISTRY``): ``host[:port]/namespace``; default local.
 
     ``flag`` names where ``value`` came from in an error; without a value it is the environment's.
@@ -28,4 +28,4 @@ def parse_target(value: str | None, *, flag: str = "--registry") -> RegistryTarg
             f"{source}: {text!r}: expected the namespace after the host to be lowercase path "
             f"components (a-z, 0-9, '.', '_', '-', '/'), e.g. ghcr.io/acme/ai-system"
         )
-    return RegistryTarget(host=host, namespace=namespace)
+    return RegistryNamespace(host=host, namespace=namespace)

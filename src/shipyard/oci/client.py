@@ -22,7 +22,7 @@ import httpx
 from ..errors import RegistryError
 from .auth import Auth
 from .credentials import Credentials
-from .reference import RegistryTarget
+from .reference import RegistryNamespace
 from .retry import RETRYABLE_STATUS, RetryPolicy, Transient, retry_after_seconds
 
 MANIFEST_TYPES = (
@@ -60,7 +60,7 @@ class Manifest:
 class RegistryClient:
     def __init__(
         self,
-        target: RegistryTarget,
+        target: RegistryNamespace,
         credentials: Credentials | None = None,
         *,
         transport: httpx.BaseTransport | None = None,

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import ConfigError
-from .reference import RegistryTarget
+from .reference import RegistryNamespace
 
 
 class Secret:
@@ -54,7 +54,7 @@ def _docker_config_auth(host: str) -> Credentials | None:
     return Credentials(user, Secret(password))
 
 
-def credentials_for(target: RegistryTarget) -> Credentials | None:
+def credentials_for(target: RegistryNamespace) -> Credentials | None:
     """From ``SHIPYARD_REGISTRY_USERNAME``/``_PASSWORD``, ``GITHUB_TOKEN`` for GHCR, or docker login."""
     user = os.environ.get("SHIPYARD_REGISTRY_USERNAME")
     password = os.environ.get("SHIPYARD_REGISTRY_PASSWORD")

@@ -12,7 +12,9 @@ OCI_TAG_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 
 
 @dataclass(frozen=True)
-class RegistryTarget:
+class RegistryNamespace:
+    """Where a release's images go: a namespace on a registry host (``--registry HOST/NAMESPACE``)."""
+
     host: str
     namespace: str
 

@@ -23,12 +23,14 @@ from rich.spinner import Spinner
 from rich.table import Table
 from rich.text import Text
 
-from ...events import Event
+from ...events import Event, EventKind
 from ..console import Console
 from .dag import ACTIVE, DagState, UnitState
 
 # drawn by the view; printed as lines only when no view is up
-DRAWN = frozenset({"unit.checking", "unit.reusing", "unit.step", "unit.built", "unit.attested", "unit.skipped"})
+DRAWN: frozenset[EventKind] = frozenset(
+    {"unit.checking", "unit.reusing", "unit.step", "unit.built", "unit.attested", "unit.skipped"}
+)
 MARKS = {"waiting": ("·", "dim"), "done": ("✓", "green"), "failed": ("✗", "bold red"), "skipped": ("–", "yellow")}
 LABELS = {
     "checking": "checking inputs",

@@ -17,11 +17,11 @@ from pathlib import Path
 
 import tenacity
 
-from ...config.keys import state_dir
+from ...config.keys import machine_state_dir
 from ...errors import ConfigError, LedgerBroken, PromoteRefused, RegistryError
 from ...events import Emit, Event
 from ...oci.client import Manifest, RegistryClient
-from ...oci.reference import RegistryTarget
+from ...oci.reference import RegistryNamespace
 from ...oci.retry import Transient
 from ...oci.signing import PublicKey, SigningKey
 from ...record import ReleaseRecord, UnitRecord
@@ -50,7 +50,7 @@ LOCK_TIMEOUT_S = 600.0  # how long this machine's lock of a channel is waited fo
 CHANNEL_RE = re.compile(r"^[a-z][a-z0-9-]{0,40}$")
 
 
-def settle_seconds(target: RegistryTarget, environ: Mapping[str, str] = os.environ) -> float:
+def settle_seconds(target: RegistryNamespace, environ: Mapping[str, str] = os.environ) -> float:
     """How long a ledger write's look-to-answer may take, and is waited for after it.
 
     ``SHIPYARD_LEDGER_SETTLE_S`` when set (every machine that promotes to the registry must use the
@@ -177,7 +177,7 @@ class Promoter:
         self.host = registry.target.host
         self.signer = signer
         self.trusted = tuple(trusted)
-        self.lock_dir = seams.lock_dir if seams.lock_dir is not None else state_dir() / "locks"
+        self.lock_dir = seams.lock_dir if seams.lock_dir is not None else machine_state_dir() / "locks"
         self.sleep = seams.sleep
         self.clock = seams.clock
         self.in_progress_wait_s = IN_PROGRESS_WAIT_S

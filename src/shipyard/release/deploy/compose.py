@@ -12,7 +12,7 @@ from ...config.profiles import CanarySettings, Profile
 from ...config.targets import Target
 from ...errors import ConfigError, PromoteRefused
 from ...oci.client import RegistryClient
-from ...oci.reference import RegistryTarget
+from ...oci.reference import RegistryNamespace
 from ...oci.signing import PublicKey
 from ...record import ReleaseRecord
 from ..channels.ledger import load_ledger
@@ -54,7 +54,7 @@ def target_services(catalog: Catalog, target: Target) -> list[str]:
 
 def from_channel(
     registry: RegistryClient,
-    where: RegistryTarget,
+    where: RegistryNamespace,
     catalog: Catalog,
     target: Target,
     profile: Profile,
@@ -108,7 +108,7 @@ def from_channel(
 
 def _channel_models(
     registry: RegistryClient,
-    where: RegistryTarget,
+    where: RegistryNamespace,
     spec: Service,
     channel: str,
     promoted: Mapping[str, str],

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ...build.base import LocalBases
-from ...config.keys import state_dir
+from ...config.keys import machine_state_dir
 from ...config.profiles import Profile
 from ...config.project import cache_dir
 from ...config.targets import Target
@@ -79,7 +79,7 @@ class DeployContext:
     runner: Runner
     emit: Emit
     environ: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
-    lock_dir: Path = field(default_factory=lambda: state_dir() / "locks")
+    lock_dir: Path = field(default_factory=lambda: machine_state_dir() / "locks")
     lock_wait_s: float = 0.0  # how long a deploy waits for another one of the same target
 
     def fetch_image(self) -> str:

@@ -25,7 +25,7 @@ from ...events import Emit, Event
 from ...oci.credentials import Credentials
 from ...record import ReleaseRecord, UnitRecord, load_record, reports_dir, write_atomic
 from ...runner import Runner
-from ...state import make_dirs, state_dir
+from ...state import make_dirs, project_state_dir
 from ...verdicts import GateName
 from .findings import AllowEntry, GatePolicy, ScanResult, image_report_name, judge, parse_report, read_json_report
 
@@ -151,7 +151,7 @@ def scan_unit(
         sbom = "sbom.cdx.json" if platform == unit.platform else f"sbom.{platform.replace('/', '-')}.cdx.json"
         trivy.convert(image_json, "cyclonedx", out / sbom)
         findings += parse_report(read_json_report(image_json), platform)
-    rendered = state_dir(project) / "rendered" / key
+    rendered = project_state_dir(project) / "rendered" / key
     if (rendered / "Dockerfile").is_file():
         config_json = out / "dockerfile.trivy.json"
         trivy.scan_config(rendered, cache, config_json)

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from ...config.keys import state_dir
+from ...config.keys import machine_state_dir
 from ...errors import RegistryError
 from ...events import Emit, Event
 from ...oci.artifacts import MANIFEST_TYPE, OneFile, artifact_manifest
@@ -44,7 +44,7 @@ class Distribution:
         return self.registry.delete_manifest(repository, digest)
 
     def reclaim_hint(self) -> str:
-        config = state_dir() / "registry.yml"
+        config = machine_state_dir() / "registry.yml"
         if self.registry.target.host in DEFAULT_LOCAL and config.is_file():
             return (
                 f'blobs stay on disk until garbage collection: run "docker-registry garbage-collect {config}" '
