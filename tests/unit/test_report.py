@@ -22,7 +22,7 @@ from shipyard.release.deploy.deployments import Deployment
 from shipyard.release.gates.findings import ScanFinding
 from shipyard.report.html import latency_chart, render_html
 from shipyard.report.markdown import render_markdown
-from shipyard.report.model import ReleaseReport, build_report, concerning, placements
+from shipyard.report.model import FromRegistry, ReleaseReport, build_report, concerning, placements
 from shipyard.report.text import short_digest
 from shipyard.verdicts import UnitVerdicts
 from tests import reportdata
@@ -45,8 +45,7 @@ def report(
         rec,
         verify=reportdata.verify_document() if verify else None,
         findings=reportdata.findings() if findings is None else findings,
-        ledgers=ledgers,
-        history_note=note,
+        from_registry=FromRegistry(ledgers, note),
         generated="2025-01-11T14:00:00Z",
     )
 

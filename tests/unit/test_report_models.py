@@ -22,7 +22,7 @@ from shipyard.release.deploy.deployments import Deployment
 from shipyard.release.gates.verdicts import SignedVerdict
 from shipyard.report.html import render_html
 from shipyard.report.markdown import render_markdown
-from shipyard.report.model import build_report, model_runs
+from shipyard.report.model import FromRegistry, build_report, model_runs
 from shipyard.verdicts import ModelVerifyVerdict
 from tests import reportdata
 from tests.memregistry import MemoryRegistry
@@ -89,7 +89,7 @@ def deployments() -> dict[str, list[Deployment] | str]:
 
 
 def md_of(rec: ReleaseRecord, **kw: Any) -> str:
-    report = build_report(rec, verify=None, findings={}, ledgers={}, **kw)
+    report = build_report(rec, verify=None, findings={}, from_registry=FromRegistry(**kw))
     return render_markdown(report)
 
 
@@ -142,7 +142,7 @@ def test_without_the_registry_the_record_is_all_there_is() -> None:
 def test_a_release_without_models_has_no_models_section() -> None:
     rec = reportdata.record()
     assert "## Models" not in md_of(rec)
-    assert 'id="models"' not in render_html(build_report(rec, verify=None, findings={}, ledgers={}))
+    assert 'id="models"' not in render_html(build_report(rec, verify=None, findings={}, from_registry=FromRegistry()))
 
 
 def test_model_runs_by_digest_whatever_the_release_was_called() -> None:
@@ -158,7 +158,10 @@ def test_model_runs_by_digest_whatever_the_release_was_called() -> None:
 
 def test_html_has_a_row_per_model_with_badges() -> None:
     report = build_report(
-        with_models(), verify=None, findings={}, ledgers={}, deployments=deployments(), model_evidence=evidence()
+        with_models(),
+        verify=None,
+        findings={},
+        from_registry=FromRegistry(deployments=deployments(), model_evidence=evidence()),
     )
     html = render_html(report)
     assert '<section id="models"><h2>Models</h2>' in html

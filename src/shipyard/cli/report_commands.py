@@ -27,7 +27,7 @@ from ..release.channels.trust import Evidence, evidence
 from ..release.deploy.deployments import Deployment, load_deployments
 from ..report.html import render_html
 from ..report.markdown import render_markdown
-from ..report.model import build_report, load_findings, load_verify, write_report
+from ..report.model import FromRegistry, build_report, load_findings, load_verify, write_report
 from .console import Console
 from .options import REGISTRY, RELEASE, Arguments, Option
 from .verb import Verb
@@ -133,18 +133,15 @@ def cmd_report(args: ReportArgs, console: Console) -> int:
         deployments = {} if note else fetch_deployments(registry, target.namespace, _targets(root))
         unreachable = f"the registry {target} is not reachable"
         trusted = unreachable if note else _trusted(root, target) if record.models else []
-        model_evidence = fetch_model_evidence(registry, trusted, record)
+        from_registry = FromRegistry(ledgers, note, deployments, fetch_model_evidence(registry, trusted, record))
     if note:
         console.line(note)
     report = build_report(
         record,
         verify=load_verify(root, record.release),
         findings=load_findings(root, record),
-        ledgers=ledgers,
-        history_note=note,
+        from_registry=from_registry,
         generated=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        deployments=deployments,
-        model_evidence=model_evidence,
     )
     html_path, md_path = write_report(root, record.release, render_markdown(report), render_html(report))
     if args.json:

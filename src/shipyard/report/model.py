@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -293,32 +293,40 @@ def concerning(record: ReleaseRecord, entries: Iterable[Entry]) -> tuple[History
     return tuple(rows)
 
 
+@dataclass(frozen=True)
+class FromRegistry:
+    """What the report reads from the registry, each a string where it could not be read: ``ledgers``, channel
+    -> its entries; ``deployments``, deploy target -> its deployment ledger's; ``model_evidence``, model -> its
+    signatures and signed verdicts under the trusted keys. ``history_note``: why there is no history (the
+    registry was not reachable)."""
+
+    ledgers: Mapping[str, Sequence[Entry] | str] = field(default_factory=dict)
+    history_note: str = ""
+    deployments: Mapping[str, Sequence[Deployment] | str] = field(default_factory=dict)
+    model_evidence: Mapping[str, Evidence | str] = field(default_factory=dict)
+
+
 def build_report(
     record: ReleaseRecord,
     *,
     verify: Mapping[str, Any] | None,
     findings: Mapping[str, Sequence[ScanFinding]],
-    ledgers: Mapping[str, Sequence[Entry] | str],
-    history_note: str = "",
+    from_registry: FromRegistry,
     generated: str = "",
-    deployments: Mapping[str, Sequence[Deployment] | str] | None = None,
-    model_evidence: Mapping[str, Evidence | str] | None = None,
 ) -> ReleaseReport:
-    """``ledgers``: channel -> its entries, or a string saying why that channel's ledger could not be read;
-    ``deployments`` likewise for each deploy target's deployment ledger, and ``model_evidence`` for each
-    model's signatures and signed verdicts under the trusted keys."""
     tops, more = top_findings(record, findings)
     history = tuple(
         ChannelHistory(channel, error=value)
         if isinstance(value, str)
         else ChannelHistory(channel, concerning(record, value), len(value))
-        for channel, value in ledgers.items()
+        for channel, value in from_registry.ledgers.items()
     )
     profiles = tuple(dict.fromkeys(u.profile for u in record.units.values()))
-    where = placements(record, deployments or {})
-    models = model_rows(record, model_evidence or {}, deployments or {})
+    where = placements(record, from_registry.deployments)
+    models = model_rows(record, from_registry.model_evidence, from_registry.deployments)
+    note = from_registry.history_note
     return ReleaseReport(
-        record, tally_verify(record, verify), tops, more, history, history_note, generated, profiles, where, models
+        record, tally_verify(record, verify), tops, more, history, note, generated, profiles, where, models
     )
 
 
