@@ -21,7 +21,7 @@ from shipyard.release.gates.canary import HowToRun, canary_platforms, how_to_run
 from shipyard.release.gates.checks import PER_PLATFORM, Reads, UnitImage, check_sbom
 from shipyard.release.gates.findings import GatePolicy, image_report_name, judge, parse_report
 from shipyard.release.gates.scan import ScanOptions, scan_unit
-from shipyard.release.gates.verdicts import attest_gate, signed_verdicts, statement, subject_statement
+from shipyard.release.gates.verdicts import Artifact, attest_gate, signed_verdicts, statement, subject_statement
 from shipyard.report.text import gate_platforms, platforms_text
 from shipyard.verdicts import CanaryVerdict, ScanPlatform
 from tests.attested import CYCLONEDX, IMAGE_TYPE, push_platforms
@@ -239,10 +239,8 @@ def test_a_verdict_names_every_platform_manifest_and_is_attached_under_each(
     assert trust_problems(registry, [KEY.public], record, ["edge/svc"]) == []
     assert digest_problems(registry, [KEY.public], "edge/svc", REPO, unit.digest) == []
     # the models' statements stay as they were: no platforms
-    assert (
-        "platforms"
-        not in subject_statement(record, "r", unit.digest, "models/m", "verify", {}, {})["predicate"]["shipyard"]
-    )
+    model = subject_statement(record, Artifact("models/m", "r", unit.digest), "verify", {}, {})
+    assert "platforms" not in model["predicate"]["shipyard"]
 
 
 def test_promotion_is_refused_naming_the_platform_a_verdict_does_not_cover(
@@ -272,7 +270,7 @@ def test_a_verdict_without_platforms_covers_the_primary_platform_only(
 ) -> None:
     record, _ = gated(mem, registry, PER_PLATFORM_VERDICTS)
     unit = record.units["edge/svc"]
-    old = subject_statement(record, unit.repository, unit.digest, "edge/svc", "scan", {}, {"passed": True})
+    old = subject_statement(record, Artifact("edge/svc", unit.repository, unit.digest), "scan", {}, {"passed": True})
     push_attestation(registry, REPO, unit.digest, old, KEY, label=f"scan@{RELEASE}")  # as shipyard wrote them
     problems = trust_problems(registry, [KEY.public], record, ["edge/svc"])
     assert problems == [

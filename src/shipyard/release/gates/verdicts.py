@@ -82,6 +82,15 @@ def _path(repository: str) -> str:
     return repository.split("/", 1)[1]
 
 
+@dataclass(frozen=True)
+class Artifact:
+    """What a verdict is about: an image (its index) or a model, by digest, under its name in the record."""
+
+    key: str  # the unit's key, or ``models/<name>``
+    repository: str  # host/path
+    digest: str
+
+
 def statement(
     record: ReleaseRecord,
     key: str,
@@ -98,7 +107,7 @@ def statement(
     details = {k: v for k, v in verdict.to_dict().items() if k != "logs"}
     known = dict(manifests or {})
     covered = {p: known[p] for p in covered_platforms(verdict, unit.platform) if p in known}
-    return subject_statement(record, unit.repository, unit.digest, key, gate, policy, details, covered)
+    return subject_statement(record, Artifact(key, unit.repository, unit.digest), gate, policy, details, covered)
 
 
 def model_statement(record: ReleaseRecord, name: str, gate: GateName, policy: Mapping[str, Any]) -> dict[str, Any]:
@@ -108,27 +117,26 @@ def model_statement(record: ReleaseRecord, name: str, gate: GateName, policy: Ma
     verdict = model.verdicts.verify
     if gate != "verify" or verdict is None:
         raise KeyError(f"model {name} has no {gate} verdict")
-    return subject_statement(record, model.repository, model.digest, f"models/{name}", gate, policy,
-                             verdict.to_dict())  # fmt: skip
+    artifact = Artifact(f"models/{name}", model.repository, model.digest)
+    return subject_statement(record, artifact, gate, policy, verdict.to_dict())
 
 
 def subject_statement(
     record: ReleaseRecord,
-    repository: str,
-    digest: str,
-    key: str,
+    artifact: Artifact,
     gate: str,
     policy: Mapping[str, Any],
     details: Mapping[str, Any],
     platforms: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
-    """The in-toto statement of a passed ``gate`` for the artifact ``repository@digest`` (an image or a model);
-    ``platforms``: the platforms it covered -> their manifests, subjects too (None: a model, no platforms)."""
+    """The in-toto statement of a passed ``gate`` for ``artifact``; ``platforms``: the platforms it covered ->
+    their manifests, subjects too (None: a model, no platforms)."""
+    repository, digest = artifact.repository, artifact.digest
     policy_json = json.dumps(policy, sort_keys=True, separators=(",", ":")).encode()
     subjects = [digest, *(d for d in dict.fromkeys((platforms or {}).values()) if d != digest)]
     ours: dict[str, Any] = {
         "gate": gate,
-        "unit": key,
+        "unit": artifact.key,
         "release": record.release,
         "revision": record.revision,
         "policy": dict(policy),
