@@ -91,12 +91,13 @@ def test_broken_variant_fails_with_its_reason(built, variant: str, tmp_path: Pat
 
 def test_hardening_of_the_canary_container(built) -> None:  # type: ignore[no-untyped-def]
     from shipyard.release.engine import endpoint
-    from shipyard.release.gates.canary import running
+    from shipyard.release.gates.canary import Candidate, Engine, running
 
     _, record, _ = built
     client = docker.from_env()
     try:
-        with running(client, endpoint(), UNIT, record.units[UNIT], "hardening-check") as (container, _):
+        candidate = Candidate(UNIT, record.units[UNIT], "hardening-check")
+        with running(Engine(client, endpoint()), candidate) as (container, _):
             host = container.attrs["HostConfig"]
             assert host["ReadonlyRootfs"] is True and host["CapDrop"] == ["ALL"]
             assert "no-new-privileges" in host["SecurityOpt"][0]

@@ -75,8 +75,8 @@ class FakeClient:
 @pytest.mark.parametrize("gpu", [True, False])
 def test_a_gpu_canary_container_gets_every_nvidia_gpu_and_a_cpu_one_none(gpu: bool) -> None:
     client = FakeClient()
-    with canary.running(client, LOCAL, "pc2/x", unit("pc2"), "r", gpu=gpu) as (_, base_url):
-        assert base_url == "http://127.0.0.1:32768"
+    with canary.running(canary.Engine(client, LOCAL), canary.Candidate("pc2/x", unit("pc2"), "r"), gpu=gpu) as (_, url):
+        assert url == "http://127.0.0.1:32768"
     (options,) = client.containers.created
     if gpu:
         assert options["device_requests"] == gpu_device_requests()

@@ -17,7 +17,7 @@ from shipyard.record import ReleaseRecord, UnitRecord
 from shipyard.release.channels.trust import digest_problems, trust_problems
 from shipyard.release.engine import Endpoint
 from shipyard.release.gates import canary
-from shipyard.release.gates.canary import HowToRun, canary_platforms, how_to_run
+from shipyard.release.gates.canary import Candidate, Engine, HowToRun, canary_platforms, how_to_run
 from shipyard.release.gates.checks import PER_PLATFORM, Reads, UnitImage, check_sbom
 from shipyard.release.gates.findings import GatePolicy, image_report_name, judge, parse_report
 from shipyard.release.gates.scan import ScanOptions, scan_unit
@@ -185,20 +185,21 @@ def test_native_emulated_and_unrunnable_platforms(tmp_path: Path) -> None:
 def test_a_platform_the_engine_cannot_run_is_recorded_as_not_canaried(monkeypatch: pytest.MonkeyPatch) -> None:
     ran: list[HowToRun | None] = []
 
-    def fake_unit(client: Any, where: Any, key: str, unit: UnitRecord, release: str, **kw: Any) -> CanaryVerdict:
+    def fake_unit(engine: Engine, candidate: Candidate, **kw: Any) -> CanaryVerdict:
         ran.append(kw["run"])
         return CanaryVerdict(True, ready_s=1.0, p95_ms=5.0, platform=kw["run"].platform, mode=kw["run"].mode)
 
     monkeypatch.setattr(canary, "canary_unit", fake_unit)
     unit = edge_unit("sha256:" + "1" * 64)
     runs = {"linux/amd64": HowToRun("linux/amd64", "native"), "linux/arm64": HowToRun("linux/arm64", "", "no qemu")}
-    where = Endpoint("unix:///var/run/docker.sock", "", "127.0.0.1", "127.0.0.1")
-    verdict = canary_platforms(None, where, "edge/svc", unit, RELEASE, runs.__getitem__)
+    engine = Engine(None, Endpoint("unix:///var/run/docker.sock", "", "127.0.0.1", "127.0.0.1"))
+    candidate = Candidate("edge/svc", unit, RELEASE)
+    verdict = canary_platforms(engine, candidate, runs.__getitem__)
     assert verdict.passed and [r.platform for r in ran if r] == ["linux/amd64"]
     assert verdict.platforms is not None
     assert verdict.platforms["linux/arm64"].to_dict() == {"canaried": False, "reason": "no qemu"}
     assert verdict.platforms["linux/amd64"].canaried and verdict.platforms["linux/amd64"].mode == "native"
-    nothing = canary_platforms(None, where, "edge/svc", unit, RELEASE, lambda p: HowToRun(p, "", "no way"))
+    nothing = canary_platforms(engine, candidate, lambda p: HowToRun(p, "", "no way"))
     assert not nothing.passed and nothing.reason.startswith("no platform of the unit can run here")
 
 

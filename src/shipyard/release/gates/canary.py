@@ -54,6 +54,25 @@ STALE_AFTER = timedelta(hours=1)
 
 
 @dataclass(frozen=True)
+class Engine:
+    """The engine the canary runs on: its Docker SDK client, and where its published ports are bound and
+    reached from here."""
+
+    client: Any
+    where: Endpoint
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A service of a release as the canary runs it: the unit's key and record, and the release (both name
+    its container's labels)."""
+
+    key: str
+    unit: UnitRecord
+    release: str
+
+
+@dataclass(frozen=True)
 class HowToRun:
     """How the engine runs one platform's image: ``native``, ``emulated`` (under ``emulator``), or not at all
     (``mode`` "", ``reason`` says why)."""
@@ -173,11 +192,8 @@ def remove_own(client: Any) -> int:
 
 @contextmanager
 def running(
-    client: Any,
-    where: Endpoint,
-    key: str,
-    unit: UnitRecord,
-    release: str,
+    engine: Engine,
+    candidate: Candidate,
     *,
     gpu: bool = False,
     models: Sequence[PlacedModel] = (),
@@ -186,10 +202,11 @@ def running(
     """The unit's container, hardened, removed on the way out whatever happens; ``gpu``: with every
     NVIDIA GPU of the engine's host; ``models``: their volumes (filled already) read-only where it reads them;
     ``platform``: the image of that platform in the unit's index (the engine picks it)."""
+    key, unit = candidate.key, candidate.unit
     service, limits = unit.expect["service"], unit.expect["canary"]
     port = f"{service['port']}/tcp"
     extra: dict[str, Any] = {"device_requests": gpu_device_requests()} if gpu else {}
-    labels = {LABEL: release, "io.shipyard.unit": key, OWNER_LABEL: owner()}
+    labels = {LABEL: candidate.release, "io.shipyard.unit": key, OWNER_LABEL: owner()}
     if platform:
         extra["platform"] = platform
         labels[PLATFORM_LABEL] = platform
@@ -197,7 +214,7 @@ def running(
         extra["volumes"] = {m.volume: {"bind": m.mount, "mode": "ro"} for m in models}
         extra["environment"] = {"MODEL_CACHE_DIR": models[0].mount.rsplit("/", 1)[0] or "/"}
     container = _start(
-        client,
+        engine.client,
         key,
         unit.ref,
         read_only=True,
@@ -207,14 +224,14 @@ def running(
         mem_limit=_memory_bytes(limits["memory"]),
         nano_cpus=int(float(limits["cpus"]) * 1e9),
         pids_limit=int(limits["pids"]),
-        ports={port: (where.bind, None)},
+        ports={port: (engine.where.bind, None)},
         labels=labels,
         **extra,
     )
     try:
         container.reload()
         host_port = container.ports[port][0]["HostPort"]
-        yield container, f"http://{where.probe_host}:{host_port}"
+        yield container, f"http://{engine.where.probe_host}:{host_port}"
     finally:
         container.remove(force=True)
 
@@ -233,17 +250,15 @@ def _ready_check(container: Any, base_url: str, health_path: str, client: httpx.
 
 
 def canary_unit(
-    client: Any,
-    where: Endpoint,
-    key: str,
-    unit: UnitRecord,
-    release: str,
+    engine: Engine,
+    candidate: Candidate,
     *,
     gpu: bool = False,
     models: Sequence[PlacedModel] = (),
     run: HowToRun | None = None,
 ) -> CanaryVerdict:
     """One platform's image of the unit (``run``; None: the unit's own platform, as the engine picks it)."""
+    unit = candidate.unit
     service, limits = unit.expect["service"], unit.expect["canary"]
     golden = golden_of(service)
     slo_ms = float(service["slo_p95_ms"])
@@ -255,7 +270,7 @@ def canary_unit(
         verdict.latency = (f"skipped: emulated ({run.emulator if run else ''}), latency is not the hardware's; "
                            f"ready deadline x{EMULATED_READY_FACTOR}")  # fmt: skip
     platform = run.platform if run is not None and unit.platforms else ""
-    started = running(client, where, key, unit, release, gpu=gpu, models=models, platform=platform)
+    started = running(engine, candidate, gpu=gpu, models=models, platform=platform)
     with started as (container, base_url), httpx.Client() as http:
         try:
             verdict.ready_s = round(
@@ -277,11 +292,8 @@ def canary_unit(
 
 
 def canary_platforms(
-    client: Any,
-    where: Endpoint,
-    key: str,
-    unit: UnitRecord,
-    release: str,
+    engine: Engine,
+    candidate: Candidate,
     runs: Callable[[str], HowToRun],
     *,
     gpu: bool = False,
@@ -289,6 +301,7 @@ def canary_platforms(
 ) -> CanaryVerdict:
     """Every platform of the unit the engine can run (``runs``: how it runs one), one after the other; the
     verdict passes when each canaried platform passed, and at least one could be canaried."""
+    unit = candidate.unit
     platforms = unit.platforms or [unit.platform]
     results: dict[str, CanaryVerdict] = {}
     skipped: dict[str, str] = {}
@@ -297,7 +310,7 @@ def canary_platforms(
         if not run.mode:
             skipped[platform] = run.reason
             continue
-        results[platform] = canary_unit(client, where, key, unit, release, gpu=gpu, models=models, run=run)
+        results[platform] = canary_unit(engine, candidate, gpu=gpu, models=models, run=run)
     if not results:
         reasons = "; ".join(f"{p}: {why}" for p, why in skipped.items())
         verdict = CanaryVerdict(passed=False, reason=f"no platform of the unit can run here ({reasons})")
@@ -313,8 +326,7 @@ def canary_platforms(
 
 
 def _canary_units(
-    client: Any,
-    where: Endpoint,
+    engine: Engine,
     record: ReleaseRecord,
     units: dict[str, UnitRecord],
     emit: Emit,
@@ -327,13 +339,13 @@ def _canary_units(
     if wanted:  # every model on the canary's engine first, each file's digest checked, as a deploy does
         if fetch_image is None:
             raise ConfigError(f"canary: release {record.release} has models, and no image to fill their volumes with")
-        ensure_models(client, wanted, fetch_image(), emit, "canary")
+        ensure_models(engine.client, wanted, fetch_image(), emit, "canary")
     verdicts = {}
-    runs = _platform_runner(client, where)
+    runs = _platform_runner(engine)
     for key, unit in units.items():
         started = time.monotonic()
         emit(Event("canary.started", f"{key}: starting {unit.ref[:90]}", unit=key))
-        verdict = canary_platforms(client, where, key, unit, record.release, runs, gpu=gpu, models=models[key])
+        verdict = canary_platforms(engine, Candidate(key, unit, record.release), runs, gpu=gpu, models=models[key])
         outcome = "ok" if verdict.passed else f"FAIL {verdict.reason}"
         emit(
             Event(
@@ -348,14 +360,14 @@ def _canary_units(
     return verdicts
 
 
-def _platform_runner(client: Any, where: Endpoint) -> Callable[[str], HowToRun]:
+def _platform_runner(engine: Engine) -> Callable[[str], HowToRun]:
     """How the engine runs each platform; ``docker info`` asked once, when a first platform is asked about."""
     machine: list[str] = []
 
     def runs(platform: str) -> HowToRun:
         if not machine:
-            machine.append(str(client.info().get("Architecture") or ""))
-        return how_to_run(platform, machine[0], local=not where.is_remote)
+            machine.append(str(engine.client.info().get("Architecture") or ""))
+        return how_to_run(platform, machine[0], local=not engine.where.is_remote)
 
     return runs
 
@@ -435,7 +447,7 @@ class CanaryGate:
             emit(Event("canary.engine", f"engine {where.url}: probing the services at {where.probe_host}"))
         remove_leftovers(client, emit)
         try:
-            results = _canary_units(client, where, record, units, emit, gpu=gpu, fetch_image=self.fetch_image)
+            results = _canary_units(Engine(client, where), record, units, emit, gpu=gpu, fetch_image=self.fetch_image)
         finally:
             remove_own(client)  # one interrupted mid-request (create answered after Ctrl-C) included
         for key, verdict in results.items():
