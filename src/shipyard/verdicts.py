@@ -1,11 +1,6 @@
-"""The gates' verdicts as the release record stores them: one typed class per gate, read by attribute.
-
-A verdict round-trips as the record's JSON holds it. A key this shipyard does not model (a newer one's) is
-kept in ``extra`` and written back as it was; a key the verdict was read without (an older shipyard's, e.g.
-``platforms`` before verdicts named them) is remembered in ``absent``, reads as its default and is left out
-again when the record is written. So a record rewritten by a gate changes only what that gate decided, and
-a verdict made here has every field, as the gates have always written them.
-"""
+"""The gates' verdicts as the release record stores them: one typed class per gate, read by attribute. A
+verdict round-trips the record's JSON: a newer shipyard's keys are kept in ``extra``, an older one's missing
+keys are remembered in ``absent``, so a record rewritten by a gate changes only what that gate decided."""
 
 from __future__ import annotations
 

@@ -1,11 +1,6 @@
-"""The release report: what a release is, from its record, its verify and scan reports and the channels' ledgers.
-
-``build_report`` is pure (the record, the verify report, the scan findings, the ledger entries and what the
-registry holds signed for each model in; a ``ReleaseReport`` out); ``report_md`` and ``report_html`` render it
-(with the plain-text pieces of ``report_text``), and ``write_report`` stores both next to the release's other
-reports. The inputs on disk are read by ``load_verify`` and ``load_findings``; the ledgers and the models'
-signatures and signed verdicts come from the registry, which the command reaches (or says it could not).
-"""
+"""The release report's model: ``build_report`` is pure (the record, its verify and scan reports and what the
+registry said, ``FromRegistry``, in; a ``ReleaseReport`` out), rendered by markdown.py and html.py and
+stored by ``write_report``; ``load_verify`` and ``load_findings`` read the inputs on disk."""
 
 from __future__ import annotations
 

@@ -1,22 +1,8 @@
-"""Canary: run the service images of one profile as hardened containers and check real inference.
-
-Containers get the image's own non-root user, a read-only root file system with a tmpfs
-for /tmp, no capabilities, no-new-privileges, the profile's memory/CPU/pids limits, ports
-on 127.0.0.1 only (all interfaces of a remote engine's host: see engine.py), and labels by
-which leftovers of a killed run are found and removed. A GPU profile's containers also get every
-NVIDIA GPU of the engine's host, and an engine without the NVIDIA runtime is refused before anything
-starts (see engine.py).
-
-Every platform of a unit is canaried that the engine can run: its own (``docker info``'s architecture)
-natively, a foreign one under QEMU when the engine is this machine's and binfmt_misc has the emulator
-registered (``/proc/sys/fs/binfmt_misc/qemu-aarch64``). An emulated platform's golden answer must be right
-as a native one's, but its latency is not the hardware's: the SLO is not judged (the figures are kept) and
-its readiness deadline is scaled, each with the reason in the verdict. A platform the engine cannot run is
-recorded as not canaried, with the reason; promotion then finds no canary verdict covering it.
-
-``CanaryGate`` is the canary as a member of the ``Gate`` shape (gate.py): ``run`` canaries one profile's
-services and stores the typed verdicts in the record, ``conclude`` raises ``CanaryFailed``.
-"""
+"""Canary: run the service images of one profile as hardened containers and check real inference, on every
+platform of a unit the engine can run (natively, or under QEMU with the SLO not judged). ``CanaryGate`` is
+the canary as a member of the ``Gate`` shape (gate.py): ``run`` canaries one profile's services and stores
+the typed verdicts in the record, ``conclude`` raises ``CanaryFailed``. The hardening and the emulated
+platforms: the architecture page, "The canary"."""
 
 from __future__ import annotations
 

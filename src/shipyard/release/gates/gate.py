@@ -1,13 +1,7 @@
-"""One shape for the gates: verify, scan and canary each run, give a typed result, and get signed verdicts here.
-
-Every gate is a member of ``Gate`` (as every platform is of cibuildwheel's ``PlatformModule``), listed in
-``GATES``: its ``name`` (the verdict it writes), the ``policy`` its signed verdicts state (and, for verify,
-the models'), ``run`` that judges every unit and stores the typed verdicts in the record, and ``conclude``
-that reports and raises the gate's failure. ``run_gate`` is the one way through a gate and this module the
-one place verdicts are signed: after they are stored and before the failure is raised, so each unit that
-passed is signed even when another failed; a gate that stopped before its verdicts (an error of its own)
-signs nothing, and a unit that failed never gets a signed verdict (verdicts.py).
-"""
+"""One shape for the gates: verify, scan and canary are each a ``Gate`` listed in ``GATES`` (its name, policy,
+``run`` storing typed verdicts in the record, ``conclude`` raising its failure). ``run_gate`` is the one way
+through a gate and this module the one place verdicts are signed: after they are stored and before the
+failure is raised, so each unit that passed is signed even when another failed."""
 
 from __future__ import annotations
 

@@ -1,23 +1,8 @@
-"""Signed gate verdicts: each unit that passes a gate gets a signed statement stored beside its image.
-
-The statement is an in-toto v1 statement whose subject is the image by digest and whose predicate is
-a SLSA verification summary (``https://slsa.dev/verification_summary/v1``): verifier ``shipyard``, the
-gate and the policy it applied, ``PASSED``, and shipyard's figures (the checks, the scan's counts and
-database, the canary's p50/p95 against its SLO) with the release and its git revision. It goes into
-the registry as a cosign attestation (``sha256-<hex>.att``, a DSSE envelope), so promotion, deploy
-and ``cosign verify-attestation`` decide from the registry, not from the record file. A unit that
-failed the gate gets nothing: there is no signed failure to promote from.
-
-**Platforms**: a unit's digest is an index; the gate may have covered only some of its platforms' images
-(a canary machine that cannot run arm64). The statement's subjects are the index *and* the platform
-manifest of each platform the gate covered, ``shipyard.platforms`` maps those platforms to their
-manifests, and the attestation is attached under the index's ``.att`` tag and under each of those
-manifests' own, so a reader holding one platform's digest finds it too. Promotion requires every platform
-of the unit to be covered (channels/trust.py). A statement written before platforms were recorded has no
-``platforms``: it covers its unit's primary platform only.
-
-These are the signing primitives; the gates reach them through ``gate.py``, the one module that signs.
-"""
+"""Signed gate verdicts: each unit (and model) that passes a gate gets an in-toto statement, a SLSA
+verification summary with shipyard's figures, attached as a cosign attestation under its digest and the
+platform manifests the gate covered; a failed one gets nothing. These are the signing primitives; the gates
+reach them through ``gate.py``, the one module that signs. The statement's shape and its platforms: the
+architecture page, "Signed gate verdicts"."""
 
 from __future__ import annotations
 
