@@ -1,12 +1,7 @@
-"""How results reach a person: plain, timestamped, line-oriented output (CI-friendly) and tables.
-
-``Console`` is the plain renderer, and the interface commands talk to; ``shipyard.output`` has the
-terminal (rich live view) and GitHub Actions variants and picks one (output/mode.py).
-
-Verbosity: ``-q`` (-1) results only: tables, the final line of a command and the result events
-(``RESULT_KINDS``); default (0) adds progress; ``-v`` (1) every command run and each unit's current
-build step; ``-vv`` (2) the buildx output. ``SILENT`` (--json): nothing but ``data()``.
-"""
+"""How results reach a person: ``Console`` is the plain renderer (timestamped lines, CI-friendly, and tables)
+and the interface commands talk to; ``cli/output`` has the terminal and GitHub Actions variants. Verbosity
+runs from ``-q`` (results only: ``RESULT_KINDS``) to ``-vv`` (the buildx output); ``SILENT`` (--json) shows
+nothing but ``data()``."""
 
 from __future__ import annotations
 

@@ -1,16 +1,6 @@
-"""GitHub Actions: the plain lines, plus workflow commands.
-
-Groups: a ``::group::`` holds consecutive lines, and parallel builds interleave their buildx
-output, so each unit's buildx lines are buffered and printed as one collapsed group when the
-unit is done or has failed, titled with the unit's result line; every other line is printed as
-it happens. (So ``-vv`` changes nothing here: the output is always there, folded.) What a group
-holds is the build's own output, which a ``RUN`` step controls, so it sits between
-``::stop-commands::`` markers: a Dockerfile cannot issue workflow commands (``::add-mask::``,
-``::error``) through shipyard's log.
-
-Failures: the one error a command ends with becomes an ``::error`` annotation, with ``file=``
-and ``line=`` when a ``ConfigError`` knows them (a template, a profile, the catalog).
-"""
+"""GitHub Actions: the plain lines plus workflow commands. Each unit's buildx output is one collapsed
+``::group::`` printed when the unit is done, between ``::stop-commands::`` markers (a Dockerfile cannot issue
+workflow commands); the error a command ends with is an ``::error`` annotation, with its file and line."""
 
 from __future__ import annotations
 

@@ -1,12 +1,6 @@
-"""A person at a terminal: a rich ``Live`` view of the build DAG, rich tables, plain lines above.
-
-During ``build`` one row per unit, drawn as the DAG's tree (profile base → families → services),
-with its state (waiting, checking inputs, reusing, building: <current buildx step>, exporting,
-pushing, attesting, done, failed, skipped) and elapsed time, then an overall progress line. The
-events the view draws are not also printed; the rest (why a unit rebuilds, retries, failures,
-commands with -v, buildx output with -vv) scroll above it. The view is transient: on success the
-summary table replaces it; on a failure its last frame stays, so the failed and skipped units show.
-"""
+"""A person at a terminal: a rich ``Live`` view of the build DAG (a row per unit with its state and elapsed
+time), rich tables, and the other lines scrolling above it; the view gives way to the summary table on
+success and keeps its last frame on a failure."""
 
 from __future__ import annotations
 

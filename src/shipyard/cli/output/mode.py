@@ -1,13 +1,6 @@
-"""Which output a run gets: a pure function of (environment, is stdout a TTY, flags).
-
-- ``json``: ``--json``; stdout is one JSON document, nothing else (``-v`` sends progress to stderr).
-- ``github``: ``GITHUB_ACTIONS=true``: plain lines plus workflow commands (``::group::``, ``::error``).
-- ``plain``: ``CI`` set, stdout not a TTY, or ``TERM=dumb``: timestamped lines, UTC time when in CI.
-- ``tty``: a person at a terminal: a rich live view of the build DAG, tables.
-
-The GitHub job summary (``$GITHUB_STEP_SUMMARY``) is written under GitHub Actions in every mode,
-``--json`` too, since it goes to a file, not to stdout.
-"""
+"""Which output a run gets, a pure function of (environment, is stdout a TTY, flags): ``json`` (--json),
+``github`` (``GITHUB_ACTIONS=true``), ``plain`` (CI, no TTY, or ``TERM=dumb``) or ``tty`` (a person at a
+terminal). The GitHub job summary is written under GitHub Actions in every mode, --json too."""
 
 from __future__ import annotations
 

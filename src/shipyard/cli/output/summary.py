@@ -1,11 +1,6 @@
-"""A release record as Markdown, for the GitHub Actions job summary. Pure: record in, text out.
-
-One table, images × profiles: a row per (image, profile), images parents-first, with the pushed
-digest and size, whether the unit was built or reused, and the verify, scan (vulnerability counts
-by severity) and canary (p95 latency) verdicts the record holds so far, and the channels a
-promotion just moved. A stage that has not run shows ``–``. The scan column's severities are the
-gates' own (findings.py), the four worst of them.
-"""
+"""A release record as Markdown for the GitHub Actions job summary, pure (record in, text out): one table of
+images × profiles with the pushed digests, built or reused, the verdicts so far and the channels a promotion
+just moved."""
 
 from __future__ import annotations
 
