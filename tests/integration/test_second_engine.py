@@ -25,8 +25,9 @@ pytestmark = pytest.mark.skipif(
 )
 
 REGISTRY = "localhost:5000"
-# A Python HTTP service with GET /health; the first with a release tag is the probe image.
-PROBE_REPOSITORIES = ("shipyard-it/cpu/affective-processing-center", "shipyard/cpu/affective-processing-center")
+# A Python service with a plain-HTTP GET /health and no model to mount (the others refuse to start
+# without theirs); the first with a release tag is the probe image.
+PROBE_REPOSITORIES = ("shipyard-it/cpu/real-time-audio-pipeline", "shipyard/cpu/real-time-audio-pipeline")
 RELEASE_TAG = re.compile(r"\d{8}-[0-9a-f]{8}")
 
 
