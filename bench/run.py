@@ -6,6 +6,7 @@ ratio shipyard / anchor are printed and written to bench/RESULTS.md with the raw
     nox -s bench                   # or: python bench/run.py --repeat 3
     nox -s bench -- --scale 18,50,100   # the scaling benchmark instead (bench/scale.py)
     nox -s bench -- --deploy            # deploys under traffic: blue-green, stop-first, in place (bench/deploy.py)
+    nox -s bench -- --breakdown [--scale 18]       # where a cold and a one-changed build spend their time
     nox -s bench -- --concurrency [--minutes 5]   # 4 writers on one namespace through faults (bench/concurrency.py)
 
 Each benchmark writes its own section of bench/RESULTS.md and leaves the other's as it is.
@@ -90,6 +91,10 @@ def prune() -> None:
 
 
 def main() -> int:
+    if "--breakdown" in sys.argv[1:]:
+        import breakdown
+
+        return breakdown.main([a for a in sys.argv[1:] if a != "--breakdown"])
     if any(arg == "--scale" or arg.startswith("--scale=") for arg in sys.argv[1:]):
         import scale  # bench/ is on sys.path: this file runs as a script
 
