@@ -187,8 +187,12 @@ def bench(session: nox.Session) -> None:
     vs `oras push` of the same files, seconds and peak memory of both (bench/models.py).
     `nox -s bench -- --concurrency [--minutes 5]`: promote, rollback, deploy and prune on one namespace
     through a fault proxy for N minutes; operations, refusals, failures and the invariants (bench/concurrency.py).
+    `nox -s bench -- --breakdown [--scale 18]`: where a cold and a one-changed build spend their seconds
+    (bench/breakdown.py; shipyard's own Python sampled by py-spy).
     """
     install(session)
+    if "--breakdown" in session.posargs:
+        session.install("py-spy")
     up(session)
     if "--models" in session.posargs:
         session.run("python", "bench/models.py", *session.posargs)
