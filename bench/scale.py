@@ -7,7 +7,8 @@ For each N (bench/catalog_gen.py: 18 = 3×6, 50 = 5×10, 100 = 5×20), the tools
   once more as ``build --no-attest`` (no provenance, no SBOM), against the same bake runs;
 - no-op: a new commit that touches no image input;
 - one-changed: a new commit changing the mid-level family ``mid-a`` (it and its subtree rebuild);
-- verify: ``shipyard verify`` of the newest release vs a ``skopeo inspect`` loop over its tags;
+- verify: ``shipyard verify`` of the newest release (a cold, then a warm listing cache) vs a ``skopeo
+  inspect`` loop over its tags;
 - promote: ``shipyard promote --force --reason`` of that release vs a ``skopeo copy
   --preserve-digests`` loop over the same tags.
 
@@ -87,8 +88,10 @@ class Scale:
     def env(self, namespace: str) -> dict[str, str]:
         return {"SHIPYARD_REGISTRY": f"{REGISTRY}/{namespace}", "SHIPYARD_BASE_OVERRIDE": f"python={self.base_ref}"}
 
-    def shipyard(self, namespace: str, *argv: str) -> str:
-        return run([sys.executable, "-m", "shipyard", "--project", str(self.root), *argv], env=self.env(namespace))
+    def shipyard(self, namespace: str, *argv: str, cache: Path | None = None) -> str:
+        """``cache``: shipyard's cache folder for this run (SHIPYARD_CACHE_DIR), else the machine's."""
+        env = self.env(namespace) | ({"SHIPYARD_CACHE_DIR": str(cache)} if cache else {})
+        return run([sys.executable, "-m", "shipyard", "--project", str(self.root), *argv], env=env)
 
     def build(self, namespace: str) -> float:
         return timed(lambda: self.shipyard(namespace, "build", "-q"))
@@ -186,16 +189,20 @@ def measure_size(scale: Scale, repeat: int, log: Callable[[str, str, float], Non
         for repository, tag in tags:
             run(["skopeo", "inspect", "--tls-verify=false", f"docker://{repository}:{tag}"])
 
-    for i in range(repeat):
+    for i in range(repeat):  # verify with a cold listing cache (a new cache folder), then warm (the same one)
         for tool in order(i, "skopeo inspect"):
             if tool == "shipyard":
-                record(
-                    "verify",
-                    tool,
-                    timed(lambda: scale.shipyard(scale.sy_ns, "verify", release["release"])),
-                )
+                cache = Path(tempfile.mkdtemp(prefix="shipyard-bench-cache-"))
+                try:
+                    for case in ("verify (cold listing cache)", "verify (warm listing cache)"):
+                        argv = ("verify", release["release"])
+                        record(case, tool, timed(functools.partial(scale.shipyard, scale.sy_ns, *argv, cache=cache)))
+                finally:
+                    shutil.rmtree(cache, ignore_errors=True)
             else:
-                record("verify", tool, timed(inspect_all))
+                seconds = timed(inspect_all)
+                record("verify (cold listing cache)", tool, seconds)
+                record("verify (warm listing cache)", tool, seconds)
     for i in range(repeat):
         channel = f"bench{i}"
 
@@ -292,7 +299,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--scale", required=True, metavar="N[,N…]", help="unit counts (18, 50, 100 …) or PxI shapes, comma-separated"
     )
-    parser.add_argument("--repeat", type=int, default=1, help="rounds per case (medians; default %(default)s)")
+    parser.add_argument("--repeat", type=int, default=3, help="rounds per case (medians; default %(default)s)")
     parser.add_argument(
         "--no-prune",
         dest="prune",

@@ -100,10 +100,12 @@ def _raw() -> dict[str, Any]:
             "floors": {"retag_loop_s": 0.1, "get_rtt_s": 0.002},
             "runs": {
                 "cold": {"shipyard": [cold, cold + 2, cold + 1], "bake": [40.0, 40.0, 40.0]},
+                "cold --no-attest": {"shipyard": [cold - 1, cold - 3], "bake": [40.0, 40.0, 40.0]},
                 "no-op": {"shipyard": [noop], "bake": [20.0]},
                 "one-changed": {"shipyard": [5.0], "bake": [10.0]},
                 "promote": {"shipyard": [promote], "skopeo copy": [4.0]},
-                "verify": {"shipyard": [verify], "skopeo inspect": [1.0]},
+                "verify (cold listing cache)": {"shipyard": [2 * verify], "skopeo inspect": [1.0]},
+                "verify (warm listing cache)": {"shipyard": [verify], "skopeo inspect": [1.0]},
             },
         }
 
@@ -125,15 +127,20 @@ def test_rows_have_medians_ratios_targets_and_floors() -> None:
     assert "floor 0.42 s" in noop.note  # start + imports + retag loop
     assert found[(100, "no-op")].met is False  # 0.30×
     assert found[(100, "promote")].ratio == pytest.approx(0.125) and found[(100, "promote")].met is False
-    verify = found[(100, "verify")]
-    assert verify.met is False and "0.200 s/unit" in verify.note
+    warm, cold_cache = found[(100, "verify (warm listing cache)")], found[(100, "verify (cold listing cache)")]
+    assert warm.met is False and "0.200 s/unit" in warm.note and "0.400 s/unit" in cold_cache.note
     # promote's and verify's targets are the at N = 100 only: shown, not judged, at N = 18
-    assert found[(18, "verify")].met is None and "0.111 s/unit" in found[(18, "verify")].note
+    at_18 = found[(18, "verify (warm listing cache)")]
+    assert at_18.met is None and "0.111 s/unit" in at_18.note and at_18.target == "(< 0.15 s/unit at N = 100)"
     assert found[(18, "promote")].met is None and found[(18, "promote")].target == "(≤ 0.10× at N = 100)"
     assert (
-        found[(18, "one-changed")].met is None
+        found[(18, "one-changed")].met is True  # 0.50× ≤ 0.80×
         and "9 of 18 units rebuilt (expected 9" in found[(18, "one-changed")].note
     )
+    # the attestations: cold (median 41 s) minus cold --no-attest (median 38 s), 7.3 % of cold > 5 %
+    share = found[(18, "attestations (cold − cold --no-attest)")]
+    assert share.shipyard == pytest.approx(3.0) and share.ratio == pytest.approx(3 / 41) and share.met is False
+    assert share.note == "7.3% of cold"
     assert [r.n for r in scale_report.rows(_raw())][:5] == [18] * 5  # by N, then in case order
     lo, hi, growth = scale_report.noop_growth(_raw()) or (0, 0, 0.0)
     assert (lo, hi) == (18, 100) and growth == pytest.approx(6.0 / 1.8)
@@ -141,8 +148,8 @@ def test_rows_have_medians_ratios_targets_and_floors() -> None:
 
 def test_table_has_one_line_per_row() -> None:
     table = scale_report.markdown_table(scale_report.rows(_raw()))
-    assert len(table) == 2 + 10
-    assert "| 18 | no-op | 1.80 | bake | 20.00 | **0.09×** | ≤ 0.10× | yes |" in table[3]
+    assert len(table) == 2 + 16  # 8 rows per N: cold, --no-attest, attestations, no-op, …, verify ×2
+    assert "| 18 | no-op | 1.80 | bake | 20.00 | **0.09×** | ≤ 0.10× | yes |" in table[5]
 
 
 def test_svg_is_well_formed_with_one_polyline_per_series() -> None:
@@ -158,8 +165,8 @@ def test_svg_is_well_formed_with_one_polyline_per_series() -> None:
             "no-op/bake",
             "promote/shipyard",
             "promote/skopeo copy",
-            "verify/shipyard",
-            "verify/skopeo inspect",
+            "verify (warm listing cache)/shipyard",
+            "verify (warm listing cache)/skopeo inspect",
         ]
     )
     for line in lines:  # one point per N, x growing with N
