@@ -42,6 +42,7 @@ KINDS = (  # a vertex's first line -> its kind
     (re.compile(r"^exporting to (?:image|oci)"), "export + push"),
     (re.compile(r"^exporting cache"), "cache export"),
     (re.compile(r"^resolving provenance"), "provenance"),
+    (re.compile(r"^pushing \S+ with docker"), "push again by the engine"),
 )
 SUBSTEPS = {  # sub-steps of "exporting to image" and "exporting cache", by what they print
     "exporting layers": "export: layers",
@@ -188,7 +189,8 @@ def section(runs: dict[str, BuildTimes], meta: dict[str, str], parents: dict[str
     row("units built by buildx", [sum(1 for u in t.units.values() if u.built) for t in runs.values()], "{:.0f}")
     spans = [sum(u.last - u.first for u in t.units.values() if u.built) for t in runs.values()]
     row("buildx processes, summed (s)", spans)
-    for kind in ("setup", "cache import", "Dockerfile steps", "export + push", "cache export", "provenance", "other"):
+    kinds = ("setup", "cache import", "Dockerfile steps", "export + push", "cache export", "provenance")
+    for kind in (*kinds, "push again by the engine", "other"):
         row(f"  BuildKit: {kind}", [t.vertex_kinds.get(kind, 0.0) for t in runs.values()])
     for sub in dict.fromkeys(SUBSTEPS.values()):
         if any(t.substeps.get(sub) for t in runs.values()):

@@ -60,6 +60,7 @@ EventKind = Literal[
     "unit.skipped",
     "unit.started",
     "unit.step",
+    "unit.warning",
     "verdict.signed",
     "verify.unit",
 ]

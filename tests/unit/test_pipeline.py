@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
+import time
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +19,7 @@ from shipyard.build.pipeline import build_release
 from shipyard.build.revision import read_revision
 from shipyard.config.project import load_project
 from shipyard.config.registry import parse_registry
+from shipyard.errors import CommandFailed
 from shipyard.events import Event
 from shipyard.oci.attestations import find_sbom
 from shipyard.oci.client import RegistryClient
@@ -155,6 +159,68 @@ def test_builds_parents_first_and_children_from_the_parents_platform_manifest(ct
     saved = load_record(context.project.root / ".shipyard" / "releases" / f"{release}.json")
     assert saved.units["pc2/family-web"].digest == unit.digest
     assert [e.kind for e in events].count("unit.built") == 8
+
+
+class ExportingBuildx(FakeBuildx):
+    """Prints the image's export vertex as buildx does (its manifest list's digest, then DONE: pushed), then
+    takes ``cache_s`` for the cache export, which fails with a registry fault for the repositories in
+    ``cache_fails``."""
+
+    def __init__(self, mem: MemoryRegistry, cache_s: float, cache_fails: set[str] = frozenset()) -> None:  # type: ignore[assignment]
+        super().__init__(mem)
+        self.cache_s, self.cache_fails = cache_s, cache_fails
+        self.timeline: list[tuple[str, str]] = []
+        self.lock = threading.Lock()
+
+    def run(self, argv: Sequence[str], **kwargs: Any) -> Completed:  # type: ignore[override]
+        if list(argv[:3]) != ["docker", "buildx", "build"]:
+            return super().run(argv, **kwargs)
+        repo = str(argv[list(argv).index("--tag") + 1]).split("/", 1)[1].rsplit(":", 1)[0]
+        with self.lock:
+            self.timeline.append(("start", repo))
+        done = super().run(argv, **{k: v for k, v in kwargs.items() if k != "on_line"})
+        on_line = kwargs["on_line"]
+        for line in (
+            "#8 [runtime 3/3] RUN true", "#8 DONE 0.1s", "#9 exporting to image", "#9 exporting layers 0.1s done",
+            f"#9 exporting manifest sha256:{'1' * 64} done", f"#9 exporting manifest list {self.digests[repo]} done",
+            f"#9 pushing manifest for localhost:5000/{repo}@{self.digests[repo]} 0.0s done", "#9 DONE 0.2s",
+            "#10 exporting cache to registry",
+        ):  # fmt: skip
+            on_line(line)
+        time.sleep(self.cache_s)
+        with self.lock:
+            self.timeline.append(("end", repo))
+        if repo in self.cache_fails:
+            raise CommandFailed(list(argv), 1, "#10 ERROR: unexpected status from PUT request to …: 503")
+        return done
+
+
+def test_children_build_while_their_parent_exports_its_cache(ctx) -> None:  # type: ignore[no-untyped-def]
+    context, runner, events = ctx
+    slow = ExportingBuildx(runner.mem, cache_s=0.3)
+    context = replace(context, runner=slow)
+    record = build_release(context, BuildOptions(target=parse_registry("localhost:5000/acme"), profiles=["cpu"]))
+    timeline = slow.timeline
+    for parent, child in (("base-python", "family-web"), ("family-web", "family-ml")):
+        # the child's buildx started once the parent's image was pushed, before the parent's buildx ended
+        assert timeline.index(("start", f"acme/cpu/{child}")) < timeline.index(("end", f"acme/cpu/{parent}"))
+    web = record.units["cpu/family-web"]
+    assert web.parent.startswith("localhost:5000/acme/cpu/base-python@sha256:")
+    assert all(u.digest == slow.digests[u.repository.removeprefix("localhost:5000/")] for u in record.units.values())
+    assert [e.kind for e in events].count("unit.built") == 4
+
+
+def test_a_cache_export_failing_after_the_push_is_told_and_not_run_again(ctx) -> None:  # type: ignore[no-untyped-def]
+    context, runner, events = ctx
+    flaky = ExportingBuildx(runner.mem, cache_s=0.0, cache_fails={"acme/cpu/family-web"})
+    context = replace(context, runner=flaky)
+    record = build_release(context, BuildOptions(target=parse_registry("localhost:5000/acme"), profiles=["cpu"]))
+    builds = [argv for argv in flaky.history if argv[:3] == ["docker", "buildx", "build"]]
+    assert sum(1 for argv in builds if "/cpu/family-web:" in option("--tag", argv)) == 1  # not run again
+    assert record.units["cpu/family-web"].digest == flaky.digests["acme/cpu/family-web"]
+    warned = [e.message for e in events if e.kind == "unit.warning"]
+    assert len(warned) == 1 and warned[0].startswith("cpu/family-web: pushed sha256:")
+    assert "then its cache export failed (#10 ERROR: unexpected status" in warned[0]
 
 
 def test_failed_build_names_the_unit_and_step(ctx) -> None:  # type: ignore[no-untyped-def]

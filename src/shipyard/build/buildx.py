@@ -71,6 +71,10 @@ class BuildRequest:
 _STEP_RE = re.compile(r"^#(\d+) \[(?:(?P<stage>[\w.-]+) )?(?P<n>\d+)/(?P<total>\d+)\] (?P<what>.+)$")
 _CACHED_RE = re.compile(r"^#(\d+) CACHED$")
 _DONE_RE = re.compile(r"^#(\d+) DONE ")
+# the image's export (and, with --push, its push) is one vertex: "#15 exporting to image" … "#15 DONE 1.2s",
+# naming what it wrote on the way: "#15 exporting manifest sha256:…", "#15 exporting manifest list sha256:…"
+_IMAGE_VERTEX_RE = re.compile(r"^#(\d+) exporting to (?:image|oci)")
+_EXPORTED_RE = re.compile(r"^#(\d+) exporting manifest( list)? (sha256:[0-9a-f]{64})\b")
 # what the export vertices print: "#15 exporting to image", "#15 pushing layers", "#16 exporting cache to registry"
 _PHASES = (
     (re.compile(r"^#\d+ exporting cache"), "caching"),
@@ -88,8 +92,14 @@ class BuildProgress:
     done: set[str] = field(default_factory=set)
     current: str = ""
     phase: str = "building"  # then "exporting" (the image), "pushing", "caching" (--cache-to)
+    image_vertex: str = ""  # the vertex that exports (and pushes) the image
+    exported: str = ""  # the digest it wrote: the manifest list's when there is one, else the manifest's
+    exported_list: bool = False
+    exported_done: bool = False  # that vertex is DONE: with --push, the image is in the registry
+    failed_after_push: str = ""  # what failed once the image was pushed (its cache export), if anything
 
     def feed(self, line: str) -> None:
+        self._follow_export(line)
         if m := _STEP_RE.match(line):
             vertex = m.group(1)
             if vertex not in self.steps:
@@ -101,6 +111,20 @@ class BuildProgress:
             self.cached.add(m.group(1))
         elif m := _DONE_RE.match(line):
             self.done.add(m.group(1))
+
+    def _follow_export(self, line: str) -> None:
+        if m := _IMAGE_VERTEX_RE.match(line):
+            self.image_vertex = m.group(1)
+        elif self.image_vertex and (m := _EXPORTED_RE.match(line)) and m.group(1) == self.image_vertex:
+            if m.group(2) or not self.exported_list:
+                self.exported, self.exported_list = m.group(3), bool(m.group(2))
+        elif self.image_vertex and (m := _DONE_RE.match(line)) and m.group(1) == self.image_vertex:
+            self.exported_done = True
+
+    @property
+    def exported_digest(self) -> str:
+        """The digest of the image once its export vertex is done ('' before, or when it named none)."""
+        return self.exported if self.exported_done else ""
 
     @property
     def build_steps(self) -> dict[str, str]:

@@ -19,7 +19,7 @@ from .options import REUSE_LOOKUPS, BuildContext, BuildOptions
 from .plan import Plan
 from .prepare import plan_for
 from .sbom import SbomGenerator
-from .scheduler import run_dag
+from .scheduler import Ready, run_dag
 from .unit import Prepared, UnitBuilder
 
 
@@ -177,12 +177,12 @@ def _start_record(ctx: BuildContext, plan: Plan) -> ReleaseRecord:
     return existing
 
 
-def _told(ctx: BuildContext, builder: UnitBuilder) -> Callable[[str], UnitRecord]:
+def _told(ctx: BuildContext, builder: UnitBuilder) -> Callable[[str, Ready[UnitRecord]], UnitRecord]:
     """``builder``, telling the outside world the moment a unit fails (the BuildError comes at the end)."""
 
-    def work(key: str) -> UnitRecord:
+    def work(key: str, ready: Ready[UnitRecord]) -> UnitRecord:
         try:
-            return builder(key)
+            return builder(key, ready)
         except Exception as exc:
             if stopping():  # interrupted: the unit did not fail, shipyard is on its way out
                 raise

@@ -55,17 +55,43 @@ class BuildRunner:
     sleep: Callable[[float], None] | None = None
 
     def run(
-        self, request: BuildRequest, *, unit: str, on_line: Callable[[BuildProgress], Callable[[str], None]]
+        self,
+        request: BuildRequest,
+        *,
+        unit: str,
+        on_line: Callable[[BuildProgress], Callable[[str], None]],
+        on_pushed: Callable[[BuildProgress], None] | None = None,
     ) -> BuildProgress:
-        """Run ``request``; ``on_line(progress)`` gives the line reader for each attempt's progress."""
+        """Run ``request``; ``on_line(progress)`` gives the line reader for each attempt's progress.
+
+        Once the image is pushed (its export vertex done, with a digest), ``on_pushed(progress)`` is told
+        and the slot is given back: what is left, the cache export, waits on the registry, not a core. A
+        failure after that is not run again (the image another unit may build on is in the registry); it
+        comes back as ``progress.failed_after_push``."""
         wait = self.sleep or (lambda s: threading.Event().wait(s))
         for attempt in range(1, self.attempts + 1):
             progress = BuildProgress()
+            slot = _Held(self.slot)
+            read = on_line(progress)
+
+            def line(
+                text: str, progress: BuildProgress = progress, slot: _Held = slot, read: Callable[[str], None] = read
+            ) -> None:
+                read(text)
+                if progress.exported_digest and request.push and not slot.pushed:
+                    slot.pushed = True
+                    slot.release()
+                    if on_pushed is not None:
+                        on_pushed(progress)
+
             try:
-                with self.slot:
-                    self.runner.run(request.argv(), on_line=on_line(progress))
+                with slot:
+                    self.runner.run(request.argv(), on_line=line)
                 return progress
             except CommandFailed as exc:
+                if slot.pushed:  # what failed came after the image was in the registry
+                    progress.failed_after_push = "\n".join(exc.output.splitlines()[-5:])
+                    return progress
                 fault = transient_registry_fault(exc.output)
                 if fault is None or attempt == self.attempts:
                     last = "\n".join(exc.output.splitlines()[-15:])
@@ -85,3 +111,22 @@ class BuildRunner:
                 )
                 wait(delay)
         raise AssertionError("unreachable")
+
+
+class _Held:
+    """A slot held for one buildx process and given back once: when its image is pushed, else at the end."""
+
+    def __init__(self, slot: AbstractContextManager[object]) -> None:
+        self.slot, self.released, self.pushed = slot, False, False
+
+    def __enter__(self) -> _Held:
+        self.slot.__enter__()
+        return self
+
+    def release(self) -> None:
+        if not self.released:
+            self.released = True
+            self.slot.__exit__(None, None, None)
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()

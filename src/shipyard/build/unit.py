@@ -5,11 +5,11 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from ..errors import RegistryError
+from ..errors import BuildError, RegistryError
 from ..events import Event
 from ..oci.attestations import has_provenance
 from ..oci.client import Manifest
@@ -25,6 +25,7 @@ from .plan import BuildUnit, Plan
 from .prepare import expectations, render_unit, request_build_args
 from .render import RenderInputs, TemplateRenderer
 from .retry_build import BuildRunner
+from .scheduler import Ready
 
 
 @dataclass(frozen=True)
@@ -92,7 +93,9 @@ class UnitBuilder:
     def _label(self, unit: BuildUnit) -> str:
         return f"[{self.index[unit.key]}/{len(self.plan.units)}] {unit.key}"
 
-    def __call__(self, key: str) -> UnitRecord:
+    def __call__(self, key: str, ready: Ready[UnitRecord] = lambda record: None) -> UnitRecord:
+        """The unit's record; ``ready`` is told it as soon as the image is pushed (its children may start
+        then, while its cache export runs)."""
         unit = self.plan.unit(key)
         started = time.monotonic()
         self.ctx.emit(Event("unit.checking", f"{self._label(unit)}: computing its input digest", unit=key))
@@ -131,7 +134,7 @@ class UnitBuilder:
                 data={"reasons": reasons},
             )
         )
-        return self._build(job, labels, contexts)
+        return self._build(job, labels, contexts, ready)
 
     def _reuse(self, job: Job) -> UnitRecord | str | None:
         """The reused unit's record; else why not (None: no image with these inputs)."""
@@ -187,7 +190,9 @@ class UnitBuilder:
             models=self._models_of(unit),
         )
 
-    def _build(self, job: Job, labels: dict[str, str], contexts: dict[str, Path]) -> UnitRecord:
+    def _build(
+        self, job: Job, labels: dict[str, str], contexts: dict[str, Path], ready: Ready[UnitRecord]
+    ) -> UnitRecord:
         unit, parent = job.unit, job.parent
         dockerfile = render_unit(self.ctx, self.renderer, unit, parent, labels)
         metadata = dockerfile.with_name("metadata.json")
@@ -206,28 +211,75 @@ class UnitBuilder:
             secrets=unit.image.build_secrets,
         )
         self.engine_ready()
-        progress = self._buildx.run(request, unit=unit.key, on_line=lambda progress: _reader(self.ctx, unit, progress))
+        early: list[UnitRecord] = []
+        problems: list[Exception] = []
+
+        def pushed(progress: BuildProgress) -> None:
+            """The image is in the registry: its record now, its children and its attestations start."""
+            try:
+                early.append(self._pushed(job, progress.exported_digest, labels, progress))
+            except Exception as exc:  # noqa: BLE001 - raised below, once buildx has ended
+                problems.append(exc)
+                return
+            ready(early[0])
+            self._attach(unit, early[0])
+
+        progress = self._buildx.run(
+            request,
+            unit=unit.key,
+            on_line=lambda progress: _reader(self.ctx, unit, progress),
+            on_pushed=None if self.ctx.runner.dry_run else pushed,
+        )
+        if problems:
+            raise problems[0]
         if self.ctx.runner.dry_run:
-            stored = Stored("sha256:<digest>", 0)
-        else:
-            digest = read_metadata(metadata)
-            manifest = self._tag_pushed(unit, digest, job.inputs)
-            stored = Stored(digest, manifest.compressed_size, manifest.digest)
+            record = self._record(job, Stored("sha256:<digest>", 0), labels, progress)
+        elif early:
+            record = self._finished(unit, early[0], metadata, progress)
+        else:  # no export vertex seen (another buildx's output): what --metadata-file says, as before
+            record = self._pushed(job, read_metadata(metadata), labels, progress)
+            self._attach(unit, record)
         duration = time.monotonic() - job.started
-        record = self._record(job, stored, labels, progress)
+        record = replace(record, duration_s=round(duration, 2))
         self.records[unit.key] = record
         if not self.ctx.runner.dry_run:
-            self._attach(unit, record)
             self.ctx.emit(
                 Event(
                     "unit.built",
                     f"{self._label(unit)}: {_outcome(progress)} in {duration:.1f}s, "
                     f"{progress.cache_hits}/{len(progress.build_steps)} steps cached, "
-                    f"{stored.digest[:19]}",
+                    f"{record.digest[:19]}",
                     unit=unit.key,
                     data={"record": record},
                 )
             )
+        return record
+
+    def _pushed(self, job: Job, digest: str, labels: dict[str, str], progress: BuildProgress) -> UnitRecord:
+        """The record of a unit buildx pushed as ``digest``, its inputs and semver tags put on it."""
+        manifest = self._tag_pushed(job.unit, digest, job.inputs)
+        record = self._record(job, Stored(digest, manifest.compressed_size, manifest.digest), labels, progress)
+        self.records[job.unit.key] = record
+        return record
+
+    def _finished(self, unit: BuildUnit, record: UnitRecord, metadata: Path, progress: BuildProgress) -> UnitRecord:
+        """The record once buildx ended: its digest what --metadata-file says (when buildx got to write it),
+        a cache export that failed after the push told, not fatal (the image is pushed; the next build of
+        this unit finds less in the cache)."""
+        if progress.failed_after_push:
+            last = (progress.failed_after_push.splitlines() or [""])[-1][:200]
+            self.ctx.emit(
+                Event(
+                    "unit.warning",
+                    f"{unit.key}: pushed {record.digest[:19]}, then its cache export failed ({last}); "
+                    "the image stands, the next build of it finds less in the cache",
+                    unit=unit.key,
+                )
+            )
+            return record
+        digest = read_metadata(metadata)
+        if digest != record.digest:
+            raise BuildError(f"{unit.key}: buildx pushed {record.digest}, but its metadata file says {digest}")
         return record
 
     def _models_of(self, unit: BuildUnit) -> dict[str, str]:
