@@ -345,8 +345,10 @@ def test_faults_mid_promotion_leave_it_visible_and_a_rerun_finishes_it(releases,
     assert [e["state"] for e in history["entries"]] == ["complete"]
 
 
-def test_buildx_runs_again_after_registry_faults_during_its_push(built, proxy, registry, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    """The engine's push does not retry a manifest request answered 503; shipyard runs the build again."""
+def test_faults_after_the_push_leave_the_pushed_image_standing(built, proxy, registry, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """The engine's second push of the image BuildKit just pushed does not retry a manifest request answered
+    503, and buildx fails; the image is in the registry by then, so shipyard tells it and carries on (its
+    children already build on it) rather than building again."""
     _, record, _ = built
     root = make_project(tmp_path / "proj", profiles=("cpu",))
     namespace = f"shipyard-flaky-{RUN_ID}"
@@ -365,8 +367,9 @@ def test_buildx_runs_again_after_registry_faults_during_its_push(built, proxy, r
         f"localhost:{proxy.port}/{namespace}",
         env={**FAULT_ENV, "SHIPYARD_BASE_OVERRIDE": f"python={record.units['cpu/base-python'].parent}"},
     )
-    assert sum(proxy.faults.values()) == 2
-    assert result.stdout.count("running buildx again") >= 1, result.stdout
+    assert sum(proxy.faults.values()) >= 1
+    assert "running buildx again" not in result.stdout, result.stdout
+    assert "then buildx failed after the push" in result.stdout + result.stderr, result.stdout
     built_record = load_record(next((root / ".shipyard" / "releases").glob("*.json")))
     unit = built_record.units["cpu/base-python"]
     assert registry.resolve(f"{namespace}/cpu/base-python", built_record.release) == unit.digest

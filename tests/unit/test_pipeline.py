@@ -220,7 +220,7 @@ def test_a_cache_export_failing_after_the_push_is_told_and_not_run_again(ctx) ->
     assert record.units["cpu/family-web"].digest == flaky.digests["acme/cpu/family-web"]
     warned = [e.message for e in events if e.kind == "unit.warning"]
     assert len(warned) == 1 and warned[0].startswith("cpu/family-web: pushed sha256:")
-    assert "then its cache export failed (#10 ERROR: unexpected status" in warned[0]
+    assert "then buildx failed after the push (#10 ERROR: unexpected status" in warned[0]
 
 
 def test_failed_build_names_the_unit_and_step(ctx) -> None:  # type: ignore[no-untyped-def]

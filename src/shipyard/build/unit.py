@@ -263,16 +263,16 @@ class UnitBuilder:
         return record
 
     def _finished(self, unit: BuildUnit, record: UnitRecord, metadata: Path, progress: BuildProgress) -> UnitRecord:
-        """The record once buildx ended: its digest what --metadata-file says (when buildx got to write it),
-        a cache export that failed after the push told, not fatal (the image is pushed; the next build of
-        this unit finds less in the cache)."""
+        """The record once buildx ended: its digest what --metadata-file says (when buildx got to write it).
+        A failure after the push (the cache export, or the engine's second push of the same image) is told,
+        not fatal: the image is in the registry; at worst the next build of this unit finds less in the cache."""
         if progress.failed_after_push:
             last = (progress.failed_after_push.splitlines() or [""])[-1][:200]
             self.ctx.emit(
                 Event(
                     "unit.warning",
-                    f"{unit.key}: pushed {record.digest[:19]}, then its cache export failed ({last}); "
-                    "the image stands, the next build of it finds less in the cache",
+                    f"{unit.key}: pushed {record.digest[:19]}, then buildx failed after the push ({last}); "
+                    "the image stands, the next build of it may find less in the cache",
                     unit=unit.key,
                 )
             )
