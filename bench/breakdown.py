@@ -152,7 +152,7 @@ def timed_build(project: Path, env: dict[str, str], work: Path, label: str) -> B
             lines.append((time.perf_counter() - started, text.rstrip("\n")))
     wall = time.perf_counter() - started
     (work / f"{label}.log").write_text("\n".join(f"{at:8.3f} {text}" for at, text in lines))
-    if proc.returncode != 0:
+    if proc.returncode != 0 or any(text.startswith("shipyard: error") for _, text in lines):  # py-spy exits 0
         raise SystemExit(f"{label}: shipyard build exited {proc.returncode}:\n" + "\n".join(t for _, t in lines[-30:]))
     units, kinds, subs = read_output(iter(lines))
     cpu, top = py_spy_summary(profile, rate)

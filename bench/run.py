@@ -118,7 +118,8 @@ def main() -> int:
     # one local base for both tools, pushed once and referenced by digest
     base_ns = f"bench-{tag}-base"
     base_line = run([sys.executable, "-m", "shipyard", "base"], env={"SHIPYARD_REGISTRY": f"{REGISTRY}/{base_ns}"})
-    bench = Bench(work, base_line.strip().splitlines()[-1])
+    python_base = [line.strip() for line in base_line.splitlines() if "/bases/debian-bookworm-python@" in line]
+    bench = Bench(work, python_base[-1])  # the edge profile's HAProxy base is printed too
     raw: dict[str, dict[str, list[float]]] = {}
 
     def record(case: str, tool: str, seconds: float) -> None:

@@ -66,7 +66,10 @@ def timed(fn: Callable[[], object]) -> float:
 def local_base(registry: str) -> str:
     """The local base by digest; ``shipyard base`` builds it once per namespace (its tag is the recipe's hash)."""
     out = run([sys.executable, "-m", "shipyard", "--project", str(REPO), "base", "--registry", registry])
-    return out.strip().splitlines()[-1]
+    found = [line for line in out.splitlines() if "/bases/debian-bookworm-python@" in line]
+    if not found:
+        raise SystemExit(f"shipyard base printed no Python base:\n{out}")
+    return found[-1].strip()  # the repo's profiles also have an edge base (HAProxy), printed after it
 
 
 class Scale:
