@@ -70,8 +70,8 @@ def run_dag(
             while waiting and len(working) < jobs:
                 key = waiting.pop(0)
                 working.add(key)
-                futures[key] = pool.submit(work, key, _teller(tell, key))
-                futures[key].add_done_callback(_on_done(tell, key))
+                futures[key] = pool.submit(work, key, _telling(tell, key, "ready"))
+                futures[key].add_done_callback(_telling(tell, key, "done"))
             with changed:
                 while not news:
                     changed.wait()
@@ -100,15 +100,12 @@ def run_dag(
     return {key: outcomes[key] for key in order}
 
 
-def _teller(tell: Callable[[str, Literal["ready", "done"]], None], key: str) -> Ready[Any]:
-    def ready(_result: Any) -> None:
-        tell(key, "ready")
+def _telling(
+    tell: Callable[[str, Literal["ready", "done"]], None], key: str, what: Literal["ready", "done"]
+) -> Callable[[Any], None]:
+    """A callback (a job's ``ready``, a future's done-callback) that tells the loop ``what`` of ``key``."""
 
-    return ready
+    def told(_arg: Any) -> None:
+        tell(key, what)
 
-
-def _on_done(tell: Callable[[str, Literal["ready", "done"]], None], key: str) -> Callable[[Future[Any]], None]:
-    def done(_future: Future[Any]) -> None:
-        tell(key, "done")
-
-    return done
+    return told

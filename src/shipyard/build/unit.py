@@ -93,7 +93,7 @@ class UnitBuilder:
     def _label(self, unit: BuildUnit) -> str:
         return f"[{self.index[unit.key]}/{len(self.plan.units)}] {unit.key}"
 
-    def __call__(self, key: str, ready: Ready[UnitRecord] = lambda record: None) -> UnitRecord:
+    def __call__(self, key: str, ready: Ready[UnitRecord]) -> UnitRecord:
         """The unit's record; ``ready`` is told it as soon as the image is pushed (its children may start
         then, while its cache export runs)."""
         unit = self.plan.unit(key)
